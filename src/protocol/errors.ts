@@ -1,0 +1,85 @@
+/**
+ * Error codes are part of the public contract: stable snake_case strings, never renamed.
+ * Check them with `EventSyncError.is(e, 'not_found')` rather than `instanceof`, so two copies
+ * of the package (or an error that crossed the wire) still agree.
+ */
+export const ErrorCodes = {
+  validation: { status: 400 },
+  not_found: { status: 404 },
+  already_exists: { status: 409 },
+  version_conflict: { status: 409 },
+  timeout: { status: 504 },
+  closed: { status: 503 },
+  internal: { status: 500 },
+} as const satisfies Record<string, { status: number }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class EventSyncError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+
+  static is(error: unknown, code?: ErrorCode): error is EventSyncError {
+    if (typeof error !== 'object' || error === null) return false;
+    const c = (error as { code?: unknown }).code;
+    return typeof c === 'string' && c in ErrorCodes && (code === undefined || c === code);
+  }
+}
+
+/** Bad input: not JSON, a forbidden key, an invalid id, an unknown operator. Nothing was written. */
+export class ValidationError extends EventSyncError {
+  /** Where in the input the problem is, as a JSON Pointer ('' for the whole value). */
+  readonly path: string;
+  constructor(message: string, path = '', options?: { cause?: unknown }) {
+    super('validation', path ? `${message} (at ${path})` : message, options);
+    this.path = path;
+  }
+}
+
+export class NotFoundError extends EventSyncError {
+  constructor(
+    readonly collection: string,
+    readonly id: string,
+  ) {
+    super(
+      'not_found',
+      `document ${JSON.stringify(id)} not found in collection ${JSON.stringify(collection)}`,
+    );
+  }
+}
+
+export class AlreadyExistsError extends EventSyncError {
+  constructor(
+    readonly collection: string,
+    readonly id: string,
+  ) {
+    super('already_exists', `document ${JSON.stringify(id)} already exists in ${JSON.stringify(collection)}`);
+  }
+}
+
+/** The edit kept losing the race for the document: raise `maxRetries`/`timeout`, or edit less often. */
+export class VersionConflictError extends EventSyncError {
+  constructor(
+    readonly collection: string,
+    readonly id: string,
+    readonly attempts: number,
+    reason: string,
+  ) {
+    super(
+      'version_conflict',
+      `document ${JSON.stringify(id)} in ${JSON.stringify(collection)} kept changing under the edit ` +
+        `(${attempts} attempts, ${reason}); raise maxRetries or timeout, or reduce concurrent writers`,
+    );
+  }
+}
+
+export class ClosedError extends EventSyncError {
+  constructor(what: string) {
+    super('closed', `${what} is closed`);
+  }
+}

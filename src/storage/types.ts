@@ -1,0 +1,132 @@
+/** The public shapes of the document storage. No I/O lives here. */
+
+export type JsonPrimitive = string | number | boolean | null;
+export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** RFC 6902 operation, as the storage produces them (no `move`/`copy`/`test`). */
+export type JsonPatchOperation =
+  | { op: 'add'; path: string; value: JsonValue }
+  | { op: 'replace'; path: string; value: JsonValue }
+  | { op: 'remove'; path: string };
+
+/** `$set`/`$unset` with dotted paths, as MongoDB's `updateOne` takes them. */
+export interface MongoUpdate {
+  $set?: Record<string, JsonValue>;
+  $unset?: Record<string, ''>;
+}
+
+/**
+ * What one write changed, in three interchangeable notations.
+ * `mergePatch` (RFC 7396) cannot say "set this member to null": null means "remove" there, so a
+ * change that stores a null object member comes out of `mergePatch` as a removal. `jsonPatch` and
+ * `mongoUpdate` carry nulls exactly.
+ */
+export interface Diff {
+  hasChanges: boolean;
+  /** The document's version after the write (unchanged when `hasChanges` is false). */
+  version: number;
+  jsonPatch: JsonPatchOperation[];
+  mergePatch: JsonObject;
+  mongoUpdate: MongoUpdate;
+}
+
+/** Every stored document has a string `_id` (default: a new 24-hex ObjectId) and a version field. */
+export interface BaseDocument {
+  _id: string;
+}
+
+/** A document to create: `_id` optional (generated), version set by the storage. */
+export type NewDocument<T> = Omit<T, '_id' | 'version'> & { _id?: string; version?: number };
+
+/**
+ * An edit receives a copy-on-write draft: mutate it, or return a whole new document.
+ * Returning `undefined` (or nothing) keeps the mutated draft.
+ */
+export type EditFunction<T> = (draft: T) => T | undefined | void | Promise<T | undefined | void>;
+
+export interface RetryOptions {
+  /** Attempts after the first one. Default 10. */
+  maxRetries?: number;
+  /** First backoff in ms, doubled each retry. Default 5. */
+  retryDelay?: number;
+  /** Cap on one backoff in ms. Default 500. */
+  maxRetryDelay?: number;
+  /** Random share of each backoff, 0..1. Default 0.5. */
+  retryJitter?: number;
+  /** Give up (VersionConflictError) when the whole call has taken this many ms. Default 10,000. */
+  timeout?: number;
+}
+
+export interface EditResult<T> {
+  doc: T;
+  diff: Diff;
+}
+
+export interface FindManyOptions {
+  /** MongoDB sort spec, e.g. `{ level: -1, name: 1 }`. */
+  sort?: Record<string, 1 | -1>;
+  limit?: number;
+  skip?: number;
+  /** MongoDB projection, e.g. `{ name: 1, gold: 1 }` or `{ secret: 0 }`. */
+  projection?: Record<string, 0 | 1 | boolean>;
+}
+
+/** A MongoDB query filter. Operators `$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or` run in the database where it can; everything mingo supports works. */
+export type Filter = Record<string, unknown>;
+
+/** MongoDB update operators: `$set $unset $inc $push $pull $addToSet $min $max $rename` (and the rest of mingo's). */
+export type UpdateOperators = Record<string, Record<string, unknown>>;
+
+/** An aggregation-pipeline update: `$set`/`$addFields`/`$unset`/`$project`/`$replaceRoot` stages with expressions. */
+export type UpdatePipeline = Record<string, unknown>[];
+
+export type ChangeOperation = 'create' | 'update' | 'delete';
+
+export interface ChangeEvent<T> {
+  id: string;
+  operation: ChangeOperation;
+  /** Version after the change; for a delete, the version the document had. */
+  version: number;
+  /** The document after the change; for a delete, the document as it was. */
+  data: T;
+  /** What changed; absent for create and delete, and for PostgreSQL changes too large for one notification. */
+  diff?: Diff;
+}
+
+export interface WatchOptions {
+  operations?: ChangeOperation[];
+  /** Only changes of these ids. */
+  ids?: string[];
+  signal?: AbortSignal;
+}
+
+export interface Storage<T extends BaseDocument> {
+  readonly collection: string;
+  readonly versionField: string;
+
+  findOne(id: string): Promise<T | undefined>;
+  findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]>;
+  /** Creates the document if its `_id` is absent, otherwise returns the stored one unchanged. */
+  findOneAndUpsert(doc: NewDocument<T>): Promise<{ doc: T; created: boolean }>;
+  findOneAndUpdate(id: string, edit: EditFunction<T>, options?: RetryOptions): Promise<EditResult<T>>;
+  updateOne(id: string, operators: UpdateOperators, options?: RetryOptions): Promise<EditResult<T>>;
+  updateOneWithPipeline(id: string, pipeline: UpdatePipeline, options?: RetryOptions): Promise<EditResult<T>>;
+  /**
+   * Edits the object at `path` (dotted, e.g. `"inventory"`) as a section with its own version
+   * field: edits of different sections never conflict; edits of one section are checked like
+   * whole-document edits. The section is created (`{}`) if absent; its parent must exist.
+   */
+  updateSection<S extends object = Record<string, unknown>>(
+    id: string,
+    path: string,
+    edit: EditFunction<S>,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>>;
+  /** Deletes and returns the document; `undefined` when there was none. */
+  deleteOne(id: string): Promise<T | undefined>;
+  /** Runs `fn` so that all its writes commit together, or none do when it throws. */
+  withTransaction<R>(fn: (tx: Storage<T>) => Promise<R>): Promise<R>;
+  watch(options?: WatchOptions): AsyncIterable<ChangeEvent<T>>;
+  close(): Promise<void>;
+}
