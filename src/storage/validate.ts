@@ -1,0 +1,319 @@
+/**
+ * What may be stored: plain JSON with keys that are safe as MongoDB field names, as dotted paths
+ * and against prototype pollution. Everything here throws {@link ValidationError} (code
+ * `'validation'`) with a message that says what to do and the JSON Pointer of the problem.
+ *
+ * Browser-safe: no Node built-ins (ids use the global `crypto.getRandomValues`).
+ */
+import { ValidationError } from '../protocol/errors.js';
+import { formatPointer, parsePointer } from './diff.js';
+import type { JsonObject, JsonValue } from './types.js';
+
+/** Deepest nesting of objects/arrays accepted, counting the document itself as level 1. */
+export const MAX_DEPTH = 100;
+
+/** Longest document id accepted. */
+export const MAX_ID_LENGTH = 128;
+
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Why `key` cannot be an object key in a document, or `undefined` when it can. Keys must be
+ * non-empty, must not be `__proto__`/`constructor`/`prototype` (prototype pollution), must not
+ * start with `$` (MongoDB operators) and must not contain `.` (dotted paths) or NUL.
+ */
+export function keyProblem(key: string): string | undefined {
+  if (key.length === 0) return 'empty object keys are not allowed: give the member a name';
+  if (RESERVED_KEYS.has(key)) {
+    return `the key ${JSON.stringify(key)} is reserved (it could alter object prototypes): rename the member`;
+  }
+  if (key.charCodeAt(0) === 36 /* $ */) {
+    return `keys starting with "$" are reserved for update operators: rename ${JSON.stringify(key)}`;
+  }
+  if (key.indexOf('.') !== -1) {
+    return `keys must not contain "." (it separates the parts of dotted paths): rename ${JSON.stringify(key)}`;
+  }
+  if (key.indexOf('\0') !== -1) return 'keys must not contain the NUL character: rename the member';
+  return undefined;
+}
+
+/** Asserts `value` is a JSON document: a plain object holding only JSON values (see {@link assertJsonValue}). */
+export function assertJsonDocument(value: unknown, path = ''): asserts value is JsonObject {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || !isPlainPrototype(value)) {
+    throw new ValidationError(`a document must be a plain object, not ${describe(value)}`, path);
+  }
+  assertJsonValue(value, path);
+}
+
+/**
+ * Asserts `value` is plain JSON: plain objects (prototype `Object.prototype` or null), arrays,
+ * strings, finite numbers, booleans and null, with keys allowed by {@link keyProblem}, nested at
+ * most {@link MAX_DEPTH} levels in all, counting `levelsAbove` levels above `value` (e.g. the
+ * depth in the document where it will be stored). Repeated references to one object are fine;
+ * cycles are not. `path` (a JSON Pointer) only prefixes the paths in errors.
+ */
+export function assertJsonValue(value: unknown, path = '', levelsAbove = 0): asserts value is JsonValue {
+  new Checker(path).check(value, levelsAbove + 1);
+}
+
+/**
+ * Asserts that the values written by RFC 6902-style ops are JSON and that the keys they create are
+ * allowed, in time proportional to the ops (the rest of the document was checked when stored).
+ * An `add`/`replace` without a value is refused: that is how mutative reports `undefined` (e.g.
+ * `arr.push(undefined)` or `draft.x = undefined`) and functions.
+ */
+export function assertPatchValues(
+  ops: readonly { op: string; path: string | readonly (string | number)[]; value?: unknown }[],
+): void {
+  for (const op of ops) {
+    let segments: string[];
+    try {
+      segments = parsePointer(op.path);
+    } catch (e) {
+      throw new ValidationError(`invalid JSON Pointer ${JSON.stringify(op.path)} in a patch`, '', {
+        cause: e,
+      });
+    }
+    const path = typeof op.path === 'string' ? op.path : formatPointer(segments);
+    if (op.op === 'remove') continue;
+    if (op.op !== 'add' && op.op !== 'replace') {
+      throw new ValidationError(
+        `unsupported patch operation ${JSON.stringify(op.op)}: use add, replace or remove`,
+        path,
+      );
+    }
+    if (!Object.hasOwn(op, 'value') || op.value === undefined) {
+      throw new ValidationError(
+        'a value was set to undefined (or to a function), which JSON cannot store: ' +
+          'use `delete obj.key` to remove a member, `splice` to remove an array element, or null',
+        path,
+      );
+    }
+    if (segments.length === 0) {
+      assertJsonDocument(op.value, path);
+      continue;
+    }
+    const problem = keyProblem(segments[segments.length - 1]!);
+    if (problem) throw new ValidationError(problem, path);
+    new Checker(path).check(op.value, segments.length + 1);
+  }
+}
+
+/** The recursive check; recursion is bounded by {@link MAX_DEPTH}, so deep input cannot overflow the stack. */
+class Checker {
+  /** Segments from `basePath` to the value being checked. */
+  private readonly segments: string[] = [];
+  /**
+   * Containers seen: -1 while being checked (seeing one again then is a cycle), then the height
+   * of its subtree, so a repeated reference is checked once and still counts toward the depth.
+   */
+  private readonly heights = new Map<object, number>();
+
+  constructor(private readonly basePath: string) {}
+
+  private fail(message: string, extra?: string): never {
+    const segs = extra === undefined ? this.segments : [...this.segments, extra];
+    throw new ValidationError(message, this.basePath + formatPointer(segs));
+  }
+
+  /** Checks `value` sitting at nesting `level`; returns the height of its subtree (0 for scalars). */
+  check(value: unknown, level: number): number {
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        return 0;
+      case 'number':
+        if (!Number.isFinite(value)) {
+          this.fail(`${value} is not a JSON number: store null, a finite number or a string instead`);
+        }
+        return 0;
+      case 'undefined':
+        this.fail('undefined is not JSON: use `delete obj.key` to remove a member, or null');
+        break;
+      case 'bigint':
+        this.fail('a BigInt is not JSON: store it as a number (if it fits) or a decimal string');
+        break;
+      case 'function':
+        this.fail('a function is not JSON data: store plain values only');
+        break;
+      case 'symbol':
+        this.fail('a symbol is not JSON: store a string instead');
+        break;
+    }
+    if (value === null) return 0;
+    const obj = value as object;
+
+    const known = this.heights.get(obj);
+    if (known === -1) this.fail('the value contains a cycle (an object inside itself): JSON cannot store it');
+    if (known !== undefined) {
+      if (level + known - 1 > MAX_DEPTH) this.tooDeep();
+      return known;
+    }
+    if (level > MAX_DEPTH) this.tooDeep();
+
+    let height = 0;
+    if (Array.isArray(obj)) {
+      if (Object.getPrototypeOf(obj) !== Array.prototype) {
+        this.fail(`${describe(obj)} is not plain JSON: store a plain array`);
+      }
+      this.heights.set(obj, -1);
+      const arr = obj as unknown[];
+      for (let i = 0; i < arr.length; i++) {
+        const item = arr[i];
+        if (item === undefined) {
+          this.fail(
+            i in arr
+              ? 'undefined in an array is not JSON (it would turn into null): use null, or splice the element out'
+              : 'the array has a hole (a missing element, which would turn into null): use null, or splice',
+            String(i),
+          );
+        }
+        if (typeof item === 'object' && item !== null) {
+          this.segments.push(String(i));
+          const h = this.check(item, level + 1);
+          this.segments.pop();
+          if (h > height) height = h;
+        } else if (typeof item !== 'string' && typeof item !== 'boolean' && item !== null) {
+          this.segments.push(String(i));
+          this.check(item, level + 1);
+          this.segments.pop();
+        }
+      }
+    } else {
+      if (!isPlainPrototype(obj)) this.fail(`${describe(obj)} is not plain JSON: ${advice(obj)}`);
+      if (Object.getOwnPropertySymbols(obj).length > 0) {
+        this.fail('symbol-keyed members are not JSON (they would be dropped): use string keys');
+      }
+      this.heights.set(obj, -1);
+      const record = obj as Record<string, unknown>;
+      for (const key of Object.keys(record)) {
+        const problem = keyProblem(key);
+        if (problem) this.fail(problem, key);
+        const item = record[key];
+        if (typeof item === 'object' && item !== null) {
+          this.segments.push(key);
+          const h = this.check(item, level + 1);
+          this.segments.pop();
+          if (h > height) height = h;
+        } else if (typeof item !== 'string' && typeof item !== 'boolean' && item !== null) {
+          if (item === undefined) {
+            this.fail(
+              `undefined is not JSON (the member would be dropped): use \`delete obj[${JSON.stringify(key)}]\` to remove it, or null`,
+              key,
+            );
+          }
+          this.segments.push(key);
+          this.check(item, level + 1);
+          this.segments.pop();
+        }
+      }
+    }
+    height += 1;
+    this.heights.set(obj, height);
+    return height;
+  }
+
+  private tooDeep(): never {
+    this.fail(`the value is nested more than ${MAX_DEPTH} levels deep (or contains a cycle): flatten it`);
+  }
+}
+
+function isPlainPrototype(obj: object): boolean {
+  const proto = Object.getPrototypeOf(obj);
+  return proto === Object.prototype || proto === null;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) {
+    const ctor = Object.getPrototypeOf(value)?.constructor?.name;
+    return ctor && ctor !== 'Array' ? `an instance of ${ctor}` : 'an array';
+  }
+  if (typeof value !== 'object') return typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
+  const ctor = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor
+    ?.name;
+  return ctor ? `an instance of ${ctor}` : 'an object with a custom prototype';
+}
+
+function advice(obj: object): string {
+  if (obj instanceof Date) return 'store date.toISOString() or a millisecond timestamp';
+  if (obj instanceof Map)
+    return 'store Object.fromEntries(map) (string keys) or an array of [key, value] pairs';
+  if (obj instanceof Set) return 'store an array ([...set])';
+  if (ArrayBuffer.isView(obj) || obj instanceof ArrayBuffer)
+    return 'store an array of numbers or a base64 string';
+  return 'store a plain object (e.g. { ...value } or value.toJSON())';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids and names
+// ---------------------------------------------------------------------------------------------
+
+const ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$/;
+
+/**
+ * Asserts `id` is a document id: 1 to {@link MAX_ID_LENGTH} characters of `A-Z a-z 0-9 _ . : @ -`,
+ * not starting with `.`, `:`, `@` or `-`. No `/`: SSE event ids are `collection/id/seq`.
+ */
+export function assertId(id: unknown): asserts id is string {
+  if (typeof id !== 'string')
+    throw new ValidationError(`a document id must be a string, not ${describe(id)}`, '');
+  if (id.length === 0 || id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
+    throw new ValidationError(
+      `invalid document id ${JSON.stringify(id.length > 140 ? `${id.slice(0, 140)}…` : id)}: ` +
+        `use 1 to ${MAX_ID_LENGTH} characters of A-Z a-z 0-9 _ . : @ -, starting with a letter, digit or _`,
+      '',
+    );
+  }
+}
+
+const COLLECTION_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Asserts `name` is a collection name: 1 to 63 characters of lowercase `a-z`, `0-9` and `_`,
+ * starting with a letter or `_`. Such a name is a valid unquoted PostgreSQL identifier (63 bytes
+ * is its limit, and lowercase avoids case folding) and a valid MongoDB collection name.
+ */
+export function assertCollectionName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !COLLECTION_PATTERN.test(name)) {
+    throw new ValidationError(
+      `invalid collection name ${typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : describe(name)}: ` +
+        'use 1 to 63 characters of a-z 0-9 _, starting with a letter or _',
+      '',
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ObjectId
+// ---------------------------------------------------------------------------------------------
+
+let processPart: string | undefined;
+let counter = 0;
+
+function randomBytes(n: number): Uint8Array {
+  const bytes = new Uint8Array(n);
+  globalThis.crypto.getRandomValues(bytes);
+  return bytes;
+}
+
+function hex(n: number, digits: number): string {
+  return n.toString(16).padStart(digits, '0');
+}
+
+/**
+ * A new 24-hex-digit MongoDB-style ObjectId: 4-byte big-endian seconds since the epoch, 5 random
+ * bytes chosen once per process, a 3-byte counter starting at a random value. Sorts roughly by
+ * creation time; unique within a process (16M ids per second) and, with overwhelming probability,
+ * across processes.
+ */
+export function newObjectId(): string {
+  if (processPart === undefined) {
+    processPart = Array.from(randomBytes(5), (b) => hex(b, 2)).join('');
+    const c = randomBytes(3);
+    counter = (c[0]! << 16) | (c[1]! << 8) | c[2]!;
+  }
+  counter = (counter + 1) & 0xffffff;
+  const seconds = Math.floor(Date.now() / 1000) >>> 0;
+  return hex(seconds, 8) + processPart + hex(counter, 6);
+}
