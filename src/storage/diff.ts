@@ -42,8 +42,11 @@ export function parsePointer(pointer: string | readonly (string | number)[]): st
   if (pointer.charCodeAt(0) !== 47 /* '/' */) {
     throw new SyntaxError(`invalid JSON Pointer ${JSON.stringify(pointer)}: must be empty or start with "/"`);
   }
-  const parts = pointer.slice(1).split('/');
-  for (let i = 0; i < parts.length; i++) parts[i] = unescapePointerSegment(parts[i]!);
+  const parts = pointer.split('/');
+  parts.shift(); // the empty string before the leading '/'
+  if (pointer.indexOf('~') !== -1) {
+    for (let i = 0; i < parts.length; i++) parts[i] = unescapePointerSegment(parts[i]!);
+  }
   return parts;
 }
 
@@ -235,49 +238,56 @@ export function buildDiff(
   const root = newNode();
   for (const op of ops) insertChangedPath(root, after, parsePointer(op.path));
 
-  const $set: Record<string, JsonValue> = {};
-  const $unset: Record<string, ''> = {};
-  let setCount = 0;
-  let unsetCount = 0;
+  const out: Emitted = { before, $set: {}, $unset: {}, setCount: 0, unsetCount: 0, segments: [] };
   const mergePatch: JsonObject = {};
-
-  // Walk the trie once, emitting both notations.
-  const segments: string[] = [];
-  const visit = (node: PathNode, merge: JsonObject): void => {
-    if (!node.children) return;
-    for (const [key, child] of node.children) {
-      segments.push(key);
-      if (child.terminal) {
-        const dotted = segments.join('.');
-        if (child.present) {
-          const value = child.value!;
-          $set[dotted] = value;
-          setCount++;
-          if (isPlainObject(value)) {
-            const old = getAt(before, segments);
-            merge[key] = isPlainObject(old) ? mergeDiff(old, value) : value;
-          } else {
-            merge[key] = value;
-          }
-        } else {
-          $unset[dotted] = '';
-          unsetCount++;
-          merge[key] = null;
-        }
-      } else {
-        const sub: JsonObject = {};
-        merge[key] = sub;
-        visit(child, sub);
-      }
-      segments.pop();
-    }
-  };
-  visit(root, mergePatch);
+  emit(root, mergePatch, out);
 
   const mongoUpdate: MongoUpdate = {};
-  if (setCount > 0) mongoUpdate.$set = $set;
-  if (unsetCount > 0) mongoUpdate.$unset = $unset;
+  if (out.setCount > 0) mongoUpdate.$set = out.$set;
+  if (out.unsetCount > 0) mongoUpdate.$unset = out.$unset;
   return { hasChanges: true, version, jsonPatch: ops, mergePatch, mongoUpdate };
+}
+
+interface Emitted {
+  before: JsonObject;
+  $set: Record<string, JsonValue>;
+  $unset: Record<string, ''>;
+  setCount: number;
+  unsetCount: number;
+  /** Keys from the root to the node being visited. */
+  segments: string[];
+}
+
+/** Walks the trie once, emitting the MongoDB update into `out` and the merge patch into `merge`. */
+function emit(node: PathNode, merge: JsonObject, out: Emitted): void {
+  if (!node.children) return;
+  const segments = out.segments;
+  for (const [key, child] of node.children) {
+    segments.push(key);
+    if (child.terminal) {
+      const dotted = segments.length === 1 ? key : segments.join('.');
+      if (child.present) {
+        const value = child.value!;
+        out.$set[dotted] = value;
+        out.setCount++;
+        if (isPlainObject(value)) {
+          const old = getAt(out.before, segments);
+          merge[key] = isPlainObject(old) ? mergeDiff(old, value) : value;
+        } else {
+          merge[key] = value;
+        }
+      } else {
+        out.$unset[dotted] = '';
+        out.unsetCount++;
+        merge[key] = null;
+      }
+    } else {
+      const sub: JsonObject = {};
+      merge[key] = sub;
+      emit(child, sub, out);
+    }
+    segments.pop();
+  }
 }
 
 /** Adds the changed path of one op (cut as described in {@link buildDiff}) to the trie. */
