@@ -104,8 +104,11 @@ class Checker {
   /** Segments from `basePath` to the value being checked. */
   private readonly segments: string[] = [];
   /**
-   * Containers seen: -1 while being checked (seeing one again then is a cycle), then the height
-   * of its subtree, so a repeated reference is checked once and still counts toward the depth.
+   * Containers that hold containers: -1 while being checked (seeing one again then is a cycle),
+   * then the height of their subtree, so a repeated reference is checked once and still counts
+   * toward the depth. Containers holding only scalars are left out (most of them, in typical
+   * documents): they cannot be part of a cycle, and checking one again costs only its own members,
+   * so the total work stays linear in the number of references.
    */
   private readonly heights = new Map<object, number>();
 
@@ -156,7 +159,6 @@ class Checker {
       if (Object.getPrototypeOf(obj) !== Array.prototype) {
         this.fail(`${describe(obj)} is not plain JSON: store a plain array`);
       }
-      this.heights.set(obj, -1);
       const arr = obj as unknown[];
       for (let i = 0; i < arr.length; i++) {
         const item = arr[i];
@@ -169,11 +171,16 @@ class Checker {
           );
         }
         if (typeof item === 'object' && item !== null) {
+          if (height === 0) this.heights.set(obj, -1);
           this.segments.push(String(i));
           const h = this.check(item, level + 1);
           this.segments.pop();
           if (h > height) height = h;
-        } else if (typeof item !== 'string' && typeof item !== 'boolean' && item !== null) {
+        } else if (
+          typeof item === 'number'
+            ? !Number.isFinite(item)
+            : typeof item !== 'string' && typeof item !== 'boolean' && item !== null
+        ) {
           this.segments.push(String(i));
           this.check(item, level + 1);
           this.segments.pop();
@@ -184,18 +191,22 @@ class Checker {
       if (Object.getOwnPropertySymbols(obj).length > 0) {
         this.fail('symbol-keyed members are not JSON (they would be dropped): use string keys');
       }
-      this.heights.set(obj, -1);
       const record = obj as Record<string, unknown>;
       for (const key of Object.keys(record)) {
         const problem = keyProblem(key);
         if (problem) this.fail(problem, key);
         const item = record[key];
         if (typeof item === 'object' && item !== null) {
+          if (height === 0) this.heights.set(obj, -1);
           this.segments.push(key);
           const h = this.check(item, level + 1);
           this.segments.pop();
           if (h > height) height = h;
-        } else if (typeof item !== 'string' && typeof item !== 'boolean' && item !== null) {
+        } else if (
+          typeof item === 'number'
+            ? !Number.isFinite(item)
+            : typeof item !== 'string' && typeof item !== 'boolean' && item !== null
+        ) {
           if (item === undefined) {
             this.fail(
               `undefined is not JSON (the member would be dropped): use \`delete obj[${JSON.stringify(key)}]\` to remove it, or null`,
@@ -208,9 +219,8 @@ class Checker {
         }
       }
     }
-    height += 1;
-    this.heights.set(obj, height);
-    return height;
+    if (height > 0) this.heights.set(obj, height + 1);
+    return height + 1;
   }
 
   private tooDeep(): never {
