@@ -1,0 +1,74 @@
+/**
+ * The tables, as numbered migrations applied once per database. `migrate` takes a transaction-scoped
+ * advisory lock first, so processes starting together apply each migration exactly once; the
+ * statements are idempotent anyway (IF NOT EXISTS) in case a migration table was lost.
+ *
+ * Naming: every table is `eventsync_<plural noun>` (`eventsync_documents`, later `eventsync_events`,
+ * `eventsync_snapshots`), keyed by `(collection, id)` or `(collection, document_id, …)` so the
+ * tables can later be distributed by document; indexes are `<table>_<columns>_<kind>`.
+ */
+import type { SqlDriver } from './driver.js';
+
+export interface Migration {
+  id: number;
+  name: string;
+  /** Run in order, one statement each, inside the migration's transaction. */
+  statements: string[];
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    id: 1,
+    name: 'documents',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS eventsync_documents (
+        collection text NOT NULL,
+        id text NOT NULL,
+        version bigint NOT NULL,
+        data jsonb NOT NULL,
+        PRIMARY KEY (collection, id)
+      )`,
+      // For `data @@ jsonpath` filters (see filter.ts). No collection column in it: a GIN index on
+      // text needs the btree_gin extension; the planner combines it with the primary key instead.
+      // Costs write speed: every update of `data` rewrites index entries and can't be HOT.
+      `CREATE INDEX IF NOT EXISTS eventsync_documents_data_gin
+        ON eventsync_documents USING gin (data jsonb_path_ops)`,
+    ],
+  },
+];
+
+/** `pg_advisory_xact_lock` key for migrations: the bytes of "evsync". */
+export const MIGRATION_LOCK = 0x657673796e63;
+
+/** Applies the migrations this database lacks. Cheap (one query) when it is up to date. */
+export async function migrate(driver: SqlDriver): Promise<void> {
+  const latest = migrations[migrations.length - 1]!.id;
+  if ((await appliedIds(driver)).has(latest)) return;
+  await driver.transaction(async (q) => {
+    await q.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK]);
+    await q.query(`CREATE TABLE IF NOT EXISTS eventsync_migrations (
+      id integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+    const rows = await q.query<{ id: number }>('SELECT id FROM eventsync_migrations');
+    const applied = new Set(rows.map((r) => r.id));
+    for (const migration of migrations) {
+      if (applied.has(migration.id)) continue;
+      for (const statement of migration.statements) await q.query(statement);
+      await q.query('INSERT INTO eventsync_migrations (id, name) VALUES ($1, $2)', [
+        migration.id,
+        migration.name,
+      ]);
+    }
+  });
+}
+
+async function appliedIds(driver: SqlDriver): Promise<Set<number>> {
+  const [{ present }] = (await driver.query<{ present: boolean }>(
+    "SELECT to_regclass('eventsync_migrations') IS NOT NULL AS present",
+  )) as [{ present: boolean }];
+  if (!present) return new Set();
+  const rows = await driver.query<{ id: number }>('SELECT id FROM eventsync_migrations');
+  return new Set(rows.map((r) => r.id));
+}
