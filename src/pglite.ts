@@ -1,0 +1,36 @@
+/**
+ * `eventsync/pglite`: the embedded database, PostgreSQL in WASM, in process
+ * (`@electric-sql/pglite`, an optional peer dependency, loaded only from here).
+ *
+ * ```ts
+ * const db = await pgliteDatabase({ dataDir: './data' }); // or {} for in memory
+ * ```
+ */
+import type { PGlite } from '@electric-sql/pglite';
+import { createSqlDatabase, type SqlDatabase } from './backends/sql/database.js';
+import { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
+
+export { createSqlDatabase, type SqlDatabase, type SqlDatabaseOptions } from './backends/sql/database.js';
+export type { SqlDriver, SqlQueryable } from './backends/sql/driver.js';
+export { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
+
+export interface PgliteDatabaseOptions {
+  /** Directory of the data (created on first use). Omitted: in memory, gone on close. */
+  dataDir?: string;
+  /** Use this PGlite instead (not closed by `close()`). */
+  db?: PGlite;
+  /** NOTIFY on every write so `subscribe`/`watch` work. Default true. */
+  notify?: boolean;
+}
+
+/** Opens (and migrates) a PGlite database. */
+export async function pgliteDatabase(options: PgliteDatabaseOptions = {}): Promise<SqlDatabase> {
+  const db = options.db ?? (await openPglite(options.dataDir));
+  const driver = pgliteDriver(db, { closeDb: options.db === undefined });
+  try {
+    return await createSqlDatabase(driver, options.notify === undefined ? {} : { notify: options.notify });
+  } catch (error) {
+    await driver.close().catch(() => {});
+    throw error;
+  }
+}
