@@ -1,0 +1,72 @@
+/**
+ * The SQL backend on PostgreSQL (the run's embedded server, or DATABASE_URL): every `open()` is
+ * a new pool, i.e. another server instance; tests keep apart by collection name.
+ */
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { translateFilter } from '../../src/backends/sql/filter.js';
+import { pgDatabase } from '../../src/pg.js';
+import { databaseUrl, openPg, uniqueCollection } from '../support/databases.js';
+import { sqlPrimitivesSuite } from './sql-primitives.js';
+
+sqlPrimitivesSuite({ name: 'pg', open: (options) => openPg(options) });
+
+// The storage conformance suite goes here, e.g.:
+// storageSuite({ name: 'pg', open: async () => /* storage over */ openPg() });
+
+describe('pg: entry point and PostgreSQL specifics', () => {
+  it('uses a pool it was given and leaves it open', async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 2 });
+    const db = await pgDatabase({ pool });
+    expect(db.kind).toBe('pg');
+    const c = await db.collection(uniqueCollection());
+    await c.insert({ id: 'a', version: 1, data: { _id: 'a', version: 1 } });
+    await db.close();
+    expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await pool.end();
+  });
+
+  it('migrates a fresh database once when several processes start at the same time', async () => {
+    const admin = new pg.Client({ connectionString: databaseUrl() });
+    await admin.connect();
+    const name = uniqueCollection('fresh_db');
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
+    try {
+      const url = new URL(databaseUrl());
+      url.pathname = `/${name}`;
+      const dbs = await Promise.all(
+        Array.from({ length: 4 }, () => pgDatabase({ connectionString: url.toString(), max: 1 })),
+      );
+      const rows = await dbs[0]!.driver.query<{ id: number }>('SELECT id FROM eventsync_migrations');
+      expect(rows).toEqual([{ id: 1 }]);
+      await Promise.all(dbs.map((db) => db.close()));
+    } finally {
+      await admin.query(`DROP DATABASE ${admin.escapeIdentifier(name)} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+
+  it('answers a selective top-level equality filter from the GIN index', async () => {
+    const db = await openPg({ notify: false });
+    try {
+      const name = uniqueCollection();
+      const c = await db.collection(name);
+      await db.driver.query(
+        `INSERT INTO eventsync_documents (collection, id, version, data)
+         SELECT $1, 'd' || i, 1, jsonb_build_object('_id', 'd' || i, 'status', CASE WHEN i % 1000 = 0 THEN 'rare' ELSE 'common' END)
+         FROM generate_series(1, 5000) i`,
+        [name],
+      );
+      await db.driver.query('ANALYZE eventsync_documents');
+      const where = translateFilter({ status: 'rare' }, 2);
+      const plan = await db.driver.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN SELECT data FROM eventsync_documents WHERE collection = $1 AND ${where.sql}`,
+        [name, ...where.params],
+      );
+      expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain('eventsync_documents_data_gin');
+      expect((await c.find({ status: 'rare' })).length).toBe(5);
+    } finally {
+      await db.close();
+    }
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * Database factories for backend tests. PostgreSQL is one server for the whole run (global setup)
+ * shared by all test files at once, and PGlite is one instance per test file (each costs several
+ * hundred MB): isolate tests by collection name (`uniqueCollection`), not by database.
+ */
+import type { PGlite } from '@electric-sql/pglite';
+import { inject } from 'vitest';
+import type { SqlDatabase } from '../../src/backends/sql/database.js';
+import { type PgDatabaseOptions, pgDatabase } from '../../src/pg.js';
+import { openPglite, pgliteDatabase } from '../../src/pglite.js';
+
+/** The run's PostgreSQL URL (embedded server, or DATABASE_URL). */
+export function databaseUrl(): string {
+  return inject('databaseUrl');
+}
+
+/**
+ * A new pool on the run's PostgreSQL, wrapped as a database: two calls are two independent
+ * "server instances" (separate connections, separate LISTEN). Close it when done.
+ */
+export function openPg(
+  options: Omit<PgDatabaseOptions, 'connectionString' | 'pool'> = {},
+): Promise<SqlDatabase> {
+  return pgDatabase({ connectionString: databaseUrl(), max: 4, ...options });
+}
+
+let pglite: Promise<PGlite> | undefined;
+
+/** This test file's one in-memory PGlite (created on first use). Close it with `closeSharedPglite` in `afterAll`. */
+export function sharedPglite(): Promise<PGlite> {
+  pglite ??= openPglite();
+  return pglite;
+}
+
+/** A database over this file's PGlite; several of them behave like instances in one process. Closing it leaves the PGlite open. */
+export async function openPgliteDb(options: { notify?: boolean } = {}): Promise<SqlDatabase> {
+  return pgliteDatabase({ db: await sharedPglite(), ...options });
+}
+
+export async function closeSharedPglite(): Promise<void> {
+  const db = pglite;
+  pglite = undefined;
+  await (await db)?.close();
+}
+
+let counter = 0;
+
+/** A collection name no other test (in this run, in any file) uses. */
+export function uniqueCollection(prefix = 'test'): string {
+  counter += 1;
+  return `${prefix}_${process.pid}_${counter}_${Math.random().toString(36).slice(2, 8)}`;
+}
