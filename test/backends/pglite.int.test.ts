@@ -35,6 +35,22 @@ describe('pglite: entry point', () => {
   });
 });
 
+describe('pglite: one connection', () => {
+  it('fails, rather than hangs, when a transaction queries the database outside itself', async () => {
+    const db = await openPgliteDb();
+    const c = await db.collection(uniqueCollection());
+    const error = await c
+      .transaction(async (tx) => {
+        await tx.insert({ id: 'a', version: 1, data: { _id: 'a', version: 1 } });
+        return c.get('a');
+      })
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/one transaction at a time/);
+    expect(await c.get('a')).toBeUndefined();
+    await db.close();
+  });
+});
+
 describe('pglite: filters against mingo, random documents and filters', () => {
   // Small alphabets so that filters hit documents; nested arrays and mixed types on purpose.
   const key = fc.constantFrom('a', 'b', 'c');

@@ -130,9 +130,13 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
         const r4 = await c.replaceSection(write(['nest', 'deep', 's'], undefined, { version: 1 }));
         expect(r4?.data.nest).toEqual({ deep: { s: { version: 1 } } });
         expect(await c.replaceSection(write(['nope', 's'], undefined, { version: 1 }))).toBeUndefined();
+        // Keys that need quoting in a PostgreSQL array literal.
+        const odd = 'we"ird, {key} \\ é';
+        const r5 = await c.replaceSection(write([odd], undefined, { version: 1 }));
+        expect(r5?.data[odd]).toEqual({ version: 1 });
         const stored = await c.get('a');
-        expect(stored?.version).toBe(5);
-        expect(stored?.data.version).toBe(5);
+        expect(stored?.version).toBe(6);
+        expect(stored?.data.version).toBe(6);
         expect(
           await c.replaceSection({ ...write(['inv'], 2, { version: 3 }), id: 'missing' }),
         ).toBeUndefined();

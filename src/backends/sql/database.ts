@@ -35,12 +35,12 @@ export async function createSqlDatabase(
   } catch (error) {
     throw mapSqlError(error, 'create the eventsync tables');
   }
-  return new Database_(driver, options);
+  return new SqlDatabaseImpl(driver, options);
 }
 
 type Listener = (change: CommittedChange) => void;
 
-class Database_ implements SqlDatabase, SqlContext {
+class SqlDatabaseImpl implements SqlDatabase, SqlContext {
   readonly kind: 'pglite' | 'pg';
   readonly driver: SqlDriver;
   readonly notify: boolean;

@@ -3,6 +3,7 @@
  * everything itself: `query` and `transaction` share one mutex, so a transaction holds the whole
  * database until it commits (other queries queue behind it), which is what a single connection means.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import type { SqlDriver, SqlQueryable } from '../driver.js';
 
@@ -11,20 +12,38 @@ export interface PgliteDriverOptions {
   closeDb?: boolean;
 }
 
+/**
+ * The PGlites whose transaction the current async context runs in. A query on one of them from
+ * outside the transaction's own queryable would wait for that transaction, which waits for the
+ * query: it fails instead of hanging.
+ */
+const inTransaction = new AsyncLocalStorage<ReadonlySet<PGlite>>();
+
 export function pgliteDriver(db: PGlite, options: PgliteDriverOptions = {}): SqlDriver {
-  const query = async <R>(text: string, params?: readonly unknown[]): Promise<R[]> =>
-    (await db.query<R>(text, params as unknown[] | undefined)).rows;
+  const query = async <R>(text: string, params?: readonly unknown[]): Promise<R[]> => {
+    if (inTransaction.getStore()?.has(db)) {
+      throw new Error(
+        'PGlite runs one transaction at a time: inside transaction(fn), use the backend or queryable fn ' +
+          'received, not the database (this query would wait for the transaction forever)',
+      );
+    }
+    return (await db.query<R>(text, params as unknown[] | undefined)).rows;
+  };
   return {
     kind: 'pglite',
     query,
-    transaction: (fn) =>
-      db.transaction((tx) => {
+    transaction: (fn) => {
+      if (inTransaction.getStore()?.has(db)) {
+        return Promise.reject(new Error('PGlite cannot nest transactions: use savepoints on the queryable'));
+      }
+      return db.transaction((tx) => {
         const q: SqlQueryable = {
           query: async <R>(text: string, params?: readonly unknown[]) =>
             (await tx.query<R>(text, params as unknown[] | undefined)).rows,
         };
-        return fn(q);
-      }),
+        return inTransaction.run(new Set([...(inTransaction.getStore() ?? []), db]), () => fn(q));
+      });
+    },
     async listen(channel, onPayload) {
       const unlisten = await db.listen(channel, onPayload);
       return async () => {
