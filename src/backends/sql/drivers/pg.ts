@@ -94,7 +94,8 @@ class ListenConnection {
   #closed = false;
 
   constructor(config: pg.ClientConfig, onError: ((error: unknown) => void) | undefined) {
-    this.#config = config;
+    // Named, so that it can be told apart in pg_stat_activity.
+    this.#config = { ...config, application_name: config.application_name ?? 'eventsync_listen' };
     this.#onError = onError ?? (() => {});
   }
 
