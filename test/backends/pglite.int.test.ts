@@ -2,10 +2,11 @@
  * The SQL backend on PGlite: one in-memory PGlite for this whole file (each costs ~300-700 MB);
  * every `open()` is another database instance on it, tests keep apart by collection name.
  */
+import type { PGlite } from '@electric-sql/pglite';
 import fc from 'fast-check';
 import { Query } from 'mingo';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pgliteDatabase } from '../../src/pglite.js';
+import { pgliteDatabase, pgliteDriver } from '../../src/pglite.js';
 import type { JsonObject, JsonValue } from '../../src/storage/types.js';
 import { closeSharedPglite, openPgliteDb, sharedPglite, uniqueCollection } from '../support/databases.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
@@ -16,24 +17,6 @@ sqlPrimitivesSuite({ name: 'pglite', open: (options) => openPgliteDb(options) })
 
 // The storage conformance suite goes here, e.g.:
 // storageSuite({ name: 'pglite', open: async () => /* storage over */ openPgliteDb() });
-
-describe('pglite: entry point', () => {
-  it('opens in memory by default and closes what it created', async () => {
-    const db = await pgliteDatabase();
-    expect(db.kind).toBe('pglite');
-    const c = await db.collection('games');
-    await c.insert({ id: 'a', version: 1, data: { _id: 'a', version: 1 } });
-    expect((await c.get('a'))?.version).toBe(1);
-    await db.close();
-  });
-
-  it('leaves a PGlite it was given open', async () => {
-    const pglite = await sharedPglite();
-    const db = await pgliteDatabase({ db: pglite });
-    await db.close();
-    expect(pglite.closed).toBe(false);
-  });
-});
 
 describe('pglite: one connection', () => {
   it('fails, rather than hangs, when a transaction queries the database outside itself', async () => {
@@ -126,3 +109,30 @@ function tryTest(query: Query, doc: JsonObject): boolean {
     return false;
   }
 }
+
+describe('pglite: entry point', () => {
+  it('leaves a PGlite it was given open', async () => {
+    const pglite = await sharedPglite();
+    const db = await pgliteDatabase({ db: pglite });
+    expect(db.kind).toBe('pglite');
+    await db.close();
+    expect(pglite.closed).toBe(false);
+  });
+
+  it('closes a PGlite the driver owns', async () => {
+    // A stand-in: a second real PGlite in this file would cost another ~700 MB.
+    let closed = false;
+    const fake = {
+      get closed() {
+        return closed;
+      },
+      close: async () => {
+        closed = true;
+      },
+    } as unknown as PGlite;
+    await pgliteDriver(fake).close();
+    expect(closed).toBe(false);
+    await pgliteDriver(fake, { closeDb: true }).close();
+    expect(closed).toBe(true);
+  });
+});

@@ -38,9 +38,9 @@ export async function openPgliteDb(options: { notify?: boolean } = {}): Promise<
 }
 
 export async function closeSharedPglite(): Promise<void> {
-  const db = pglite;
+  const db = await pglite;
   pglite = undefined;
-  await (await db)?.close();
+  if (db && !db.closed) await db.close();
 }
 
 let counter = 0;
