@@ -43,6 +43,7 @@ export type NewDocument<T> = Omit<T, '_id' | 'version'> & { _id?: string; versio
  * An edit receives a copy-on-write draft: mutate it, or return a whole new document.
  * Returning `undefined` (or nothing) keeps the mutated draft.
  */
+// biome-ignore lint/suspicious/noConfusingVoidType: edits that return nothing (sync or async) are typed void
 export type EditFunction<T> = (draft: T) => T | undefined | void | Promise<T | undefined | void>;
 
 export interface RetryOptions {
@@ -101,6 +102,11 @@ export interface WatchOptions {
   signal?: AbortSignal;
 }
 
+/** What `watch()` returns: iterate it; `ready` resolves once changes are being listened to. */
+export interface ChangeStream<T> extends AsyncIterable<ChangeEvent<T>> {
+  readonly ready: Promise<void>;
+}
+
 export interface Storage<T extends BaseDocument> {
   readonly collection: string;
   readonly versionField: string;
@@ -127,6 +133,6 @@ export interface Storage<T extends BaseDocument> {
   deleteOne(id: string): Promise<T | undefined>;
   /** Runs `fn` so that all its writes commit together, or none do when it throws. */
   withTransaction<R>(fn: (tx: Storage<T>) => Promise<R>): Promise<R>;
-  watch(options?: WatchOptions): AsyncIterable<ChangeEvent<T>>;
+  watch(options?: WatchOptions): ChangeStream<T>;
   close(): Promise<void>;
 }

@@ -6,13 +6,13 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { translateFilter } from '../../src/backends/sql/filter.js';
 import { pgDatabase } from '../../src/pg.js';
+import { storageSuite } from '../conformance/storage.suite.js';
 import { databaseUrl, openPg, uniqueCollection } from '../support/databases.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
 
 sqlPrimitivesSuite({ name: 'pg', open: (options) => openPg(options) });
 
-// The storage conformance suite goes here, e.g.:
-// storageSuite({ name: 'pg', open: async () => /* storage over */ openPg() });
+storageSuite({ name: 'pg', open: () => openPg() });
 
 describe('pg: entry point and PostgreSQL specifics', () => {
   it('uses a pool it was given and leaves it open', async () => {

@@ -8,6 +8,7 @@ import { Query } from 'mingo';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pgliteDatabase, pgliteDriver } from '../../src/pglite.js';
 import type { JsonObject, JsonValue } from '../../src/storage/types.js';
+import { storageSuite } from '../conformance/storage.suite.js';
 import { closeSharedPglite, openPgliteDb, sharedPglite, uniqueCollection } from '../support/databases.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
 
@@ -15,8 +16,7 @@ afterAll(closeSharedPglite);
 
 sqlPrimitivesSuite({ name: 'pglite', open: (options) => openPgliteDb(options) });
 
-// The storage conformance suite goes here, e.g.:
-// storageSuite({ name: 'pglite', open: async () => /* storage over */ openPgliteDb() });
+storageSuite({ name: 'pglite', open: () => openPgliteDb() });
 
 describe('pglite: one connection', () => {
   it('fails, rather than hangs, when a transaction queries the database outside itself', async () => {

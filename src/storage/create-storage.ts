@@ -1,0 +1,18 @@
+import type { Database } from './backend.js';
+import { DocumentStorage, type StorageOptions } from './document-storage.js';
+import type { BaseDocument, Storage } from './types.js';
+import { assertCollectionName } from './validate.js';
+
+export interface CreateStorageOptions extends StorageOptions {
+  db: Database;
+  collection: string;
+}
+
+/** Opens one collection of `db` as a `Storage<T>`. */
+export async function createStorage<T extends BaseDocument>(
+  options: CreateStorageOptions,
+): Promise<Storage<T>> {
+  assertCollectionName(options.collection);
+  const backend = await options.db.collection(options.collection);
+  return new DocumentStorage<T>(backend, options);
+}

@@ -1,0 +1,343 @@
+/**
+ * `Storage<T>` on top of any `CollectionBackend`. Everything with meaning lives here once:
+ * validation, copy-on-write edits, diffs, version and section rules, conflict retries, the
+ * per-document write queue, MongoDB filter semantics (mingo) and the change stream.
+ */
+import { ClosedError, NotFoundError, ValidationError } from '../protocol/errors.js';
+import type { CollectionBackend, CommittedChange, StoredDocument } from './backend.js';
+import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
+import { getIn, runEdit } from './edit.js';
+import { KeyedQueue } from './keyed-queue.js';
+import { applyPipeline, applyUpdateOperators, assertFilter, findInMemory } from './mongo.js';
+import { CONFLICT, retryOnConflict } from './retry.js';
+import type {
+  BaseDocument,
+  ChangeEvent,
+  ChangeStream,
+  EditFunction,
+  EditResult,
+  Filter,
+  FindManyOptions,
+  JsonObject,
+  NewDocument,
+  RetryOptions,
+  Storage,
+  UpdateOperators,
+  UpdatePipeline,
+  WatchOptions,
+} from './types.js';
+import { assertId, assertJsonDocument, newObjectId } from './validate.js';
+
+export interface StorageOptions {
+  /** Name of the version field the storage owns. Default `"version"`. */
+  versionField?: string;
+  /** Retry defaults for every edit of this storage; each call can override them. */
+  retry?: RetryOptions;
+}
+
+const ID = '_id';
+
+export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
+  readonly collection: string;
+  readonly versionField: string;
+  readonly #backend: CollectionBackend;
+  readonly #retry: RetryOptions | undefined;
+  /** Writes of one document from this instance run one after another (see KeyedQueue). Not used inside transactions. */
+  readonly #queue: KeyedQueue | undefined;
+  #closed = false;
+  readonly #watchers = new Set<() => void>();
+
+  constructor(
+    backend: CollectionBackend,
+    options: StorageOptions = {},
+    queue: KeyedQueue | undefined = new KeyedQueue(),
+  ) {
+    this.#backend = backend;
+    this.collection = backend.collection;
+    this.versionField = options.versionField ?? 'version';
+    this.#retry = options.retry;
+    this.#queue = queue;
+  }
+
+  async findOne(id: string): Promise<T | undefined> {
+    this.#open();
+    assertId(id);
+    return toDoc<T>((await this.#backend.get(id))?.data);
+  }
+
+  async findMany(filter: Filter = {}, options: FindManyOptions = {}): Promise<T[]> {
+    this.#open();
+    assertFilter(filter);
+    const candidates = await this.#backend.find(filter);
+    return findInMemory(candidates, filter, options) as unknown as T[];
+  }
+
+  async findOneAndUpsert(input: NewDocument<T>): Promise<{ doc: T; created: boolean }> {
+    this.#open();
+    assertJsonDocument(input);
+    const id = (input as { _id?: unknown })._id ?? newObjectId();
+    assertId(id);
+    const data: JsonObject = { ...(input as JsonObject), [ID]: id, [this.versionField]: 1 };
+    return this.#serial(id, async () => {
+      // An insert racing a delete can find neither the row nor room for it: try again.
+      for (;;) {
+        if (await this.#backend.insert({ id, version: 1, data }))
+          return { doc: toDoc<T>(data), created: true };
+        const existing = await this.#backend.get(id);
+        if (existing) return { doc: toDoc<T>(existing.data), created: false };
+      }
+    });
+  }
+
+  async findOneAndUpdate(id: string, edit: EditFunction<T>, options?: RetryOptions): Promise<EditResult<T>> {
+    this.#open();
+    assertId(id);
+    return this.#serial(id, () =>
+      retryOnConflict({ collection: this.collection, id }, { ...this.#retry, ...options }, async () => {
+        const stored = await this.#mustGet(id);
+        const outcome = await runEdit(stored.data, edit, {
+          versionField: this.versionField,
+          version: stored.version,
+          lockedFields: [ID],
+        });
+        if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+        const version = stored.version + 1;
+        const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
+        const written = await this.#backend.replace(
+          { id, version, data: outcome.after },
+          stored.version,
+          diff,
+        );
+        return written ? { doc: toDoc<T>(outcome.after), diff } : CONFLICT;
+      }),
+    );
+  }
+
+  async updateOne(id: string, operators: UpdateOperators, options?: RetryOptions): Promise<EditResult<T>> {
+    return this.findOneAndUpdate(id, (draft) => applyUpdateOperators(toJson(draft), operators), options);
+  }
+
+  async updateOneWithPipeline(
+    id: string,
+    pipeline: UpdatePipeline,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>> {
+    return this.findOneAndUpdate(id, (draft) => toDoc<T>(applyPipeline(toJson(draft), pipeline)), options);
+  }
+
+  async updateSection<S extends object = Record<string, unknown>>(
+    id: string,
+    path: string,
+    edit: EditFunction<S>,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>> {
+    this.#open();
+    assertId(id);
+    const segments = assertSectionPath(path, [ID, this.versionField]);
+    return this.#serial(id, () =>
+      retryOnConflict({ collection: this.collection, id }, { ...this.#retry, ...options }, async () => {
+        const stored = await this.#mustGet(id);
+        const parent = getIn(stored.data, segments.slice(0, -1));
+        const current = getIn(stored.data, segments);
+        if (!isPlainObject(parent) || (current !== undefined && !isPlainObject(current))) {
+          throw new ValidationError('a section must be an object inside an object', formatPointer(segments));
+        }
+        const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
+        const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
+          versionField: this.versionField,
+          version: sectionVersion,
+          lockedFields: [],
+        });
+        if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+        const sectionOps =
+          current === undefined ? [{ op: 'add' as const, path: '', value: outcome.after }] : outcome.ops;
+        const diffAt = (newVersion: number) =>
+          buildDiff(
+            stored.data,
+            setIn(stored.data, segments, outcome.after, this.versionField, newVersion),
+            [
+              ...prefixPatch(sectionOps, segments),
+              { op: 'replace', path: formatPointer([this.versionField]), value: newVersion },
+            ],
+            newVersion,
+          );
+        const written = await this.#backend.replaceSection({
+          id,
+          path: segments,
+          expectedSectionVersion: current === undefined ? undefined : sectionVersion,
+          section: outcome.after,
+          versionField: this.versionField,
+          diff: diffAt,
+        });
+        return written ? { doc: toDoc<T>(written.data), diff: diffAt(written.version) } : CONFLICT;
+      }),
+    );
+  }
+
+  async deleteOne(id: string): Promise<T | undefined> {
+    this.#open();
+    assertId(id);
+    return this.#serial(id, async () => toDoc<T>((await this.#backend.delete(id))?.data));
+  }
+
+  async withTransaction<R>(fn: (tx: Storage<T>) => Promise<R>): Promise<R> {
+    this.#open();
+    return this.#backend.transaction((txBackend) =>
+      // No write queue inside: the transaction's own order is the order.
+      fn(
+        new DocumentStorage<T>(txBackend, { versionField: this.versionField, retry: this.#retry }, undefined),
+      ),
+    );
+  }
+
+  watch(options: WatchOptions = {}): ChangeStream<T> {
+    this.#open();
+    return new BackendChangeStream<T>(this.#backend, options, this.#watchers);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const stop of [...this.#watchers]) stop();
+  }
+
+  #open(): void {
+    if (this.#closed) throw new ClosedError(`storage of collection ${JSON.stringify(this.collection)}`);
+  }
+
+  async #mustGet(id: string): Promise<StoredDocument> {
+    const stored = await this.#backend.get(id);
+    if (!stored) throw new NotFoundError(this.collection, id);
+    return stored;
+  }
+
+  #serial<R>(id: string, task: () => Promise<R>): Promise<R> {
+    return this.#queue ? this.#queue.run(id, task) : task();
+  }
+}
+
+/** Documents are JSON objects at run time; `T` is what the caller says they look like. */
+function toDoc<T>(data: JsonObject): T;
+function toDoc<T>(data: JsonObject | undefined): T | undefined;
+function toDoc<T>(data: JsonObject | undefined): T | undefined {
+  return data as unknown as T | undefined;
+}
+const toJson = (doc: unknown) => doc as JsonObject;
+
+const isPlainObject = (v: unknown): v is JsonObject =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `"a.b"` → `['a', 'b']`, refusing what cannot be a section: array indexes, `$` keys, the `_id` and version fields. */
+function assertSectionPath(path: string, reservedTopLevel: string[]): string[] {
+  const segments = typeof path === 'string' ? path.split('.') : [];
+  const bad = (s: string) =>
+    s === '' ||
+    s.startsWith('$') ||
+    /^\d+$/.test(s) ||
+    s === '__proto__' ||
+    s === 'constructor' ||
+    s === 'prototype';
+  if (segments.length === 0 || segments.some(bad) || reservedTopLevel.includes(segments[0]!)) {
+    throw new ValidationError(
+      `invalid section path ${JSON.stringify(path)}; use object keys like "inventory.weapons"`,
+    );
+  }
+  return segments;
+}
+
+/** A copy of `root` with `value` at `path` and the root version set: only the objects on the path are copied. */
+function setIn(
+  root: JsonObject,
+  path: string[],
+  value: JsonObject,
+  versionField: string,
+  version: number,
+): JsonObject {
+  const copy: JsonObject = { ...root, [versionField]: version };
+  let node = copy;
+  for (let i = 0; i < path.length - 1; i++) {
+    const child = { ...(node[path[i]!] as JsonObject) };
+    node[path[i]!] = child;
+    node = child;
+  }
+  node[path[path.length - 1]!] = value;
+  return copy;
+}
+
+/** The async iterable behind `watch()`: buffers committed changes until the consumer takes them. */
+class BackendChangeStream<T> implements ChangeStream<T> {
+  readonly ready: Promise<void>;
+  readonly #buffer: CommittedChange[] = [];
+  #wake: (() => void) | undefined;
+  #ended = false;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  #stop: () => void;
+
+  constructor(
+    private readonly backend: CollectionBackend,
+    private readonly options: WatchOptions,
+    private readonly registry: Set<() => void>,
+  ) {
+    const stop = () => this.#end();
+    this.#stop = stop;
+    registry.add(stop);
+    options.signal?.addEventListener('abort', stop, { once: true });
+    this.ready = backend
+      .subscribe((change) => {
+        if (this.#wanted(change)) {
+          this.#buffer.push(change);
+          this.#wake?.();
+        }
+      })
+      .then((unsubscribe) => {
+        this.#unsubscribe = unsubscribe;
+        if (this.#ended) void unsubscribe();
+      });
+    if (options.signal?.aborted) stop();
+  }
+
+  #wanted(change: CommittedChange): boolean {
+    const { operations, ids } = this.options;
+    return (!operations || operations.includes(change.operation)) && (!ids || ids.includes(change.id));
+  }
+
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.registry.delete(this.#stop);
+    this.#wake?.();
+    void this.#unsubscribe?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<ChangeEvent<T>> {
+    try {
+      await this.ready;
+      for (;;) {
+        const change = this.#buffer.shift();
+        if (change) {
+          yield await this.#toEvent(change);
+          continue;
+        }
+        if (this.#ended) return;
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+        });
+        this.#wake = undefined;
+      }
+    } finally {
+      this.#end();
+    }
+  }
+
+  /** Changes too large for a notification arrive without data: look the document up (MongoDB's `updateLookup`). */
+  async #toEvent(change: CommittedChange): Promise<ChangeEvent<T>> {
+    const data = change.data ?? (await this.backend.get(change.id))?.data ?? { _id: change.id };
+    const event: ChangeEvent<T> = {
+      id: change.id,
+      operation: change.operation,
+      version: change.version,
+      data: data as T,
+    };
+    if (change.diff) event.diff = change.diff;
+    return event;
+  }
+}

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { EventSyncError } from '../protocol/errors.js';
+import { runEdit } from './edit.js';
+import type { JsonObject } from './types.js';
+
+const doc = (): JsonObject => ({
+  _id: 'g',
+  version: 3,
+  gold: 1,
+  inventory: { version: 7, potions: 1, bag: { version: 2, coins: 0 } },
+  tags: ['a'],
+});
+const target = { versionField: 'version', version: 3, lockedFields: ['_id'] };
+
+describe('runEdit', () => {
+  it('copies only the edited path of a large document', async () => {
+    const players: JsonObject = {};
+    for (let i = 0; i < 5_000; i++) players[`p${i}`] = { name: `player ${i}`, score: i, items: [1, 2, 3] };
+    const before: JsonObject = { _id: 'big', version: 1, players, log: { entries: [] } };
+    const outcome = await runEdit(
+      before,
+      (d: { players: Record<string, { score: number }> }) => {
+        d.players.p42!.score = -1;
+      },
+      { ...target, version: 1 },
+    );
+    const after = outcome!.after as typeof before & { players: Record<string, JsonObject> };
+    expect(after.players.p42!.score).toBe(-1);
+    expect(after.players.p43).toBe(players.p43); // shared, not copied
+    expect(after.log).toBe(before.log);
+    expect((players.p42 as JsonObject).score).toBe(42); // the original is untouched
+    expect(outcome!.ops).toEqual([
+      { op: 'replace', path: '/players/p42/score', value: -1 },
+      { op: 'replace', path: '/version', value: 2 },
+    ]);
+  });
+
+  it('returns undefined for a no-op and for an edit of version fields only', async () => {
+    expect(await runEdit(doc(), () => {}, target)).toBeUndefined();
+    expect(
+      await runEdit(
+        doc(),
+        (d: JsonObject) => {
+          d.version = 10;
+          (d.inventory as JsonObject).version = 99;
+        },
+        target,
+      ),
+    ).toBeUndefined();
+  });
+
+  it('bumps the root and every section on the path of a change, and only those', async () => {
+    const outcome = await runEdit(
+      doc(),
+      (d: { inventory: { bag: { coins: number } } }) => {
+        d.inventory.bag.coins = 5;
+      },
+      target,
+    );
+    expect(outcome!.after).toEqual({
+      _id: 'g',
+      version: 4,
+      gold: 1,
+      inventory: { version: 8, potions: 1, bag: { version: 3, coins: 5 } },
+      tags: ['a'],
+    });
+    const untouched = await runEdit(
+      doc(),
+      (d: JsonObject) => {
+        d.gold = 2;
+      },
+      target,
+    );
+    expect((untouched!.after.inventory as JsonObject).version).toBe(7);
+  });
+
+  it('bumps a section that is replaced whole, and keeps version edits out of the ops', async () => {
+    const outcome = await runEdit(
+      doc(),
+      (d: JsonObject) => {
+        d.inventory = { potions: 9, version: 1 };
+      },
+      target,
+    );
+    expect(outcome!.after.inventory).toEqual({ potions: 9, version: 8 });
+    expect(outcome!.ops.filter((op) => op.path.endsWith('/version')).map((op) => op.path)).toEqual([
+      '/inventory/version',
+      '/version',
+    ]);
+  });
+
+  it('refuses to change a locked field and to mix mutation with a returned document', async () => {
+    const codes = await Promise.all([
+      runEdit(
+        doc(),
+        (d: JsonObject) => {
+          d._id = 'x';
+        },
+        target,
+      ).catch((e: unknown) => e),
+      runEdit(doc(), (d: JsonObject) => ({ ...d, _id: 'x' }), target).catch((e: unknown) => e),
+      runEdit(
+        doc(),
+        (d: JsonObject) => {
+          d.gold = 5;
+          return { ...d };
+        },
+        target,
+      ).catch((e: unknown) => e),
+    ]);
+    for (const error of codes) expect(EventSyncError.is(error, 'validation')).toBe(true);
+  });
+
+  it('lets an edit function throw its own errors through', async () => {
+    await expect(
+      runEdit(
+        doc(),
+        () => {
+          throw new TypeError('mine');
+        },
+        target,
+      ),
+    ).rejects.toThrow(TypeError);
+  });
+});

@@ -1,0 +1,143 @@
+/**
+ * MongoDB semantics evaluated in process with mingo: update operators, pipeline updates,
+ * query filters with sort/skip/limit/projection. Every backend uses these, so a filter or an
+ * operator means the same thing on memory, PGlite and PostgreSQL.
+ */
+import { Aggregator, find, Query, update } from 'mingo';
+import { ValidationError } from '../protocol/errors.js';
+import type { Filter, FindManyOptions, JsonObject, UpdateOperators, UpdatePipeline } from './types.js';
+import { assertJsonValue } from './validate.js';
+
+const updateOperators = new Set([
+  '$set',
+  '$unset',
+  '$inc',
+  '$mul',
+  '$push',
+  '$pull',
+  '$pullAll',
+  '$addToSet',
+  '$pop',
+  '$min',
+  '$max',
+  '$rename',
+]);
+
+const pipelineStages = new Set(['$set', '$addFields', '$unset', '$project', '$replaceRoot', '$replaceWith']);
+
+/** Operators that run code or reach outside the document: never accepted. */
+const forbiddenOperators = new Set(['$where', '$function', '$accumulator']);
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof RegExp);
+
+/** Dotted field paths in operators: positional `$`, `$[]` and `$[name]` are the only `$` segments allowed. */
+function assertFieldPath(path: string, where: string): void {
+  for (const segment of path.split('.')) {
+    const positional = segment === '$' || segment === '$[]' || /^\$\[[a-z][A-Za-z0-9]*\]$/.test(segment);
+    if (segment === '' || (segment.startsWith('$') && !positional) || forbiddenKey(segment)) {
+      throw new ValidationError(`invalid field path ${JSON.stringify(path)}`, where);
+    }
+  }
+}
+
+const forbiddenKey = (key: string) => key === '__proto__' || key === 'constructor' || key === 'prototype';
+
+export function applyUpdateOperators(draft: JsonObject, operators: UpdateOperators): void {
+  if (!isPlainObject(operators) || Object.keys(operators).length === 0) {
+    throw new ValidationError('update operators must be a non-empty object like { $set: { field: value } }');
+  }
+  for (const [operator, fields] of Object.entries(operators)) {
+    if (!updateOperators.has(operator)) {
+      throw new ValidationError(
+        `unknown update operator ${JSON.stringify(operator)}; supported: ${[...updateOperators].join(' ')}`,
+        `/${operator}`,
+      );
+    }
+    if (!isPlainObject(fields))
+      throw new ValidationError(`${operator} takes an object of fields`, `/${operator}`);
+    for (const [path, value] of Object.entries(fields)) {
+      assertFieldPath(path, `/${operator}`);
+      if (operator === '$rename') assertFieldPath(String(value), `/${operator}/${path}`);
+      assertJsonValue(value, `/${operator}/${path}`);
+    }
+  }
+  try {
+    update(draft, operators as never);
+  } catch (error) {
+    throw new ValidationError(`update failed: ${(error as Error).message}`, '', { cause: error });
+  }
+}
+
+export function applyPipeline(doc: JsonObject, pipeline: UpdatePipeline): JsonObject {
+  if (!Array.isArray(pipeline) || pipeline.length === 0) {
+    throw new ValidationError('a pipeline update is a non-empty array of stages like [{ $set: { … } }]');
+  }
+  pipeline.forEach((stage, i) => {
+    const names = isPlainObject(stage) ? Object.keys(stage) : [];
+    if (names.length !== 1 || !pipelineStages.has(names[0]!)) {
+      throw new ValidationError(`each stage has one of: ${[...pipelineStages].join(' ')}`, `/${i}`);
+    }
+    assertNoForbiddenOperators(stage, `/${i}`);
+  });
+  let result: unknown;
+  try {
+    result = new Aggregator(pipeline as never).run([doc])[0];
+  } catch (error) {
+    throw new ValidationError(`pipeline failed: ${(error as Error).message}`, '', { cause: error });
+  }
+  if (!isPlainObject(result)) throw new ValidationError('the pipeline must produce a document');
+  return result as JsonObject;
+}
+
+function assertNoForbiddenOperators(value: unknown, where: string): void {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (Array.isArray(node)) stack.push(...node);
+    else if (isPlainObject(node)) {
+      for (const [key, child] of Object.entries(node)) {
+        if (forbiddenOperators.has(key) || forbiddenKey(key)) {
+          throw new ValidationError(`${key} is not allowed`, where);
+        }
+        stack.push(child);
+      }
+    } else if (typeof node === 'function') throw new ValidationError('functions are not allowed', where);
+  }
+}
+
+/** Throws `ValidationError` for a filter mingo would refuse, or one that would run code. */
+export function assertFilter(filter: Filter): void {
+  if (!isPlainObject(filter)) throw new ValidationError('a filter is an object like { level: { $gte: 2 } }');
+  assertNoForbiddenOperators(filter, '');
+  try {
+    new Query(filter);
+  } catch (error) {
+    throw new ValidationError(`invalid filter: ${(error as Error).message}`, '', { cause: error });
+  }
+}
+
+function assertCount(value: number | undefined, name: string): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+    throw new ValidationError(`${name} must be a non-negative integer`, `/${name}`);
+  }
+}
+
+/** The exact MongoDB meaning of a find over candidate documents (a superset of the matches). */
+export function findInMemory(
+  candidates: JsonObject[],
+  filter: Filter,
+  options: FindManyOptions,
+): JsonObject[] {
+  assertCount(options.skip, 'skip');
+  assertCount(options.limit, 'limit');
+  try {
+    let cursor = find(candidates, filter, options.projection as never);
+    if (options.sort) cursor = cursor.sort(options.sort);
+    if (options.skip) cursor = cursor.skip(options.skip);
+    if (options.limit) cursor = cursor.limit(options.limit);
+    return cursor.all() as JsonObject[];
+  } catch (error) {
+    throw new ValidationError(`invalid query: ${(error as Error).message}`, '', { cause: error });
+  }
+}

@@ -1,0 +1,591 @@
+/**
+ * The one storage conformance suite. Every backend runs it unchanged through a factory:
+ * `open()` returns a new handle on the same data each time (a new pool on PostgreSQL), so
+ * "several instances" means what it means in production.
+ */
+import { applyPatch } from 'fast-json-patch';
+import { apply as applyMergePatch } from 'json-merge-patch';
+import { update as mingoUpdate, Query } from 'mingo';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createStorage, type Database, EventSyncError, type Storage } from '../../src/index.js';
+import { filterCorpus, filterDocuments } from './filter-corpus.js';
+
+export interface StorageBackendFactory {
+  name: string;
+  open(): Promise<Database>;
+}
+
+interface Game {
+  _id: string;
+  version: number;
+  name: string;
+  gold: number;
+  level?: number;
+  tags?: string[];
+  items?: { name: string; qty: number }[];
+  inventory?: Record<string, unknown>;
+  stats?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+let collections = 0;
+
+const deferred = () => {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+};
+
+const clone = <V>(v: V): V => structuredClone(v);
+
+export function storageSuite(backend: StorageBackendFactory): void {
+  describe(`storage conformance: ${backend.name}`, () => {
+    const opened: Database[] = [];
+    afterAll(async () => {
+      await Promise.all(opened.map((db) => db.close()));
+    });
+
+    /** `count` storages on one fresh collection, each on its own database handle. */
+    async function storages<T extends Game = Game>(count = 1, versionField?: string): Promise<Storage<T>[]> {
+      const collection = `conf_${process.pid}_${++collections}`;
+      return Promise.all(
+        Array.from({ length: count }, async () => {
+          const db = await backend.open();
+          opened.push(db);
+          return createStorage<T>({ db, collection, ...(versionField ? { versionField } : {}) });
+        }),
+      );
+    }
+    const one = async () => (await storages(1))[0]!;
+
+    const expectCode = async (promise: Promise<unknown>, code: string) => {
+      const error = await promise.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(EventSyncError.is(error), `expected error code ${code}, got ${String(error)}`).toBe(true);
+      expect((error as EventSyncError).code).toBe(code);
+    };
+
+    describe('create and read', () => {
+      it('creates with a generated ObjectId and version 1, and finds it', async () => {
+        const games = await one();
+        const { doc, created } = await games.findOneAndUpsert({ name: 'a', gold: 0 });
+        expect(created).toBe(true);
+        expect(doc._id).toMatch(/^[0-9a-f]{24}$/);
+        expect(doc.version).toBe(1);
+        expect(await games.findOne(doc._id)).toEqual(doc);
+        expect(await games.findOne('absent')).toBeUndefined();
+      });
+
+      it('upsert of an existing id returns it unchanged', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'g1', name: 'first', gold: 1 });
+        const again = await games.findOneAndUpsert({ _id: 'g1', name: 'second', gold: 2 });
+        expect(again.created).toBe(false);
+        expect(again.doc).toMatchObject({ name: 'first', gold: 1, version: 1 });
+      });
+
+      it('10 concurrent upserts of one id create exactly one document and all return it', async () => {
+        const instances = await storages(5);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            instances[i % 5]!.findOneAndUpsert({ _id: 'same', name: `writer ${i}`, gold: i }),
+          ),
+        );
+        expect(results.filter((r) => r.created)).toHaveLength(1);
+        const winner = results.find((r) => r.created)!.doc;
+        for (const r of results) expect(r.doc).toEqual(winner);
+        expect(await instances[0]!.findMany({})).toEqual([winner]);
+      });
+    });
+
+    describe('findOneAndUpdate', () => {
+      it('applies a mutating edit, bumps the version and returns the diff', async () => {
+        const games = await one();
+        const { doc } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 10, tags: ['a'] });
+        const { doc: next, diff } = await games.findOneAndUpdate('g', (d) => {
+          d.gold += 50;
+          d.tags!.push('b');
+        });
+        expect(next).toMatchObject({ gold: 60, tags: ['a', 'b'], version: 2 });
+        expect(diff.hasChanges).toBe(true);
+        expect(diff.version).toBe(2);
+        expect(applyPatch(clone(doc), clone(diff.jsonPatch)).newDocument).toEqual(next);
+        expect(applyMergePatch(clone(doc), clone(diff.mergePatch))).toEqual(next);
+        const viaMongo = clone(doc);
+        mingoUpdate(viaMongo, diff.mongoUpdate as never);
+        expect(viaMongo).toEqual(next);
+        expect(await games.findOne('g')).toEqual(next);
+      });
+
+      it('accepts an edit that returns a new document; the storage keeps _id and owns the version', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        const { doc, diff } = await games.findOneAndUpdate('g', (d) => ({
+          ...d,
+          name: 'renamed',
+          version: 99,
+        }));
+        expect(doc).toEqual({ _id: 'g', name: 'renamed', gold: 1, version: 2 });
+        expect(diff.jsonPatch).toContainEqual({ op: 'replace', path: '/name', value: 'renamed' });
+      });
+
+      it('a no-op edit writes nothing and keeps the version', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        const { doc, diff } = await games.findOneAndUpdate('g', (d) => {
+          d.gold = 1;
+          d.version = 42;
+        });
+        expect(diff).toMatchObject({ hasChanges: false, version: 1, jsonPatch: [] });
+        expect(doc.version).toBe(1);
+        expect((await games.findOne('g'))!.version).toBe(1);
+      });
+
+      it('uses a configurable version field and overrides edits of it', async () => {
+        const [games] = await storages<Game & { rev: number }>(1, 'rev');
+        const { doc } = await games!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 } as never);
+        expect(doc.rev).toBe(1);
+        const { doc: next } = await games!.findOneAndUpdate('g', (d) => {
+          d.gold = 2;
+          d.rev = 1000;
+        });
+        expect(next.rev).toBe(2);
+        expect(games!.versionField).toBe('rev');
+      });
+
+      it('refuses to change _id, and throws not_found for a missing document', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        await expectCode(
+          games.findOneAndUpdate('g', (d) => {
+            d._id = 'other';
+          }),
+          'validation',
+        );
+        await expectCode(
+          games.findOneAndUpdate('missing', (d) => {
+            d.gold = 1;
+          }),
+          'not_found',
+        );
+        expect((await games.findOne('g'))!.version).toBe(1);
+      });
+
+      it('re-runs the edit on fresh state after a conflict, and gives up with version_conflict', async () => {
+        const [a, b] = await storages(2);
+        await a!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 0 });
+        const gate = deferred();
+        let runs = 0;
+        const slow = a!.findOneAndUpdate('g', async (d) => {
+          runs++;
+          if (runs === 1) await gate.promise;
+          d.gold += 1;
+        });
+        await b!.findOneAndUpdate('g', (d) => {
+          d.gold += 10;
+        });
+        gate.resolve();
+        expect((await slow).doc.gold).toBe(11);
+        expect(runs).toBe(2);
+
+        const gate2 = deferred();
+        const failing = a!.findOneAndUpdate(
+          'g',
+          async (d) => {
+            await gate2.promise;
+            d.gold += 1;
+          },
+          { maxRetries: 0 },
+        );
+        await b!.updateOne('g', { $inc: { gold: 100 } });
+        gate2.resolve();
+        await expectCode(failing, 'version_conflict');
+        expect((await a!.findOne('g'))!.gold).toBe(111);
+      });
+
+      it('no lost update: 50 concurrent increments through 5 instances end exactly +50', async () => {
+        const instances = await storages(5);
+        await instances[0]!.findOneAndUpsert({ _id: 'hot', name: 'hot', gold: 0 });
+        await Promise.all(
+          Array.from({ length: 50 }, (_, i) =>
+            instances[i % 5]!.findOneAndUpdate(
+              'hot',
+              (d) => {
+                d.gold += 1;
+              },
+              { maxRetries: 100, retryDelay: 1, maxRetryDelay: 20, timeout: 30_000 },
+            ),
+          ),
+        );
+        const final = await instances[0]!.findOne('hot');
+        expect(final!.gold).toBe(50);
+        expect(final!.version).toBe(51);
+      });
+    });
+
+    describe('updateOne and updateOneWithPipeline', () => {
+      it('applies every supported operator with MongoDB semantics and a real diff', async () => {
+        const games = await one();
+        const { doc: before } = await games.findOneAndUpsert({
+          _id: 'g',
+          name: 'n',
+          gold: 10,
+          level: 5,
+          tags: ['a', 'b'],
+          items: [
+            { name: 'sword', qty: 1 },
+            { name: 'potion', qty: 3 },
+          ],
+          stats: { hp: 10, mp: 4, old: 1 },
+        });
+        const { doc, diff } = await games.updateOne('g', {
+          $set: { 'stats.hp': 20, 'stats.new.deep': true },
+          $unset: { 'stats.mp': '' },
+          $inc: { gold: 5, 'stats.mp2': 2 },
+          $push: { tags: 'c' },
+          $pull: { items: { name: 'sword' } },
+          $addToSet: { 'stats.badges': 'x' },
+          $min: { level: 3 },
+          $max: { 'stats.top': 7 },
+          $rename: { 'stats.old': 'stats.renamed' },
+        });
+        const expected = clone(before) as Record<string, unknown>;
+        mingoUpdate(expected, {
+          $set: { 'stats.hp': 20, 'stats.new.deep': true },
+          $unset: { 'stats.mp': '' },
+          $inc: { gold: 5, 'stats.mp2': 2 },
+          $push: { tags: 'c' },
+          $pull: { items: { name: 'sword' } },
+          $addToSet: { 'stats.badges': 'x' },
+          $min: { level: 3 },
+          $max: { 'stats.top': 7 },
+          $rename: { 'stats.old': 'stats.renamed' },
+        } as never);
+        expected.version = 2;
+        expect(doc).toEqual(expected);
+        expect(applyPatch(clone(before), clone(diff.jsonPatch)).newDocument).toEqual(doc);
+        expect(await games.findOne('g')).toEqual(doc);
+      });
+
+      it('refuses unknown operators and bad paths, writing nothing', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        await expectCode(games.updateOne('g', { $frobnicate: { gold: 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $set: { '__proto__.polluted': 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $set: { $where: 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $set: { gold: () => 1 } }), 'validation');
+        expect(await games.findOne('g')).toEqual({ _id: 'g', name: 'n', gold: 1, version: 1 });
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      });
+
+      it('runs $set/$unset pipeline stages with expressions that see pre-update values', async () => {
+        const games = await one();
+        const { doc: before } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 10, level: 2 });
+        const { doc, diff } = await games.updateOneWithPipeline('g', [
+          { $set: { gold: { $add: ['$gold', 200] }, bonus: { $multiply: ['$level', 10] } } },
+          { $unset: ['level'] },
+        ]);
+        expect(doc).toEqual({ _id: 'g', name: 'n', gold: 210, bonus: 20, version: 2 });
+        expect(applyPatch(clone(before), clone(diff.jsonPatch)).newDocument).toEqual(doc);
+        await expectCode(games.updateOneWithPipeline('g', [{ $lookup: { from: 'x' } }]), 'validation');
+      });
+    });
+
+    describe('updateSection', () => {
+      it('edits a section with its own version and creates it when absent', async () => {
+        const games = await one();
+        const { doc: before } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        const { doc, diff } = await games.updateSection<{ sword?: number }>('g', 'inventory', (s) => {
+          s.sword = 1;
+        });
+        expect(doc.inventory).toEqual({ sword: 1, version: 1 });
+        expect(doc.version).toBe(2);
+        expect(diff.version).toBe(2);
+        const { doc: again } = await games.updateSection<{ sword: number }>('g', 'inventory', (s) => {
+          s.sword += 1;
+        });
+        expect(again.inventory).toEqual({ sword: 2, version: 2 });
+        expect(again.version).toBe(3);
+        expect(applyPatch(clone(before), clone(diff.jsonPatch)).newDocument).toEqual(doc);
+      });
+
+      it('concurrent edits of different sections do not conflict; of the same section they do', async () => {
+        const [a, b] = await storages(2);
+        await a!.findOneAndUpsert({
+          _id: 'g',
+          name: 'n',
+          gold: 1,
+          inventory: { version: 1 },
+          stats: { version: 1 },
+        });
+        const gate = deferred();
+        const slow = a!.updateSection<{ potions?: number }>(
+          'g',
+          'inventory',
+          async (s) => {
+            await gate.promise;
+            s.potions = 3;
+          },
+          { maxRetries: 0 },
+        );
+        await b!.updateSection<{ hp?: number }>('g', 'stats', (s) => {
+          s.hp = 100;
+        });
+        gate.resolve();
+        const { doc } = await slow;
+        expect(doc.inventory).toEqual({ potions: 3, version: 2 });
+        expect(doc.stats).toEqual({ hp: 100, version: 2 });
+        expect(doc.version).toBe(3);
+
+        const gate2 = deferred();
+        const loser = a!.updateSection<{ potions: number }>(
+          'g',
+          'inventory',
+          async (s) => {
+            await gate2.promise;
+            s.potions += 1;
+          },
+          { maxRetries: 0 },
+        );
+        await b!.updateSection<{ potions: number }>('g', 'inventory', (s) => {
+          s.potions += 10;
+        });
+        gate2.resolve();
+        await expectCode(loser, 'version_conflict');
+        expect((await a!.findOne('g'))!.inventory).toEqual({ potions: 13, version: 3 });
+      });
+
+      it('a whole-document edit inside a section bumps that section, so a racing section edit retries', async () => {
+        const [a, b] = await storages(2);
+        await a!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1, inventory: { version: 1, potions: 0 } });
+        const gate = deferred();
+        let runs = 0;
+        const sectionEdit = a!.updateSection<{ potions: number }>('g', 'inventory', async (s) => {
+          runs++;
+          if (runs === 1) await gate.promise;
+          s.potions += 1;
+        });
+        const { doc: mid } = await b!.findOneAndUpdate('g', (d) => {
+          (d.inventory as { potions: number }).potions += 10;
+        });
+        expect(mid.inventory).toEqual({ version: 2, potions: 10 });
+        gate.resolve();
+        const { doc } = await sectionEdit;
+        expect(runs).toBe(2);
+        expect(doc.inventory).toEqual({ version: 3, potions: 11 });
+      });
+
+      it('refuses paths that cannot be sections', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1, tags: ['a'] });
+        for (const path of ['', 'version', '_id', 'tags', 'a..b', '$x', 'missing.child', 'items.0']) {
+          await expectCode(
+            games.updateSection('g', path, (s: Record<string, unknown>) => {
+              s.x = 1;
+            }),
+            'validation',
+          );
+        }
+      });
+    });
+
+    describe('delete and transactions', () => {
+      it('deleteOne returns the deleted document, then nothing', async () => {
+        const games = await one();
+        const { doc } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        expect(await games.deleteOne('g')).toEqual(doc);
+        expect(await games.findOne('g')).toBeUndefined();
+        expect(await games.deleteOne('g')).toBeUndefined();
+        const { doc: again } = await games.findOneAndUpsert({ _id: 'g', name: 'again', gold: 2 });
+        expect(again.version).toBe(1);
+      });
+
+      it('withTransaction commits all writes together, and a throw rolls back all of them', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'a', name: 'a', gold: 1 });
+        await games.findOneAndUpsert({ _id: 'b', name: 'b', gold: 1 });
+        await games.withTransaction(async (tx) => {
+          await tx.updateOne('a', { $inc: { gold: 1 } });
+          await tx.findOneAndUpsert({ _id: 'c', name: 'c', gold: 0 });
+          await tx.deleteOne('b');
+        });
+        expect((await games.findMany({}, { sort: { _id: 1 } })).map((g) => [g._id, g.gold])).toEqual([
+          ['a', 2],
+          ['c', 0],
+        ]);
+        await expect(
+          games.withTransaction(async (tx) => {
+            await tx.updateOne('a', { $inc: { gold: 100 } });
+            await tx.deleteOne('c');
+            await tx.findOneAndUpsert({ _id: 'd', name: 'd', gold: 0 });
+            throw new Error('boom');
+          }),
+        ).rejects.toThrow('boom');
+        expect(
+          (await games.findMany({}, { sort: { _id: 1 } })).map((g) => [g._id, g.gold, g.version]),
+        ).toEqual([
+          ['a', 2, 2],
+          ['c', 0, 1],
+        ]);
+      });
+    });
+
+    describe('watch', () => {
+      it('streams create, update and delete made through another instance, and ends on abort', async () => {
+        const [watcher, writer] = await storages(2);
+        const abort = new AbortController();
+        const stream = watcher!.watch({ signal: abort.signal });
+        await stream.ready;
+        const seen: { operation: string; version: number; gold?: number; hasDiff: boolean }[] = [];
+        const done = (async () => {
+          for await (const change of stream) {
+            seen.push({
+              operation: change.operation,
+              version: change.version,
+              gold: change.data.gold,
+              hasDiff: change.diff !== undefined,
+            });
+            if (seen.length === 3) abort.abort();
+          }
+        })();
+        await writer!.findOneAndUpsert({ _id: 'w', name: 'w', gold: 1 });
+        await writer!.updateOne('w', { $inc: { gold: 1 } });
+        await writer!.deleteOne('w');
+        await done;
+        expect(seen).toEqual([
+          { operation: 'create', version: 1, gold: 1, hasDiff: false },
+          { operation: 'update', version: 2, gold: 2, hasDiff: true },
+          { operation: 'delete', version: 2, gold: 2, hasDiff: false },
+        ]);
+      });
+
+      it('filters by operation and id, and announces transaction writes only after commit', async () => {
+        const [games] = await storages(1);
+        const abort = new AbortController();
+        const stream = games!.watch({ signal: abort.signal, operations: ['update'], ids: ['x'] });
+        await stream.ready;
+        const seen: number[] = [];
+        const done = (async () => {
+          for await (const change of stream) seen.push(change.version);
+        })();
+        await games!.findOneAndUpsert({ _id: 'x', name: 'x', gold: 0 });
+        await games!.findOneAndUpsert({ _id: 'y', name: 'y', gold: 0 });
+        await games!.updateOne('y', { $inc: { gold: 1 } });
+        await games!
+          .withTransaction(async (tx) => {
+            await tx.updateOne('x', { $inc: { gold: 1 } });
+            throw new Error('rolled back');
+          })
+          .catch(() => undefined);
+        await games!.updateOne('x', { $inc: { gold: 5 } });
+        await expect.poll(() => seen, { timeout: 5_000 }).toEqual([2]);
+        abort.abort();
+        await done;
+      });
+    });
+
+    describe('findMany', () => {
+      it('matches mingo on a fixed corpus of filters', async () => {
+        const games = await one();
+        for (const doc of filterDocuments) await games.findOneAndUpsert(clone(doc) as never);
+        const stored = await games.findMany({});
+        for (const { name, filter } of filterCorpus) {
+          const expected = stored.filter((d) => new Query(filter).test(d)).map((d) => d._id);
+          const actual = (await games.findMany(filter)).map((d) => d._id);
+          expect(actual.sort(), `${name}: ${JSON.stringify(filter)}`).toEqual(expected.sort());
+        }
+      });
+
+      it('sorts, skips, limits and projects', async () => {
+        const games = await one();
+        for (let i = 0; i < 10; i++) {
+          await games.findOneAndUpsert({ _id: `g${i}`, name: `game ${i}`, gold: i * 10, level: i % 3 });
+        }
+        const page = await games.findMany(
+          { gold: { $gte: 20 } },
+          { sort: { level: -1, gold: 1 }, skip: 1, limit: 3, projection: { name: 1, level: 1 } },
+        );
+        expect(page).toEqual([
+          { _id: 'g5', name: 'game 5', level: 2 },
+          { _id: 'g8', name: 'game 8', level: 2 },
+          { _id: 'g4', name: 'game 4', level: 1 },
+        ]);
+        expect(Object.keys(page[0]!).sort()).toEqual(['_id', 'level', 'name']);
+        await expectCode(games.findMany({ gold: { $frob: 1 } }), 'validation');
+        await expectCode(games.findMany({ $where: 'true' }), 'validation');
+        await expectCode(games.findMany({}, { limit: -1 }), 'validation');
+      });
+    });
+
+    describe('bad input changes nothing', () => {
+      const badDocuments: [string, () => unknown][] = [
+        ['a function', () => ({ name: 'x', gold: 1, f: () => 1 })],
+        ['undefined in an array', () => ({ name: 'x', gold: 1, a: [1, undefined] })],
+        ['a BigInt', () => ({ name: 'x', gold: 1n })],
+        ['NaN', () => ({ name: 'x', gold: Number.NaN })],
+        ['Infinity', () => ({ name: 'x', gold: Number.POSITIVE_INFINITY })],
+        [
+          'a cycle',
+          () => {
+            const o: Record<string, unknown> = { name: 'x', gold: 1 };
+            o.self = o;
+            return o;
+          },
+        ],
+        ['a __proto__ key', () => JSON.parse('{"name":"x","gold":1,"nested":{"__proto__":{"polluted":1}}}')],
+        ['a constructor key', () => ({ name: 'x', gold: 1, constructor: 1 })],
+        ['a prototype key', () => ({ name: 'x', gold: 1, prototype: 1 })],
+        ['a $-prefixed key', () => ({ name: 'x', gold: 1, nested: { $set: 1 } })],
+        ['a Date', () => ({ name: 'x', gold: 1, at: new Date() })],
+        ['an invalid id', () => ({ _id: 'has/slash', name: 'x', gold: 1 })],
+        ['an empty id', () => ({ _id: '', name: 'x', gold: 1 })],
+        ['a numeric id', () => ({ _id: 5, name: 'x', gold: 1 })],
+      ];
+
+      for (const [what, make] of badDocuments) {
+        it(`refuses a document with ${what}`, async () => {
+          const games = await one();
+          await expectCode(games.findOneAndUpsert(make() as never), 'validation');
+          expect(await games.findMany({})).toEqual([]);
+        });
+
+        if (what.includes('id')) continue;
+        it(`refuses an edit that introduces ${what}`, async () => {
+          const games = await one();
+          const { doc } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+          const bad = make() as Record<string, unknown>;
+          await expectCode(
+            games.findOneAndUpdate('g', (d) => {
+              d.payload = bad;
+            }),
+            'validation',
+          );
+          await expectCode(
+            games.findOneAndUpdate('g', (d) => ({ ...d, payload: bad })),
+            'validation',
+          );
+          expect(await games.findOne('g')).toEqual(doc);
+        });
+      }
+
+      it('refuses invalid ids everywhere', async () => {
+        const games = await one();
+        for (const id of ['', 'a/b', 'x'.repeat(200), '../etc', 'a b']) {
+          await expectCode(games.findOne(id), 'validation');
+          await expectCode(games.updateOne(id, { $set: { gold: 1 } }), 'validation');
+          await expectCode(games.deleteOne(id), 'validation');
+        }
+      });
+
+      it('a closed storage refuses calls with code closed', async () => {
+        const games = await one();
+        await games.close();
+        await expectCode(games.findOne('g'), 'closed');
+      });
+    });
+  });
+}
