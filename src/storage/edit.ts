@@ -3,7 +3,7 @@
  * operations that lead to it. The cost is the size of the change, not of the document:
  * mutative copies only the objects on the edited paths and records the patch as it goes.
  */
-import { create } from 'mutative';
+import { create, isDraft, rawReturn } from 'mutative';
 import { ValidationError } from '../protocol/errors.js';
 import { compareValues, formatPointer, parsePointer } from './diff.js';
 import type { EditFunction, JsonObject, JsonPatchOperation, JsonValue } from './types.js';
@@ -40,7 +40,14 @@ export async function runEdit<T>(
   const { versionField } = target;
   let produced: [JsonObject, { op: string; path: unknown; value?: unknown }[]];
   try {
-    produced = (await create(before, edit as never, patchOptions)) as never;
+    const recipe = async (draft: T) => {
+      const returned = await edit(draft);
+      // A new document without drafts inside is taken as is (mutative would warn about it).
+      return returned === undefined || returned === draft || holdsDraft(returned)
+        ? returned
+        : rawReturn(returned as object);
+    };
+    produced = (await create(before, recipe as never, patchOptions)) as never;
   } catch (error) {
     if (error instanceof Error && error.message.startsWith('Either the value is returned')) {
       throw new ValidationError('an edit must either mutate the draft or return a new document, not both');
@@ -123,6 +130,14 @@ function ownsVersion(
     else delete parentAfter[target.versionField];
   }
   return true;
+}
+
+/** Whether `value` holds a mutative draft; deeper than any valid document counts as yes (mutative then reports it). */
+function holdsDraft(value: unknown, depth = 0): boolean {
+  if (isDraft(value) || depth > 100) return true;
+  if (typeof value !== 'object' || value === null) return false;
+  for (const child of Object.values(value)) if (holdsDraft(child, depth + 1)) return true;
+  return false;
 }
 
 function restoreLocked(before: JsonObject, after: JsonObject, field: string): void {
