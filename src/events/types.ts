@@ -18,6 +18,8 @@ export interface SyncEvent {
   /** Milliseconds since the epoch, when the event was recorded. */
   timestamp: number;
   operation: EventOperation;
+  /** Set on an event that compaction merged from several: the first seq it covers (it ends at `seq`). */
+  fromSeq?: number;
   /** The change, for create (everything added), update and update_section; absent for delete. */
   diff?: Diff;
   /** The document version after the event (the deleted version for delete). */

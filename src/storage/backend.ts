@@ -3,6 +3,8 @@
  * on one collection. Everything with semantics (edits, retries, diffs, validation, filters'
  * exact meaning, sections' rules) lives once in `DocumentStorage`, so every backend behaves alike.
  */
+import type { EventBackend, EventRecord } from '../events/backend.js';
+import type { SyncEvent } from '../events/types.js';
 import type { ChangeOperation, Diff, Filter, JsonObject } from './types.js';
 
 /** A document as stored: `data` holds the whole document, `_id` and version field included. */
@@ -21,6 +23,14 @@ export interface CommittedChange {
   /** The document after the change (before it, for deletes). May be missing when the backend had to drop it to stay small (PostgreSQL NOTIFY payloads); the storage then looks it up. */
   data?: JsonObject;
   diff?: Diff;
+  /** When the write recorded an event: its seq and serverSeq. */
+  seq?: number;
+  serverSeq?: number;
+}
+
+/** A write that happened; with the event it recorded when it was given an `EventRecord`. */
+export interface Written {
+  event?: SyncEvent;
 }
 
 export interface SectionWrite {
@@ -44,20 +54,33 @@ export interface CollectionBackend {
    * with mingo), fewer is a bug. SQL backends translate what they can to narrow the read.
    */
   find(filter: Filter): Promise<JsonObject[]>;
-  /** Inserts unless the id exists; returns whether it inserted. Never overwrites. */
-  insert(doc: StoredDocument): Promise<boolean>;
-  /** Replaces the document if its stored version is still `expectedVersion`; returns whether it did. */
-  replace(doc: StoredDocument, expectedVersion: number, diff: Diff): Promise<boolean>;
+  /*
+   * Writes. Each returns `undefined` when it did not happen (the id exists, the version moved on,
+   * the document is gone). Given an `EventRecord`, a write also appends its event (see
+   * `src/events/backend.ts`) in the same statement or transaction: both commit, or neither.
+   */
+
+  /** Inserts unless the id exists. Never overwrites. Records a `create` event. */
+  insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined>;
+  /** Replaces the document if its stored version is still `expectedVersion`. Records an `update` event. */
+  replace(
+    doc: StoredDocument,
+    expectedVersion: number,
+    diff: Diff,
+    record?: EventRecord,
+  ): Promise<Written | undefined>;
   /**
    * Sets the section at `write.path` if the section's version is still the expected one, and
    * bumps the document version by one (also inside `data`). Returns the new document, or
-   * `undefined` on a section version mismatch or a missing document.
+   * `undefined` on a section version mismatch or a missing document. Records an `update_section` event.
    */
-  replaceSection(write: SectionWrite): Promise<StoredDocument | undefined>;
-  /** Deletes and returns what was deleted, or `undefined` when absent. */
-  delete(id: string): Promise<StoredDocument | undefined>;
+  replaceSection(write: SectionWrite, record?: EventRecord): Promise<(StoredDocument & Written) | undefined>;
+  /** Deletes and returns what was deleted, or `undefined` when absent. Records a `delete` event. */
+  delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined>;
   /** Runs `fn` with a backend whose writes commit together when `fn` resolves and roll back when it throws. Changes are announced after commit. */
   transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R>;
+  /** Whether `events` is the event log of this collection's own database (what atomic recording needs). */
+  sharesDatabaseWith(events: EventBackend): boolean;
   /** Listens to changes committed to this collection by anyone sharing the database (other instances, other processes). */
   subscribe(listener: (change: CommittedChange) => void): Promise<() => Promise<void>>;
 }
@@ -67,5 +90,7 @@ export interface Database {
   readonly kind: 'memory' | 'pglite' | 'pg';
   /** Opens (creating tables on first use) one collection's backend. */
   collection(name: string): Promise<CollectionBackend>;
+  /** The event log of this database (creating its tables on first use). */
+  events(): Promise<EventBackend>;
   close(): Promise<void>;
 }

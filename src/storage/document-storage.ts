@@ -3,8 +3,11 @@
  * validation, copy-on-write edits, diffs, version and section rules, conflict retries, the
  * per-document write queue, MongoDB filter semantics (mingo) and the change stream.
  */
+
+import type { EventRecord } from '../events/backend.js';
+import type { SyncEvent } from '../events/types.js';
 import { ClosedError, NotFoundError, ValidationError } from '../protocol/errors.js';
-import type { CollectionBackend, CommittedChange, StoredDocument } from './backend.js';
+import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -37,26 +40,59 @@ export interface StorageOptions {
 
 const ID = '_id';
 
+/** Who records events for the writes of a storage view, and who hears of each event once it committed. */
+export interface Recorder {
+  record: EventRecord;
+  onEvent(event: SyncEvent, doc: JsonObject | undefined): void | Promise<void>;
+}
+
+/** What every view of one storage shares (see `recordingAs`). */
+interface Shared {
+  backend: CollectionBackend;
+  retry: RetryOptions | undefined;
+  /** Writes of one document from this instance run one after another (see KeyedQueue). Not used inside transactions. */
+  queue: KeyedQueue | undefined;
+  closed: boolean;
+  watchers: Set<() => void>;
+}
+
 export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   readonly collection: string;
   readonly versionField: string;
+  readonly #shared: Shared;
   readonly #backend: CollectionBackend;
-  readonly #retry: RetryOptions | undefined;
-  /** Writes of one document from this instance run one after another (see KeyedQueue). Not used inside transactions. */
-  readonly #queue: KeyedQueue | undefined;
-  #closed = false;
-  readonly #watchers = new Set<() => void>();
+  readonly #recorder: Recorder | undefined;
 
   constructor(
     backend: CollectionBackend,
     options: StorageOptions = {},
-    queue: KeyedQueue | undefined = new KeyedQueue(),
+    shared?: Shared,
+    recorder?: Recorder,
   ) {
-    this.#backend = backend;
+    this.#shared = shared ?? {
+      backend,
+      retry: options.retry,
+      queue: new KeyedQueue(),
+      closed: false,
+      watchers: new Set(),
+    };
+    this.#backend = this.#shared.backend;
     this.collection = backend.collection;
     this.versionField = options.versionField ?? 'version';
-    this.#retry = options.retry;
-    this.#queue = queue;
+    this.#recorder = recorder;
+  }
+
+  /**
+   * A view of this storage whose writes also append their event, atomically (same statement or
+   * transaction), as `recorder.record` says; `recorder.onEvent` hears of each after it committed.
+   */
+  recordingAs(recorder: Recorder): DocumentStorage<T> {
+    return new DocumentStorage<T>(this.#backend, { versionField: this.versionField }, this.#shared, recorder);
+  }
+
+  /** Whether this storage keeps its documents in `backend`'s database (atomic event recording needs it). */
+  get backend(): CollectionBackend {
+    return this.#backend;
   }
 
   async findOne(id: string): Promise<T | undefined> {
@@ -81,8 +117,11 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     return this.#serial(id, async () => {
       // An insert racing a delete can find neither the row nor room for it: try again.
       for (;;) {
-        if (await this.#backend.insert({ id, version: 1, data }))
+        const written = await this.#backend.insert({ id, version: 1, data }, this.#recorder?.record);
+        if (written) {
+          await this.#heard(written, data);
           return { doc: toDoc<T>(data), created: true };
+        }
         const existing = await this.#backend.get(id);
         if (existing) return { doc: toDoc<T>(existing.data), created: false };
       }
@@ -93,23 +132,30 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     this.#open();
     assertId(id);
     return this.#serial(id, () =>
-      retryOnConflict({ collection: this.collection, id }, { ...this.#retry, ...options }, async () => {
-        const stored = await this.#mustGet(id);
-        const outcome = await runEdit(stored.data, edit, {
-          versionField: this.versionField,
-          version: stored.version,
-          lockedFields: [ID],
-        });
-        if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
-        const version = stored.version + 1;
-        const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
-        const written = await this.#backend.replace(
-          { id, version, data: outcome.after },
-          stored.version,
-          diff,
-        );
-        return written ? { doc: toDoc<T>(outcome.after), diff } : CONFLICT;
-      }),
+      retryOnConflict(
+        { collection: this.collection, id },
+        { ...this.#shared.retry, ...options },
+        async () => {
+          const stored = await this.#mustGet(id);
+          const outcome = await runEdit(stored.data, edit, {
+            versionField: this.versionField,
+            version: stored.version,
+            lockedFields: [ID],
+          });
+          if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+          const version = stored.version + 1;
+          const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
+          const written = await this.#backend.replace(
+            { id, version, data: outcome.after },
+            stored.version,
+            diff,
+            this.#recorder?.record,
+          );
+          if (!written) return CONFLICT;
+          await this.#heard(written, outcome.after);
+          return withEvent({ doc: toDoc<T>(outcome.after), diff }, written);
+        },
+      ),
     );
   }
 
@@ -135,73 +181,104 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     assertId(id);
     const segments = assertSectionPath(path, [ID, this.versionField]);
     return this.#serial(id, () =>
-      retryOnConflict({ collection: this.collection, id }, { ...this.#retry, ...options }, async () => {
-        const stored = await this.#mustGet(id);
-        const parent = getIn(stored.data, segments.slice(0, -1));
-        const current = getIn(stored.data, segments);
-        if (!isPlainObject(parent) || (current !== undefined && !isPlainObject(current))) {
-          throw new ValidationError('a section must be an object inside an object', formatPointer(segments));
-        }
-        const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
-        const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
-          versionField: this.versionField,
-          version: sectionVersion,
-          lockedFields: [],
-        });
-        if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
-        const sectionOps =
-          current === undefined ? [{ op: 'add' as const, path: '', value: outcome.after }] : outcome.ops;
-        const diffAt = (newVersion: number) =>
-          buildDiff(
-            stored.data,
-            setIn(stored.data, segments, outcome.after, this.versionField, newVersion),
-            [
-              ...prefixPatch(sectionOps, segments),
-              { op: 'replace', path: formatPointer([this.versionField]), value: newVersion },
-            ],
-            newVersion,
+      retryOnConflict(
+        { collection: this.collection, id },
+        { ...this.#shared.retry, ...options },
+        async () => {
+          const stored = await this.#mustGet(id);
+          const parent = getIn(stored.data, segments.slice(0, -1));
+          const current = getIn(stored.data, segments);
+          if (!isPlainObject(parent) || (current !== undefined && !isPlainObject(current))) {
+            throw new ValidationError(
+              'a section must be an object inside an object',
+              formatPointer(segments),
+            );
+          }
+          const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
+          const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
+            versionField: this.versionField,
+            version: sectionVersion,
+            lockedFields: [],
+          });
+          if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+          const sectionOps =
+            current === undefined ? [{ op: 'add' as const, path: '', value: outcome.after }] : outcome.ops;
+          const diffAt = memoizeLast((newVersion: number) =>
+            buildDiff(
+              stored.data,
+              setIn(stored.data, segments, outcome.after, this.versionField, newVersion),
+              [
+                ...prefixPatch(sectionOps, segments),
+                { op: 'replace', path: formatPointer([this.versionField]), value: newVersion },
+              ],
+              newVersion,
+            ),
           );
-        const written = await this.#backend.replaceSection({
-          id,
-          path: segments,
-          expectedSectionVersion: current === undefined ? undefined : sectionVersion,
-          section: outcome.after,
-          versionField: this.versionField,
-          diff: diffAt,
-        });
-        return written ? { doc: toDoc<T>(written.data), diff: diffAt(written.version) } : CONFLICT;
-      }),
+          const written = await this.#backend.replaceSection(
+            {
+              id,
+              path: segments,
+              expectedSectionVersion: current === undefined ? undefined : sectionVersion,
+              section: outcome.after,
+              versionField: this.versionField,
+              diff: diffAt,
+            },
+            this.#recorder?.record,
+          );
+          if (!written) return CONFLICT;
+          await this.#heard(written, written.data);
+          return withEvent({ doc: toDoc<T>(written.data), diff: diffAt(written.version) }, written);
+        },
+      ),
     );
   }
 
   async deleteOne(id: string): Promise<T | undefined> {
     this.#open();
     assertId(id);
-    return this.#serial(id, async () => toDoc<T>((await this.#backend.delete(id))?.data));
+    return this.#serial(id, async () => {
+      const deleted = await this.#backend.delete(id, this.#recorder?.record);
+      if (deleted) await this.#heard(deleted, undefined);
+      return toDoc<T>(deleted?.data);
+    });
   }
 
   async withTransaction<R>(fn: (tx: Storage<T>) => Promise<R>): Promise<R> {
     this.#open();
-    return this.#backend.transaction((txBackend) =>
+    // Events of the transaction are heard only once it committed.
+    const heard: [SyncEvent, JsonObject | undefined][] = [];
+    const recorder = this.#recorder && {
+      record: this.#recorder.record,
+      onEvent: (event: SyncEvent, doc: JsonObject | undefined) => void heard.push([event, doc]),
+    };
+    const result = await this.#backend.transaction((txBackend) =>
       // No write queue inside: the transaction's own order is the order.
       fn(
-        new DocumentStorage<T>(txBackend, { versionField: this.versionField, retry: this.#retry }, undefined),
+        new DocumentStorage<T>(
+          txBackend,
+          { versionField: this.versionField },
+          { ...this.#shared, backend: txBackend, queue: undefined },
+          recorder,
+        ),
       ),
     );
+    for (const [event, doc] of heard) await this.#recorder?.onEvent(event, doc);
+    return result;
   }
 
   watch(options: WatchOptions = {}): ChangeStream<T> {
     this.#open();
-    return new BackendChangeStream<T>(this.#backend, options, this.#watchers);
+    return new BackendChangeStream<T>(this.#backend, options, this.#shared.watchers);
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    for (const stop of [...this.#watchers]) stop();
+    this.#shared.closed = true;
+    for (const stop of [...this.#shared.watchers]) stop();
   }
 
   #open(): void {
-    if (this.#closed) throw new ClosedError(`storage of collection ${JSON.stringify(this.collection)}`);
+    if (this.#shared.closed)
+      throw new ClosedError(`storage of collection ${JSON.stringify(this.collection)}`);
   }
 
   async #mustGet(id: string): Promise<StoredDocument> {
@@ -211,8 +288,26 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   }
 
   #serial<R>(id: string, task: () => Promise<R>): Promise<R> {
-    return this.#queue ? this.#queue.run(id, task) : task();
+    return this.#shared.queue ? this.#shared.queue.run(id, task) : task();
   }
+
+  async #heard(written: Written, doc: JsonObject | undefined): Promise<void> {
+    if (written.event) await this.#recorder?.onEvent(written.event, doc);
+  }
+}
+
+function withEvent<T>(result: EditResult<T>, written: Written): EditResult<T> {
+  if (written.event) result.event = written.event;
+  return result;
+}
+
+/** Caches the last call: the section diff is asked for by the backend (for its notification) and then here. */
+function memoizeLast<A, R>(fn: (arg: A) => R): (arg: A) => R {
+  let last: { arg: A; result: R } | undefined;
+  return (arg) => {
+    if (!last || last.arg !== arg) last = { arg, result: fn(arg) };
+    return last.result;
+  };
 }
 
 /** Documents are JSON objects at run time; `T` is what the caller says they look like. */

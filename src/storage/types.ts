@@ -1,4 +1,5 @@
 /** The public shapes of the document storage. No I/O lives here. */
+import type { SyncEvent } from '../events/types.js';
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
@@ -62,6 +63,8 @@ export interface RetryOptions {
 export interface EditResult<T> {
   doc: T;
   diff: Diff;
+  /** The event the write recorded, when made through `EventSyncStorage`. */
+  event?: SyncEvent;
 }
 
 export interface FindManyOptions {

@@ -69,8 +69,8 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
     it('inserts, gets, and never overwrites on insert', () =>
       withDb(async (db) => {
         const c = await db.collection(uniqueCollection());
-        expect(await c.insert(doc('a', 1, { n: 1 }))).toBe(true);
-        expect(await c.insert(doc('a', 5, { n: 2 }))).toBe(false);
+        expect(await c.insert(doc('a', 1, { n: 1 }))).toEqual({});
+        expect(await c.insert(doc('a', 5, { n: 2 }))).toBeUndefined();
         const got = await c.get('a');
         expect(got).toEqual(doc('a', 1, { n: 1 }));
         expect(typeof got?.version).toBe('number');
@@ -82,7 +82,7 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
         const a = await db.collection(uniqueCollection());
         const b = await db.collection(uniqueCollection());
         await a.insert(doc('x', 1, { in: 'a' }));
-        expect(await b.insert(doc('x', 1, { in: 'b' }))).toBe(true);
+        expect(await b.insert(doc('x', 1, { in: 'b' }))).toEqual({});
         expect((await a.get('x'))?.data.in).toBe('a');
         expect((await b.find({})).map((d) => d.in)).toEqual(['b']);
       }));
@@ -91,10 +91,10 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
       withDb(async (db) => {
         const c = await db.collection(uniqueCollection());
         await c.insert(doc('a', 1, { n: 1 }));
-        expect(await c.replace(doc('a', 2, { n: 2 }), 1, diff(2))).toBe(true);
-        expect(await c.replace(doc('a', 3, { n: 3 }), 1, diff(3))).toBe(false);
+        expect(await c.replace(doc('a', 2, { n: 2 }), 1, diff(2))).toEqual({});
+        expect(await c.replace(doc('a', 3, { n: 3 }), 1, diff(3))).toBeUndefined();
         expect(await c.get('a')).toEqual(doc('a', 2, { n: 2 }));
-        expect(await c.replace(doc('missing', 2), 1, diff(2))).toBe(false);
+        expect(await c.replace(doc('missing', 2), 1, diff(2))).toBeUndefined();
         expect(await c.get('missing')).toBeUndefined();
       }));
 
@@ -359,7 +359,7 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
           async (db) => {
             const c = await db.collection(uniqueCollection());
             await c.insert(doc('a', 1));
-            expect(await c.replace(doc('a', 2), 1, diff(2))).toBe(true);
+            expect(await c.replace(doc('a', 2), 1, diff(2))).toEqual({});
             expect((await c.delete('a'))?.version).toBe(2);
             await expect(c.subscribe(() => {})).rejects.toThrow(/notify: false/);
           },

@@ -4,14 +4,20 @@
  * Several storages opened on one `MemoryDatabase` see one another's writes and changes, like
  * several server instances on one PostgreSQL.
  */
+import type { EventBackend, EventRecord, StreamHead } from '../../events/backend.js';
+import { creationDiff, eventDraft, type WriteFacts } from '../../events/drafts.js';
+import type { EventDraft, EventOperation, SyncEvent } from '../../events/types.js';
 import type {
   CollectionBackend,
   CommittedChange,
   Database,
   SectionWrite,
   StoredDocument,
+  Written,
 } from '../../storage/backend.js';
+import { getIn } from '../../storage/edit.js';
 import type { Diff, Filter, JsonObject } from '../../storage/types.js';
+import { MemoryEventLog, nextEvent } from './memory-events.js';
 
 type Rows = Map<string, StoredDocument>;
 type Listener = (change: CommittedChange) => void;
@@ -57,14 +63,23 @@ interface CollectionState {
 export class MemoryDatabase implements Database {
   readonly kind = 'memory' as const;
   readonly #collections = new Map<string, CollectionState>();
+  readonly #log = new MemoryEventLog((collection, write) => this.#state(collection).lock.whenFree(write));
 
-  async collection(name: string): Promise<CollectionBackend> {
+  #state(name: string): CollectionState {
     let state = this.#collections.get(name);
     if (!state) {
       state = { rows: new Map(), lock: new Lock(), listeners: new Set() };
       this.#collections.set(name, state);
     }
-    return new MemoryCollection(name, state);
+    return state;
+  }
+
+  async collection(name: string): Promise<CollectionBackend> {
+    return new MemoryCollection(name, this.#state(name), this.#log);
+  }
+
+  async events(): Promise<EventBackend> {
+    return this.#log;
   }
 
   async close(): Promise<void> {}
@@ -74,81 +89,111 @@ export function memoryDatabase(): MemoryDatabase {
   return new MemoryDatabase();
 }
 
-/** Applies one write to `rows` and reports the change; shared by plain writes and transactions. */
+/** Where a writer puts what a write produced: straight into the database, or into a transaction's staging. */
+interface WriteSink {
+  read(id: string): StoredDocument | undefined;
+  write(id: string, doc: StoredDocument | undefined): void;
+  /** Adds the event for a write; returns it as the caller may see it. */
+  record(draft: EventDraft): SyncEvent;
+  announce(change: CommittedChange, event: SyncEvent | undefined): void;
+}
+
+/** Applies one write and reports the change; shared by plain writes and transactions. */
 class Writer {
   constructor(
     readonly collection: string,
-    readonly read: (id: string) => StoredDocument | undefined,
-    readonly write: (id: string, doc: StoredDocument | undefined) => void,
-    readonly announce: (change: CommittedChange) => void,
+    readonly sink: WriteSink,
   ) {}
 
-  insert(doc: StoredDocument): boolean {
-    if (this.read(doc.id)) return false;
-    this.write(doc.id, clone(doc));
-    this.announce({
+  #finish(
+    id: string,
+    operation: EventOperation,
+    change: CommittedChange,
+    record: EventRecord | undefined,
+    facts: WriteFacts,
+  ): Written {
+    const event =
+      record && this.sink.record(eventDraft(this.collection, id, operation, change.version, record, facts));
+    this.sink.announce(change, event);
+    return event ? { event } : {};
+  }
+
+  insert(doc: StoredDocument, record?: EventRecord): Written | undefined {
+    if (this.sink.read(doc.id)) return undefined;
+    this.sink.write(doc.id, clone(doc));
+    const change: CommittedChange = {
       collection: this.collection,
       id: doc.id,
       operation: 'create',
       version: doc.version,
       data: clone(doc.data),
-    });
-    return true;
+    };
+    return this.#finish(doc.id, 'create', change, record, { diff: creationDiff(doc.data, doc.version) });
   }
 
-  replace(doc: StoredDocument, expectedVersion: number, diff: Diff): boolean {
-    if (this.read(doc.id)?.version !== expectedVersion) return false;
-    this.write(doc.id, clone(doc));
-    this.announce({
+  replace(
+    doc: StoredDocument,
+    expectedVersion: number,
+    diff: Diff,
+    record?: EventRecord,
+  ): Written | undefined {
+    if (this.sink.read(doc.id)?.version !== expectedVersion) return undefined;
+    this.sink.write(doc.id, clone(doc));
+    const change: CommittedChange = {
       collection: this.collection,
       id: doc.id,
       operation: 'update',
       version: doc.version,
       data: clone(doc.data),
       diff,
-    });
-    return true;
+    };
+    return this.#finish(doc.id, 'update', change, record, { diff });
   }
 
-  replaceSection(w: SectionWrite): StoredDocument | undefined {
-    const current = this.read(w.id);
+  replaceSection(w: SectionWrite, record?: EventRecord): (StoredDocument & Written) | undefined {
+    const current = this.sink.read(w.id);
     if (!current) return undefined;
-    let parent: JsonObject = current.data;
-    for (const key of w.path.slice(0, -1)) parent = parent[key] as JsonObject;
-    const section = parent?.[w.path[w.path.length - 1]!] as JsonObject | undefined;
+    const parent = getIn(current.data, w.path.slice(0, -1));
+    if (typeof parent !== 'object' || parent === null || Array.isArray(parent)) return undefined;
+    const section = parent[w.path[w.path.length - 1]!] as JsonObject | undefined;
     const found = section === undefined ? undefined : Number(section[w.versionField] ?? 0);
     if (found !== w.expectedSectionVersion) return undefined;
     const version = current.version + 1;
     const data = clone(current.data);
-    let node = data;
-    for (const key of w.path.slice(0, -1)) node = node[key] as JsonObject;
-    node[w.path[w.path.length - 1]!] = clone(w.section);
+    (getIn(data, w.path.slice(0, -1)) as JsonObject)[w.path[w.path.length - 1]!] = clone(w.section);
     data[w.versionField] = version;
     const next = { id: w.id, version, data };
-    this.write(w.id, next);
-    this.announce({
+    this.sink.write(w.id, next);
+    const diff = w.diff(version);
+    const change: CommittedChange = {
       collection: this.collection,
       id: w.id,
       operation: 'update',
       version,
       data: clone(data),
-      diff: w.diff(version),
-    });
-    return clone(next);
+      diff,
+    };
+    return {
+      ...clone(next),
+      ...this.#finish(w.id, 'update_section', change, record, { diff, section: w.path.join('.') }),
+    };
   }
 
-  delete(id: string): StoredDocument | undefined {
-    const current = this.read(id);
+  delete(id: string, record?: EventRecord): (StoredDocument & Written) | undefined {
+    const current = this.sink.read(id);
     if (!current) return undefined;
-    this.write(id, undefined);
-    this.announce({
+    this.sink.write(id, undefined);
+    const change: CommittedChange = {
       collection: this.collection,
       id,
       operation: 'delete',
       version: current.version,
       data: clone(current.data),
-    });
-    return clone(current);
+    };
+    return {
+      ...clone(current),
+      ...this.#finish(id, 'delete', change, record, { deletedDocument: current.data }),
+    };
   }
 }
 
@@ -158,15 +203,25 @@ class MemoryCollection implements CollectionBackend {
   constructor(
     readonly collection: string,
     private readonly state: CollectionState,
+    private readonly log: MemoryEventLog,
   ) {
-    this.#writer = new Writer(
-      collection,
-      (id) => state.rows.get(id),
-      (id, doc) => (doc ? state.rows.set(id, doc) : state.rows.delete(id)),
-      (change) => {
+    this.#writer = new Writer(collection, {
+      read: (id) => state.rows.get(id),
+      write: (id, doc) => (doc ? state.rows.set(id, doc) : state.rows.delete(id)),
+      record: (draft) => {
+        const event = nextEvent(log.headOf(draft.collection, draft.documentId), draft);
+        log.publish([event]);
+        return clone(event);
+      },
+      announce: (change, event) => {
+        if (event) Object.assign(change, { seq: event.seq, serverSeq: event.serverSeq });
         for (const listener of state.listeners) listener(change);
       },
-    );
+    });
+  }
+
+  sharesDatabaseWith(events: EventBackend): boolean {
+    return events === this.log;
   }
 
   async get(id: string): Promise<StoredDocument | undefined> {
@@ -178,25 +233,30 @@ class MemoryCollection implements CollectionBackend {
     return [...this.state.rows.values()].map((row) => clone(row.data));
   }
 
-  async insert(doc: StoredDocument): Promise<boolean> {
-    return this.state.lock.whenFree(() => this.#writer.insert(doc));
+  insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
+    return this.state.lock.whenFree(() => this.#writer.insert(doc, record));
   }
 
-  async replace(doc: StoredDocument, expectedVersion: number, diff: Diff): Promise<boolean> {
-    return this.state.lock.whenFree(() => this.#writer.replace(doc, expectedVersion, diff));
+  replace(
+    doc: StoredDocument,
+    expectedVersion: number,
+    diff: Diff,
+    record?: EventRecord,
+  ): Promise<Written | undefined> {
+    return this.state.lock.whenFree(() => this.#writer.replace(doc, expectedVersion, diff, record));
   }
 
-  async replaceSection(write: SectionWrite): Promise<StoredDocument | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.replaceSection(write));
+  replaceSection(write: SectionWrite, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
+    return this.state.lock.whenFree(() => this.#writer.replaceSection(write, record));
   }
 
-  async delete(id: string): Promise<StoredDocument | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.delete(id));
+  delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
+    return this.state.lock.whenFree(() => this.#writer.delete(id, record));
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
     const release = await this.state.lock.acquire();
-    const tx = new MemoryTransaction(this.collection, this.state.rows);
+    const tx = new MemoryTransaction(this.collection, this.state.rows, this.log);
     try {
       const result = await fn(tx);
       tx.commit(this.state);
@@ -215,23 +275,37 @@ class MemoryCollection implements CollectionBackend {
   }
 }
 
-/** Writes go to an overlay that becomes visible, with its changes announced, only on commit. */
+/**
+ * Writes go to an overlay, events to a staging list; both become visible, with their changes
+ * announced, only on commit. The collection lock keeps other writers out meanwhile, so the
+ * staged events' seqs stay right.
+ */
 class MemoryTransaction implements CollectionBackend {
   readonly #overlay = new Map<string, StoredDocument | undefined>();
-  readonly #changes: CommittedChange[] = [];
+  readonly #changes: { change: CommittedChange; event: SyncEvent | undefined }[] = [];
+  readonly #staged: SyncEvent[] = [];
+  readonly #heads = new Map<string, StreamHead>();
   readonly #writer: Writer;
   done = false;
 
   constructor(
     readonly collection: string,
     private readonly rows: Rows,
+    private readonly log: MemoryEventLog,
   ) {
-    this.#writer = new Writer(
-      collection,
-      (id) => (this.#overlay.has(id) ? this.#overlay.get(id) : rows.get(id)),
-      (id, doc) => this.#overlay.set(id, doc),
-      (change) => this.#changes.push(change),
-    );
+    this.#writer = new Writer(collection, {
+      read: (id) => (this.#overlay.has(id) ? this.#overlay.get(id) : rows.get(id)),
+      write: (id, doc) => this.#overlay.set(id, doc),
+      record: (draft) => {
+        const head = this.#heads.get(draft.documentId) ?? log.headOf(draft.collection, draft.documentId);
+        const event = nextEvent(head, draft);
+        this.#heads.set(draft.documentId, { lastSeq: event.seq, vectorClock: event.vectorClock });
+        this.#staged.push(event);
+        // The caller gets the staged event itself: its serverSeq is set when the transaction commits.
+        return event;
+      },
+      announce: (change, event) => this.#changes.push({ change, event }),
+    });
   }
 
   #active(): void {
@@ -241,9 +315,13 @@ class MemoryTransaction implements CollectionBackend {
       );
   }
 
+  sharesDatabaseWith(events: EventBackend): boolean {
+    return events === this.log;
+  }
+
   async get(id: string): Promise<StoredDocument | undefined> {
     this.#active();
-    const row = this.#writer.read(id);
+    const row = this.#writer.sink.read(id);
     return row && clone(row);
   }
 
@@ -251,29 +329,37 @@ class MemoryTransaction implements CollectionBackend {
     this.#active();
     const ids = new Set([...this.rows.keys(), ...this.#overlay.keys()]);
     return [...ids].flatMap((id) => {
-      const row = this.#writer.read(id);
+      const row = this.#writer.sink.read(id);
       return row ? [clone(row.data)] : [];
     });
   }
 
-  async insert(doc: StoredDocument): Promise<boolean> {
+  async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
     this.#active();
-    return this.#writer.insert(doc);
+    return this.#writer.insert(doc, record);
   }
 
-  async replace(doc: StoredDocument, expectedVersion: number, diff: Diff): Promise<boolean> {
+  async replace(
+    doc: StoredDocument,
+    expectedVersion: number,
+    diff: Diff,
+    record?: EventRecord,
+  ): Promise<Written | undefined> {
     this.#active();
-    return this.#writer.replace(doc, expectedVersion, diff);
+    return this.#writer.replace(doc, expectedVersion, diff, record);
   }
 
-  async replaceSection(write: SectionWrite): Promise<StoredDocument | undefined> {
+  async replaceSection(
+    write: SectionWrite,
+    record?: EventRecord,
+  ): Promise<(StoredDocument & Written) | undefined> {
     this.#active();
-    return this.#writer.replaceSection(write);
+    return this.#writer.replaceSection(write, record);
   }
 
-  async delete(id: string): Promise<StoredDocument | undefined> {
+  async delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
     this.#active();
-    return this.#writer.delete(id);
+    return this.#writer.delete(id, record);
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
@@ -289,6 +375,10 @@ class MemoryTransaction implements CollectionBackend {
       if (doc) state.rows.set(id, doc);
       else state.rows.delete(id);
     }
-    for (const change of this.#changes) for (const listener of state.listeners) listener(change);
+    this.log.publish(this.#staged);
+    for (const { change, event } of this.#changes) {
+      if (event) Object.assign(change, { seq: event.seq, serverSeq: event.serverSeq });
+      for (const listener of state.listeners) listener(change);
+    }
   }
 }

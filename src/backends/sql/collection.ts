@@ -6,17 +6,24 @@
  * statement in the same transaction.
  */
 
-import { ClosedError } from '../../protocol/errors.js';
+import type { EventBackend, EventRecord } from '../../events/backend.js';
+import { ClosedError, EventSyncError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,
   SectionWrite,
   StoredDocument,
+  Written,
 } from '../../storage/backend.js';
 import type { ChangeOperation, Diff, Filter, JsonObject } from '../../storage/types.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import { translateFilter } from './filter.js';
 import { mapSqlError } from './sqlstate.js';
+
+// TODO(events): record events atomically with each write (issue 3, in progress).
+function notYet(record: EventRecord | undefined): void {
+  if (record) throw new EventSyncError('internal', 'event recording on SQL backends is not built yet');
+}
 
 /** The NOTIFY channel every write announces itself on. */
 export const CHANGES_CHANNEL = 'eventsync_changes';
@@ -127,7 +134,12 @@ export class SqlCollection implements CollectionBackend {
     return rows.map((r) => r.data);
   }
 
-  async insert(doc: StoredDocument): Promise<boolean> {
+  sharesDatabaseWith(_events: EventBackend): boolean {
+    return false; // TODO(events)
+  }
+
+  async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
+    notYet(record);
     const data = JSON.stringify(doc.data);
     const params: unknown[] = [this.collection, doc.id, doc.version, data];
     if (this.#ctx.notify) params.push(payload(this.collection, doc.id, 'create', doc.version, data));
@@ -136,10 +148,16 @@ export class SqlCollection implements CollectionBackend {
       this.#ctx.notify ? sql.insertNotify : sql.insert,
       params,
     );
-    return rows.length === 1;
+    return rows.length === 1 ? {} : undefined;
   }
 
-  async replace(doc: StoredDocument, expectedVersion: number, diff: Diff): Promise<boolean> {
+  async replace(
+    doc: StoredDocument,
+    expectedVersion: number,
+    diff: Diff,
+    record?: EventRecord,
+  ): Promise<Written | undefined> {
+    notYet(record);
     const data = JSON.stringify(doc.data);
     const params: unknown[] = [this.collection, doc.id, doc.version, data, expectedVersion];
     if (this.#ctx.notify) {
@@ -150,10 +168,11 @@ export class SqlCollection implements CollectionBackend {
       this.#ctx.notify ? sql.replaceNotify : sql.replace,
       params,
     );
-    return rows.length === 1;
+    return rows.length === 1 ? {} : undefined;
   }
 
-  async replaceSection(write: SectionWrite): Promise<StoredDocument | undefined> {
+  async replaceSection(write: SectionWrite, record?: EventRecord): Promise<StoredDocument | undefined> {
+    notYet(record);
     const { id, path, versionField } = write;
     const params = [
       this.collection,
@@ -188,7 +207,8 @@ export class SqlCollection implements CollectionBackend {
     }
   }
 
-  async delete(id: string): Promise<StoredDocument | undefined> {
+  async delete(id: string, record?: EventRecord): Promise<StoredDocument | undefined> {
+    notYet(record);
     const [row] = await this.#run<VersionRow>(
       `delete ${JSON.stringify(id)}`,
       this.#ctx.notify ? sql.deleteNotify : sql.delete,

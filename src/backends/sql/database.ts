@@ -2,6 +2,7 @@
  * A `Database` over a SQL driver: migrates once, hands out collection backends, and runs the one
  * LISTEN that feeds every `subscribe` of this database.
  */
+import type { EventBackend } from '../../events/backend.js';
 import { ClosedError, EventSyncError, ValidationError } from '../../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, Database } from '../../storage/backend.js';
 import { CHANGES_CHANNEL, parsePayload, SqlCollection, type SqlContext } from './collection.js';
@@ -63,6 +64,10 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
     if (typeof name !== 'string' || name === '')
       throw new ValidationError('a collection name must be a non-empty string');
     return new SqlCollection(this, name);
+  }
+
+  async events(): Promise<EventBackend> {
+    throw new EventSyncError('internal', 'the event log on SQL backends is not built yet');
   }
 
   assertOpen(): void {

@@ -1,0 +1,207 @@
+/**
+ * The in-process event log: events per document and in one serverSeq order, stream heads,
+ * snapshots, state vectors. Appends are synchronous, so an event and the document write that
+ * made it happen in one step; a transaction stages its events and publishes them at commit,
+ * which is also when they get their serverSeq (so the feed never skips one).
+ */
+import type { EventBackend, EventRange, StreamHead } from '../../events/backend.js';
+import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from '../../events/types.js';
+import { newObjectId } from '../../storage/validate.js';
+
+const key = (collection: string, documentId: string) => `${collection}\u0000${documentId}`;
+const clone = <V>(value: V): V => structuredClone(value);
+
+/** Builds the next event of a stream from its head; the caller decides when it becomes visible. */
+export function nextEvent(head: StreamHead | undefined, draft: EventDraft): SyncEvent {
+  const vectorClock: VectorClock = { ...head?.vectorClock };
+  vectorClock[draft.clientId] = (vectorClock[draft.clientId] ?? 0) + 1;
+  return {
+    ...clone(draft),
+    id: newObjectId(),
+    seq: (head?.lastSeq ?? 0) + 1,
+    serverSeq: 0,
+    timestamp: Date.now(),
+    vectorClock,
+  };
+}
+
+export class MemoryEventLog implements EventBackend {
+  readonly #streams = new Map<string, SyncEvent[]>();
+  readonly #heads = new Map<string, StreamHead>();
+  /** Every event in serverSeq order (compaction leaves holes, never reorders). */
+  #all: SyncEvent[] = [];
+  #serverSeq = 0;
+  readonly #snapshots = new Map<string, Snapshot[]>();
+  readonly #stateVectors = new Map<string, StateVector>();
+  readonly #clients = new Set<string>();
+  readonly #commitListeners = new Set<() => void>();
+
+  /** Waits for a collection's transactions to finish before a write; set by the database. */
+  constructor(private readonly whenFree: <R>(collection: string, write: () => R) => Promise<R>) {}
+
+  head(collection: string, documentId: string): Promise<StreamHead | undefined> {
+    const head = this.#heads.get(key(collection, documentId));
+    return Promise.resolve(head && clone(head));
+  }
+
+  /** The head including events staged but not yet published (a transaction's own). */
+  headOf(collection: string, documentId: string): StreamHead | undefined {
+    return this.#heads.get(key(collection, documentId));
+  }
+
+  /** Makes events visible, in order: assigns serverSeq, advances heads, wakes watchers. Synchronous. */
+  publish(events: SyncEvent[]): void {
+    for (const event of events) {
+      event.serverSeq = ++this.#serverSeq;
+      const k = key(event.collection, event.documentId);
+      this.#heads.set(k, { lastSeq: event.seq, vectorClock: { ...event.vectorClock } });
+      let stream = this.#streams.get(k);
+      if (!stream) this.#streams.set(k, (stream = []));
+      stream.push(event);
+      this.#all.push(event);
+    }
+    if (events.length > 0) for (const listener of this.#commitListeners) listener();
+  }
+
+  append(draft: EventDraft): Promise<SyncEvent> {
+    return this.whenFree(draft.collection, () => {
+      const event = nextEvent(this.headOf(draft.collection, draft.documentId), draft);
+      this.publish([event]);
+      return clone(event);
+    });
+  }
+
+  async list(collection: string, documentId: string, range: EventRange = {}): Promise<SyncEvent[]> {
+    const { afterSeq = 0, toSeq = Number.POSITIVE_INFINITY, limit = Number.POSITIVE_INFINITY } = range;
+    const stream = this.#streams.get(key(collection, documentId)) ?? [];
+    return stream
+      .filter((e) => e.seq > afterSeq && e.seq <= toSeq)
+      .slice(0, limit)
+      .map(clone);
+  }
+
+  async listUnseen(collection: string, documentId: string, clock: VectorClock): Promise<SyncEvent[]> {
+    const stream = this.#streams.get(key(collection, documentId)) ?? [];
+    return stream.filter((e) => (e.vectorClock[e.clientId] ?? 0) > (clock[e.clientId] ?? 0)).map(clone);
+  }
+
+  async listAfterVersion(collection: string, documentId: string, afterVersion: number): Promise<SyncEvent[]> {
+    const stream = this.#streams.get(key(collection, documentId)) ?? [];
+    return stream.filter((e) => e.version > afterVersion).map(clone);
+  }
+
+  async listAfterServerSeq(
+    collection: string | undefined,
+    afterServerSeq: number,
+    limit: number,
+  ): Promise<SyncEvent[]> {
+    const out: SyncEvent[] = [];
+    for (const event of this.#all) {
+      if (out.length >= limit) break;
+      if (event.serverSeq > afterServerSeq && (collection === undefined || event.collection === collection)) {
+        out.push(clone(event));
+      }
+    }
+    return out;
+  }
+
+  async watchCommits(onCommit: () => void): Promise<() => Promise<void>> {
+    this.#commitListeners.add(onCommit);
+    return async () => {
+      this.#commitListeners.delete(onCommit);
+    };
+  }
+
+  async deleteEvents(collection: string, documentId: string, throughSeq: number): Promise<number> {
+    const k = key(collection, documentId);
+    const stream = this.#streams.get(k) ?? [];
+    const kept = stream.filter((e) => e.seq > throughSeq);
+    const gone = new Set(stream.filter((e) => e.seq <= throughSeq));
+    this.#streams.set(k, kept);
+    if (gone.size > 0) this.#all = this.#all.filter((e) => !gone.has(e));
+    return gone.size;
+  }
+
+  async replaceEvents(merged: SyncEvent & { fromSeq: number }): Promise<void> {
+    const k = key(merged.collection, merged.documentId);
+    const stream = this.#streams.get(k) ?? [];
+    const replaced = new Set(stream.filter((e) => e.seq >= merged.fromSeq && e.seq <= merged.seq));
+    const event = clone(merged);
+    this.#streams.set(
+      k,
+      stream.flatMap((e) => (e.seq === merged.seq ? [event] : replaced.has(e) ? [] : [e])),
+    );
+    this.#all = this.#all.flatMap((e) =>
+      e.seq === merged.seq && replaced.has(e) ? [event] : replaced.has(e) ? [] : [e],
+    );
+  }
+
+  async streams(
+    collection: string | undefined,
+    after: [string, string] | undefined,
+    limit: number,
+  ): Promise<[string, string][]> {
+    const pairs = new Set<string>([...this.#streams.keys(), ...this.#snapshots.keys()]);
+    return [...pairs]
+      .map((k) => k.split('\u0000') as [string, string])
+      .filter(([c]) => collection === undefined || c === collection)
+      .sort(([c1, d1], [c2, d2]) => (c1 === c2 ? compare(d1, d2) : compare(c1, c2)))
+      .filter(([c, d]) => !after || c > after[0] || (c === after[0] && d > after[1]))
+      .slice(0, limit);
+  }
+
+  async putSnapshot(snapshot: Snapshot): Promise<void> {
+    const k = key(snapshot.collection, snapshot.documentId);
+    const list = (this.#snapshots.get(k) ?? []).filter((s) => s.seq !== snapshot.seq);
+    list.push(clone(snapshot));
+    list.sort((a, b) => a.seq - b.seq);
+    this.#snapshots.set(k, list);
+  }
+
+  async latestSnapshot(
+    collection: string,
+    documentId: string,
+    atOrBeforeSeq?: number,
+  ): Promise<Snapshot | undefined> {
+    const list = this.#snapshots.get(key(collection, documentId)) ?? [];
+    const found = list.filter((s) => atOrBeforeSeq === undefined || s.seq <= atOrBeforeSeq).at(-1);
+    return found && clone(found);
+  }
+
+  async deleteSnapshots(collection: string, documentId: string, beforeSeq: number): Promise<number> {
+    const k = key(collection, documentId);
+    const list = this.#snapshots.get(k) ?? [];
+    const kept = list.filter((s) => s.seq >= beforeSeq);
+    this.#snapshots.set(k, kept);
+    return list.length - kept.length;
+  }
+
+  async putStateVector(vector: StateVector): Promise<void> {
+    this.#stateVectors.set(key(vector.clientId, key(vector.collection, vector.documentId)), clone(vector));
+  }
+
+  async getStateVector(
+    clientId: string,
+    collection: string,
+    documentId: string,
+  ): Promise<StateVector | undefined> {
+    const found = this.#stateVectors.get(key(clientId, key(collection, documentId)));
+    return found && clone(found);
+  }
+
+  async registerClient(clientId: string): Promise<void> {
+    this.#clients.add(clientId);
+  }
+
+  async unregisterClient(clientId: string): Promise<void> {
+    this.#clients.delete(clientId);
+    for (const k of [...this.#stateVectors.keys()])
+      if (k.startsWith(`${clientId}\u0000`)) this.#stateVectors.delete(k);
+  }
+
+  async isRegistered(clientId: string): Promise<boolean> {
+    return this.#clients.has(clientId);
+  }
+}
+
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -1,0 +1,90 @@
+/**
+ * What a database provides for the event log: primitive reads and writes of events, stream
+ * heads, snapshots and state vectors. Semantics (what counts as "missing", when to snapshot,
+ * what compaction may remove) live once in `EventStore`, `EventSyncStorage` and `SyncService`.
+ *
+ * Events are appended in two ways:
+ * - atomically with a document write: the `CollectionBackend` write primitives take an
+ *   `EventRecord` and append the event in the same statement or transaction (see
+ *   `src/storage/backend.ts`);
+ * - on their own with `append` (the `'best-effort'` consistency mode, and imports).
+ * Either way the backend assigns `seq` (the document's head + 1), `serverSeq`, the vector clock
+ * (the head's clock with `clientId` incremented), `id` and `timestamp`, under the same lock as
+ * the head, so `seq` and every actor's counter stay gapless.
+ */
+import type { JsonObject } from '../storage/types.js';
+import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from './types.js';
+
+/** Who makes a change and what to note with it: the part of an event the caller chooses. */
+export interface EventRecord {
+  clientId: string;
+  metadata?: JsonObject;
+}
+
+/** A document's event stream head: its last seq and vector clock (kept across delete and re-create). */
+export interface StreamHead {
+  lastSeq: number;
+  vectorClock: VectorClock;
+}
+
+export interface EventRange {
+  /** Events with seq > afterSeq (default 0). */
+  afterSeq?: number;
+  /** … and seq <= toSeq (default: no bound). */
+  toSeq?: number;
+  limit?: number;
+}
+
+export interface EventBackend {
+  /** Appends one event on its own (not atomic with any document write). */
+  append(draft: EventDraft): Promise<SyncEvent>;
+  /** One document's events in seq order. */
+  list(collection: string, documentId: string, range?: EventRange): Promise<SyncEvent[]>;
+  /** One document's events whose own actor counter is past `clock` (actors absent from `clock` count as 0), in seq order. */
+  listUnseen(collection: string, documentId: string, clock: VectorClock): Promise<SyncEvent[]>;
+  /** One document's events with `version > afterVersion`, in seq order. */
+  listAfterVersion(collection: string, documentId: string, afterVersion: number): Promise<SyncEvent[]>;
+  head(collection: string, documentId: string): Promise<StreamHead | undefined>;
+  /**
+   * Events with `serverSeq > afterServerSeq` in serverSeq order (all collections when
+   * `collection` is undefined). Never skips: an event that commits later than one returned here
+   * has a larger serverSeq, or is returned by this call too (PostgreSQL needs care: sequence
+   * values are taken before commit).
+   */
+  listAfterServerSeq(
+    collection: string | undefined,
+    afterServerSeq: number,
+    limit: number,
+  ): Promise<SyncEvent[]>;
+  /** Calls `onCommit` (with no argument: a wake-up, not data) whenever events may have been committed by anyone sharing the database. */
+  watchCommits(onCommit: () => void): Promise<() => Promise<void>>;
+
+  /** Removes one document's events with seq <= throughSeq. Returns how many went. */
+  deleteEvents(collection: string, documentId: string, throughSeq: number): Promise<number>;
+  /** Replaces the events `merged.fromSeq`..`merged.seq` of a document by the single `merged` event. */
+  replaceEvents(merged: SyncEvent & { fromSeq: number }): Promise<void>;
+  /** Documents that have events or snapshots, optionally of one collection: `[collection, documentId]` pairs, in a stable order, paged. */
+  streams(
+    collection: string | undefined,
+    after: [string, string] | undefined,
+    limit: number,
+  ): Promise<[string, string][]>;
+
+  putSnapshot(snapshot: Snapshot): Promise<void>;
+  /** The latest snapshot with seq <= atOrBeforeSeq (default: the latest). */
+  latestSnapshot(
+    collection: string,
+    documentId: string,
+    atOrBeforeSeq?: number,
+  ): Promise<Snapshot | undefined>;
+  /** Removes one document's snapshots with seq < beforeSeq. */
+  deleteSnapshots(collection: string, documentId: string, beforeSeq: number): Promise<number>;
+
+  putStateVector(vector: StateVector): Promise<void>;
+  getStateVector(clientId: string, collection: string, documentId: string): Promise<StateVector | undefined>;
+  /** Registers a client (idempotent). */
+  registerClient(clientId: string): Promise<void>;
+  /** Forgets a client and its state vectors. */
+  unregisterClient(clientId: string): Promise<void>;
+  isRegistered(clientId: string): Promise<boolean>;
+}
