@@ -55,9 +55,9 @@ export class MemoryEventLog implements EventBackend {
       event.serverSeq = ++this.#serverSeq;
       const k = key(event.collection, event.documentId);
       this.#heads.set(k, { lastSeq: event.seq, vectorClock: { ...event.vectorClock } });
-      let stream = this.#streams.get(k);
-      if (!stream) this.#streams.set(k, (stream = []));
-      stream.push(event);
+      const stream = this.#streams.get(k);
+      if (stream) stream.push(event);
+      else this.#streams.set(k, [event]);
       this.#all.push(event);
     }
     if (events.length > 0) for (const listener of this.#commitListeners) listener();
