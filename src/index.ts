@@ -1,4 +1,19 @@
 export { MemoryDatabase, memoryDatabase } from './backends/memory/memory-database.js';
+export type { EventBackend, EventRecord, StreamHead } from './events/backend.js';
+export { createEventStore, EventStore, type SubscribeOptions } from './events/event-store.js';
+export {
+  type Consistency,
+  type EventCallOptions,
+  type EventSyncOptions,
+  EventSyncStorage,
+} from './events/event-sync-storage.js';
+export { consoleLogger, type Logger } from './events/logger.js';
+export type * from './events/types.js';
+export {
+  MemoryVectorClockManager,
+  PersistentVectorClockManager,
+  type VectorClockManager,
+} from './events/vector-clocks.js';
 export * from './protocol/errors.js';
 export type { CollectionBackend, CommittedChange, Database, StoredDocument } from './storage/backend.js';
 export { type CreateStorageOptions, createStorage } from './storage/create-storage.js';

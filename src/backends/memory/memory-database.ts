@@ -105,8 +105,14 @@ class Writer {
     readonly sink: WriteSink,
   ) {}
 
-  #finish(
+  /**
+   * Records the event (when asked) and then stores `doc`: the event is built first, so a failure
+   * there leaves the document as it was. Both happen in one synchronous step, so nobody sees one
+   * without the other.
+   */
+  #commit(
     id: string,
+    doc: StoredDocument | undefined,
     operation: EventOperation,
     change: CommittedChange,
     record: EventRecord | undefined,
@@ -114,13 +120,13 @@ class Writer {
   ): Written {
     const event =
       record && this.sink.record(eventDraft(this.collection, id, operation, change.version, record, facts));
+    this.sink.write(id, doc);
     this.sink.announce(change, event);
     return event ? { event } : {};
   }
 
   insert(doc: StoredDocument, record?: EventRecord): Written | undefined {
     if (this.sink.read(doc.id)) return undefined;
-    this.sink.write(doc.id, clone(doc));
     const change: CommittedChange = {
       collection: this.collection,
       id: doc.id,
@@ -128,7 +134,9 @@ class Writer {
       version: doc.version,
       data: clone(doc.data),
     };
-    return this.#finish(doc.id, 'create', change, record, { diff: creationDiff(doc.data, doc.version) });
+    return this.#commit(doc.id, clone(doc), 'create', change, record, {
+      diff: creationDiff(doc.data, doc.version),
+    });
   }
 
   replace(
@@ -138,7 +146,6 @@ class Writer {
     record?: EventRecord,
   ): Written | undefined {
     if (this.sink.read(doc.id)?.version !== expectedVersion) return undefined;
-    this.sink.write(doc.id, clone(doc));
     const change: CommittedChange = {
       collection: this.collection,
       id: doc.id,
@@ -147,7 +154,7 @@ class Writer {
       data: clone(doc.data),
       diff,
     };
-    return this.#finish(doc.id, 'update', change, record, { diff });
+    return this.#commit(doc.id, clone(doc), 'update', change, record, { diff });
   }
 
   replaceSection(w: SectionWrite, record?: EventRecord): (StoredDocument & Written) | undefined {
@@ -163,7 +170,6 @@ class Writer {
     (getIn(data, w.path.slice(0, -1)) as JsonObject)[w.path[w.path.length - 1]!] = clone(w.section);
     data[w.versionField] = version;
     const next = { id: w.id, version, data };
-    this.sink.write(w.id, next);
     const diff = w.diff(version);
     const change: CommittedChange = {
       collection: this.collection,
@@ -175,14 +181,13 @@ class Writer {
     };
     return {
       ...clone(next),
-      ...this.#finish(w.id, 'update_section', change, record, { diff, section: w.path.join('.') }),
+      ...this.#commit(w.id, next, 'update_section', change, record, { diff, section: w.path.join('.') }),
     };
   }
 
   delete(id: string, record?: EventRecord): (StoredDocument & Written) | undefined {
     const current = this.sink.read(id);
     if (!current) return undefined;
-    this.sink.write(id, undefined);
     const change: CommittedChange = {
       collection: this.collection,
       id,
@@ -192,7 +197,7 @@ class Writer {
     };
     return {
       ...clone(current),
-      ...this.#finish(id, 'delete', change, record, { deletedDocument: current.data }),
+      ...this.#commit(id, undefined, 'delete', change, record, { deletedDocument: current.data }),
     };
   }
 }

@@ -1,0 +1,323 @@
+/**
+ * EventSyncStorage: a `Storage<T>` that records every change as an event. Code that used the
+ * storage switches by wrapping it; nothing else changes. With `consistency: 'atomic'` (the
+ * default) a change and its event commit together or not at all; `'best-effort'` is the
+ * original design's behaviour (store the event after the change, log a failure) and can lose events.
+ */
+import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
+import type {
+  BaseDocument,
+  ChangeStream,
+  EditFunction,
+  EditResult,
+  Filter,
+  FindManyOptions,
+  JsonObject,
+  NewDocument,
+  RetryOptions,
+  Storage,
+  UpdateOperators,
+  UpdatePipeline,
+  WatchOptions,
+} from '../storage/types.js';
+import { assertId, assertJsonValue } from '../storage/validate.js';
+import type { EventRecord } from './backend.js';
+import { creationDiff, eventDraft, type WriteFacts } from './drafts.js';
+import type { EventStore } from './event-store.js';
+import { consoleLogger, type Logger } from './logger.js';
+import type { EventOperation, SyncEvent } from './types.js';
+import { MemoryVectorClockManager, type VectorClockManager } from './vector-clocks.js';
+
+export type Consistency = 'atomic' | 'best-effort';
+
+export interface EventSyncOptions {
+  /** The actor recorded when a call names none. Default `"server"`. */
+  clientId?: string;
+  /** Default: in memory, like the original. `PersistentVectorClockManager` reads the event log. */
+  vectorClockManager?: VectorClockManager;
+  /** pino-compatible. Default: errors and warnings to the console. */
+  logger?: Logger;
+  /** Default `'atomic'`. */
+  consistency?: Consistency;
+  /** Take a snapshot every this many events of a document (0: never automatically). Default 100. */
+  snapshotEvery?: number;
+}
+
+/** Per call: who acts, and what to note in the event. */
+export interface EventCallOptions {
+  clientId?: string;
+  metadata?: JsonObject;
+}
+
+type Heard = (event: SyncEvent, doc: JsonObject | undefined) => Promise<void>;
+
+export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
+  readonly collection: string;
+  readonly versionField: string;
+  readonly consistency: Consistency;
+  readonly #storage: Storage<T>;
+  readonly #events: EventStore;
+  readonly #clientId: string;
+  readonly #clocks: VectorClockManager;
+  readonly #logger: Logger;
+  readonly #snapshotEvery: number;
+  /** What happens after an event committed; inside a transaction it is held until the commit. */
+  readonly #heard: Heard;
+
+  constructor(storage: Storage<T>, events: EventStore, options: EventSyncOptions = {}, heard?: Heard) {
+    this.#storage = storage;
+    this.#events = events;
+    this.collection = storage.collection;
+    this.versionField = storage.versionField;
+    this.consistency = options.consistency ?? 'atomic';
+    this.#clientId = options.clientId ?? 'server';
+    this.#clocks = options.vectorClockManager ?? new MemoryVectorClockManager();
+    this.#logger = options.logger ?? consoleLogger;
+    this.#snapshotEvery = options.snapshotEvery ?? 100;
+    assertActor(this.#clientId);
+    if (!Number.isSafeInteger(this.#snapshotEvery) || this.#snapshotEvery < 0) {
+      throw new ValidationError(
+        'snapshotEvery must be a non-negative integer (0 turns automatic snapshots off)',
+      );
+    }
+    if (this.consistency === 'atomic') {
+      if (!(storage instanceof DocumentStorage) || !storage.backend.sharesDatabaseWith(events.backend)) {
+        throw new ValidationError(
+          "consistency 'atomic' needs the storage and the event store on the same database, so a change and " +
+            "its event commit together; open both from one database, or pass consistency: 'best-effort' " +
+            '(events are stored after each change and can be lost)',
+        );
+      }
+    } else if (this.consistency !== 'best-effort') {
+      throw new ValidationError("consistency must be 'atomic' or 'best-effort'");
+    }
+    this.#heard = heard ?? ((event, doc) => this.#afterEvent(event, doc));
+  }
+
+  findOne(id: string): Promise<T | undefined> {
+    return this.#storage.findOne(id);
+  }
+
+  findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]> {
+    return this.#storage.findMany(filter, options);
+  }
+
+  watch(options?: WatchOptions): ChangeStream<T> {
+    return this.#storage.watch(options);
+  }
+
+  async findOneAndUpsert(
+    doc: NewDocument<T>,
+    options?: EventCallOptions,
+  ): Promise<{ doc: T; created: boolean }> {
+    return this.#write(
+      options,
+      (s) => s.findOneAndUpsert(doc),
+      (r) =>
+        r.created
+          ? this.#draftOf('create', r.doc, { diff: creationDiff(asJson(r.doc), version(r.doc, this)) })
+          : undefined,
+    );
+  }
+
+  async findOneAndUpdate(
+    id: string,
+    edit: EditFunction<T>,
+    options?: RetryOptions & EventCallOptions,
+  ): Promise<EditResult<T>> {
+    return this.#write(options, (s) => s.findOneAndUpdate(id, edit, options), this.#updateDraft);
+  }
+
+  async updateOne(
+    id: string,
+    operators: UpdateOperators,
+    options?: RetryOptions & EventCallOptions,
+  ): Promise<EditResult<T>> {
+    return this.#write(options, (s) => s.updateOne(id, operators, options), this.#updateDraft);
+  }
+
+  async updateOneWithPipeline(
+    id: string,
+    pipeline: UpdatePipeline,
+    options?: RetryOptions & EventCallOptions,
+  ): Promise<EditResult<T>> {
+    return this.#write(options, (s) => s.updateOneWithPipeline(id, pipeline, options), this.#updateDraft);
+  }
+
+  async updateSection<S extends object = Record<string, unknown>>(
+    id: string,
+    path: string,
+    edit: EditFunction<S>,
+    options?: RetryOptions & EventCallOptions,
+  ): Promise<EditResult<T>> {
+    return this.#write(
+      options,
+      (s) => s.updateSection(id, path, edit, options),
+      (r) =>
+        r.diff.hasChanges
+          ? this.#draftOf('update_section', r.doc, { diff: r.diff, section: path })
+          : undefined,
+    );
+  }
+
+  async deleteOne(id: string, options?: EventCallOptions): Promise<T | undefined> {
+    return this.#write(
+      options,
+      (s) => s.deleteOne(id),
+      (deleted) =>
+        deleted ? this.#draftOf('delete', deleted, { deletedDocument: asJson(deleted) }) : undefined,
+    );
+  }
+
+  /**
+   * `fn`'s writes commit together with their events, or none do. Each event is heard (clocks,
+   * snapshots) only after the commit. Needs `'atomic'`: a best-effort transaction could not
+   * keep its events.
+   */
+  async withTransaction<R>(fn: (tx: EventSyncStorage<T>) => Promise<R>): Promise<R> {
+    if (this.consistency !== 'atomic') {
+      throw new ValidationError("withTransaction on EventSyncStorage needs consistency 'atomic'");
+    }
+    const held: [SyncEvent, JsonObject | undefined][] = [];
+    const result = await this.#storage.withTransaction((tx) =>
+      fn(
+        new EventSyncStorage<T>(
+          tx,
+          this.#events,
+          {
+            clientId: this.#clientId,
+            vectorClockManager: this.#clocks,
+            logger: this.#logger,
+            snapshotEvery: this.#snapshotEvery,
+          },
+          async (event, doc) => void held.push([event, doc]),
+        ),
+      ),
+    );
+    for (const [event, doc] of held) await this.#heard(event, doc);
+    return result;
+  }
+
+  /** Snapshots the document now (on demand); returns the seq it covers. */
+  async createSnapshot(id: string): Promise<number> {
+    assertId(id);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const before = await this.#events.backend.head(this.collection, id);
+      const doc = await this.#storage.findOne(id);
+      const after = await this.#events.backend.head(this.collection, id);
+      if (!after)
+        throw new EventSyncError('not_found', `document ${JSON.stringify(id)} has no events to snapshot`);
+      // No event committed between the two head reads, so the document read is the state at that seq.
+      if (before?.lastSeq === after.lastSeq) {
+        await this.#events.backend.putSnapshot({
+          collection: this.collection,
+          documentId: id,
+          seq: after.lastSeq,
+          version: doc ? version(doc, this) : await this.#events.getLatestVersion(this.collection, id),
+          state: doc ? asJson(doc) : null,
+          vectorClock: after.vectorClock,
+          createdAt: Date.now(),
+        });
+        return after.lastSeq;
+      }
+    }
+    throw new EventSyncError(
+      'version_conflict',
+      `document ${JSON.stringify(id)} kept changing while being snapshotted`,
+    );
+  }
+
+  close(): Promise<void> {
+    return this.#storage.close();
+  }
+
+  /** The storage as it should run this call: recording atomically, or plain (best-effort records after). */
+  async #write<R>(
+    options: EventCallOptions | undefined,
+    run: (storage: Storage<T>) => Promise<R>,
+    draftAfter: (result: R) => DraftFor | undefined,
+  ): Promise<R> {
+    const record = this.#record(options);
+    if (this.consistency === 'atomic') {
+      const recorder: Recorder = { record, onEvent: (event, doc) => this.#heard(event, doc) };
+      return run((this.#storage as DocumentStorage<T>).recordingAs(recorder));
+    }
+    const result = await run(this.#storage);
+    const draft = draftAfter(result);
+    if (draft) {
+      try {
+        const event = await this.#events.append(
+          eventDraft(this.collection, draft.id, draft.operation, draft.version, record, draft.facts),
+        );
+        await this.#heard(event, draft.operation === 'delete' ? undefined : draft.doc);
+      } catch (error) {
+        this.#logger.error(
+          { err: error, collection: this.collection, documentId: draft.id, operation: draft.operation },
+          'eventsync: failed to store the event of a change (best-effort consistency: the change stands, its event is lost)',
+        );
+      }
+    }
+    return result;
+  }
+
+  #record(options: EventCallOptions | undefined): EventRecord {
+    const clientId = options?.clientId ?? this.#clientId;
+    assertActor(clientId);
+    if (options?.metadata === undefined) return { clientId };
+    assertJsonValue(options.metadata, '/metadata');
+    return { clientId, metadata: options.metadata };
+  }
+
+  readonly #updateDraft = (r: EditResult<T>) =>
+    r.diff.hasChanges ? this.#draftOf('update', r.doc, { diff: r.diff }) : undefined;
+
+  #draftOf(operation: EventOperation, doc: T, facts: WriteFacts): DraftFor {
+    return { id: doc._id, operation, version: version(doc, this), doc: asJson(doc), facts };
+  }
+
+  /** After an event committed: advance the clock manager, snapshot every `snapshotEvery` events. */
+  async #afterEvent(event: SyncEvent, doc: JsonObject | undefined): Promise<void> {
+    await this.#clocks.updateVectorClock(
+      event.documentId,
+      event.clientId,
+      event.vectorClock[event.clientId] ?? 0,
+    );
+    if (this.#snapshotEvery > 0 && event.seq % this.#snapshotEvery === 0) {
+      try {
+        await this.#events.backend.putSnapshot({
+          collection: event.collection,
+          documentId: event.documentId,
+          seq: event.seq,
+          version: event.version,
+          state: event.operation === 'delete' ? null : (doc ?? null),
+          vectorClock: event.vectorClock,
+          createdAt: Date.now(),
+        });
+      } catch (error) {
+        // A snapshot is a shortcut, never the only copy: losing one costs replay time, not data.
+        this.#logger.warn(
+          { err: error, documentId: event.documentId, seq: event.seq },
+          'eventsync: snapshot failed',
+        );
+      }
+    }
+  }
+}
+
+interface DraftFor {
+  id: string;
+  operation: EventOperation;
+  version: number;
+  doc: JsonObject;
+  facts: WriteFacts;
+}
+
+const asJson = (doc: unknown) => doc as JsonObject;
+const version = (doc: unknown, s: { versionField: string }) => Number(asJson(doc)[s.versionField] ?? 0);
+
+function assertActor(clientId: unknown): asserts clientId is string {
+  if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 128) {
+    throw new ValidationError('a clientId is a string of 1 to 128 characters');
+  }
+}
