@@ -302,7 +302,9 @@ export function eventsSuite(backend: EventsBackendFactory): void {
         await expect(sync.deleteOne('g')).rejects.toThrow();
         await expect(sync.findOneAndUpsert({ _id: 'new', name: 'n', gold: 0 })).rejects.toThrow();
         await expect(
-          sync.updateSection('g', 'inventory', (s: Record<string, unknown>) => void (s.x = 1)),
+          sync.updateSection('g', 'inventory', (s: Record<string, unknown>) => {
+            s.x = 1;
+          }),
         ).rejects.toThrow();
       } finally {
         await restore();
