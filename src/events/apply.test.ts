@@ -1,0 +1,201 @@
+import fc from 'fast-check';
+import jsonPatch from 'fast-json-patch';
+import { describe, expect, it } from 'vitest';
+import { EventSyncError } from '../protocol/errors.js';
+import { compareValues } from '../storage/diff.js';
+import type { JsonObject, JsonPatchOperation, JsonValue } from '../storage/types.js';
+import { applyEvent, applyEvents } from './apply.js';
+import { creationDiff } from './drafts.js';
+import type { SyncEvent } from './types.js';
+
+let seq = 0;
+function event(
+  operation: SyncEvent['operation'],
+  ops?: unknown[],
+  extra: Partial<SyncEvent> = {},
+): SyncEvent {
+  seq += 1;
+  const e: SyncEvent = {
+    id: `e${seq}`,
+    collection: 'c',
+    documentId: 'd',
+    seq,
+    serverSeq: seq,
+    timestamp: 0,
+    operation,
+    version: seq,
+    clientId: 'server',
+    vectorClock: { server: seq },
+    ...extra,
+  };
+  if (ops) {
+    e.diff = {
+      hasChanges: true,
+      version: e.version,
+      jsonPatch: ops as JsonPatchOperation[],
+      mergePatch: {},
+      mongoUpdate: {},
+    };
+  }
+  return e;
+}
+
+const update = (ops: unknown[], extra: Partial<SyncEvent> = {}) => event('update', ops, extra);
+
+function deepFreeze<V>(value: V): V {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    expect(EventSyncError.is(error), String(error)).toBe(true);
+    return (error as EventSyncError).code;
+  }
+  return undefined;
+}
+
+describe('applyEvent', () => {
+  it('creates from nothing, updates, deletes', () => {
+    const doc = { _id: 'd', version: 1, gold: 1, bag: { a: [1, 2] } };
+    const created = applyEvent(null, event('create', undefined, { diff: creationDiff(doc, 1) }));
+    expect(created).toEqual(doc);
+    const updated = applyEvent(
+      created,
+      update([
+        { op: 'replace', path: '/gold', value: 5 },
+        { op: 'add', path: '/bag/a/2', value: 3 },
+        { op: 'remove', path: '/bag/a/0' },
+      ]),
+    );
+    expect(updated).toEqual({ _id: 'd', version: 1, gold: 5, bag: { a: [2, 3] } });
+    expect(applyEvent(updated, event('delete'))).toBeNull();
+  });
+
+  it('never mutates the state or the event, and shares what it did not touch', () => {
+    const state = deepFreeze({ a: { deep: { x: 1 } }, b: { y: [1, { z: 2 }] }, c: 'same' }) as JsonObject;
+    const e = deepFreeze(
+      update([
+        { op: 'replace', path: '/b/y/1/z', value: 3 },
+        { op: 'add', path: '/n', value: { inner: [1] } },
+        { op: 'add', path: '/n/inner/1', value: 2 },
+        { op: 'remove', path: '/c' },
+      ]),
+    );
+    const after = applyEvent(state, e)!;
+    expect(after).toEqual({ a: { deep: { x: 1 } }, b: { y: [1, { z: 3 }] }, n: { inner: [1, 2] } });
+    expect(after.a).toBe(state.a);
+    expect(e.diff!.jsonPatch[1]).toEqual({ op: 'add', path: '/n', value: { inner: [1] } });
+  });
+
+  it('applies section updates like updates', () => {
+    const state = { _id: 'd', version: 2, inv: { version: 1, sword: 1 } };
+    const e = event('update_section', [
+      { op: 'replace', path: '/inv/sword', value: 2 },
+      { op: 'replace', path: '/inv/version', value: 2 },
+      { op: 'replace', path: '/version', value: 3 },
+    ]);
+    expect(applyEvent(state, e)).toEqual({ _id: 'd', version: 3, inv: { version: 2, sword: 2 } });
+  });
+
+  it('supports move, copy and test from other producers without touching the input', () => {
+    const state = deepFreeze({ a: { b: [1, 2] }, c: {} }) as JsonObject;
+    const after = applyEvent(
+      state,
+      update([
+        { op: 'test', path: '/a/b/0', value: 1 },
+        { op: 'move', from: '/a/b', path: '/c/b' },
+        { op: 'copy', from: '/c/b', path: '/d' },
+      ]),
+    );
+    expect(after).toEqual({ a: {}, c: { b: [1, 2] }, d: [1, 2] });
+  });
+
+  it('refuses events that do not fit the state (internal)', () => {
+    const state = { a: 1 };
+    expect(codeOf(() => applyEvent(null, update([{ op: 'replace', path: '/a', value: 1 }])))).toBe(
+      'internal',
+    );
+    expect(codeOf(() => applyEvent(null, event('delete')))).toBe('internal');
+    expect(codeOf(() => applyEvent(state, event('create', undefined, { diff: creationDiff({}, 1) })))).toBe(
+      'internal',
+    );
+    expect(codeOf(() => applyEvent(state, update([{ op: 'replace', path: '/missing', value: 1 }])))).toBe(
+      'internal',
+    );
+    expect(codeOf(() => applyEvent(state, update([{ op: 'remove', path: '/x/y' }])))).toBe('internal');
+    expect(codeOf(() => applyEvent(state, update([{ op: 'add', path: '/x/y', value: 1 }])))).toBe('internal');
+    expect(codeOf(() => applyEvent(state, update([{ op: 'test', path: '/a', value: 2 }])))).toBe('internal');
+    expect(codeOf(() => applyEvent({ l: [1] }, update([{ op: 'add', path: '/l/5', value: 1 }])))).toBe(
+      'internal',
+    );
+  });
+
+  it('refuses malformed events (validation)', () => {
+    const state = { a: 1 };
+    expect(codeOf(() => applyEvent(state, update([{ op: 'jump', path: '/a' }])))).toBe('validation');
+    expect(codeOf(() => applyEvent(state, update([{ op: 'add', path: 'a', value: 1 }])))).toBe('validation');
+    expect(codeOf(() => applyEvent(state, update([{ op: 'add', path: '/b' }])))).toBe('validation');
+    expect(codeOf(() => applyEvent(state, update([null])))).toBe('validation');
+    expect(codeOf(() => applyEvent(state, update([{ op: 'add', path: '/__proto__/x', value: 1 }])))).toBe(
+      'validation',
+    );
+    expect(codeOf(() => applyEvent(state, update([{ op: 'add', path: '/__proto__', value: 1 }])))).toBe(
+      'validation',
+    );
+    expect(codeOf(() => applyEvent(state, update([{ op: 'replace', path: '', value: [1] }])))).toBe(
+      'validation',
+    );
+    expect(codeOf(() => applyEvent(state, event('update')))).toBe('validation');
+    expect(codeOf(() => applyEvent(state, event('rename' as never, [])))).toBe('validation');
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it('agrees with fast-json-patch on random documents and edits, without mutating its input', () => {
+    const json = fc.jsonValue({ maxDepth: 3 });
+    const object = fc.dictionary(fc.string({ maxLength: 3 }), json, {
+      maxKeys: 5,
+    }) as fc.Arbitrary<JsonObject>;
+    fc.assert(
+      fc.property(fc.array(object, { minLength: 2, maxLength: 5 }), (states) => {
+        // JSON round trip: fast-check may produce -0, which JSON (and so the stores) turns into 0.
+        const docs = states.map((s) => JSON.parse(JSON.stringify(s)) as JsonObject);
+        const events = docs.slice(1).map((after, i) => update(compareValues(docs[i]!, after)));
+        const frozen = deepFreeze(structuredClone(docs[0]!));
+        deepFreeze(events);
+        expect(applyEvents(frozen, events)).toEqual(docs.at(-1));
+        for (let i = 0; i < events.length; i++) {
+          const expected = jsonPatch.applyPatch(
+            structuredClone(docs[i]!),
+            events[i]!.diff!.jsonPatch as never,
+          ).newDocument as JsonValue;
+          expect(applyEvent(docs[i]!, events[i]!)).toEqual(expected);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('applyEvents', () => {
+  const at = (s: number, extra: Partial<SyncEvent> = {}) =>
+    update([{ op: 'replace', path: '/n', value: s }], { seq: s, ...extra });
+
+  it('applies a gapless run, merged events included', () => {
+    expect(applyEvents({ n: 0 }, [at(1), at(2), at(5, { fromSeq: 3 }), at(6)], 0)).toEqual({ n: 6 });
+    expect(applyEvents({ n: 0 }, [at(7), at(8)])).toEqual({ n: 8 });
+    expect(applyEvents({ n: 0 }, [], 3)).toEqual({ n: 0 });
+  });
+
+  it('refuses gaps, overlaps and a start that does not follow afterSeq, saying which seqs', () => {
+    expect(() => applyEvents({ n: 0 }, [at(1), at(3)])).toThrow(/does not follow seq 1.*2\.\.2 are missing/);
+    expect(() => applyEvents({ n: 0 }, [at(1), at(2), at(3, { fromSeq: 2 })])).toThrow(/overlap/);
+    expect(() => applyEvents({ n: 0 }, [at(4)], 2)).toThrow(/does not follow seq 2/);
+    expect(codeOf(() => applyEvents({ n: 0 }, [at(2), at(2)]))).toBe('internal');
+  });
+});

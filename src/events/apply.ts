@@ -1,0 +1,200 @@
+/**
+ * The one place an event is applied to a document: the server's replay, compaction and the
+ * client SDK all go through here, so they cannot disagree on what an event means.
+ *
+ * Browser-safe on purpose (the client SDK uses it): no `node:*` imports.
+ *
+ * Copy-on-write: the input state and the events are never mutated. Before each patch operation
+ * the containers on its path are shallow-copied (once per `applyEvent`/`applyEvents` call), so a
+ * one-field change of a large document costs the length of the path, not the size of the
+ * document. (`fast-json-patch`'s `applyPatch(doc, ops, …, mutateDocument=false)` would instead
+ * deep-clone the whole document through JSON on every call.) The result therefore shares
+ * unchanged subtrees with the input state and with the events' values: treat it as immutable.
+ */
+import jsonPatch from 'fast-json-patch';
+import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import type { JsonObject, JsonValue } from '../storage/types.js';
+import type { SyncEvent } from './types.js';
+
+// fast-json-patch is CommonJS whose named exports Node cannot detect: take them from the default export.
+const { applyOperation, JsonPatchError } = jsonPatch;
+
+/** A patch operation as RFC 6902 allows it (events from elsewhere may carry `move`/`copy`/`test`). */
+interface AnyOperation {
+  op: string;
+  path: string;
+  from?: string;
+  value?: JsonValue;
+}
+
+/** Containers this call has copied: only these may be mutated. */
+type Owned = Set<object>;
+
+const isPlainObject = (v: unknown): v is JsonObject =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const describe = (event: SyncEvent) =>
+  `event ${event.fromSeq !== undefined ? `${event.fromSeq}..` : ''}${event.seq} (${event.operation}) of ` +
+  `${JSON.stringify(event.collection)}/${JSON.stringify(event.documentId)}`;
+
+/**
+ * The document after `event`, given the document before it (`null`: absent or deleted).
+ *
+ * - `create` needs `null` and yields the document its diff adds;
+ * - `update` / `update_section` need a document and apply `diff.jsonPatch` in order;
+ * - `delete` needs a document and yields `null`.
+ *
+ * Throws `ValidationError` when the event itself is malformed (unknown operation, missing diff,
+ * a patch that is not RFC 6902), and `EventSyncError('internal')` when a well-formed event does
+ * not fit the state (an update of nothing, a path that is not there): the state and the log
+ * disagree, which is a bug or lost data, never something to paper over.
+ */
+export function applyEvent(state: JsonObject | null, event: SyncEvent): JsonObject | null {
+  return applyOne(state, event, new Set());
+}
+
+/**
+ * Applies `events` in order. Each event must follow the previous one without a gap: its
+ * `fromSeq ?? seq` (merged events start at `fromSeq`) equals the previous event's `seq` + 1.
+ * With `afterSeq`, the first event must follow it too (the seq `state` is at).
+ */
+export function applyEvents(
+  state: JsonObject | null,
+  events: readonly SyncEvent[],
+  afterSeq?: number,
+): JsonObject | null {
+  // One owned set for the whole run: a container copied for one event stays ours for the next.
+  const owned: Owned = new Set();
+  let previous = afterSeq;
+  let current = state;
+  for (const event of events) {
+    const first = event.fromSeq ?? event.seq;
+    if (previous !== undefined && first !== previous + 1) {
+      throw new EventSyncError(
+        'internal',
+        `${describe(event)} does not follow seq ${previous}: expected it to start at ${previous + 1}` +
+          (first > previous + 1 ? ` (seqs ${previous + 1}..${first - 1} are missing)` : ' (overlap)'),
+      );
+    }
+    current = applyOne(current, event, owned);
+    previous = event.seq;
+  }
+  return current;
+}
+
+function applyOne(state: JsonObject | null, event: SyncEvent, owned: Owned): JsonObject | null {
+  switch (event.operation) {
+    case 'delete':
+      if (state === null) throw new EventSyncError('internal', `${describe(event)}: no document to delete`);
+      return null;
+    case 'create':
+      if (state !== null) throw new EventSyncError('internal', `${describe(event)}: the document exists`);
+      return patchOf(event, null, owned);
+    case 'update':
+    case 'update_section':
+      if (state === null) throw new EventSyncError('internal', `${describe(event)}: no document to update`);
+      return patchOf(event, state, owned);
+    default:
+      throw new ValidationError(
+        `${describe(event)}: unknown operation ${JSON.stringify(event.operation)}`,
+        '/operation',
+      );
+  }
+}
+
+function patchOf(event: SyncEvent, state: JsonObject | null, owned: Owned): JsonObject {
+  const ops = event.diff?.jsonPatch as AnyOperation[] | undefined;
+  if (!Array.isArray(ops)) {
+    throw new ValidationError(`${describe(event)} has no diff.jsonPatch`, '/diff/jsonPatch');
+  }
+  let doc: JsonValue | null = state;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    try {
+      doc = applyOp(doc, op, owned, i);
+    } catch (error) {
+      throw asEventError(event, op, i, error);
+    }
+  }
+  if (!isPlainObject(doc)) {
+    throw new ValidationError(`${describe(event)} does not leave an object document`, '/diff/jsonPatch');
+  }
+  return doc;
+}
+
+function applyOp(doc: JsonValue | null, op: AnyOperation, owned: Owned, index: number): JsonValue | null {
+  if (typeof op !== 'object' || op === null || typeof op.path !== 'string') {
+    throw new JsonPatchError('Operation is not an object with a string path', 'OPERATION_NOT_AN_OBJECT');
+  }
+  // Root operations replace the whole value; the event's value is shared, not copied (see the header).
+  if (op.path === '') {
+    return applyOperation(doc, op as never, true, true, true, index).newDocument as JsonValue;
+  }
+  if (typeof doc !== 'object' || doc === null) {
+    throw new JsonPatchError('Cannot perform operation at the desired path', 'OPERATION_PATH_UNRESOLVABLE');
+  }
+  let root = own(doc, owned);
+  root = ownPath(root, op.path, owned);
+  if (op.op === 'move' && typeof op.from === 'string') root = ownPath(root, op.from, owned);
+  // `validateOperation = true`: a path that is not there throws instead of being invented.
+  return applyOperation(root, op as never, true, true, true, index).newDocument as JsonValue;
+}
+
+/** `value` itself if this call owns it, else a shallow copy that it owns from now on. */
+function own<V extends JsonObject | JsonValue[]>(value: V, owned: Owned): V {
+  if (owned.has(value)) return value;
+  const copy = (Array.isArray(value) ? value.slice() : { ...value }) as V;
+  owned.add(copy);
+  return copy;
+}
+
+/**
+ * Makes every container strictly above the last segment of `pointer` owned, stopping where the
+ * path leaves the document (the operation's validation then reports it). The last segment's
+ * container is the one the operation mutates, so it must be owned; the value at the last
+ * segment is replaced or removed as a whole and need not be.
+ */
+function ownPath(root: JsonObject | JsonValue[], pointer: string, owned: Owned): JsonObject | JsonValue[] {
+  if (pointer === '' || pointer[0] !== '/') return root;
+  const segments = pointer.split('/');
+  let node: JsonObject | JsonValue[] = root;
+  for (let i = 1; i < segments.length - 1; i++) {
+    let key: string | number = segments[i]!;
+    if (key.indexOf('~') !== -1) key = key.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
+      throw new JsonPatchError(`forbidden key ${JSON.stringify(key)} in path`, 'OPERATION_PATH_INVALID');
+    }
+    let child: JsonValue | undefined;
+    if (Array.isArray(node)) {
+      if (!/^(0|[1-9]\d*)$/.test(key)) return root;
+      key = Number(key);
+      child = node[key];
+    } else {
+      child = Object.hasOwn(node, key) ? node[key] : undefined;
+    }
+    if (typeof child !== 'object' || child === null) return root;
+    const copy = own(child, owned);
+    if (copy !== child) (node as Record<string | number, JsonValue>)[key] = copy;
+    node = copy;
+  }
+  return root;
+}
+
+function asEventError(event: SyncEvent, op: AnyOperation, index: number, error: unknown): Error {
+  const where = `/diff/jsonPatch/${index}`;
+  const detail = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  const name = (error as { name?: unknown })?.name;
+  // Malformed operations are the event's fault whatever the state; the rest is a state mismatch.
+  const malformed =
+    error instanceof TypeError ||
+    name === 'OPERATION_NOT_AN_OBJECT' ||
+    name === 'OPERATION_OP_INVALID' ||
+    name === 'OPERATION_PATH_INVALID' ||
+    name === 'OPERATION_FROM_REQUIRED' ||
+    name === 'OPERATION_VALUE_REQUIRED' ||
+    name === 'OPERATION_VALUE_CANNOT_CONTAIN_UNDEFINED';
+  const message = `${describe(event)}: ${JSON.stringify(op?.op)} at ${JSON.stringify(op?.path)} does not apply: ${detail}`;
+  return malformed
+    ? new ValidationError(message, where, { cause: error })
+    : new EventSyncError('internal', `${message} (at ${where})`, { cause: error });
+}
