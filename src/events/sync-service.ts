@@ -1,0 +1,258 @@
+/**
+ * Catch-up for (re)connecting clients, and the registry of what each client has acknowledged.
+ *
+ * A client says where it is, as the last seq it applied (`afterSeq`) or as a vector clock, and
+ * gets what takes it to the current document: the events after its position, or a snapshot plus
+ * the events after the snapshot when the events it needs were compacted away or there are too
+ * many of them. Either way, applying the answer (`applyEvents(snapshot?.state ?? clientState,
+ * events)`) gives the document at the last event returned, which is the current one (unless
+ * writes landed meanwhile: their events follow live).
+ *
+ * ## Position from a vector clock
+ *
+ * Let clock(s) be the document's vector clock after seq s (clock(0) = {}). Every event adds 1
+ * to one actor's counter, so clock(s) grows with s. The client's position is the largest p with
+ * clock(p) <= C (every counter; actors absent from C count 0). It is *exact* when C has seen
+ * nothing after p either: for every actor a, min(C[a], head[a]) = clock(p)[a]. A client that
+ * applies events in order, as the SDK does, always holds an exact clock: clock(p) itself.
+ *
+ * - exact p: answered as `{ afterSeq: p }`. The events returned are then exactly the events C
+ *   has not seen (`listUnseen`), including those of actors C does not know.
+ * - not exact (C saw events out of order, or counts events of actors that come later), or p
+ *   cannot be told because the events around it were compacted (deleted, or merged into an event
+ *   spanning p): the client's state is no state the document had at a seq the log can continue
+ *   from, so the answer is a snapshot plus the events after it, replacing the client's state.
+ *
+ * p is found from the first event C has not seen, u (with F = u.fromSeq ?? u.seq): p = F - 1 if
+ * clock(F - 1) <= C. clock(F - 1) is u's clock less u's own count when u is a single event, else
+ * the clock of the event or snapshot at F - 1 when there is one; otherwise p is unknown.
+ */
+import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
+import type { EventBackend, StreamHead } from './backend.js';
+import { replay } from './replay.js';
+import { StateVectorManager } from './state-vectors.js';
+import type { Snapshot, StateVector, SyncEvent, VectorClock } from './types.js';
+
+/** Where a client is: the last seq it applied, or the vector clock of what it has seen. */
+export type ClientPosition = { afterSeq: number } | { vectorClock: VectorClock };
+
+export interface MissingEvents {
+  /** When present, the client replaces its state with `snapshot.state` (at `snapshot.seq`) first. */
+  snapshot?: Snapshot;
+  /** To apply in order, after the client's position or after the snapshot. */
+  events: SyncEvent[];
+}
+
+export interface SyncServiceOptions {
+  /**
+   * When more events than this separate a client from the current document and a snapshot newer
+   * than its position exists, send the snapshot and the events after it instead. Default 1,000.
+   */
+  maxTailEvents?: number;
+}
+
+/** Reads again this often when a concurrent compaction moved the log under a catch-up. */
+const ATTEMPTS = 3;
+
+export class SyncService {
+  readonly stateVectors: StateVectorManager;
+  readonly #maxTail: number;
+
+  constructor(
+    readonly backend: EventBackend,
+    options: SyncServiceOptions = {},
+  ) {
+    this.#maxTail = options.maxTailEvents ?? 1000;
+    assertSeq(this.#maxTail, 'maxTailEvents');
+    this.stateVectors = new StateVectorManager(backend);
+  }
+
+  /** Registers a client (idempotent): its acknowledgements are kept until it is unregistered. */
+  async registerClient(clientId: string): Promise<void> {
+    assertClientId(clientId);
+    return this.backend.registerClient(clientId);
+  }
+
+  /** Forgets a client and everything it acknowledged. */
+  async unregisterClient(clientId: string): Promise<void> {
+    return this.stateVectors.forget(clientId);
+  }
+
+  async isRegistered(clientId: string): Promise<boolean> {
+    assertClientId(clientId);
+    return this.backend.isRegistered(clientId);
+  }
+
+  /**
+   * Records that a registered client has applied the document up to `seq` (whose clock is
+   * `vectorClock`). Throws `not_found` for an unregistered client and `validation` for a seq
+   * the document has not reached.
+   */
+  async acknowledge(
+    clientId: string,
+    collection: string,
+    documentId: string,
+    seq: number,
+    vectorClock: VectorClock,
+  ): Promise<StateVector> {
+    assertClientId(clientId);
+    assertDocumentRef(collection, documentId);
+    assertSeq(seq, 'seq');
+    assertVectorClock(vectorClock);
+    if (!(await this.backend.isRegistered(clientId))) {
+      throw new EventSyncError(
+        'not_found',
+        `client ${JSON.stringify(clientId)} is not registered: call registerClient first`,
+      );
+    }
+    const lastSeq = (await this.backend.head(collection, documentId))?.lastSeq ?? 0;
+    if (seq > lastSeq) {
+      throw new ValidationError(
+        `cannot acknowledge seq ${seq} of ${collection}/${documentId}: its last seq is ${lastSeq}`,
+        '/seq',
+      );
+    }
+    return this.stateVectors.update(clientId, collection, documentId, seq, vectorClock);
+  }
+
+  /**
+   * What the client needs to reach the current document from `position`. Without a position, a
+   * registered client resumes from what it last acknowledged, anyone else from the start (seq 0,
+   * no document).
+   */
+  async getMissingEvents(
+    clientId: string,
+    collection: string,
+    documentId: string,
+    position?: ClientPosition,
+  ): Promise<MissingEvents> {
+    assertClientId(clientId);
+    assertDocumentRef(collection, documentId);
+    if (position === undefined) {
+      const acknowledged = (await this.backend.isRegistered(clientId))
+        ? await this.backend.getStateVector(clientId, collection, documentId)
+        : undefined;
+      return this.#afterSeq(collection, documentId, acknowledged?.lastSeq ?? 0);
+    }
+    if (typeof position !== 'object' || position === null) {
+      throw new ValidationError('a position is { afterSeq } or { vectorClock }');
+    }
+    if ('afterSeq' in position) {
+      assertSeq(position.afterSeq, 'afterSeq');
+      return this.#afterSeq(collection, documentId, position.afterSeq);
+    }
+    if ('vectorClock' in position) {
+      assertVectorClock(position.vectorClock);
+      return this.#fromClock(collection, documentId, position.vectorClock);
+    }
+    throw new ValidationError('a position is { afterSeq } or { vectorClock }');
+  }
+
+  async #afterSeq(collection: string, documentId: string, afterSeq: number): Promise<MissingEvents> {
+    const lastSeq = (await this.backend.head(collection, documentId))?.lastSeq ?? 0;
+    if (afterSeq === lastSeq) return { events: [] };
+    // A position past the end (another database, a reset): its state cannot be trusted, replace it.
+    if (afterSeq > lastSeq) return this.#withSnapshot(collection, documentId);
+    const tail = await this.backend.list(collection, documentId, { afterSeq, limit: this.#maxTail + 1 });
+    if (!follows(tail, afterSeq)) return this.#withSnapshot(collection, documentId);
+    return this.#tailOrSnapshot(collection, documentId, afterSeq, tail, tail.length <= this.#maxTail);
+  }
+
+  async #fromClock(collection: string, documentId: string, clock: VectorClock): Promise<MissingEvents> {
+    const head = await this.backend.head(collection, documentId);
+    if (!head || dominates(clock, head.vectorClock)) return { events: [] };
+    const unseen = await this.backend.listUnseen(collection, documentId, clock);
+    const first = unseen[0];
+    if (!first) return this.#withSnapshot(collection, documentId); // the unseen events were compacted
+    const from = first.fromSeq ?? first.seq;
+    const before = await this.#clockBefore(collection, documentId, first);
+    if (!before || !dominates(clock, before) || !exact(clock, before, head)) {
+      return this.#withSnapshot(collection, documentId);
+    }
+    // An exact clock has seen every event up to from - 1 and none after: `unseen` is the whole tail.
+    return this.#tailOrSnapshot(collection, documentId, from - 1, unseen, true);
+  }
+
+  /** clock(F - 1) for the event `u` starting at F, when the log can tell it. */
+  async #clockBefore(collection: string, documentId: string, u: SyncEvent): Promise<VectorClock | undefined> {
+    if (u.fromSeq === undefined) {
+      const clock = { ...u.vectorClock };
+      clock[u.clientId] = (clock[u.clientId] ?? 0) - 1;
+      if (clock[u.clientId] === 0) delete clock[u.clientId];
+      return clock;
+    }
+    const at = u.fromSeq - 1;
+    if (at === 0) return {};
+    const [previous] = await this.backend.list(collection, documentId, { afterSeq: at - 1, toSeq: at });
+    if (previous?.seq === at) return previous.vectorClock;
+    const snapshot = await this.backend.latestSnapshot(collection, documentId, at);
+    return snapshot?.seq === at ? snapshot.vectorClock : undefined;
+  }
+
+  /**
+   * `tail` (the events after `position`) when it is complete and short, else the latest snapshot
+   * plus its tail when that snapshot is newer than the position, else the whole tail.
+   */
+  async #tailOrSnapshot(
+    collection: string,
+    documentId: string,
+    position: number,
+    tail: SyncEvent[],
+    complete: boolean,
+  ): Promise<MissingEvents> {
+    if (complete && tail.length <= this.#maxTail) return { events: tail };
+    const snapshot = await this.backend.latestSnapshot(collection, documentId);
+    if (snapshot && snapshot.seq > position) return this.#withSnapshot(collection, documentId);
+    if (complete) return { events: tail };
+    const all = await this.backend.list(collection, documentId, { afterSeq: position });
+    // Compacted between the two reads: only a snapshot can help now.
+    return follows(all, position) ? { events: all } : this.#withSnapshot(collection, documentId);
+  }
+
+  /**
+   * The latest snapshot and the events after it; when there is none the log can continue from
+   * (snapshots deleted, or merges without one), the current document rebuilt as a snapshot.
+   */
+  async #withSnapshot(collection: string, documentId: string): Promise<MissingEvents> {
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const snapshot = await this.backend.latestSnapshot(collection, documentId);
+      if (!snapshot) break;
+      const events = await this.backend.list(collection, documentId, { afterSeq: snapshot.seq });
+      if (
+        events.length > 0
+          ? follows(events, snapshot.seq)
+          : await this.#isHead(collection, documentId, snapshot.seq)
+      ) {
+        return { snapshot, events };
+      }
+    }
+    const current = await replay(this.backend, collection, documentId);
+    return { snapshot: { collection, documentId, ...current, createdAt: Date.now() }, events: [] };
+  }
+
+  async #isHead(collection: string, documentId: string, seq: number): Promise<boolean> {
+    const head: StreamHead | undefined = await this.backend.head(collection, documentId);
+    return (head?.lastSeq ?? 0) === seq;
+  }
+}
+
+/** Whether `events` starts right after `afterSeq` (a merged event starts at its `fromSeq`). */
+function follows(events: readonly SyncEvent[], afterSeq: number): boolean {
+  const first = events[0];
+  return first !== undefined && (first.fromSeq ?? first.seq) === afterSeq + 1;
+}
+
+/** a >= b on every counter (absent counts 0). */
+function dominates(a: VectorClock, b: VectorClock): boolean {
+  for (const [actor, count] of Object.entries(b)) if ((a[actor] ?? 0) < count) return false;
+  return true;
+}
+
+/** Whether `clock` has seen nothing of the document beyond `at` (given clock >= at). */
+function exact(clock: VectorClock, at: VectorClock, head: StreamHead): boolean {
+  for (const [actor, count] of Object.entries(head.vectorClock)) {
+    if (Math.min(clock[actor] ?? 0, count) !== (at[actor] ?? 0)) return false;
+  }
+  return true;
+}
