@@ -6,13 +6,25 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { translateFilter } from '../../src/backends/sql/filter.js';
 import { pgDatabase } from '../../src/pg.js';
+import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { databaseUrl, openPg, uniqueCollection } from '../support/databases.js';
+import { injectEventFault } from '../support/event-faults.js';
+import { sqlEventsSuite } from './sql-events.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
 
 sqlPrimitivesSuite({ name: 'pg', open: (options) => openPg(options) });
 
+sqlEventsSuite({ name: 'pg', open: (options) => openPg(options) });
+
 storageSuite({ name: 'pg', open: () => openPg() });
+
+// Each database its own application_name, so that a fault injected into one fails it alone.
+eventsSuite({
+  name: 'pg',
+  open: () => openPg({ applicationName: uniqueCollection('events_app') }),
+  injectEventFault,
+});
 
 describe('pg: entry point and PostgreSQL specifics', () => {
   it('uses a pool it was given and leaves it open', async () => {
@@ -82,8 +94,10 @@ describe('pg: entry point and PostgreSQL specifics', () => {
       const dbs = await Promise.all(
         Array.from({ length: 4 }, () => pgDatabase({ connectionString: url.toString(), max: 1 })),
       );
-      const rows = await dbs[0]!.driver.query<{ id: number }>('SELECT id FROM eventsync_migrations');
-      expect(rows).toEqual([{ id: 1 }]);
+      const rows = await dbs[0]!.driver.query<{ id: number }>(
+        'SELECT id FROM eventsync_migrations ORDER BY id',
+      );
+      expect(rows).toEqual([{ id: 1 }, { id: 2 }]);
       await Promise.all(dbs.map((db) => db.close()));
     } finally {
       await admin.query(`DROP DATABASE ${admin.escapeIdentifier(name)} WITH (FORCE)`);

@@ -8,15 +8,22 @@ import { Query } from 'mingo';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pgliteDatabase, pgliteDriver } from '../../src/pglite.js';
 import type { JsonObject, JsonValue } from '../../src/storage/types.js';
+import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { closeSharedPglite, openPgliteDb, sharedPglite, uniqueCollection } from '../support/databases.js';
+import { injectEventFault } from '../support/event-faults.js';
+import { sqlEventsSuite } from './sql-events.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
 
 afterAll(closeSharedPglite);
 
 sqlPrimitivesSuite({ name: 'pglite', open: (options) => openPgliteDb(options) });
 
+sqlEventsSuite({ name: 'pglite', open: (options) => openPgliteDb(options) });
+
 storageSuite({ name: 'pglite', open: () => openPgliteDb() });
+
+eventsSuite({ name: 'pglite', open: () => openPgliteDb(), injectEventFault });
 
 describe('pglite: one connection', () => {
   it('fails, rather than hangs, when a transaction queries the database outside itself', async () => {

@@ -19,9 +19,15 @@ export function databaseUrl(): string {
  * "server instances" (separate connections, separate LISTEN). Close it when done.
  */
 export function openPg(
-  options: Omit<PgDatabaseOptions, 'connectionString' | 'pool'> = {},
+  options: Omit<PgDatabaseOptions, 'connectionString' | 'pool'> & {
+    /** The connections' `application_name` (what `injectEventFault` keys on). */
+    applicationName?: string;
+  } = {},
 ): Promise<SqlDatabase> {
-  return pgDatabase({ connectionString: databaseUrl(), max: 4, ...options });
+  const { applicationName, ...rest } = options;
+  const url = new URL(databaseUrl());
+  if (applicationName !== undefined) url.searchParams.set('application_name', applicationName);
+  return pgDatabase({ connectionString: url.toString(), max: 4, ...rest });
 }
 
 let pglite: Promise<PGlite> | undefined;

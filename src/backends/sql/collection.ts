@@ -1,13 +1,17 @@
 /**
  * One collection's rows in `eventsync_documents`, for both drivers. Each primitive is one
  * statement (one round trip); with notifications on, the statement also calls `pg_notify` in a
- * CTE over the written row, so the change is announced at commit, by the same round trip.
- * `replaceSection` is the exception: its diff needs the new version, so it notifies with a second
- * statement in the same transaction.
+ * CTE over the written row, so the change is announced at commit, by the same round trip. Given an
+ * `EventRecord`, the same statement also appends the write's event (`recordingCte` in events.ts):
+ * the write, the stream head and the event commit together or not at all.
+ * `replaceSection` is the exception: its diff needs the new version, so it notifies (and records
+ * its event) with a second statement in the same transaction.
  */
 
 import type { EventBackend, EventRecord } from '../../events/backend.js';
-import { ClosedError, EventSyncError } from '../../protocol/errors.js';
+import { creationDiff, eventDraft } from '../../events/drafts.js';
+import type { EventDraft, SyncEvent } from '../../events/types.js';
+import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,
@@ -16,39 +20,52 @@ import type {
   Written,
 } from '../../storage/backend.js';
 import type { ChangeOperation, Diff, Filter, JsonObject } from '../../storage/types.js';
+import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
+import {
+  type AssignedRow,
+  appendEvent,
+  assembleEvent,
+  CHANGES_CHANNEL,
+  notifyWithEvent,
+  recordingCte,
+  recordingParams,
+  type SqlEventBackend,
+} from './events.js';
 import { translateFilter } from './filter.js';
 import { mapSqlError } from './sqlstate.js';
 
-// TODO(events): record events atomically with each write (issue 3, in progress).
-function notYet(record: EventRecord | undefined): void {
-  if (record) throw new EventSyncError('internal', 'event recording on SQL backends is not built yet');
-}
-
-/** The NOTIFY channel every write announces itself on. */
-export const CHANGES_CHANNEL = 'eventsync_changes';
+export { CHANGES_CHANNEL };
 /** Payloads above this many bytes lose `data` (then `diff`): NOTIFY's hard limit is 8,000. */
 export const NOTIFY_PAYLOAD_LIMIT = 7000;
 
 /**
  * The NOTIFY payload, JSON: `{c: collection, id, op: 'create'|'update'|'delete', v: version,
- * data?, diff?}`. `data` is the document after the change (before it, for deletes); `diff` is
- * there for updates. When the payload would exceed NOTIFY_PAYLOAD_LIMIT bytes `data` is left
- * out, and `diff` too if still too big; listeners then read the document themselves.
+ * data?, diff?, s?, ss?}`. `data` is the document after the change (before it, for deletes);
+ * `diff` is there for updates; `s` and `ss` are the seq and serverSeq of the event the write
+ * recorded. When the payload would exceed NOTIFY_PAYLOAD_LIMIT bytes `data` is left out, and
+ * `diff` too if still too big; listeners then read the document themselves.
+ *
+ * An event appended on its own (`EventBackend.append`) notifies `{c, id, s, ss}`, without `op`:
+ * a wake-up for event feeds, not a document change.
  */
 export interface ChangePayload {
   c: string;
   id: string;
-  op: ChangeOperation;
-  v: number;
+  op?: ChangeOperation;
+  v?: number;
   data?: JsonObject;
   diff?: Diff;
+  s?: number;
+  ss?: number;
 }
 
 /** What the collections of one database share. */
 export interface SqlContext {
   readonly driver: SqlDriver;
   readonly notify: boolean;
+  /** The database's event log: the one `sharesDatabaseWith` recognises. */
+  readonly eventLog: SqlEventBackend;
   assertOpen(): void;
   subscribe(collection: string, listener: (change: CommittedChange) => void): Promise<() => Promise<void>>;
 }
@@ -95,7 +112,51 @@ const sql = {
     FROM d CROSS JOIN LATERAL (SELECT
       json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', d.version, 'data', d.data)::text AS full,
       json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', d.version)::text AS brief) p`,
+
+  /*
+   * The same writes recording their event (see `recordingCte` in events.ts for why seq stays
+   * gapless): write `w`, head upsert `h` from `w`'s row, event insert `e` from `h`, NOTIFY from
+   * `e`. One statement, so one round trip, and all of it or nothing commits.
+   */
+  // $1..$4 as insert; $5..$9 the event; $10 the payload prefix.
+  insertRecord: (notify: boolean) => `WITH w AS (
+      INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
+      ON CONFLICT DO NOTHING RETURNING 1
+    ), ${recordingCte('w', 5, "'create'", '$3')}
+    SELECT e.seq, e.server_seq, e.vector_clock${notify ? `, ${notifyWithEvent('$10::text')}` : ''} FROM e`,
+  // $1..$5 as replace; $6..$10 the event; $11 the payload prefix.
+  replaceRecord: (notify: boolean) => `WITH w AS (
+      UPDATE ${table} SET version = $3, data = $4::jsonb
+      WHERE collection = $1 AND id = $2 AND version = $5 RETURNING 1
+    ), ${recordingCte('w', 6, "'update'", '$3')}
+    SELECT e.seq, e.server_seq, e.vector_clock${notify ? `, ${notifyWithEvent('$11::text')}` : ''} FROM e`,
+  // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here).
+  deleteRecord: (notify: boolean) => `WITH w AS (
+      DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data
+    ), ${recordingCte('w', 3, "'delete'", 'w.version', `COALESCE($7::jsonb, '{}'::jsonb) || jsonb_build_object('deletedDocument', w.data)`)}
+    SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock${
+      notify
+        ? `,
+      pg_notify('${CHANGES_CHANNEL}', CASE WHEN octet_length(p.full) <= ${NOTIFY_PAYLOAD_LIMIT} THEN p.full ELSE p.brief END)`
+        : ''
+    }
+    FROM e CROSS JOIN w${
+      notify
+        ? ` CROSS JOIN LATERAL (SELECT
+      json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', w.version, 'data', w.data,
+        's', e.seq, 'ss', e.server_seq)::text AS full,
+      json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', w.version,
+        's', e.seq, 'ss', e.server_seq)::text AS brief) p`
+        : ''
+    }`,
 };
+
+/** Precomputed: the texts above for both settings of `notify`. */
+const recordingSql = {
+  insert: [sql.insertRecord(false), sql.insertRecord(true)],
+  replace: [sql.replaceRecord(false), sql.replaceRecord(true)],
+  delete: [sql.deleteRecord(false), sql.deleteRecord(true)],
+} as const;
 
 /** A transaction's state, shared by the backends bound to it (nested ones included). */
 interface TxState {
@@ -134,20 +195,32 @@ export class SqlCollection implements CollectionBackend {
     return rows.map((r) => r.data);
   }
 
-  sharesDatabaseWith(_events: EventBackend): boolean {
-    return false; // TODO(events)
+  sharesDatabaseWith(events: EventBackend): boolean {
+    return events === this.#ctx.eventLog;
   }
 
   async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
-    notYet(record);
     const data = JSON.stringify(doc.data);
+    const doing = `insert ${JSON.stringify(doc.id)}`;
+    const notify = this.#ctx.notify;
+    if (record) {
+      const diff = creationDiff(doc.data, doc.version);
+      const draft = eventDraft(this.collection, doc.id, 'create', doc.version, record, { diff });
+      const diffJson = JSON.stringify(diff);
+      const prefix = notify ? openPayload(this.collection, doc.id, 'create', doc.version, data) : undefined;
+      const [row] = await this.#recording(
+        doing,
+        recordingSql.insert,
+        [this.collection, doc.id, doc.version, data],
+        draft,
+        diffJson,
+        prefix,
+      );
+      return row && { event: row.event };
+    }
     const params: unknown[] = [this.collection, doc.id, doc.version, data];
-    if (this.#ctx.notify) params.push(payload(this.collection, doc.id, 'create', doc.version, data));
-    const rows = await this.#run(
-      `insert ${JSON.stringify(doc.id)}`,
-      this.#ctx.notify ? sql.insertNotify : sql.insert,
-      params,
-    );
+    if (notify) params.push(payload(this.collection, doc.id, 'create', doc.version, data));
+    const rows = await this.#run(doing, notify ? sql.insertNotify : sql.insert, params);
     return rows.length === 1 ? {} : undefined;
   }
 
@@ -157,22 +230,35 @@ export class SqlCollection implements CollectionBackend {
     diff: Diff,
     record?: EventRecord,
   ): Promise<Written | undefined> {
-    notYet(record);
     const data = JSON.stringify(doc.data);
-    const params: unknown[] = [this.collection, doc.id, doc.version, data, expectedVersion];
-    if (this.#ctx.notify) {
-      params.push(payload(this.collection, doc.id, 'update', doc.version, data, JSON.stringify(diff)));
+    const doing = `replace ${JSON.stringify(doc.id)}`;
+    const notify = this.#ctx.notify;
+    const diffJson = notify || record ? JSON.stringify(diff) : undefined;
+    if (record) {
+      const draft = eventDraft(this.collection, doc.id, 'update', doc.version, record, { diff });
+      const prefix = notify
+        ? openPayload(this.collection, doc.id, 'update', doc.version, data, diffJson)
+        : undefined;
+      const [row] = await this.#recording(
+        doing,
+        recordingSql.replace,
+        [this.collection, doc.id, doc.version, data, expectedVersion],
+        draft,
+        diffJson,
+        prefix,
+      );
+      return row && { event: row.event };
     }
-    const rows = await this.#run(
-      `replace ${JSON.stringify(doc.id)}`,
-      this.#ctx.notify ? sql.replaceNotify : sql.replace,
-      params,
-    );
+    const params: unknown[] = [this.collection, doc.id, doc.version, data, expectedVersion];
+    if (notify) params.push(payload(this.collection, doc.id, 'update', doc.version, data, diffJson));
+    const rows = await this.#run(doing, notify ? sql.replaceNotify : sql.replace, params);
     return rows.length === 1 ? {} : undefined;
   }
 
-  async replaceSection(write: SectionWrite, record?: EventRecord): Promise<StoredDocument | undefined> {
-    notYet(record);
+  async replaceSection(
+    write: SectionWrite,
+    record?: EventRecord,
+  ): Promise<(StoredDocument & Written) | undefined> {
     const { id, path, versionField } = write;
     const params = [
       this.collection,
@@ -185,35 +271,59 @@ export class SqlCollection implements CollectionBackend {
       write.expectedSectionVersion === undefined ? null : JSON.stringify(write.expectedSectionVersion),
     ];
     const doing = `replace section ${JSON.stringify(path.join('.'))} of ${JSON.stringify(id)}`;
-    const update = async (q: SqlQueryable): Promise<StoredDocument | undefined> => {
+    const notify = this.#ctx.notify;
+    const update = async (q: SqlQueryable): Promise<(StoredDocument & Written) | undefined> => {
       const [row] = await q.query<VersionRow>(sql.replaceSection, params);
       if (row === undefined) return undefined;
       const doc = { id, version: Number(row.version), data: row.data };
-      if (this.#ctx.notify) {
-        const diff = JSON.stringify(write.diff(doc.version));
-        await q.query(sql.notify, [
-          payload(this.collection, id, 'update', doc.version, JSON.stringify(doc.data), diff),
-        ]);
+      if (!notify && !record) return doc;
+      const diff = write.diff(doc.version);
+      const diffJson = JSON.stringify(diff);
+      const prefix = notify
+        ? openPayload(this.collection, id, 'update', doc.version, JSON.stringify(doc.data), diffJson)
+        : undefined;
+      if (record) {
+        const draft = eventDraft(this.collection, id, 'update_section', doc.version, record, {
+          diff,
+          section: path.join('.'),
+        });
+        return { ...doc, event: await appendEvent(q, draft, prefix, diffJson) };
       }
+      await q.query(sql.notify, [`${prefix}}`]);
       return doc;
     };
     this.#assertOpen();
     try {
-      // Inside a transaction already, or nothing to announce: one statement.
-      if (this.#tx || !this.#ctx.notify) return await update(this.#q);
+      // Inside a transaction already, or nothing to add to the update: one statement.
+      if (this.#tx || (!notify && !record)) return await update(this.#q);
       return await this.#ctx.driver.transaction(update);
     } catch (error) {
       throw mapSqlError(error, `${doing} in ${JSON.stringify(this.collection)}`);
     }
   }
 
-  async delete(id: string, record?: EventRecord): Promise<StoredDocument | undefined> {
-    notYet(record);
-    const [row] = await this.#run<VersionRow>(
-      `delete ${JSON.stringify(id)}`,
-      this.#ctx.notify ? sql.deleteNotify : sql.delete,
-      [this.collection, id],
-    );
+  async delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
+    const doing = `delete ${JSON.stringify(id)}`;
+    if (record) {
+      // The version and the deleted document come from the row: the draft is completed below.
+      const draft = eventDraft(this.collection, id, 'delete', 0, record, {});
+      const [row] = await this.#recording<VersionRow>(
+        doing,
+        recordingSql.delete,
+        [this.collection, id],
+        draft,
+        undefined,
+        undefined,
+      );
+      if (row === undefined) return undefined;
+      const version = Number(row.version);
+      const done = eventDraft(this.collection, id, 'delete', version, record, { deletedDocument: row.data });
+      return { id, version, data: row.data, event: { ...row.event, version, metadata: done.metadata! } };
+    }
+    const [row] = await this.#run<VersionRow>(doing, this.#ctx.notify ? sql.deleteNotify : sql.delete, [
+      this.collection,
+      id,
+    ]);
     return row === undefined ? undefined : { id, version: Number(row.version), data: row.data };
   }
 
@@ -273,6 +383,28 @@ export class SqlCollection implements CollectionBackend {
     if (this.#tx && !this.#tx.open) throw new ClosedError('the transaction');
   }
 
+  /**
+   * Runs a recording write (`texts[notify ? 1 : 0]`) with `writeParams`, then the event's
+   * parameters and the payload prefix. Returns the row (none when the write did not happen) with
+   * the event assembled from `draft` and what the database assigned.
+   */
+  async #recording<R = object>(
+    doing: string,
+    texts: readonly [string, string],
+    writeParams: unknown[],
+    draft: EventDraft,
+    diffJson: string | undefined,
+    prefix: string | undefined,
+  ): Promise<(R & AssignedRow & { event: SyncEvent })[]> {
+    const eventId = newObjectId();
+    const at = Date.now();
+    const params = [...writeParams, ...recordingParams(draft, eventId, at, diffJson)];
+    const notify = this.#ctx.notify;
+    if (notify && prefix !== undefined) params.push(prefix);
+    const rows = await this.#run<R & AssignedRow>(doing, texts[notify ? 1 : 0], params);
+    return rows.map((row) => ({ ...row, event: assembleEvent(draft, eventId, at, row) }));
+  }
+
   async #run<R>(doing: string, text: string, params: unknown[]): Promise<R[]> {
     this.#assertOpen();
     try {
@@ -281,6 +413,18 @@ export class SqlCollection implements CollectionBackend {
       throw mapSqlError(error, `${doing} in ${JSON.stringify(this.collection)}`);
     }
   }
+}
+
+/** `payload` without its closing brace, for statements that append the event's seq and serverSeq. */
+export function openPayload(
+  collection: string,
+  id: string,
+  op: ChangeOperation,
+  version: number,
+  dataJson: string,
+  diffJson?: string,
+): string {
+  return payload(collection, id, op, version, dataJson, diffJson).slice(0, -1);
 }
 
 /** Builds the NOTIFY payload from JSON texts already made for the statement (no second stringify of data). */
@@ -308,8 +452,17 @@ function fits(text: string): boolean {
 
 const operations = new Set<string>(['create', 'update', 'delete']);
 
+/** A parsed notification: a document change (maybe with its event's seqs), or only an event. */
+export interface Notification {
+  collection: string;
+  id: string;
+  change?: CommittedChange;
+  /** Set when the notification is about a recorded event. */
+  serverSeq?: number;
+}
+
 /** Parses a NOTIFY payload; undefined when it isn't one of ours. */
-export function parsePayload(text: string): CommittedChange | undefined {
+export function parseNotification(text: string): Notification | undefined {
   let p: Partial<ChangePayload>;
   try {
     p = JSON.parse(text);
@@ -317,12 +470,18 @@ export function parsePayload(text: string): CommittedChange | undefined {
     return undefined;
   }
   if (typeof p !== 'object' || p === null) return undefined;
-  if (typeof p.c !== 'string' || typeof p.id !== 'string' || typeof p.v !== 'number') return undefined;
-  if (typeof p.op !== 'string' || !operations.has(p.op)) return undefined;
+  if (typeof p.c !== 'string' || typeof p.id !== 'string') return undefined;
+  const event = typeof p.s === 'number' && typeof p.ss === 'number';
+  const notification: Notification = { collection: p.c, id: p.id };
+  if (event) notification.serverSeq = p.ss;
+  if (p.op === undefined && event) return notification;
+  if (typeof p.v !== 'number' || typeof p.op !== 'string' || !operations.has(p.op)) return undefined;
   const change: CommittedChange = { collection: p.c, id: p.id, operation: p.op, version: p.v };
   if (isObject(p.data)) change.data = p.data;
   if (isObject(p.diff)) change.diff = p.diff as Diff;
-  return change;
+  if (event) Object.assign(change, { seq: p.s, serverSeq: p.ss });
+  notification.change = change;
+  return notification;
 }
 
 function isObject(value: unknown): value is JsonObject {

@@ -1,12 +1,13 @@
 /**
- * A `Database` over a SQL driver: migrates once, hands out collection backends, and runs the one
- * LISTEN that feeds every `subscribe` of this database.
+ * A `Database` over a SQL driver: migrates once, hands out collection backends and its one event
+ * log, and runs the one LISTEN that feeds every `subscribe` and `watchCommits` of this database.
  */
 import type { EventBackend } from '../../events/backend.js';
 import { ClosedError, EventSyncError, ValidationError } from '../../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, Database } from '../../storage/backend.js';
-import { CHANGES_CHANNEL, parsePayload, SqlCollection, type SqlContext } from './collection.js';
+import { CHANGES_CHANNEL, parseNotification, SqlCollection, type SqlContext } from './collection.js';
 import type { SqlDriver } from './driver.js';
+import { type FeedOptions, SqlEventBackend, type SqlEventContext } from './events.js';
 import { migrate } from './schema.js';
 import { mapSqlError } from './sqlstate.js';
 
@@ -19,6 +20,8 @@ export interface SqlDatabaseOptions {
   notify?: boolean;
   /** Told about a change listener that threw, or a notification that isn't ours. Default: ignored. */
   onError?: (error: EventSyncError) => void;
+  /** How the event feed waits for writers still in flight (see `listAfterServerSeq` in events.ts). */
+  feed?: FeedOptions;
 }
 
 export interface SqlDatabase extends Database {
@@ -41,12 +44,15 @@ export async function createSqlDatabase(
 
 type Listener = (change: CommittedChange) => void;
 
-class SqlDatabaseImpl implements SqlDatabase, SqlContext {
+class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
   readonly kind: 'pglite' | 'pg';
   readonly driver: SqlDriver;
   readonly notify: boolean;
+  readonly eventLog: SqlEventBackend;
   readonly #onError: (error: EventSyncError) => void;
   readonly #listeners = new Map<string, Set<Listener>>();
+  readonly #commitListeners = new Set<() => void>();
+  /** Collection listeners and commit listeners: the LISTEN runs while this is above 0. */
   #listenerCount = 0;
   /** The running LISTEN (or its start), while anyone subscribes. */
   #listening: Promise<() => Promise<void>> | undefined;
@@ -57,6 +63,7 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
     this.driver = driver;
     this.notify = options.notify ?? true;
     this.#onError = options.onError ?? (() => {});
+    this.eventLog = new SqlEventBackend(this, options.feed);
   }
 
   async collection(name: string): Promise<CollectionBackend> {
@@ -67,7 +74,8 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
   }
 
   async events(): Promise<EventBackend> {
-    throw new EventSyncError('internal', 'the event log on SQL backends is not built yet');
+    this.assertOpen();
+    return this.eventLog;
   }
 
   assertOpen(): void {
@@ -75,13 +83,7 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
   }
 
   async subscribe(collection: string, listener: Listener): Promise<() => Promise<void>> {
-    this.assertOpen();
-    if (!this.notify) {
-      throw new EventSyncError(
-        'internal',
-        'subscribe needs notifications: this database was created with notify: false',
-      );
-    }
+    this.#assertNotify('subscribe');
     let set = this.#listeners.get(collection);
     if (set === undefined) {
       set = new Set();
@@ -90,13 +92,38 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
     // Wrapped, so that one function subscribed twice is two subscriptions.
     const entry: Listener = (change) => listener(change);
     set.add(entry);
-    this.#listenerCount++;
-    let removed = false;
-    const remove = () => {
-      if (removed) return;
-      removed = true;
+    return this.#listen(() => {
       set.delete(entry);
       if (set.size === 0 && this.#listeners.get(collection) === set) this.#listeners.delete(collection);
+    });
+  }
+
+  /** Calls `onCommit` after every committed write that recorded an event, and every appended event (any collection, any process). */
+  async watchCommits(onCommit: () => void): Promise<() => Promise<void>> {
+    this.#assertNotify('watchCommits');
+    const entry = () => onCommit();
+    this.#commitListeners.add(entry);
+    return this.#listen(() => this.#commitListeners.delete(entry));
+  }
+
+  #assertNotify(what: string): void {
+    this.assertOpen();
+    if (!this.notify) {
+      throw new EventSyncError(
+        'internal',
+        `${what} needs notifications: this database was created with notify: false`,
+      );
+    }
+  }
+
+  /** Counts one more listener (whose removal is `remove`), starting the LISTEN if needed. */
+  async #listen(remove: () => void): Promise<() => Promise<void>> {
+    this.#listenerCount++;
+    let removed = false;
+    const drop = () => {
+      if (removed) return;
+      removed = true;
+      remove();
       this.#listenerCount--;
     };
     this.#listening ??= this.driver.listen(CHANGES_CHANNEL, (text) => this.#dispatch(text));
@@ -105,12 +132,12 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
       await listening;
     } catch (error) {
       if (this.#listening === listening) this.#listening = undefined;
-      remove();
+      drop();
       throw mapSqlError(error, 'listen for changes');
     }
     return async () => {
       if (removed) return;
-      remove();
+      drop();
       if (this.#listenerCount > 0 || this.#listening !== listening) return;
       this.#listening = undefined;
       await (await listening)().catch(() => {});
@@ -121,6 +148,7 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
     if (this.#closed) return;
     this.#closed = true;
     this.#listeners.clear();
+    this.#commitListeners.clear();
     this.#listenerCount = 0;
     const listening = this.#listening;
     this.#listening = undefined;
@@ -130,21 +158,27 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext {
   }
 
   #dispatch(text: string): void {
-    const change = parsePayload(text);
-    if (change === undefined) {
+    const notification = parseNotification(text);
+    if (notification === undefined) {
       this.#onError(
         new EventSyncError('internal', `ignored a notification that is not a change: ${text.slice(0, 200)}`),
       );
       return;
     }
-    const set = this.#listeners.get(change.collection);
-    if (set === undefined) return;
-    for (const listener of set) {
-      try {
-        listener(change);
-      } catch (error) {
-        this.#onError(new EventSyncError('internal', 'a change listener threw', { cause: error }));
-      }
+    if (notification.serverSeq !== undefined) {
+      for (const onCommit of this.#commitListeners) this.#call(() => onCommit(), 'a commit watcher');
+    }
+    const change = notification.change;
+    const set = change && this.#listeners.get(change.collection);
+    if (change === undefined || set === undefined) return;
+    for (const listener of set) this.#call(() => listener(change), 'a change listener');
+  }
+
+  #call(fn: () => void, who: string): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#onError(new EventSyncError('internal', `${who} threw`, { cause: error }));
     }
   }
 }

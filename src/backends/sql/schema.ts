@@ -3,8 +3,8 @@
  * advisory lock first, so processes starting together apply each migration exactly once; the
  * statements are idempotent anyway (IF NOT EXISTS) in case a migration table was lost.
  *
- * Naming: every table is `eventsync_<plural noun>` (`eventsync_documents`, later `eventsync_events`,
- * `eventsync_snapshots`), keyed by `(collection, id)` or `(collection, document_id, …)` so the
+ * Naming: every table is `eventsync_<plural noun>` (`eventsync_documents`, `eventsync_events`,
+ * `eventsync_snapshots`, …), keyed by `(collection, id)` or `(collection, document_id, …)` so the
  * tables can later be distributed by document; indexes are `<table>_<columns>_<kind>`.
  */
 import type { SqlDriver } from './driver.js';
@@ -33,6 +33,75 @@ export const migrations: readonly Migration[] = [
       // Costs write speed: every update of `data` rewrites index entries and can't be HOT.
       `CREATE INDEX IF NOT EXISTS eventsync_documents_data_gin
         ON eventsync_documents USING gin (data jsonb_path_ops)`,
+    ],
+  },
+  {
+    id: 2,
+    name: 'events',
+    statements: [
+      // One order over all events (the feeds' serverSeq). CACHE 1 (the default) matters: the feed
+      // reads `last_value` as "every value up to here has been handed out" (see events.ts).
+      'CREATE SEQUENCE IF NOT EXISTS eventsync_server_seq AS bigint CACHE 1',
+      // The default of `eventsync_events.server_seq`: gives the writing transaction its xid (if it
+      // has none yet) *before* it takes the value, which is what lets the feed wait for every
+      // transaction that may still commit a smaller serverSeq (see `listAfterServerSeq` in events.ts).
+      `CREATE OR REPLACE FUNCTION eventsync_next_server_seq() RETURNS bigint
+        LANGUAGE sql VOLATILE PARALLEL UNSAFE
+        AS $$ SELECT CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('eventsync_server_seq') END $$`,
+      // A document's stream head: last seq and vector clock. Outlives the document (delete and
+      // re-create continue the count) and every compaction of its events.
+      `CREATE TABLE IF NOT EXISTS eventsync_streams (
+        collection text NOT NULL,
+        document_id text NOT NULL,
+        last_seq bigint NOT NULL,
+        vector_clock jsonb NOT NULL,
+        PRIMARY KEY (collection, document_id)
+      )`,
+      // `actor_seq` is `vector_clock ->> client_id`, so "events a clock has not seen" is a plain
+      // comparison. `from_seq` is set on an event compaction merged from seqs from_seq..seq.
+      `CREATE TABLE IF NOT EXISTS eventsync_events (
+        collection text NOT NULL,
+        document_id text NOT NULL,
+        seq bigint NOT NULL,
+        from_seq bigint,
+        server_seq bigint NOT NULL DEFAULT eventsync_next_server_seq(),
+        id text NOT NULL,
+        at bigint NOT NULL,
+        operation text NOT NULL CHECK (operation IN ('create', 'update', 'update_section', 'delete')),
+        version bigint NOT NULL,
+        client_id text NOT NULL,
+        actor_seq bigint NOT NULL,
+        vector_clock jsonb NOT NULL,
+        diff jsonb,
+        metadata jsonb,
+        PRIMARY KEY (collection, document_id, seq),
+        CONSTRAINT eventsync_events_server_seq_key UNIQUE (server_seq)
+      )`,
+      `CREATE INDEX IF NOT EXISTS eventsync_events_collection_server_seq_idx
+        ON eventsync_events (collection, server_seq)`,
+      `CREATE TABLE IF NOT EXISTS eventsync_snapshots (
+        collection text NOT NULL,
+        document_id text NOT NULL,
+        seq bigint NOT NULL,
+        version bigint NOT NULL,
+        state jsonb,
+        vector_clock jsonb NOT NULL,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (collection, document_id, seq)
+      )`,
+      `CREATE TABLE IF NOT EXISTS eventsync_state_vectors (
+        client_id text NOT NULL,
+        collection text NOT NULL,
+        document_id text NOT NULL,
+        vector_clock jsonb NOT NULL,
+        last_seq bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (client_id, collection, document_id)
+      )`,
+      `CREATE TABLE IF NOT EXISTS eventsync_clients (
+        client_id text PRIMARY KEY,
+        registered_at timestamptz NOT NULL DEFAULT now()
+      )`,
     ],
   },
 ];

@@ -1,0 +1,608 @@
+/**
+ * The event log in SQL (PGlite and PostgreSQL): `eventsync_events`, `eventsync_streams` (heads),
+ * `eventsync_snapshots`, `eventsync_state_vectors`, `eventsync_clients` (schema.ts, migration 2).
+ *
+ * Appending an event is one statement: upsert the stream head (`last_seq + 1`, the actor's clock
+ * counter + 1), insert the event from the head's new values, and NOTIFY. `collection.ts` puts the
+ * same head upsert and insert behind a document write in one CTE (`recordingCte`), so a change and
+ * its event commit together or not at all (I1) in one round trip.
+ */
+import type { EventBackend, EventRange, StreamHead } from '../../events/backend.js';
+import type {
+  EventDraft,
+  EventOperation,
+  Snapshot,
+  StateVector,
+  SyncEvent,
+  VectorClock,
+} from '../../events/types.js';
+import { EventSyncError, ValidationError } from '../../protocol/errors.js';
+import type { Diff, JsonObject } from '../../storage/types.js';
+import { newObjectId } from '../../storage/validate.js';
+import type { SqlDriver, SqlQueryable } from './driver.js';
+import { mapSqlError } from './sqlstate.js';
+
+/** The NOTIFY channel every write announces itself on (changes, and events appended on their own). */
+export const CHANGES_CHANNEL = 'eventsync_changes';
+
+/** What the event log needs from its database. */
+export interface SqlEventContext {
+  readonly driver: SqlDriver;
+  readonly notify: boolean;
+  assertOpen(): void;
+  watchCommits(onCommit: () => void): Promise<() => Promise<void>>;
+}
+
+/** What a recorded write's statement returns about its event. */
+export interface AssignedRow {
+  seq: number | string;
+  server_seq: number | string;
+  vector_clock: VectorClock;
+}
+
+/**
+ * The head upsert and event insert that follow a document write `w` in one CTE (`w` is the name
+ * of the write's CTE; it returns one row when the write happened, none when it did not).
+ * Parameters from `$first`: client id, event id, timestamp, diff (jsonb or NULL), metadata
+ * (jsonb or NULL). `operation`, `version` and `metadata` (default: the metadata parameter) are
+ * SQL expressions (they may read `w`).
+ * Leaves the CTEs `h` (the new head) and `e` (the event: seq, server_seq, vector_clock) for the
+ * caller's final SELECT.
+ *
+ * Why seq and every actor's counter stay gapless (I2), with several writers in several processes:
+ * - Writers of one document are serialised by its row: the conditional UPDATE, the DELETE and
+ *   INSERT … ON CONFLICT DO NOTHING wait for a concurrent writer's row lock (or unique-index
+ *   entry) and then re-check their condition against the committed row, so of two writers
+ *   expecting the same version only one writes (READ COMMITTED's re-check on the locked row).
+ * - Only a write that happened reaches the head upsert (`SELECT … FROM w`), and the upsert
+ *   itself takes the head row's lock: `INSERT … ON CONFLICT DO UPDATE` always updates the latest
+ *   committed head (it waits for a concurrent holder and never skips), so every event, atomic or
+ *   appended, gets `last_seq + 1` and `clock[client] + 1` of the head left by the previous one.
+ * - The upsert, the event insert and the write are one statement: a failure of any part (a
+ *   constraint, a trigger, a crash) undoes all of it, so no seq is taken without its event.
+ * - The head row is never deleted with the document: delete and re-create continue the count.
+ */
+export function recordingCte(
+  w: string | undefined,
+  first: number,
+  operation: string,
+  version: string,
+  metadata?: string,
+): string {
+  const [client, id, at, diff, meta] = [0, 1, 2, 3, 4].map((i) => `$${first + i}`);
+  return `h AS (
+      INSERT INTO eventsync_streams AS s (collection, document_id, last_seq, vector_clock)
+      SELECT $1, $2, 1, jsonb_build_object(${client}::text, 1)${w ? ` FROM ${w}` : ''}
+      ON CONFLICT (collection, document_id) DO UPDATE SET
+        last_seq = s.last_seq + 1,
+        vector_clock = jsonb_set(s.vector_clock, ARRAY[${client}::text],
+          to_jsonb(COALESCE((s.vector_clock ->> ${client}::text)::bigint, 0) + 1))
+      RETURNING last_seq, vector_clock
+    ), e AS (
+      INSERT INTO eventsync_events
+        (collection, document_id, seq, id, at, operation, version, client_id, actor_seq, vector_clock, diff, metadata)
+      SELECT $1, $2, h.last_seq, ${id}, ${at}, ${operation}, ${version}, ${client}::text,
+        (h.vector_clock ->> ${client}::text)::bigint, h.vector_clock, ${diff}::jsonb, ${metadata ?? `${meta}::jsonb`}
+      FROM h${w ? ` CROSS JOIN ${w}` : ''}
+      RETURNING seq, server_seq, vector_clock
+    )`;
+}
+
+/** `pg_notify` of a payload prefix (JSON text without its closing brace) completed with the event's seq and serverSeq. */
+export function notifyWithEvent(prefix: string): string {
+  return `pg_notify('${CHANGES_CHANNEL}', ${prefix} || ',"s":' || e.seq || ',"ss":' || e.server_seq || '}')`;
+}
+
+/** The parameters `recordingCte` takes, in its order, for `draft` (`diffJson`: its diff as JSON, when already made). */
+export function recordingParams(
+  draft: EventDraft,
+  eventId: string,
+  at: number,
+  diffJson?: string,
+): unknown[] {
+  return [
+    draft.clientId,
+    eventId,
+    at,
+    diffJson ?? (draft.diff === undefined ? null : JSON.stringify(draft.diff)),
+    draft.metadata === undefined ? null : JSON.stringify(draft.metadata),
+  ];
+}
+
+/** The event as the caller sees it: the draft plus what the database assigned. */
+export function assembleEvent(draft: EventDraft, eventId: string, at: number, row: AssignedRow): SyncEvent {
+  const event: SyncEvent = {
+    id: eventId,
+    collection: draft.collection,
+    documentId: draft.documentId,
+    seq: Number(row.seq),
+    serverSeq: Number(row.server_seq),
+    timestamp: at,
+    operation: draft.operation,
+    version: draft.version,
+    clientId: draft.clientId,
+    vectorClock: row.vector_clock,
+  };
+  if (draft.diff !== undefined) event.diff = draft.diff;
+  if (draft.metadata !== undefined) event.metadata = draft.metadata;
+  return event;
+}
+
+/**
+ * Appends `draft` on its own: head upsert + event insert (+ NOTIFY of `payloadPrefix`, a JSON
+ * text without its closing brace, completed with `"s"` and `"ss"`). One statement on `q`.
+ */
+export async function appendEvent(
+  q: SqlQueryable,
+  draft: EventDraft,
+  payloadPrefix: string | undefined,
+  diffJson?: string,
+): Promise<SyncEvent> {
+  const eventId = newObjectId();
+  const at = Date.now();
+  const params: unknown[] = [
+    draft.collection,
+    draft.documentId,
+    draft.operation,
+    draft.version,
+    ...recordingParams(draft, eventId, at, diffJson),
+  ];
+  if (payloadPrefix !== undefined) params.push(payloadPrefix);
+  const [row] = await q.query<AssignedRow>(
+    payloadPrefix === undefined ? sql.append : sql.appendNotify,
+    params,
+  );
+  if (row === undefined) throw new EventSyncError('internal', 'appending an event returned no row');
+  return assembleEvent(draft, eventId, at, row);
+}
+
+/** The prefix of an event-only notification (no `op`: a wake-up for feeds, not a document change). */
+export function eventOnlyPrefix(collection: string, documentId: string): string {
+  return `{"c":${JSON.stringify(collection)},"id":${JSON.stringify(documentId)}`;
+}
+
+const appendCte = recordingCte(undefined, 5, '$3', '$4');
+
+const columns = `collection, document_id, seq, from_seq, server_seq, id, at, operation, version, client_id,
+  vector_clock, diff, metadata`;
+
+const sql = {
+  append: `WITH ${appendCte} SELECT seq, server_seq, vector_clock FROM e`,
+  appendNotify: `WITH ${appendCte} SELECT e.seq, e.server_seq, e.vector_clock, ${notifyWithEvent('$10::text')} FROM e`,
+  list: `SELECT ${columns} FROM eventsync_events
+    WHERE collection = $1 AND document_id = $2 AND seq > $3 AND ($4::bigint IS NULL OR seq <= $4)
+    ORDER BY seq LIMIT $5`,
+  listUnseen: `SELECT ${columns} FROM eventsync_events
+    WHERE collection = $1 AND document_id = $2 AND actor_seq > COALESCE(($3::jsonb ->> client_id)::numeric, 0)
+    ORDER BY seq`,
+  listAfterVersion: `SELECT ${columns} FROM eventsync_events
+    WHERE collection = $1 AND document_id = $2 AND version > $3 ORDER BY seq`,
+  head: 'SELECT last_seq, vector_clock FROM eventsync_streams WHERE collection = $1 AND document_id = $2',
+  // How far serverSeq has been handed out (not how far it committed).
+  feedLimit: `SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS l FROM eventsync_server_seq`,
+  // The first transaction id not yet assigned, as of now.
+  feedHorizon: 'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x',
+  /**
+   * $1 horizon (xid8), $2 after, $3 limit, $4 collection or NULL, $5 the feed limit. One row with
+   * `settled` false and no event, or `settled` true and the events (a row of NULLs when none).
+   * `pg_current_snapshot()` is this statement's own snapshot: the one the events are read with.
+   */
+  feed: (slow: boolean) => `WITH ${slow ? blockersCte : ''} s AS (
+      SELECT ${slow ? settledSlow : settledFast} AS settled
+    )
+    SELECT s.settled, e.* FROM s LEFT JOIN LATERAL (
+      SELECT ${columns} FROM eventsync_events
+      WHERE s.settled AND server_seq > $2 AND server_seq <= $5 AND ($4::text IS NULL OR collection = $4)
+      ORDER BY server_seq LIMIT $3
+    ) e ON true`,
+  deleteEvents: `WITH d AS (
+      DELETE FROM eventsync_events WHERE collection = $1 AND document_id = $2 AND seq <= $3 RETURNING 1
+    ) SELECT count(*) AS n FROM d`,
+  deleteRange: `DELETE FROM eventsync_events WHERE collection = $1 AND document_id = $2 AND seq BETWEEN $3 AND $4
+    RETURNING seq, server_seq`,
+  insertEvent: `INSERT INTO eventsync_events
+    (collection, document_id, seq, from_seq, server_seq, id, at, operation, version, client_id, actor_seq,
+     vector_clock, diff, metadata)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb)`,
+  // Keyset paging over the union of heads and snapshots, in the database's (deterministic) order.
+  streams: `SELECT collection, document_id FROM (
+      SELECT collection, document_id FROM eventsync_streams
+      WHERE ($1::text IS NULL OR collection = $1) AND ($2::text IS NULL OR (collection, document_id) > ($2, $3::text))
+      UNION
+      SELECT collection, document_id FROM eventsync_snapshots
+      WHERE ($1::text IS NULL OR collection = $1) AND ($2::text IS NULL OR (collection, document_id) > ($2, $3::text))
+    ) u ORDER BY collection, document_id LIMIT $4`,
+  putSnapshot: `INSERT INTO eventsync_snapshots (collection, document_id, seq, version, state, vector_clock, created_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)
+    ON CONFLICT (collection, document_id, seq) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state,
+      vector_clock = EXCLUDED.vector_clock, created_at = EXCLUDED.created_at`,
+  latestSnapshot: `SELECT seq, version, state, vector_clock, created_at FROM eventsync_snapshots
+    WHERE collection = $1 AND document_id = $2 AND ($3::bigint IS NULL OR seq <= $3)
+    ORDER BY seq DESC LIMIT 1`,
+  deleteSnapshots: `WITH d AS (
+      DELETE FROM eventsync_snapshots WHERE collection = $1 AND document_id = $2 AND seq < $3 RETURNING 1
+    ) SELECT count(*) AS n FROM d`,
+  putStateVector: `INSERT INTO eventsync_state_vectors (client_id, collection, document_id, vector_clock, last_seq, updated_at)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+    ON CONFLICT (client_id, collection, document_id) DO UPDATE SET vector_clock = EXCLUDED.vector_clock,
+      last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at`,
+  getStateVector: `SELECT vector_clock, last_seq, updated_at FROM eventsync_state_vectors
+    WHERE client_id = $1 AND collection = $2 AND document_id = $3`,
+  registerClient: 'INSERT INTO eventsync_clients (client_id) VALUES ($1) ON CONFLICT DO NOTHING',
+  unregisterClient: `WITH v AS (DELETE FROM eventsync_state_vectors WHERE client_id = $1)
+    DELETE FROM eventsync_clients WHERE client_id = $1`,
+  isRegistered: 'SELECT 1 AS ok FROM eventsync_clients WHERE client_id = $1',
+};
+
+/** Settled: no transaction that was running when the horizon was read (xid < $1) still runs. */
+const settledFast = 'pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8';
+
+/**
+ * The slow path, once the fast check has failed: a transaction still running (in this
+ * statement's snapshot, xid < horizon) holds us up only if it may have inserted an event, i.e.
+ * unless the lock table shows it alive *and* without any lock on `eventsync_events`. An event
+ * writer locks that table (RowExclusiveLock, taken before the INSERT evaluates the serverSeq
+ * default) and keeps the lock until it ends; `pg_locks` is read once (MATERIALIZED) and
+ * `pg_lock_status` copies the fast-path relation locks before the main lock table (where
+ * transaction id locks live), so a writer seen alive by its xid lock was seen with its table
+ * lock too. Unrelated long transactions (a batch job writing other tables) then don't stall the feed.
+ */
+const blockersCte = `l AS MATERIALIZED (
+      SELECT locktype, transactionid, virtualtransaction FROM pg_locks
+      WHERE granted AND ((locktype = 'transactionid' AND mode = 'ExclusiveLock')
+        OR (locktype = 'relation' AND relation = 'eventsync_events'::regclass))
+    ),`;
+const settledSlow = `NOT EXISTS (
+        SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+        WHERE x < $1::xid8 AND NOT EXISTS (
+          SELECT 1 FROM l AS t
+          WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x) AND NOT EXISTS (
+            SELECT 1 FROM l AS r WHERE r.locktype = 'relation' AND r.virtualtransaction = t.virtualtransaction
+          )
+        )
+      )`;
+
+interface EventRow {
+  collection: string;
+  document_id: string;
+  seq: number | string;
+  from_seq: number | string | null;
+  server_seq: number | string;
+  id: string;
+  at: number | string;
+  operation: EventOperation;
+  version: number | string;
+  client_id: string;
+  vector_clock: VectorClock;
+  diff: Diff | null;
+  metadata: JsonObject | null;
+}
+
+function toEvent(row: EventRow): SyncEvent {
+  const event: SyncEvent = {
+    id: row.id,
+    collection: row.collection,
+    documentId: row.document_id,
+    seq: Number(row.seq),
+    serverSeq: Number(row.server_seq),
+    timestamp: Number(row.at),
+    operation: row.operation,
+    version: Number(row.version),
+    clientId: row.client_id,
+    vectorClock: row.vector_clock,
+  };
+  if (row.from_seq !== null) event.fromSeq = Number(row.from_seq);
+  if (row.diff !== null) event.diff = row.diff;
+  if (row.metadata !== null) event.metadata = row.metadata;
+  return event;
+}
+
+export interface FeedOptions {
+  /** How long `listAfterServerSeq` waits for in-flight writers before returning nothing new. Default 2,000 ms. */
+  settleTimeoutMs?: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class SqlEventBackend implements EventBackend {
+  readonly #ctx: SqlEventContext;
+  readonly #settleTimeoutMs: number;
+
+  constructor(ctx: SqlEventContext, options: FeedOptions = {}) {
+    this.#ctx = ctx;
+    this.#settleTimeoutMs = options.settleTimeoutMs ?? 2000;
+  }
+
+  async append(draft: EventDraft): Promise<SyncEvent> {
+    this.#ctx.assertOpen();
+    try {
+      const prefix = this.#ctx.notify ? eventOnlyPrefix(draft.collection, draft.documentId) : undefined;
+      return await appendEvent(this.#ctx.driver, draft, prefix);
+    } catch (error) {
+      throw mapSqlError(error, `append an event of ${describe(draft.collection, draft.documentId)}`);
+    }
+  }
+
+  async list(collection: string, documentId: string, range: EventRange = {}): Promise<SyncEvent[]> {
+    const { afterSeq = 0, toSeq, limit } = range;
+    const rows = await this.#run<EventRow>(
+      `list the events of ${describe(collection, documentId)}`,
+      sql.list,
+      [collection, documentId, afterSeq, toSeq ?? null, limit ?? null],
+    );
+    return rows.map(toEvent);
+  }
+
+  async listUnseen(collection: string, documentId: string, clock: VectorClock): Promise<SyncEvent[]> {
+    for (const [clientId, count] of Object.entries(clock)) {
+      if (typeof count !== 'number' || !Number.isFinite(count)) {
+        throw new ValidationError(`vector clock entry ${JSON.stringify(clientId)} must be a number`);
+      }
+    }
+    const rows = await this.#run<EventRow>(
+      `list the unseen events of ${describe(collection, documentId)}`,
+      sql.listUnseen,
+      [collection, documentId, JSON.stringify(clock)],
+    );
+    return rows.map(toEvent);
+  }
+
+  async listAfterVersion(collection: string, documentId: string, afterVersion: number): Promise<SyncEvent[]> {
+    const rows = await this.#run<EventRow>(
+      `list the events after version ${afterVersion} of ${describe(collection, documentId)}`,
+      sql.listAfterVersion,
+      [collection, documentId, afterVersion],
+    );
+    return rows.map(toEvent);
+  }
+
+  async head(collection: string, documentId: string): Promise<StreamHead | undefined> {
+    const [row] = await this.#run<{ last_seq: number | string; vector_clock: VectorClock }>(
+      `read the stream head of ${describe(collection, documentId)}`,
+      sql.head,
+      [collection, documentId],
+    );
+    return row && { lastSeq: Number(row.last_seq), vectorClock: row.vector_clock };
+  }
+
+  /**
+   * The feed. PostgreSQL hands out sequence values before commit, so a transaction that commits
+   * later can carry a smaller serverSeq than one already committed: reading "everything committed
+   * after N" could return N+2 while N+1 is still in flight, and a reader that moves on to N+2
+   * would never see N+1. So:
+   *
+   * 1. L = how far the sequence has been handed out (`last_value`; CACHE 1, so every value <= L
+   *    was taken by a writer before this read). L <= after: nothing to return.
+   * 2. In a later statement, X = the first unassigned transaction id (`pg_snapshot_xmax`).
+   * 3. Return the events with after < serverSeq <= L, read in a snapshot whose xmin >= X (every
+   *    transaction with an xid < X has ended, and this snapshot sees the ones that committed);
+   *    while that does not hold, wait a little and re-check.
+   *
+   * Why no event with serverSeq <= L can commit after step 3: the column default
+   * (`eventsync_next_server_seq()`) makes the writing transaction take its xid *before* its
+   * serverSeq. A writer holding s <= L took s before step 1, so its xid was assigned before
+   * step 2 and is < X: it has ended (committed: visible to step 3; rolled back: never visible)
+   * once xmin >= X. Events > L are left for the next call, which repeats the argument.
+   *
+   * Waiting: an event writer's transaction usually ends within milliseconds; after the first
+   * failed check, `settledSlow` also ignores running transactions that never touched the events
+   * table. If writers are still in flight after `settleTimeoutMs`, this returns `[]` (nothing
+   * past `after` is certain yet): callers poll again, and the writer's commit notifies them.
+   * PGlite has one connection, so no other transaction runs during these statements: the first
+   * check always holds there.
+   */
+  async listAfterServerSeq(
+    collection: string | undefined,
+    afterServerSeq: number,
+    limit: number,
+  ): Promise<SyncEvent[]> {
+    const doing = `read the event feed${collection === undefined ? '' : ` of ${JSON.stringify(collection)}`}`;
+    if (limit <= 0) {
+      this.#ctx.assertOpen();
+      return [];
+    }
+    const [{ l } = { l: 0 }] = await this.#run<{ l: number | string }>(doing, sql.feedLimit, []);
+    const handedOut = Number(l);
+    if (handedOut <= afterServerSeq) return [];
+    const [{ x } = { x: '' }] = await this.#run<{ x: string }>(doing, sql.feedHorizon, []);
+    const params = [x, afterServerSeq, limit, collection ?? null, handedOut];
+    const deadline = Date.now() + this.#settleTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const rows = await this.#run<EventRow & { settled: boolean }>(doing, sql.feed(attempt > 0), params);
+      if (rows[0]?.settled) return rows.filter((r) => r.id !== null).map(toEvent);
+      if (Date.now() >= deadline) return [];
+      await sleep(Math.min(2 ** attempt, 50));
+    }
+  }
+
+  watchCommits(onCommit: () => void): Promise<() => Promise<void>> {
+    return this.#ctx.watchCommits(onCommit);
+  }
+
+  async deleteEvents(collection: string, documentId: string, throughSeq: number): Promise<number> {
+    const [row] = await this.#run<{ n: number | string }>(
+      `delete the events through seq ${throughSeq} of ${describe(collection, documentId)}`,
+      sql.deleteEvents,
+      [collection, documentId, throughSeq],
+    );
+    return Number(row?.n ?? 0);
+  }
+
+  /**
+   * Deletes `fromSeq`..`seq` and inserts `merged` in their place, in one transaction. The merged
+   * event takes the serverSeq of the last event it replaces, so feed readers past it don't see
+   * it again and readers before it see it where that event was. When that last event is gone
+   * already (another compaction got there first), nothing is inserted.
+   */
+  async replaceEvents(merged: SyncEvent & { fromSeq: number }): Promise<void> {
+    const { collection, documentId } = merged;
+    this.#ctx.assertOpen();
+    try {
+      await this.#ctx.driver.transaction(async (q) => {
+        const gone = await q.query<{ seq: number | string; server_seq: number | string }>(sql.deleteRange, [
+          collection,
+          documentId,
+          merged.fromSeq,
+          merged.seq,
+        ]);
+        const last = gone.find((r) => Number(r.seq) === merged.seq);
+        if (last === undefined) return;
+        await q.query(sql.insertEvent, [
+          collection,
+          documentId,
+          merged.seq,
+          merged.fromSeq,
+          last.server_seq,
+          merged.id,
+          merged.timestamp,
+          merged.operation,
+          merged.version,
+          merged.clientId,
+          merged.vectorClock[merged.clientId] ?? 0,
+          JSON.stringify(merged.vectorClock),
+          merged.diff === undefined ? null : JSON.stringify(merged.diff),
+          merged.metadata === undefined ? null : JSON.stringify(merged.metadata),
+        ]);
+      });
+    } catch (error) {
+      throw mapSqlError(
+        error,
+        `replace events ${merged.fromSeq}..${merged.seq} of ${describe(collection, documentId)}`,
+      );
+    }
+  }
+
+  async streams(
+    collection: string | undefined,
+    after: [string, string] | undefined,
+    limit: number,
+  ): Promise<[string, string][]> {
+    const rows = await this.#run<{ collection: string; document_id: string }>(
+      'list event streams',
+      sql.streams,
+      [collection ?? null, after?.[0] ?? null, after?.[1] ?? null, limit],
+    );
+    return rows.map((r) => [r.collection, r.document_id]);
+  }
+
+  async putSnapshot(snapshot: Snapshot): Promise<void> {
+    await this.#run(
+      `store a snapshot of ${describe(snapshot.collection, snapshot.documentId)}`,
+      sql.putSnapshot,
+      [
+        snapshot.collection,
+        snapshot.documentId,
+        snapshot.seq,
+        snapshot.version,
+        snapshot.state === null ? null : JSON.stringify(snapshot.state),
+        JSON.stringify(snapshot.vectorClock),
+        snapshot.createdAt,
+      ],
+    );
+  }
+
+  async latestSnapshot(
+    collection: string,
+    documentId: string,
+    atOrBeforeSeq?: number,
+  ): Promise<Snapshot | undefined> {
+    const [row] = await this.#run<{
+      seq: number | string;
+      version: number | string;
+      state: JsonObject | null;
+      vector_clock: VectorClock;
+      created_at: number | string;
+    }>(`read a snapshot of ${describe(collection, documentId)}`, sql.latestSnapshot, [
+      collection,
+      documentId,
+      atOrBeforeSeq ?? null,
+    ]);
+    return (
+      row && {
+        collection,
+        documentId,
+        seq: Number(row.seq),
+        version: Number(row.version),
+        state: row.state,
+        vectorClock: row.vector_clock,
+        createdAt: Number(row.created_at),
+      }
+    );
+  }
+
+  async deleteSnapshots(collection: string, documentId: string, beforeSeq: number): Promise<number> {
+    const [row] = await this.#run<{ n: number | string }>(
+      `delete snapshots of ${describe(collection, documentId)}`,
+      sql.deleteSnapshots,
+      [collection, documentId, beforeSeq],
+    );
+    return Number(row?.n ?? 0);
+  }
+
+  async putStateVector(vector: StateVector): Promise<void> {
+    await this.#run(
+      `store the state vector of ${JSON.stringify(vector.clientId)} for ${describe(vector.collection, vector.documentId)}`,
+      sql.putStateVector,
+      [
+        vector.clientId,
+        vector.collection,
+        vector.documentId,
+        JSON.stringify(vector.vectorClock),
+        vector.lastSeq,
+        vector.updatedAt,
+      ],
+    );
+  }
+
+  async getStateVector(
+    clientId: string,
+    collection: string,
+    documentId: string,
+  ): Promise<StateVector | undefined> {
+    const [row] = await this.#run<{
+      vector_clock: VectorClock;
+      last_seq: number | string;
+      updated_at: number | string;
+    }>(
+      `read the state vector of ${JSON.stringify(clientId)} for ${describe(collection, documentId)}`,
+      sql.getStateVector,
+      [clientId, collection, documentId],
+    );
+    return (
+      row && {
+        clientId,
+        collection,
+        documentId,
+        vectorClock: row.vector_clock,
+        lastSeq: Number(row.last_seq),
+        updatedAt: Number(row.updated_at),
+      }
+    );
+  }
+
+  async registerClient(clientId: string): Promise<void> {
+    await this.#run(`register client ${JSON.stringify(clientId)}`, sql.registerClient, [clientId]);
+  }
+
+  async unregisterClient(clientId: string): Promise<void> {
+    await this.#run(`unregister client ${JSON.stringify(clientId)}`, sql.unregisterClient, [clientId]);
+  }
+
+  async isRegistered(clientId: string): Promise<boolean> {
+    const rows = await this.#run(`look up client ${JSON.stringify(clientId)}`, sql.isRegistered, [clientId]);
+    return rows.length > 0;
+  }
+
+  async #run<R>(doing: string, text: string, params: unknown[]): Promise<R[]> {
+    this.#ctx.assertOpen();
+    try {
+      return await this.#ctx.driver.query<R>(text, params);
+    } catch (error) {
+      throw mapSqlError(error, doing);
+    }
+  }
+}
+
+function describe(collection: string, documentId: string): string {
+  return `${JSON.stringify(documentId)} in ${JSON.stringify(collection)}`;
+}
