@@ -1,5 +1,13 @@
 export { MemoryDatabase, memoryDatabase } from './backends/memory/memory-database.js';
+export { applyEvent, applyEvents } from './events/apply.js';
 export type { EventBackend, EventRecord, StreamHead } from './events/backend.js';
+export {
+  type CompactionPolicy,
+  type CompactionTotals,
+  type CompactOptions,
+  compact,
+  compactDocument,
+} from './events/compaction.js';
 export { createEventStore, EventStore, type SubscribeOptions } from './events/event-store.js';
 export {
   type Consistency,
@@ -8,6 +16,15 @@ export {
   EventSyncStorage,
 } from './events/event-sync-storage.js';
 export { consoleLogger, type Logger } from './events/logger.js';
+export { EMPTY, type ReplayResult, replay, replayFrom } from './events/replay.js';
+export { type SnapshotInput, SnapshotStore } from './events/snapshots.js';
+export { StateVectorManager } from './events/state-vectors.js';
+export {
+  type ClientPosition,
+  type MissingEvents,
+  SyncService,
+  type SyncServiceOptions,
+} from './events/sync-service.js';
 export type * from './events/types.js';
 export {
   MemoryVectorClockManager,

@@ -3,10 +3,9 @@
  * feed and a live subscription. Backends provide primitives (`EventBackend`); this class adds
  * validation and the meaning of each query.
  */
-
-import { ValidationError } from '../protocol/errors.js';
 import type { Database } from '../storage/backend.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
+import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 import type { EventBackend } from './backend.js';
 import type { EventDraft, SyncEvent, VectorClock } from './types.js';
 
@@ -20,24 +19,6 @@ export interface SubscribeOptions {
   batchSize?: number;
   /** Poll this often even without a notification (a notification lost with a dropped connection costs at most this much delay). Default 1,000 ms. */
   pollIntervalMs?: number;
-}
-
-const assertSeq = (value: number, name: string) => {
-  if (!Number.isSafeInteger(value) || value < 0)
-    throw new ValidationError(`${name} must be a non-negative integer`);
-};
-
-function assertClock(clock: VectorClock): void {
-  if (typeof clock !== 'object' || clock === null || Array.isArray(clock)) {
-    throw new ValidationError('a vector clock is an object of client id → count');
-  }
-  for (const [clientId, count] of Object.entries(clock)) {
-    if (!Number.isSafeInteger(count) || count < 0) {
-      throw new ValidationError(
-        `vector clock entry ${JSON.stringify(clientId)} must be a non-negative integer`,
-      );
-    }
-  }
 }
 
 export class EventStore {
@@ -57,7 +38,7 @@ export class EventStore {
     afterSeq = 0,
     limit?: number,
   ): Promise<SyncEvent[]> {
-    this.#assertDocument(collection, documentId);
+    assertDocumentRef(collection, documentId);
     assertSeq(afterSeq, 'afterSeq');
     if (limit !== undefined) assertSeq(limit, 'limit');
     return this.backend.list(
@@ -69,7 +50,7 @@ export class EventStore {
 
   /** The document's last seq (0 before its first event); it keeps counting across delete and re-create. */
   async getLatestSequence(collection: string, documentId: string): Promise<number> {
-    this.#assertDocument(collection, documentId);
+    assertDocumentRef(collection, documentId);
     return (await this.backend.head(collection, documentId))?.lastSeq ?? 0;
   }
 
@@ -79,13 +60,13 @@ export class EventStore {
     documentId: string,
     clock: VectorClock,
   ): Promise<SyncEvent[]> {
-    this.#assertDocument(collection, documentId);
-    assertClock(clock);
+    assertDocumentRef(collection, documentId);
+    assertVectorClock(clock);
     return this.backend.listUnseen(collection, documentId, clock);
   }
 
   async getEventsAfterVersion(collection: string, documentId: string, version: number): Promise<SyncEvent[]> {
-    this.#assertDocument(collection, documentId);
+    assertDocumentRef(collection, documentId);
     assertSeq(version, 'version');
     return this.backend.listAfterVersion(collection, documentId, version);
   }
@@ -145,11 +126,6 @@ export class EventStore {
       signal?.removeEventListener('abort', poke);
       await stopWatching();
     }
-  }
-
-  #assertDocument(collection: string, documentId: string): void {
-    assertCollectionName(collection);
-    assertId(documentId);
   }
 }
 

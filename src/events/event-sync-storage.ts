@@ -22,10 +22,12 @@ import type {
   WatchOptions,
 } from '../storage/types.js';
 import { assertId, assertJsonValue } from '../storage/validate.js';
+import { assertClientId } from './assert.js';
 import type { EventRecord } from './backend.js';
 import { creationDiff, eventDraft, type WriteFacts } from './drafts.js';
 import type { EventStore } from './event-store.js';
 import { consoleLogger, type Logger } from './logger.js';
+import { SnapshotStore } from './snapshots.js';
 import type { EventOperation, SyncEvent } from './types.js';
 import { MemoryVectorClockManager, type VectorClockManager } from './vector-clocks.js';
 
@@ -62,6 +64,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   readonly #clocks: VectorClockManager;
   readonly #logger: Logger;
   readonly #snapshotEvery: number;
+  readonly #snapshots: SnapshotStore;
   /** What happens after an event committed; inside a transaction it is held until the commit. */
   readonly #heard: Heard;
 
@@ -75,7 +78,8 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     this.#clocks = options.vectorClockManager ?? new MemoryVectorClockManager();
     this.#logger = options.logger ?? consoleLogger;
     this.#snapshotEvery = options.snapshotEvery ?? 100;
-    assertActor(this.#clientId);
+    this.#snapshots = new SnapshotStore(events.backend);
+    assertClientId(this.#clientId);
     if (!Number.isSafeInteger(this.#snapshotEvery) || this.#snapshotEvery < 0) {
       throw new ValidationError(
         'snapshotEvery must be a non-negative integer (0 turns automatic snapshots off)',
@@ -210,14 +214,11 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
         throw new EventSyncError('not_found', `document ${JSON.stringify(id)} has no events to snapshot`);
       // No event committed between the two head reads, so the document read is the state at that seq.
       if (before?.lastSeq === after.lastSeq) {
-        await this.#events.backend.putSnapshot({
-          collection: this.collection,
-          documentId: id,
+        await this.#snapshots.create(this.collection, id, {
           seq: after.lastSeq,
           version: doc ? version(doc, this) : await this.#events.getLatestVersion(this.collection, id),
           state: doc ? asJson(doc) : null,
           vectorClock: after.vectorClock,
-          createdAt: Date.now(),
         });
         return after.lastSeq;
       }
@@ -263,7 +264,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
 
   #record(options: EventCallOptions | undefined): EventRecord {
     const clientId = options?.clientId ?? this.#clientId;
-    assertActor(clientId);
+    assertClientId(clientId);
     if (options?.metadata === undefined) return { clientId };
     assertJsonValue(options.metadata, '/metadata');
     return { clientId, metadata: options.metadata };
@@ -285,14 +286,11 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     );
     if (this.#snapshotEvery > 0 && event.seq % this.#snapshotEvery === 0) {
       try {
-        await this.#events.backend.putSnapshot({
-          collection: event.collection,
-          documentId: event.documentId,
+        await this.#snapshots.create(event.collection, event.documentId, {
           seq: event.seq,
           version: event.version,
           state: event.operation === 'delete' ? null : (doc ?? null),
           vectorClock: event.vectorClock,
-          createdAt: Date.now(),
         });
       } catch (error) {
         // A snapshot is a shortcut, never the only copy: losing one costs replay time, not data.
@@ -315,9 +313,3 @@ interface DraftFor {
 
 const asJson = (doc: unknown) => doc as JsonObject;
 const version = (doc: unknown, s: { versionField: string }) => Number(asJson(doc)[s.versionField] ?? 0);
-
-function assertActor(clientId: unknown): asserts clientId is string {
-  if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 128) {
-    throw new ValidationError('a clientId is a string of 1 to 128 characters');
-  }
-}
