@@ -244,9 +244,7 @@ export function sqlEventsSuite(target: SqlEventsTarget): void {
           const r: EventRecord = { clientId: 'x' };
           expect((await c.insert(doc('a', 1, { s: {} }), r))?.event?.seq).toBe(1);
           expect((await c.replace(doc('a', 2, { s: {} }), 1, diff(2), r))?.event?.seq).toBe(2);
-          expect((await c.replaceSection(sectionWrite('a', undefined, { version: 1 }), r))?.event?.seq).toBe(
-            3,
-          );
+          expect((await c.replaceSection(sectionWrite('a', 0, { version: 1 }), r))?.event?.seq).toBe(3);
           expect((await c.delete('a', r))?.event?.seq).toBe(4);
           expect((await events.append(draft(name, 'a', 'x')))?.seq).toBe(5);
           expect((await events.list(name, 'a')).map((e) => [e.operation, e.vectorClock.x])).toEqual([
@@ -269,9 +267,7 @@ export function sqlEventsSuite(target: SqlEventsTarget): void {
         await c.transaction(async (tx) => {
           const w = await tx.replace(doc('a', 2, { s: {} }), 1, diff(2), r);
           expect(w?.event?.seq).toBe(2);
-          expect((await tx.replaceSection(sectionWrite('a', undefined, { version: 1 }), r))?.event?.seq).toBe(
-            3,
-          );
+          expect((await tx.replaceSection(sectionWrite('a', 0, { version: 1 }), r))?.event?.seq).toBe(3);
           await tx.transaction(async (inner) => {
             expect((await inner.insert(doc('b', 1), r))?.event?.seq).toBe(1);
           });
@@ -358,7 +354,7 @@ export function sqlEventsSuite(target: SqlEventsTarget): void {
         const r: EventRecord = { clientId: 'n' };
         const w1 = await c.insert(doc('a', 1, { s: {} }), r);
         const w2 = await c.replace(doc('a', 2, { s: {} }), 1, diff(2), r);
-        const w3 = await c.replaceSection(sectionWrite('a', undefined, { version: 1 }), r);
+        const w3 = await c.replaceSection(sectionWrite('a', 0, { version: 1 }), r);
         const w4 = await c.delete('a', r);
         await c.insert(doc('b', 1)); // no event: a change, but no commit wake-up
         const appended = await events.append(draft(name, 'z', 'n')); // an event, but no change

@@ -123,8 +123,11 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
         expect(r2?.data.bag).toEqual({ items: [], version: 1 });
         // …but only while it is absent.
         expect(await c.replaceSection(write(['bag'], undefined, { items: [1], version: 1 }))).toBeUndefined();
-        // A section without a version field counts as unversioned (expected undefined).
-        const r3 = await c.replaceSection(write(['other'], undefined, { x: 2, version: 1 }));
+        // A section without a version field is at version 0 (as in the memory backend, and as the
+        // storage reads it): not absent.
+        expect(await c.replaceSection(write(['other'], undefined, { x: 2, version: 1 }))).toBeUndefined();
+        expect(await c.replaceSection(write(['other'], 1, { x: 2, version: 1 }))).toBeUndefined();
+        const r3 = await c.replaceSection(write(['other'], 0, { x: 2, version: 1 }));
         expect(r3?.data.other).toEqual({ x: 2, version: 1 });
         // Nested path whose parent exists; and one whose parent doesn't (refused, nothing written).
         const r4 = await c.replaceSection(write(['nest', 'deep', 's'], undefined, { version: 1 }));
@@ -261,7 +264,7 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
           await c.replaceSection({
             id: 'a',
             path: ['s'],
-            expectedSectionVersion: undefined,
+            expectedSectionVersion: 0,
             section: { k: 1, version: 1 },
             versionField: 'version',
             diff: (v) => diff(v, { 's.k': 1 }),

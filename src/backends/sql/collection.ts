@@ -93,13 +93,15 @@ const sql = {
       WHERE collection = $1 AND id = $2 AND version = $5 RETURNING 1
     ) SELECT pg_notify('${CHANGES_CHANNEL}', $6) AS ok FROM u`,
   // $3 section path, $4 section, $5 [versionField], $6 the section's parent path, $7 versionField,
-  // $8 the section's expected version (JSON) or NULL for "absent or without a version".
+  // $8 the section's expected version (JSON), or NULL for "absent". As in the memory backend, a
+  // section without a version field (or with null) is at version 0.
   replaceSection: `UPDATE ${table}
     SET version = version + 1,
         data = jsonb_set(jsonb_set(data, $3::text[], $4::jsonb), $5::text[], to_jsonb(version + 1))
     WHERE collection = $1 AND id = $2
       AND jsonb_typeof(data #> $6::text[]) = 'object'
-      AND ((data #> $3::text[]) -> $7::text) IS NOT DISTINCT FROM $8::jsonb
+      AND CASE WHEN $8::jsonb IS NULL THEN (data #> $3::text[]) IS NULL
+        ELSE COALESCE(NULLIF((data #> $3::text[]) -> $7::text, 'null'::jsonb), '0'::jsonb) = $8::jsonb END
     RETURNING version, data`,
   notify: `SELECT pg_notify('${CHANGES_CHANNEL}', $1)`,
   delete: `DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data`,
