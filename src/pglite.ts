@@ -9,10 +9,12 @@
 import type { PGlite } from '@electric-sql/pglite';
 import { createSqlDatabase, type SqlDatabase } from './backends/sql/database.js';
 import { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
+import type { FeedOptions } from './backends/sql/events.js';
 
 export { createSqlDatabase, type SqlDatabase, type SqlDatabaseOptions } from './backends/sql/database.js';
 export type { SqlDriver, SqlQueryable } from './backends/sql/driver.js';
 export { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
+export type { FeedOptions } from './backends/sql/events.js';
 
 export interface PgliteDatabaseOptions {
   /** Directory of the data (created on first use). Omitted: in memory, gone on close. */
@@ -21,6 +23,8 @@ export interface PgliteDatabaseOptions {
   db?: PGlite;
   /** NOTIFY on every write so `subscribe`/`watch` work. Default true. */
   notify?: boolean;
+  /** How the event feed waits for writers in flight (one connection: it never has to). */
+  feed?: FeedOptions;
 }
 
 /** Opens (and migrates) a PGlite database. */
@@ -28,7 +32,10 @@ export async function pgliteDatabase(options: PgliteDatabaseOptions = {}): Promi
   const db = options.db ?? (await openPglite(options.dataDir));
   const driver = pgliteDriver(db, { closeDb: options.db === undefined });
   try {
-    return await createSqlDatabase(driver, options.notify === undefined ? {} : { notify: options.notify });
+    return await createSqlDatabase(driver, {
+      ...(options.notify === undefined ? {} : { notify: options.notify }),
+      ...(options.feed === undefined ? {} : { feed: options.feed }),
+    });
   } catch (error) {
     await driver.close().catch(() => {});
     throw error;

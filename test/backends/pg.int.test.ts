@@ -4,12 +4,17 @@
  */
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import { translateFilter } from '../../src/backends/sql/filter.js';
+import type { SyncEvent } from '../../src/events/types.js';
 import { pgDatabase } from '../../src/pg.js';
+import type { CollectionBackend } from '../../src/storage/backend.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { databaseUrl, openPg, uniqueCollection } from '../support/databases.js';
 import { injectEventFault } from '../support/event-faults.js';
+import { checkEventLog } from '../support/event-log-check.js';
+import { spawnWriter } from '../support/processes.js';
 import { sqlEventsSuite } from './sql-events.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
 
@@ -125,6 +130,217 @@ describe('pg: entry point and PostgreSQL specifics', () => {
       expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain('eventsync_documents_data_gin');
       expect((await c.find({ status: 'rare' })).length).toBe(5);
     } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('pg: event log across connections and processes', () => {
+  const record = { clientId: 'w' };
+  const newDoc = (id: string) => ({ id, version: 1, data: { _id: id, version: 1 } });
+
+  /** A transaction on `c` that records an insert of `id`, then waits for `end` (true: commit, false: roll back). */
+  async function heldTransaction(c: CollectionBackend, id: string) {
+    let finish!: (commit: boolean) => void;
+    const end = new Promise<boolean>((resolve) => {
+      finish = resolve;
+    });
+    let written!: (event: SyncEvent) => void;
+    const event = new Promise<SyncEvent>((resolve) => {
+      written = resolve;
+    });
+    const done = c
+      .transaction(async (tx) => {
+        written((await tx.insert(newDoc(id), record))!.event!);
+        if (!(await end)) throw new Error('rolled back on purpose');
+      })
+      .catch((error: Error) => {
+        if (error.message !== 'rolled back on purpose') throw error;
+      });
+    return { event: await event, commit: () => finish(true), rollBack: () => finish(false), done };
+  }
+
+  it('never skips an event that commits after one with a larger serverSeq', async () => {
+    const [writer1, writer2, reader, patient] = await Promise.all([
+      openPg(),
+      openPg(),
+      openPg({ feed: { settleTimeoutMs: 300 } }),
+      openPg({ feed: { settleTimeoutMs: 10_000 } }),
+    ]);
+    const held: { rollBack(): void; done: Promise<void> }[] = [];
+    try {
+      const name = uniqueCollection('feed');
+      const [c1, c2] = [await writer1.collection(name), await writer2.collection(name)];
+      const events = await reader.events();
+      const start = (
+        await events.append({
+          collection: name,
+          documentId: 'start',
+          operation: 'update',
+          version: 1,
+          clientId: 'w',
+        })
+      ).serverSeq;
+
+      // Transaction 1 takes serverSeq n and stays open; transaction 2 takes n + 1 and commits.
+      const t1 = await heldTransaction(c1, 'a');
+      held.push(t1);
+      const e2 = (await c2.insert(newDoc('b'), record))!.event!;
+      expect(e2.serverSeq).toBeGreaterThan(t1.event.serverSeq);
+      // What a plain "committed after n" query would return: n + 1 alone (a reader moving on to
+      // it would never see n).
+      const naive = await reader.driver.query<{ server_seq: string }>(
+        'SELECT server_seq FROM eventsync_events WHERE collection = $1 AND server_seq > $2 ORDER BY server_seq',
+        [name, start],
+      );
+      expect(naive.map((r) => Number(r.server_seq))).toEqual([e2.serverSeq]);
+      // The feed returns neither while transaction 1 may still commit (it waited 300 ms, then gave up).
+      expect(await events.listAfterServerSeq(name, start, 100)).toEqual([]);
+      const everything = await events.listAfterServerSeq(undefined, start, 10_000);
+      expect(everything.filter((e) => e.collection === name)).toEqual([]);
+      // A reader waiting when transaction 1 commits gets both, in serverSeq order.
+      const waiting = (await patient.events()).listAfterServerSeq(name, start, 100);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      t1.commit();
+      await t1.done;
+      expect((await waiting).map((e) => [e.documentId, e.serverSeq])).toEqual([
+        ['a', t1.event.serverSeq],
+        ['b', e2.serverSeq],
+      ]);
+      expect((await events.listAfterServerSeq(name, start, 100)).map((e) => e.documentId)).toEqual([
+        'a',
+        'b',
+      ]);
+
+      // A writer that rolls back holds the feed only until it ends; its serverSeq never shows.
+      const after = e2.serverSeq;
+      const t3 = await heldTransaction(c1, 'c');
+      held.push(t3);
+      const e4 = (await c2.insert(newDoc('d'), record))!.event!;
+      const waiting2 = (await patient.events()).listAfterServerSeq(name, after, 100);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      t3.rollBack();
+      await t3.done;
+      expect((await waiting2).map((e) => [e.documentId, e.serverSeq])).toEqual([['d', e4.serverSeq]]);
+      expect(t3.event.serverSeq).toBeLessThan(e4.serverSeq);
+    } finally {
+      // A failed expectation must not leave a transaction open (closing its pool would wait for it).
+      for (const t of held) t.rollBack();
+      await Promise.all(held.map((t) => t.done));
+      await Promise.all([writer1.close(), writer2.close(), reader.close(), patient.close()]);
+    }
+  });
+
+  it('is not held up by a running transaction that never touched the events table', async () => {
+    const [writer, reader] = await Promise.all([openPg(), openPg({ feed: { settleTimeoutMs: 10_000 } })]);
+    const bystander = new pg.Client({ connectionString: databaseUrl() });
+    await bystander.connect();
+    try {
+      const name = uniqueCollection('feed');
+      const c = await writer.collection(name);
+      const events = await reader.events();
+      const start = (await c.insert(newDoc('a'), record))!.event!.serverSeq;
+      // A long transaction with an xid (as a batch job writing other tables has), older than the next event.
+      await bystander.query('BEGIN');
+      await bystander.query('SELECT pg_current_xact_id()');
+      const e = (await c.insert(newDoc('b'), record))!.event!;
+      expect((await events.listAfterServerSeq(name, start, 100)).map((x) => x.serverSeq)).toEqual([
+        e.serverSeq,
+      ]);
+      // One that holds a lock on the events table may be an event writer: that one is waited for
+      // (300 ms here, then nothing is returned yet).
+      await bystander.query('ROLLBACK');
+      await bystander.query('BEGIN');
+      await bystander.query('LOCK TABLE eventsync_events IN ROW EXCLUSIVE MODE');
+      await bystander.query('SELECT pg_current_xact_id()');
+      const e2 = (await c.insert(newDoc('c'), record))!.event!;
+      const impatient = await openPg({ feed: { settleTimeoutMs: 300 } });
+      try {
+        expect(await (await impatient.events()).listAfterServerSeq(name, e.serverSeq, 100)).toEqual([]);
+      } finally {
+        await impatient.close();
+      }
+      await bystander.query('ROLLBACK');
+      expect((await events.listAfterServerSeq(name, e.serverSeq, 100)).map((x) => x.serverSeq)).toEqual([
+        e2.serverSeq,
+      ]);
+    } finally {
+      await bystander.query('ROLLBACK').catch(() => {});
+      await bystander.end();
+      await Promise.all([writer.close(), reader.close()]);
+    }
+  });
+
+  /** Waits until no connection named `applicationName` is left (a statement in flight when its process died may still commit). */
+  async function connectionsGone(db: SqlDatabase, applicationName: string): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const rows = await db.driver.query('SELECT 1 FROM pg_stat_activity WHERE application_name = $1', [
+        applicationName,
+      ]);
+      if (rows.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`connections of ${applicationName} still there`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  it('I1 under SIGKILL: each document’s events run 1..N, end at its version and replay to it', async () => {
+    const collection = uniqueCollection('crash');
+    const applicationName = uniqueCollection('crash_app');
+    const clientIds = Array.from({ length: 8 }, (_, i) => `crash-${i}`);
+    const writer = spawnWriter({
+      databaseUrl: databaseUrl(),
+      applicationName,
+      collection,
+      documents: Array.from({ length: 24 }, (_, i) => `doc${i}`),
+      clientIds,
+      deleters: ['crash-0', 'crash-1'],
+      progressEvery: 20,
+    });
+    const db = await openPg();
+    try {
+      await writer.reached(400);
+      writer.child.kill('SIGKILL');
+      await writer.exited;
+      expect(writer.child.signalCode).toBe('SIGKILL');
+      await connectionsGone(db, applicationName);
+      const summary = await checkEventLog(db, collection);
+      expect(summary.documents).toBe(24);
+      // Most writes made an event (an upsert that found the document made none).
+      expect(summary.events).toBeGreaterThan(200);
+      expect(summary.deletes).toBeGreaterThan(0);
+      expect(Object.keys(summary.byActor).sort()).toEqual([...clientIds].sort());
+    } finally {
+      writer.child.kill('SIGKILL');
+      await db.close();
+    }
+  });
+
+  it('I2: 8 writers in 2 processes on 3 documents, with deletes and re-creates: gapless seqs and clocks', async () => {
+    const collection = uniqueCollection('i2');
+    const documents = ['d0', 'd1', 'd2'];
+    const writers = [0, 1].map((p) =>
+      spawnWriter({
+        databaseUrl: databaseUrl(),
+        applicationName: uniqueCollection(`i2_app_${p}`),
+        collection,
+        documents,
+        clientIds: [0, 1, 2, 3].map((i) => `p${p}-w${i}`),
+        deleters: [`p${p}-w0`],
+        operations: 40,
+      }),
+    );
+    const db = await openPg();
+    try {
+      const heard = await Promise.all(writers.map((w) => w.done));
+      const summary = await checkEventLog(db, collection);
+      // Every event an actor heard committed is in the log, and nothing else.
+      expect(summary.byActor).toEqual(Object.assign({}, ...heard));
+      expect(Object.keys(summary.byActor).length).toBe(8);
+      expect(summary.deletes).toBeGreaterThan(0);
+      expect(summary.recreations).toBeGreaterThan(0);
+    } finally {
+      for (const w of writers) w.child.kill('SIGKILL');
       await db.close();
     }
   });
