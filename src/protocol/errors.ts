@@ -5,9 +5,19 @@
  */
 export const ErrorCodes = {
   validation: { status: 400 },
+  /** A frame or request that is not valid JSON, or does not match the protocol's schema. */
+  bad_message: { status: 400 },
+  unsupported_protocol: { status: 400 },
+  /** No (valid) credentials: send `hello` with a token, or an Authorization header. */
+  unauthorized: { status: 401 },
+  /** The principal may not do this (read, subscribe or write) to this collection or document. */
+  forbidden: { status: 403 },
   not_found: { status: 404 },
   already_exists: { status: 409 },
   version_conflict: { status: 409 },
+  too_large: { status: 413 },
+  /** Too many messages per second, or too many subscriptions on one connection. */
+  rate_limited: { status: 429 },
   timeout: { status: 504 },
   closed: { status: 503 },
   internal: { status: 500 },

@@ -105,6 +105,11 @@ export class MemoryEventLog implements EventBackend {
     return out;
   }
 
+  async latestServerSeq(): Promise<number> {
+    // Staged (uncommitted) events get their serverSeq only at commit, so the counter is settled.
+    return this.#serverSeq;
+  }
+
   async watchCommits(onCommit: () => void): Promise<() => Promise<void>> {
     this.#commitListeners.add(onCommit);
     return async () => {

@@ -1,0 +1,203 @@
+/**
+ * The sync protocol, defined once: every message a client or server may send, as zod schemas.
+ * Types come from the schemas (`z.infer`), so client and server cannot drift apart, and the
+ * server validates every frame against them before it acts. `docs/PROTOCOL.md` is generated
+ * from these schemas (a test fails when it is stale). Browser-safe: imports only zod.
+ *
+ * Version 1. A client says which version it speaks in `hello`; the server answers with its own
+ * in `welcome` and refuses a version it does not speak.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+// ---- shared pieces ---------------------------------------------------------------------------
+
+export const Id = z
+  .string()
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$/)
+  .meta({
+    description: 'A document or client id: 1-128 of A-Z a-z 0-9 _ . : @ -, not starting with . : @ -',
+  });
+export const CollectionName = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+  .meta({ description: 'A collection name: lower-case letters, digits and _, starting with a letter or _' });
+export const SubscriptionId = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+  .meta({ description: "The client's name for one subscription; messages about it carry it back" });
+export const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+export const VectorClock = z
+  .record(Id, Seq)
+  .meta({ description: 'Per actor (client id): how many of its events on the document have been seen' });
+export const Json = z.json();
+
+const JsonPatchOperation = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('add'), path: z.string(), value: Json }),
+  z.strictObject({ op: z.literal('replace'), path: z.string(), value: Json }),
+  z.strictObject({ op: z.literal('remove'), path: z.string() }),
+]);
+
+export const Diff = z.strictObject({
+  hasChanges: z.boolean(),
+  version: Seq,
+  jsonPatch: z.array(JsonPatchOperation),
+  mergePatch: z.record(z.string(), Json),
+  mongoUpdate: z.strictObject({
+    $set: z.record(z.string(), Json).optional(),
+    $unset: z.record(z.string(), z.literal('')).optional(),
+  }),
+});
+
+export const SyncEvent = z
+  .strictObject({
+    id: z.string(),
+    collection: CollectionName,
+    documentId: Id,
+    seq: Seq,
+    fromSeq: Seq.optional().meta({
+      description: 'Set when compaction merged several events: the first seq covered',
+    }),
+    serverSeq: Seq,
+    timestamp: Seq,
+    operation: z.enum(['create', 'update', 'update_section', 'delete']),
+    diff: Diff.optional(),
+    version: Seq,
+    clientId: z.string(),
+    vectorClock: VectorClock,
+    metadata: z.record(z.string(), Json).optional(),
+  })
+  .meta({ description: 'One recorded change of one document' });
+
+// ---- client → server -------------------------------------------------------------------------
+
+export const Hello = z
+  .strictObject({
+    type: z.literal('hello'),
+    protocol: z.number().int().min(1),
+    clientId: Id,
+    token: z.string().max(4096).optional(),
+  })
+  .meta({
+    description:
+      'First message of a connection: who the client is, which protocol it speaks, its credentials',
+  });
+
+export const SubscribeDocument = z
+  .strictObject({
+    type: z.literal('subscribe'),
+    sub: SubscriptionId,
+    collection: CollectionName,
+    documentId: Id,
+    afterSeq: Seq.optional().meta({
+      description: 'The last seq the client applied; omitted: send a snapshot',
+    }),
+    vectorClock: VectorClock.optional().meta({
+      description: 'Instead of afterSeq: what the client has seen',
+    }),
+  })
+  .meta({
+    description:
+      'Follow one document: catch-up (snapshot if needed, then exactly the missing events), then live events',
+  });
+
+export const SubscribeCollection = z
+  .strictObject({
+    type: z.literal('subscribe'),
+    sub: SubscriptionId,
+    collection: CollectionName,
+    filter: z
+      .record(z.string(), Json)
+      .optional()
+      .meta({ description: 'A MongoDB query filter (default: every document)' }),
+  })
+  .meta({
+    description:
+      'Follow every document of a collection that matches a filter: a snapshot of each, then live events',
+  });
+
+export const Subscribe = z.union([SubscribeDocument, SubscribeCollection]);
+
+export const Unsubscribe = z
+  .strictObject({ type: z.literal('unsubscribe'), sub: SubscriptionId })
+  .meta({ description: 'Stop a subscription' });
+
+export const Ack = z
+  .strictObject({ type: z.literal('ack'), collection: CollectionName, documentId: Id, seq: Seq })
+  .meta({
+    description:
+      "The client applied everything up to seq: the server records it in the client's state vector",
+  });
+
+export const ClientMessage = z.union([Hello, SubscribeDocument, SubscribeCollection, Unsubscribe, Ack]);
+export type ClientMessage = z.infer<typeof ClientMessage>;
+
+// ---- server → client -------------------------------------------------------------------------
+
+export const Welcome = z
+  .strictObject({ type: z.literal('welcome'), protocol: z.number().int(), clientId: Id, serverTime: Seq })
+  .meta({ description: 'Answer to hello: the server accepted the client' });
+
+export const Subscribed = z
+  .strictObject({ type: z.literal('subscribed'), sub: SubscriptionId })
+  .meta({ description: 'The subscription exists; its catch-up follows' });
+
+export const Snapshot = z
+  .strictObject({
+    type: z.literal('snapshot'),
+    collection: CollectionName,
+    documentId: Id,
+    seq: Seq,
+    version: Seq,
+    state: z
+      .record(z.string(), Json)
+      .nullable()
+      .meta({ description: 'The document at seq; null if deleted' }),
+    vectorClock: VectorClock,
+  })
+  .meta({ description: 'The whole document at seq: replace the local replica, then apply events after seq' });
+
+export const EventMessage = z.strictObject({ type: z.literal('event'), event: SyncEvent }).meta({
+  description:
+    'One event, in seq order per document, never twice per connection (whatever subscriptions cover the document). ' +
+    'It names no subscription, so the server serializes it once for every subscriber',
+});
+
+export const Synced = z
+  .strictObject({ type: z.literal('synced'), sub: SubscriptionId })
+  .meta({ description: 'Catch-up done: the client is current; live events follow' });
+
+export const Leave = z
+  .strictObject({ type: z.literal('leave'), sub: SubscriptionId, collection: CollectionName, documentId: Id })
+  .meta({
+    description:
+      'Collection subscription: the document no longer matches the filter (or may no longer be read)',
+  });
+
+export const Unsubscribed = z
+  .strictObject({ type: z.literal('unsubscribed'), sub: SubscriptionId })
+  .meta({ description: 'The subscription ended' });
+
+export const ErrorMessage = z
+  .strictObject({
+    type: z.literal('error'),
+    code: z.string(),
+    message: z.string(),
+    ref: z.string().optional().meta({ description: 'The subscription (or message type) the error is about' }),
+  })
+  .meta({
+    description: 'Something the client sent was refused; the connection stays open unless a close follows',
+  });
+
+export const ServerMessage = z.discriminatedUnion('type', [
+  Welcome,
+  Subscribed,
+  Snapshot,
+  EventMessage,
+  Synced,
+  Leave,
+  Unsubscribed,
+  ErrorMessage,
+]);
+export type ServerMessage = z.infer<typeof ServerMessage>;

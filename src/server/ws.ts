@@ -1,0 +1,87 @@
+/**
+ * The WebSocket transport: attaches to an existing `http.Server` on one path, turns each
+ * connection into a `Session`, and enforces what only the socket can: frame size, the send
+ * buffer (a client too slow to read is disconnected with a reason), and heartbeats.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { SyncEngine } from '../sync/engine.js';
+
+export interface WebSocketOptions {
+  /** Default `/sync`. */
+  path?: string;
+}
+
+export interface AttachedTransport {
+  close(): Promise<void>;
+}
+
+export function attachWebSocket(
+  server: Server,
+  engine: SyncEngine,
+  options: WebSocketOptions = {},
+): AttachedTransport {
+  const path = options.path ?? '/sync';
+  const { limits } = engine;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxMessageBytes });
+  const alive = new WeakMap<WebSocket, boolean>();
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (new URL(request.url ?? '/', 'http://x').pathname !== path) return; // someone else's upgrade
+    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+  };
+  server.on('upgrade', onUpgrade);
+
+  wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
+    alive.set(ws, true);
+    const session = engine.connect(
+      { headers: request.headers, url: request.url ?? path },
+      {
+        send(frame) {
+          if (ws.readyState !== WebSocket.OPEN) return;
+          if (ws.bufferedAmount > limits.maxBufferedBytes) {
+            session.close(1013, 'too slow: the send buffer is full; reconnect and catch up');
+            return;
+          }
+          ws.send(frame);
+        },
+        close(code, reason) {
+          if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
+            ws.close(code, reason);
+        },
+      },
+    );
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) {
+        session.close(1003, 'text frames only');
+        return;
+      }
+      void session.receive(data.toString());
+    });
+    ws.on('pong', () => alive.set(ws, true));
+    ws.on('close', () => session.close());
+    ws.on('error', () => session.close(1011, 'socket error'));
+  });
+
+  const heartbeat = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.get(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, limits.heartbeatMs);
+  heartbeat.unref();
+
+  return {
+    async close() {
+      clearInterval(heartbeat);
+      server.off('upgrade', onUpgrade);
+      for (const ws of wss.clients) ws.close(1001, 'server shutting down');
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,281 @@
+/**
+ * The sync engine: everything the transports share. It owns the event feed of the database
+ * (one per server process: `EventStore.subscribe`, woken by the database's change
+ * notifications, so changes made by other processes arrive too), indexes which sessions follow
+ * which documents and collections, serializes each event once and hands the same frame to
+ * every session that follows it. No transport code lives here.
+ */
+
+import { EventStore } from '../events/event-store.js';
+import { EventSyncStorage } from '../events/event-sync-storage.js';
+import { consoleLogger, type Logger } from '../events/logger.js';
+import { SyncService } from '../events/sync-service.js';
+import type { Snapshot, SyncEvent } from '../events/types.js';
+import { EventSyncError } from '../protocol/errors.js';
+import type { Database } from '../storage/backend.js';
+import { createStorage } from '../storage/create-storage.js';
+import type { BaseDocument, JsonObject } from '../storage/types.js';
+import { assertCollectionName } from '../storage/validate.js';
+import { SyncMetrics } from './metrics.js';
+import { Session } from './session.js';
+import {
+  type Action,
+  type Authenticate,
+  type Authorize,
+  type AuthRequest,
+  defaultLimits,
+  type Principal,
+  type Sink,
+  type SyncLimits,
+} from './types.js';
+
+export interface SyncEngineOptions {
+  db: Database;
+  authenticate?: Authenticate;
+  authorize?: Authorize;
+  limits?: Partial<SyncLimits>;
+  logger?: Logger;
+  /** Automatic snapshot interval of the collections' EventSyncStorage. Default 100. */
+  snapshotEvery?: number;
+}
+
+/** What a session needs to know about one event; built once per event, shared by all sessions. */
+export interface Delivery {
+  event: SyncEvent;
+  /** The `event` frame, serialized on first use. */
+  frame(): string;
+  /** The document now (null when deleted), read once on first use; for collection filters. */
+  state(): Promise<JsonObject | null>;
+}
+
+const anonymous: Authenticate = () => ({ id: 'anonymous' });
+const allowAll: Authorize = () => true;
+const key = (collection: string, documentId: string) => `${collection}/${documentId}`;
+
+export class SyncEngine {
+  readonly events: EventStore;
+  readonly service: SyncService;
+  readonly limits: SyncLimits;
+  readonly metrics = new SyncMetrics();
+  readonly logger: Logger;
+  readonly #db: Database;
+  readonly #authenticate: Authenticate;
+  readonly #authorize: Authorize;
+  readonly #snapshotEvery: number | undefined;
+  readonly #collections = new Map<string, Promise<EventSyncStorage<BaseDocument>>>();
+  /** Sessions following a document, by `collection/documentId`. */
+  readonly #byDocument = new Map<string, Set<Session>>();
+  /** Sessions with a subscription to a whole collection. */
+  readonly #byCollection = new Map<string, Set<Session>>();
+  readonly #sessions = new Set<Session>();
+  readonly #stopFeed = new AbortController();
+  #feed: Promise<void> | undefined;
+
+  private constructor(options: SyncEngineOptions, events: EventStore) {
+    this.#db = options.db;
+    this.events = events;
+    this.service = new SyncService(events.backend);
+    this.limits = { ...defaultLimits, ...options.limits };
+    this.logger = options.logger ?? consoleLogger;
+    this.#authenticate = options.authenticate ?? anonymous;
+    this.#authorize = options.authorize ?? allowAll;
+    this.#snapshotEvery = options.snapshotEvery;
+  }
+
+  /** Opens the event log and starts following it from now. */
+  static async create(options: SyncEngineOptions): Promise<SyncEngine> {
+    const engine = new SyncEngine(options, new EventStore(await options.db.events()));
+    await engine.#startFeed();
+    return engine;
+  }
+
+  /** The collection as an EventSyncStorage (opened once). Writes through it reach every subscriber. */
+  collection<T extends BaseDocument = BaseDocument>(name: string): Promise<EventSyncStorage<T>> {
+    assertCollectionName(name);
+    let storage = this.#collections.get(name);
+    if (!storage) {
+      storage = createStorage<BaseDocument>({ db: this.#db, collection: name }).then(
+        (s) =>
+          new EventSyncStorage(s, this.events, { logger: this.logger, snapshotEvery: this.#snapshotEvery }),
+      );
+      storage.catch(() => this.#collections.delete(name));
+      this.#collections.set(name, storage);
+    }
+    return storage as unknown as Promise<EventSyncStorage<T>>;
+  }
+
+  authenticate(request: AuthRequest): Promise<Principal | undefined> {
+    return Promise.resolve(this.#authenticate(request));
+  }
+
+  async authorize(
+    principal: Principal,
+    action: Action,
+    collection: string,
+    documentId?: string,
+  ): Promise<boolean> {
+    try {
+      return (await this.#authorize(principal, action, collection, documentId)) === true;
+    } catch (error) {
+      this.logger.error(
+        { err: error, principal: principal.id, action, collection, documentId },
+        'authorize threw',
+      );
+      return false;
+    }
+  }
+
+  /** A new session for a connection; the transport passes it every frame the client sends. */
+  connect(request: Omit<AuthRequest, 'token'>, sink: Sink): Session {
+    const session = new Session(this, request, sink);
+    this.#sessions.add(session);
+    this.metrics.connections++;
+    return session;
+  }
+
+  /**
+   * The document at one seq, read consistently: the stream head before and after the read must
+   * agree (atomic writes move both together), so the state is exactly the one at that seq.
+   */
+  async currentSnapshot(collection: string, documentId: string): Promise<Snapshot> {
+    const storage = await this.collection(collection);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const before = await this.events.backend.head(collection, documentId);
+      const doc = await storage.findOne(documentId);
+      const after = await this.events.backend.head(collection, documentId);
+      if (before?.lastSeq === after?.lastSeq) {
+        const state = (doc as unknown as JsonObject | undefined) ?? null;
+        return {
+          collection,
+          documentId,
+          seq: after?.lastSeq ?? 0,
+          version: state ? Number(state[storage.versionField] ?? 0) : 0,
+          state,
+          vectorClock: after?.vectorClock ?? {},
+          createdAt: Date.now(),
+        };
+      }
+    }
+    throw new EventSyncError(
+      'version_conflict',
+      `document ${key(collection, documentId)} kept changing; try again`,
+    );
+  }
+
+  // ---- the indexes sessions keep up to date ----
+
+  follow(session: Session, collection: string, documentId: string): void {
+    addTo(this.#byDocument, key(collection, documentId), session);
+  }
+
+  unfollow(session: Session, collection: string, documentId: string): void {
+    removeFrom(this.#byDocument, key(collection, documentId), session);
+  }
+
+  followCollection(session: Session, collection: string): void {
+    addTo(this.#byCollection, collection, session);
+  }
+
+  unfollowCollection(session: Session, collection: string): void {
+    removeFrom(this.#byCollection, collection, session);
+  }
+
+  disconnected(session: Session): void {
+    if (this.#sessions.delete(session)) this.metrics.connections--;
+  }
+
+  /** Stops the feed and closes every session (with `code`/`reason`), e.g. on shutdown. */
+  async close(code = 1001, reason = 'server shutting down'): Promise<void> {
+    for (const session of [...this.#sessions]) session.close(code, reason);
+    this.#stopFeed.abort();
+    await this.#feed;
+  }
+
+  // ---- the feed ----
+
+  async #startFeed(): Promise<void> {
+    const start = await this.#latestServerSeq();
+    this.#feed = (async () => {
+      try {
+        for await (const event of this.events.subscribe({
+          afterServerSeq: start,
+          signal: this.#stopFeed.signal,
+        })) {
+          await this.#dispatch(event);
+        }
+      } catch (error) {
+        if (!this.#stopFeed.signal.aborted) {
+          this.logger.error(
+            { err: error },
+            'eventsync: the event feed stopped; closing sessions so clients reconnect',
+          );
+          for (const session of [...this.#sessions]) session.close(1011, 'event feed failed');
+        }
+      }
+    })();
+  }
+
+  async #latestServerSeq(): Promise<number> {
+    const backend = this.events.backend;
+    if (backend.latestServerSeq) return backend.latestServerSeq();
+    // TODO(latestServerSeq): every backend should answer this directly; paging is O(events).
+    let after = 0;
+    for (;;) {
+      const page = await backend.listAfterServerSeq(undefined, after, 10_000);
+      if (page.length === 0) return after;
+      after = page[page.length - 1]!.serverSeq;
+    }
+  }
+
+  async #dispatch(event: SyncEvent): Promise<void> {
+    this.metrics.eventsStored++;
+    const followers = this.#byDocument.get(key(event.collection, event.documentId));
+    const watchers = this.#byCollection.get(event.collection);
+    if (!followers && !watchers) return;
+    let frame: string | undefined;
+    let state: Promise<JsonObject | null> | undefined;
+    const delivery: Delivery = {
+      event,
+      frame: () => {
+        if (frame === undefined) {
+          frame = JSON.stringify({ type: 'event', event });
+          this.metrics.observeCommitToSend(Math.max(0, Date.now() - event.timestamp));
+        }
+        return frame;
+      },
+      state: () => {
+        state ??=
+          event.operation === 'delete'
+            ? Promise.resolve(null)
+            : this.collection(event.collection).then(
+                async (s) =>
+                  ((await s.findOne(event.documentId)) as unknown as JsonObject | undefined) ?? null,
+              );
+        return state;
+      },
+    };
+    const sessions = new Set([...(followers ?? []), ...(watchers ?? [])]);
+    for (const session of sessions) {
+      try {
+        const pending = session.deliver(delivery);
+        if (pending) await pending;
+      } catch (error) {
+        this.logger.error({ err: error, session: session.id }, 'eventsync: delivering an event failed');
+        session.close(1011, 'internal error');
+      }
+    }
+  }
+}
+
+function addTo<K>(index: Map<K, Set<Session>>, k: K, session: Session): void {
+  const set = index.get(k);
+  if (set) set.add(session);
+  else index.set(k, new Set([session]));
+}
+
+function removeFrom<K>(index: Map<K, Set<Session>>, k: K, session: Session): void {
+  const set = index.get(k);
+  if (!set) return;
+  set.delete(session);
+  if (set.size === 0) index.delete(k);
+}

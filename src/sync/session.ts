@@ -1,0 +1,562 @@
+/**
+ * One client connection's side of the protocol, whatever the transport: it validates every
+ * frame, authenticates `hello`, runs subscriptions (catch-up, then live events, handed over
+ * with no gap and no duplicate), and delivers each event of a document at most once per
+ * connection, in seq order, whatever subscriptions cover the document.
+ */
+import { Query } from 'mingo';
+import type { SyncEvent, VectorClock } from '../events/types.js';
+import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
+import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
+import { assertFilter } from '../storage/mongo.js';
+import type { JsonObject } from '../storage/types.js';
+import type { Delivery, SyncEngine } from './engine.js';
+import type { AuthRequest, Principal, Sink } from './types.js';
+
+type Subscription =
+  | { kind: 'document'; collection: string; documentId: string }
+  | { kind: 'collection'; collection: string; query: Query | undefined };
+
+/** What this connection has of one document. */
+interface Tracked {
+  collection: string;
+  documentId: string;
+  /** The last seq sent; events at or below it are duplicates. */
+  lastSeq: number;
+  lastClock: VectorClock;
+  /** While catching up, live events wait here. */
+  buffer: SyncEvent[] | undefined;
+  /** The subscriptions that cover this document. */
+  subs: Set<string>;
+}
+
+const docKey = (collection: string, documentId: string) => `${collection}/${documentId}`;
+let sessions = 0;
+
+export class Session {
+  readonly id = `s${++sessions}`;
+  principal: Principal | undefined;
+  clientId: string | undefined;
+  readonly #engine: SyncEngine;
+  readonly #request: Omit<AuthRequest, 'token'>;
+  readonly #sink: Sink;
+  readonly #subs = new Map<string, Subscription>();
+  readonly #docs = new Map<string, Tracked>();
+  /** Documents this principal may read, as asked (collection subscriptions ask per document). */
+  readonly #readable = new Map<string, boolean>();
+  #closed = false;
+  /** Token bucket for frames per second. */
+  #tokens: number;
+  #refilledAt = Date.now();
+  /** Frames are handled one after another, in arrival order. */
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(engine: SyncEngine, request: Omit<AuthRequest, 'token'>, sink: Sink) {
+    this.#engine = engine;
+    this.#request = request;
+    this.#sink = sink;
+    this.#tokens = engine.limits.maxMessagesPerSecond;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Takes one frame from the client. Cheap checks happen now; the rest runs in order. */
+  receive(raw: string): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const limits = this.#engine.limits;
+    if (raw.length > limits.maxMessageBytes) {
+      this.#error('too_large', `frames are limited to ${limits.maxMessageBytes} bytes`);
+      this.close(1009, 'message too large');
+      return Promise.resolve();
+    }
+    if (!this.#takeToken()) {
+      this.#error('rate_limited', `more than ${limits.maxMessagesPerSecond} messages per second; slow down`);
+      return Promise.resolve();
+    }
+    const parsed = parseFrame(raw, limits.maxMessageDepth);
+    if (!parsed.ok) {
+      this.#error('bad_message', parsed.reason);
+      return Promise.resolve();
+    }
+    const checked = ClientMessage.safeParse(parsed.value);
+    if (!checked.success) {
+      const type =
+        typeof (parsed.value as { type?: unknown })?.type === 'string'
+          ? (parsed.value as { type: string }).type
+          : undefined;
+      this.#error('bad_message', describeIssue(checked.error.issues[0]), type?.slice(0, 64));
+      return Promise.resolve();
+    }
+    const message = checked.data;
+    this.#queue = this.#queue
+      .then(() => this.#handle(message))
+      .catch((error: unknown) => this.#fail(error, message));
+    return this.#queue;
+  }
+
+  /** Called by the engine for each event of a document or collection this session follows. */
+  deliver(delivery: Delivery): Promise<void> | undefined {
+    if (this.#closed) return undefined;
+    const { event } = delivery;
+    const tracked = this.#docs.get(docKey(event.collection, event.documentId));
+    const collectionSubs = this.#collectionSubs(event.collection);
+    if (collectionSubs.length === 0) {
+      if (tracked) this.#sendEvent(tracked, event, delivery);
+      return undefined;
+    }
+    return this.#deliverWithCollections(delivery, tracked, collectionSubs);
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const tracked of this.#docs.values())
+      this.#engine.unfollow(this, tracked.collection, tracked.documentId);
+    for (const sub of this.#subs.values()) {
+      if (sub.kind === 'collection') this.#engine.unfollowCollection(this, sub.collection);
+    }
+    this.#engine.metrics.subscriptions -= this.#subs.size;
+    this.#subs.clear();
+    this.#docs.clear();
+    this.#engine.disconnected(this);
+    this.#sink.close(code, reason);
+  }
+
+  // ---- messages ----
+
+  async #handle(message: ClientMessage): Promise<void> {
+    if (this.#closed) return;
+    if (message.type === 'hello') return this.#hello(message);
+    if (!this.principal || !this.clientId) {
+      return this.#error('unauthorized', 'send hello first', message.type);
+    }
+    switch (message.type) {
+      case 'subscribe':
+        return 'documentId' in message
+          ? this.#subscribeDocument(message.sub, message.collection, message.documentId, message)
+          : this.#subscribeCollection(message.sub, message.collection, message.filter);
+      case 'unsubscribe':
+        return this.#unsubscribe(message.sub);
+      case 'ack':
+        return this.#ack(message.collection, message.documentId, message.seq);
+    }
+  }
+
+  async #hello(message: Extract<ClientMessage, { type: 'hello' }>): Promise<void> {
+    if (this.principal)
+      return this.#error('bad_message', 'hello was already sent on this connection', 'hello');
+    if (message.protocol !== PROTOCOL_VERSION) {
+      this.#error('unsupported_protocol', `this server speaks protocol ${PROTOCOL_VERSION}`, 'hello');
+      return this.close(4000, 'unsupported protocol');
+    }
+    const principal = await this.#engine.authenticate({ ...this.#request, token: message.token });
+    if (!principal) {
+      this.#error('unauthorized', 'the credentials were refused', 'hello');
+      return this.close(4001, 'unauthorized');
+    }
+    this.principal = principal;
+    this.clientId = message.clientId;
+    this.#send({
+      type: 'welcome',
+      protocol: PROTOCOL_VERSION,
+      clientId: message.clientId,
+      serverTime: Date.now(),
+    });
+  }
+
+  /** Hello without a frame: transports that authenticate the request itself (SSE) call this. */
+  accept(principal: Principal, clientId: string): void {
+    this.principal = principal;
+    this.clientId = clientId;
+  }
+
+  async #subscribeDocument(
+    sub: string,
+    collection: string,
+    documentId: string,
+    position: { afterSeq?: number; vectorClock?: VectorClock },
+  ): Promise<void> {
+    if (!this.#claim(sub)) return;
+    if (!(await this.#mayRead(collection, documentId))) {
+      return this.#error('forbidden', `you may not read ${docKey(collection, documentId)}`, sub);
+    }
+    this.#addSub(sub, { kind: 'document', collection, documentId });
+    this.#send({ type: 'subscribed', sub });
+    const existing = this.#docs.get(docKey(collection, documentId));
+    if (existing) existing.subs.add(sub);
+    else {
+      await this.#catchUp(
+        collection,
+        documentId,
+        sub,
+        async () => {
+          const from =
+            position.afterSeq !== undefined
+              ? { afterSeq: position.afterSeq }
+              : position.vectorClock
+                ? { vectorClock: position.vectorClock }
+                : { afterSeq: 0 };
+          return this.#engine.service.getMissingEvents(this.clientId!, collection, documentId, from);
+        },
+        position.afterSeq,
+      );
+    }
+    if (this.#subs.has(sub)) this.#send({ type: 'synced', sub });
+  }
+
+  async #subscribeCollection(sub: string, collection: string, filter: JsonObject | undefined): Promise<void> {
+    if (!this.#claim(sub)) return;
+    if (!(await this.#engine.authorize(this.principal!, 'subscribe', collection))) {
+      return this.#error('forbidden', `you may not subscribe to ${collection}`, sub);
+    }
+    let query: Query | undefined;
+    if (filter && Object.keys(filter).length > 0) {
+      assertFilter(filter);
+      query = new Query(filter);
+    }
+    this.#addSub(sub, { kind: 'collection', collection, query });
+    this.#engine.followCollection(this, collection);
+    this.#send({ type: 'subscribed', sub });
+    const storage = await this.#engine.collection(collection);
+    for (const doc of await storage.findMany(filter ?? {})) {
+      if (!this.#subs.has(sub)) return;
+      const documentId = doc._id;
+      const tracked = this.#docs.get(docKey(collection, documentId));
+      if (tracked) tracked.subs.add(sub);
+      else if (await this.#mayRead(collection, documentId)) await this.#enter(collection, documentId, sub);
+    }
+    if (this.#subs.has(sub)) this.#send({ type: 'synced', sub });
+  }
+
+  async #unsubscribe(sub: string): Promise<void> {
+    const subscription = this.#subs.get(sub);
+    if (!subscription) return this.#error('not_found', `no subscription ${JSON.stringify(sub)}`, sub);
+    this.#subs.delete(sub);
+    this.#engine.metrics.subscriptions--;
+    if (subscription.kind === 'collection' && this.#collectionSubs(subscription.collection).length === 0) {
+      this.#engine.unfollowCollection(this, subscription.collection);
+    }
+    for (const tracked of [...this.#docs.values()]) {
+      tracked.subs.delete(sub);
+      if (tracked.subs.size === 0) this.#untrack(tracked);
+    }
+    this.#send({ type: 'unsubscribed', sub });
+  }
+
+  async #ack(collection: string, documentId: string, seq: number): Promise<void> {
+    const tracked = this.#docs.get(docKey(collection, documentId));
+    if (!tracked || seq > tracked.lastSeq) {
+      return this.#error(
+        'validation',
+        `nothing up to seq ${seq} of ${docKey(collection, documentId)} was sent here`,
+        'ack',
+      );
+    }
+    let clock = tracked.lastClock;
+    if (seq !== tracked.lastSeq) {
+      const [event] = await this.#engine.events.getEvents(collection, documentId, Math.max(0, seq - 1), 1);
+      clock = event?.seq === seq ? event.vectorClock : {};
+    }
+    await this.#engine.service.registerClient(this.clientId!);
+    await this.#engine.service.acknowledge(this.clientId!, collection, documentId, seq, clock);
+  }
+
+  // ---- documents: catch-up, live events, membership ----
+
+  /** Starts following a document: catch-up frames from `missing`, live events buffered meanwhile, then drained. */
+  async #catchUp(
+    collection: string,
+    documentId: string,
+    sub: string,
+    missing: () => Promise<{
+      snapshot?: { seq: number; version: number; state: JsonObject | null; vectorClock: VectorClock };
+      events: SyncEvent[];
+    }>,
+    clientSeq: number | undefined,
+  ): Promise<void> {
+    const tracked: Tracked = {
+      collection,
+      documentId,
+      lastSeq: clientSeq ?? 0,
+      lastClock: {},
+      buffer: [],
+      subs: new Set([sub]),
+    };
+    this.#docs.set(docKey(collection, documentId), tracked);
+    this.#engine.follow(this, collection, documentId);
+    try {
+      const { snapshot, events } = await missing();
+      if (snapshot) {
+        this.#send(
+          {
+            type: 'snapshot',
+            collection,
+            documentId,
+            seq: snapshot.seq,
+            version: snapshot.version,
+            state: snapshot.state,
+            vectorClock: snapshot.vectorClock,
+          },
+          `${collection}/${documentId}/${snapshot.seq}`,
+        );
+        tracked.lastSeq = snapshot.seq;
+        tracked.lastClock = snapshot.vectorClock;
+      }
+      for (const event of events) this.#sendEvent(tracked, event, undefined, true);
+    } catch (error) {
+      this.#untrack(tracked);
+      throw error;
+    }
+    const waiting = tracked.buffer ?? [];
+    tracked.buffer = undefined;
+    for (const event of waiting) this.#sendEvent(tracked, event);
+  }
+
+  /** A document entered a collection subscription: a consistent snapshot of it, then live. */
+  #enter(collection: string, documentId: string, sub: string): Promise<void> {
+    return this.#catchUp(
+      collection,
+      documentId,
+      sub,
+      async () => {
+        const snapshot = await this.#engine.currentSnapshot(collection, documentId);
+        return { snapshot, events: [] };
+      },
+      undefined,
+    );
+  }
+
+  #sendEvent(tracked: Tracked, event: SyncEvent, delivery?: Delivery, catchingUp = false): void {
+    if (tracked.buffer && !catchingUp) {
+      tracked.buffer.push(event);
+      return;
+    }
+    if (event.seq <= tracked.lastSeq) return; // already sent (catch-up and live overlap)
+    const first = event.fromSeq ?? event.seq;
+    if (first > tracked.lastSeq + 1) {
+      // Events between arrive later or were skipped by the feed: fetch them first, in order.
+      void this.#repair(tracked, event);
+      return;
+    }
+    this.#sink.send(
+      delivery ? delivery.frame() : JSON.stringify({ type: 'event', event }),
+      `${event.collection}/${event.documentId}/${event.seq}`,
+    );
+    this.#engine.metrics.eventsDelivered++;
+    tracked.lastSeq = event.seq;
+    tracked.lastClock = event.vectorClock;
+  }
+
+  /** A gap before `event`: buffer live events, read the missing ones from the log, send all in order. */
+  async #repair(tracked: Tracked, event: SyncEvent): Promise<void> {
+    if (tracked.buffer) {
+      tracked.buffer.push(event);
+      return;
+    }
+    tracked.buffer = [event];
+    try {
+      const missing = await this.#engine.service.getMissingEvents(
+        this.clientId!,
+        tracked.collection,
+        tracked.documentId,
+        {
+          afterSeq: tracked.lastSeq,
+        },
+      );
+      if (missing.snapshot) {
+        const s = missing.snapshot;
+        this.#send(
+          {
+            type: 'snapshot',
+            collection: s.collection,
+            documentId: s.documentId,
+            seq: s.seq,
+            version: s.version,
+            state: s.state,
+            vectorClock: s.vectorClock,
+          },
+          `${s.collection}/${s.documentId}/${s.seq}`,
+        );
+        tracked.lastSeq = s.seq;
+        tracked.lastClock = s.vectorClock;
+      }
+      for (const e of missing.events) this.#sendEvent(tracked, e, undefined, true);
+    } catch (error) {
+      this.#engine.logger.error({ err: error, session: this.id }, 'eventsync: repairing a gap failed');
+      this.close(1011, 'could not repair a gap; reconnect to catch up');
+      return;
+    }
+    const waiting = tracked.buffer ?? [];
+    tracked.buffer = undefined;
+    for (const e of waiting) this.#sendEvent(tracked, e);
+  }
+
+  /**
+   * An event of a collection this session subscribes to: deliver it if the document is followed,
+   * then settle membership: a collection subscription covers a document while it matches the
+   * filter (judged on the document as it is now) and may be read. A document that leaves gets
+   * `leave`; one that enters gets its state (the create event itself, or a snapshot).
+   */
+  async #deliverWithCollections(
+    delivery: Delivery,
+    tracked: Tracked | undefined,
+    subs: [string, Subscription & { kind: 'collection' }][],
+  ): Promise<void> {
+    const { event } = delivery;
+    const matching: string[] = [];
+    for (const [sub, { query }] of subs) {
+      const state = query ? await delivery.state() : undefined;
+      const matches = query ? state != null && query.test(state) : event.operation !== 'delete';
+      if (matches && (await this.#mayRead(event.collection, event.documentId))) matching.push(sub);
+    }
+    if (this.#closed) return;
+    const current = this.#docs.get(docKey(event.collection, event.documentId)) ?? tracked;
+    if (current) {
+      this.#sendEvent(current, event, delivery);
+      for (const [sub] of subs) {
+        if (current.subs.has(sub) && !matching.includes(sub)) {
+          current.subs.delete(sub);
+          this.#send({ type: 'leave', sub, collection: event.collection, documentId: event.documentId });
+        }
+      }
+      for (const sub of matching) current.subs.add(sub);
+      if (current.subs.size === 0) this.#untrack(current);
+      return;
+    }
+    if (matching.length === 0) return;
+    if (event.operation === 'create') {
+      // Nothing existed before a create: the event alone brings the whole document.
+      const fresh: Tracked = {
+        collection: event.collection,
+        documentId: event.documentId,
+        lastSeq: (event.fromSeq ?? event.seq) - 1,
+        lastClock: {},
+        buffer: undefined,
+        subs: new Set(matching),
+      };
+      this.#docs.set(docKey(event.collection, event.documentId), fresh);
+      this.#engine.follow(this, event.collection, event.documentId);
+      this.#sendEvent(fresh, event, delivery);
+      return;
+    }
+    await this.#enter(event.collection, event.documentId, matching[0]!);
+    const entered = this.#docs.get(docKey(event.collection, event.documentId));
+    for (const sub of matching) entered?.subs.add(sub);
+  }
+
+  // ---- helpers ----
+
+  #collectionSubs(collection: string): [string, Subscription & { kind: 'collection' }][] {
+    const out: [string, Subscription & { kind: 'collection' }][] = [];
+    for (const [sub, s] of this.#subs)
+      if (s.kind === 'collection' && s.collection === collection) out.push([sub, s]);
+    return out;
+  }
+
+  #claim(sub: string): boolean {
+    if (this.#subs.has(sub)) {
+      this.#error(
+        'bad_message',
+        `subscription id ${JSON.stringify(sub)} is already in use on this connection`,
+        sub,
+      );
+      return false;
+    }
+    if (this.#subs.size >= this.#engine.limits.maxSubscriptions) {
+      this.#error(
+        'rate_limited',
+        `at most ${this.#engine.limits.maxSubscriptions} subscriptions per connection`,
+        sub,
+      );
+      return false;
+    }
+    return true;
+  }
+
+  #addSub(sub: string, subscription: Subscription): void {
+    this.#subs.set(sub, subscription);
+    this.#engine.metrics.subscriptions++;
+  }
+
+  #untrack(tracked: Tracked): void {
+    this.#docs.delete(docKey(tracked.collection, tracked.documentId));
+    this.#engine.unfollow(this, tracked.collection, tracked.documentId);
+  }
+
+  async #mayRead(collection: string, documentId: string): Promise<boolean> {
+    const k = docKey(collection, documentId);
+    let allowed = this.#readable.get(k);
+    if (allowed === undefined) {
+      allowed = await this.#engine.authorize(this.principal!, 'read', collection, documentId);
+      this.#readable.set(k, allowed);
+    }
+    return allowed;
+  }
+
+  #takeToken(): boolean {
+    const rate = this.#engine.limits.maxMessagesPerSecond;
+    const now = Date.now();
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#refilledAt) / 1000) * rate);
+    this.#refilledAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  #send(message: ServerMessage, eventId?: string): void {
+    if (!this.#closed) this.#sink.send(JSON.stringify(message), eventId);
+  }
+
+  #error(code: ErrorCode, message: string, ref?: string): void {
+    this.#send(ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref });
+  }
+
+  /** An error while handling a message: ours are told to the client; anything else is logged and answered `internal`. */
+  #fail(error: unknown, message: ClientMessage): void {
+    const ref = 'sub' in message ? message.sub : message.type;
+    if (EventSyncError.is(error)) {
+      if ('sub' in message && message.type === 'subscribe' && this.#subs.has(message.sub)) {
+        this.#subs.delete(message.sub);
+        this.#engine.metrics.subscriptions--;
+      }
+      this.#error(error.code, error.message, ref);
+      return;
+    }
+    this.#engine.logger.error(
+      { err: error, session: this.id, type: message.type },
+      'eventsync: handling a message failed',
+    );
+    this.#error('internal', 'the server could not handle this message', ref);
+  }
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; reason: string };
+
+/** JSON.parse, after refusing nesting deeper than `maxDepth` (cheap scan; deep input could exhaust the stack later). */
+function parseFrame(raw: string, maxDepth: number): Parsed {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91 /* { [ */) {
+      if (++depth > maxDepth) return { ok: false, reason: `nesting deeper than ${maxDepth} levels` };
+    } else if (c === 125 || c === 93) depth--;
+  }
+  try {
+    return { ok: true, value: JSON.parse(raw) };
+  } catch {
+    return { ok: false, reason: 'not valid JSON' };
+  }
+}
+
+function describeIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {
+  if (!issue) return 'does not match the protocol';
+  const where = issue.path.length > 0 ? ` at ${issue.path.map(String).join('.')}` : '';
+  return `does not match the protocol${where}: ${issue.message}`.slice(0, 300);
+}
