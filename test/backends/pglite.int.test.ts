@@ -8,6 +8,7 @@ import { Query } from 'mingo';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pgliteDatabase, pgliteDriver } from '../../src/pglite.js';
 import type { JsonObject, JsonValue } from '../../src/storage/types.js';
+import { catchupSuite } from '../conformance/catchup.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { closeSharedPglite, openPgliteDb, sharedPglite, uniqueCollection } from '../support/databases.js';
@@ -22,6 +23,8 @@ sqlPrimitivesSuite({ name: 'pglite', open: (options) => openPgliteDb(options) })
 sqlEventsSuite({ name: 'pglite', open: (options) => openPgliteDb(options) });
 
 storageSuite({ name: 'pglite', open: () => openPgliteDb() });
+
+catchupSuite({ name: 'pglite', open: () => openPgliteDb(), propertyRuns: 20 });
 
 eventsSuite({ name: 'pglite', open: () => openPgliteDb(), injectEventFault });
 

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
+import type { SqlEventBackend } from '../../src/backends/sql/events.js';
 import type { EventBackend, EventRecord } from '../../src/events/backend.js';
 import { creationDiff } from '../../src/events/drafts.js';
 import type { EventDraft, SyncEvent } from '../../src/events/types.js';
@@ -413,6 +414,10 @@ export function sqlEventsSuite(target: SqlEventsTarget): void {
         expect(page2.map((e) => e.seq)).toEqual([2, 3]);
         expect(await events.listAfterServerSeq(n1, page2[1]!.serverSeq, 2)).toEqual([]);
         expect(await events.listAfterServerSeq(n1, 0, 0)).toEqual([]);
+        // Everything up to the last one is settled (other tests' events may be past it).
+        expect(await (events as SqlEventBackend).latestServerSeq()).toBeGreaterThanOrEqual(
+          page2[1]!.serverSeq,
+        );
       }));
 
     it('replaces a range by a merged event that keeps the last one’s serverSeq; deletes through a seq', () =>

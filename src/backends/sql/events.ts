@@ -195,6 +195,9 @@ const sql = {
       WHERE s.settled AND server_seq > $2 AND server_seq <= $5 AND ($4::text IS NULL OR collection = $4)
       ORDER BY server_seq LIMIT $3
     ) e ON true`,
+  settled: (slow: boolean) => `WITH ${slow ? blockersCte : ''} s AS (
+      SELECT ${slow ? settledSlow : settledFast} AS settled
+    ) SELECT settled FROM s`,
   deleteEvents: `WITH d AS (
       DELETE FROM eventsync_events WHERE collection = $1 AND document_id = $2 AND seq <= $3 RETURNING 1
     ) SELECT count(*) AS n FROM d`,
@@ -307,6 +310,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export class SqlEventBackend implements EventBackend {
   readonly #ctx: SqlEventContext;
   readonly #settleTimeoutMs: number;
+  /** The largest serverSeq `latestServerSeq` found settled so far (settled stays settled). */
+  #settled = 0;
 
   constructor(ctx: SqlEventContext, options: FeedOptions = {}) {
     this.#ctx = ctx;
@@ -411,6 +416,30 @@ export class SqlEventBackend implements EventBackend {
       const rows = await this.#run<EventRow & { settled: boolean }>(doing, sql.feed(attempt > 0), params);
       if (rows[0]?.settled) return rows.filter((r) => r.id !== null).map(toEvent);
       if (Date.now() >= deadline) return [];
+      await sleep(Math.min(2 ** attempt, 50));
+    }
+  }
+
+  /**
+   * A serverSeq at or below which every event has committed or never will (a feed started after
+   * it misses nothing that commits later): how far the sequence was handed out, once the
+   * writers that may hold a value up to there have ended (as in `listAfterServerSeq`). When they
+   * are still running after `settleTimeoutMs`, the last value this backend found settled (0 at first).
+   */
+  async latestServerSeq(): Promise<number> {
+    const doing = 'read the latest settled serverSeq';
+    const [{ l } = { l: 0 }] = await this.#run<{ l: number | string }>(doing, sql.feedLimit, []);
+    const handedOut = Number(l);
+    if (handedOut <= this.#settled) return this.#settled;
+    const [{ x } = { x: '' }] = await this.#run<{ x: string }>(doing, sql.feedHorizon, []);
+    const deadline = Date.now() + this.#settleTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const [row] = await this.#run<{ settled: boolean }>(doing, sql.settled(attempt > 0), [x]);
+      if (row?.settled) {
+        this.#settled = Math.max(this.#settled, handedOut);
+        return this.#settled;
+      }
+      if (Date.now() >= deadline) return this.#settled;
       await sleep(Math.min(2 ** attempt, 50));
     }
   }
