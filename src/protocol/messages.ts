@@ -91,7 +91,7 @@ export const SubscribeDocument = z
     collection: CollectionName,
     documentId: Id,
     afterSeq: Seq.optional().meta({
-      description: 'The last seq the client applied; omitted: send a snapshot',
+      description: 'The last seq the client applied; omitted (and no vectorClock): from the start',
     }),
     vectorClock: VectorClock.optional().meta({
       description: 'Instead of afterSeq: what the client has seen',
