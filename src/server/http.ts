@@ -1,0 +1,218 @@
+/**
+ * What the HTTP transports (REST, SSE) share: credentials from a request, JSON bodies with a
+ * size and depth limit, and errors as `{ error: { code, message } }` with the status of their
+ * code. No framework: plain `node:http` requests and responses (Express and Fastify hand the
+ * same objects, subclassed).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../events/logger.js';
+import { type ErrorCode, ErrorCodes, EventSyncError } from '../protocol/errors.js';
+import type { SyncEngine } from '../sync/engine.js';
+import type { Principal } from '../sync/types.js';
+
+/** A request handler an app can mount: `true` when it took the request (and will answer it). */
+export interface RequestHandler {
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+}
+
+/** `/api/` → `/api`, `api` → `/api`. */
+export function normalizePrefix(prefix: string): string {
+  const trimmed = prefix.replace(/\/+$/, '');
+  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
+}
+
+/** The credentials of a request: `Authorization: Bearer …`, else `?token=`. */
+export function requestToken(req: IncomingMessage, url: URL): string | undefined {
+  const header = req.headers.authorization;
+  if (typeof header === 'string') {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (match) return match[1];
+  }
+  return url.searchParams.get('token') ?? undefined;
+}
+
+/** Runs the engine's `authenticate` on a request; throws `unauthorized` when it refuses. */
+export async function authenticateRequest(
+  engine: SyncEngine,
+  req: IncomingMessage,
+  url: URL,
+): Promise<Principal> {
+  const token = requestToken(req, url);
+  const principal = await engine.authenticate({
+    headers: req.headers,
+    url: req.url ?? '/',
+    ...(token === undefined ? {} : { token }),
+  });
+  if (!principal) {
+    throw new EventSyncError(
+      'unauthorized',
+      'the credentials were refused: send Authorization: Bearer <token> (or ?token=)',
+    );
+  }
+  return principal;
+}
+
+/** Throws `forbidden` unless `engine.authorize` allows it. */
+export async function mustAuthorize(
+  engine: SyncEngine,
+  principal: Principal,
+  action: 'read' | 'subscribe' | 'write',
+  collection: string,
+  documentId?: string,
+): Promise<void> {
+  if (!(await engine.authorize(principal, action, collection, documentId))) {
+    const what = documentId === undefined ? collection : `${collection}/${documentId}`;
+    throw new EventSyncError('forbidden', `you may not ${action} ${what}`);
+  }
+}
+
+/**
+ * The request body as text, at most `maxBytes` (`too_large` past that, checked against
+ * Content-Length first so a large upload is refused before it is read).
+ */
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
+  const tooLarge = () => new EventSyncError('too_large', `request bodies are limited to ${maxBytes} bytes`);
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        // Stop reading (not destroy: the 413 still has to go out on this socket).
+        cleanup();
+        req.pause();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+/**
+ * `JSON.parse` after refusing nesting deeper than `maxDepth` (a cheap scan: deep input could
+ * exhaust the stack of whatever walks the value later). Throws `bad_message`.
+ */
+export function parseJson(text: string, maxDepth: number, what = 'the body'): unknown {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91 /* { [ */) {
+      if (++depth > maxDepth) {
+        throw new EventSyncError('bad_message', `${what} is nested deeper than ${maxDepth} levels`);
+      }
+    } else if (c === 125 || c === 93) depth--;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new EventSyncError('bad_message', `${what} is not valid JSON`);
+  }
+}
+
+export const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+/**
+ * Answers with the error: ours by their code's status, anything else as 500 `internal` (logged,
+ * no details to the client). A response already under way is cut off instead.
+ */
+export function sendError(res: ServerResponse, error: unknown, logger: Logger, context: object = {}): void {
+  let code: ErrorCode = 'internal';
+  let message = 'the server could not handle this request';
+  if ((error instanceof EventSyncError || EventSyncError.is(error)) && error.code !== 'internal') {
+    code = error.code;
+    message = error.message;
+  } else {
+    logger.error({ err: error, ...context }, 'eventsync: handling a request failed');
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string> = {};
+  if (code === 'unauthorized') headers['www-authenticate'] = 'Bearer';
+  // The rest of a refused upload is not worth reading: close the connection after the answer.
+  if (code === 'too_large') headers.connection = 'close';
+  sendJson(res, ErrorCodes[code].status, { error: { code, message } }, headers);
+}
+
+/** A 405 for a path that exists but not with this method. */
+export function methodNotAllowed(res: ServerResponse, method: string, allow: string[]): void {
+  sendJson(
+    res,
+    405,
+    { error: { code: 'bad_message', message: `${method} is not allowed here; use ${allow.join(', ')}` } },
+    { allow: allow.join(', ') },
+  );
+}
+
+/** The path's segments after `prefix` (decoded), or `undefined` when the path is not under it. */
+export function segmentsUnder(pathname: string, prefix: string): string[] | undefined {
+  if (pathname !== prefix && !pathname.startsWith(`${prefix}/`)) return undefined;
+  const rest = pathname.slice(prefix.length + 1);
+  if (rest === '') return [];
+  return rest.split('/').map((segment) => {
+    try {
+      return decodeURIComponent(segment);
+    } catch {
+      throw new EventSyncError('bad_message', 'the path is not valid percent-encoding');
+    }
+  });
+}
+
+/** A non-negative integer query parameter (`fallback` when absent); `validation` otherwise. */
+export function intParam(url: URL, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '') return fallback;
+  if (!/^\d{1,16}$/.test(raw) || Number(raw) > max) {
+    throw new EventSyncError('validation', `${name} must be an integer from 0 to ${max}`);
+  }
+  return Number(raw);
+}
+
+/** The request's URL (path and query) resolved against a dummy origin. */
+export function requestUrl(req: IncomingMessage): URL {
+  const raw = req.url ?? '/';
+  // Origin-form ('/path?query') is appended, so '//x' stays a path instead of naming a host.
+  return raw.startsWith('/') ? new URL(`http://localhost${raw}`) : new URL(raw, 'http://localhost');
+}

@@ -1,0 +1,307 @@
+/**
+ * The REST transport: documents under `/api/:collection`, their events, and catch-up, on plain
+ * `node:http` (a small hand-written router). Every request is authenticated; reads ask
+ * `authorize(principal, 'read', …)`, changes `'write'`. Changes go through the engine's
+ * `EventSyncStorage`, recorded with the principal as the acting client, so they reach every
+ * subscriber. Errors are `{ error: { code, message } }` with the status of their code.
+ *
+ * | route                              | does                                                      |
+ * |------------------------------------|-----------------------------------------------------------|
+ * | `POST   /api/:c`                   | create (body: the document) → 201 + document               |
+ * | `GET    /api/:c?filter=&sort=&limit=&skip=` | the matching documents the principal may read    |
+ * | `GET    /api/:c/:id`               | the document                                               |
+ * | `PATCH  /api/:c/:id`               | update operators (`$set`, `$inc`, …) or an RFC 7396 merge patch; `If-Match: <version>` |
+ * | `DELETE /api/:c/:id`               | delete → the deleted document                              |
+ * | `GET    /api/:c/:id/events?after=&limit=` | `{ events }` after a seq                            |
+ * | `POST   /api/sync/:c/:id`          | `{ afterSeq } \| { vectorClock }` (+ `clientId`) → `{ snapshot?, events }` |
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { AlreadyExistsError, EventSyncError, NotFoundError, ValidationError } from '../protocol/errors.js';
+import { Id, Seq, VectorClock } from '../protocol/messages.js';
+import { applyUpdateOperators, assertFilter } from '../storage/mongo.js';
+import type { BaseDocument, JsonObject, UpdateOperators } from '../storage/types.js';
+import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
+import type { SyncEngine } from '../sync/engine.js';
+import type { Principal } from '../sync/types.js';
+import {
+  authenticateRequest,
+  intParam,
+  isPlainObject,
+  methodNotAllowed,
+  mustAuthorize,
+  normalizePrefix,
+  parseJson,
+  type RequestHandler,
+  readBody,
+  requestUrl,
+  segmentsUnder,
+  sendError,
+  sendJson,
+} from './http.js';
+import { applyMergePatch, assertMergePatch } from './merge-patch.js';
+
+export interface RestOptions {
+  /** Where the routes live. Default `/api`. */
+  prefix?: string;
+  /** `GET /api/:c` returns at most this many documents when `limit` is not given. Default 100. */
+  defaultLimit?: number;
+  /** The largest `limit` accepted by `GET /api/:c`. Default 1,000. */
+  maxLimit?: number;
+}
+
+/** Bodies may nest a little deeper than a stored document (operators add `{ $set: { … } }`). */
+const BODY_DEPTH = MAX_DEPTH + 2;
+const MAX_EVENTS = 10_000;
+
+const SyncRequest = z.union([
+  z.strictObject({ afterSeq: Seq, clientId: Id.optional() }),
+  z.strictObject({ vectorClock: VectorClock, clientId: Id.optional() }),
+  z.strictObject({ clientId: Id.optional() }),
+]);
+
+type Storage = Awaited<ReturnType<SyncEngine['collection']>>;
+
+export function createRestHandler(engine: SyncEngine, options: RestOptions = {}): RequestHandler {
+  const prefix = normalizePrefix(options.prefix ?? '/api');
+  const defaultLimit = options.defaultLimit ?? 100;
+  const maxLimit = options.maxLimit ?? 1000;
+  const { limits, logger } = engine;
+
+  const collection = async (name: string): Promise<Storage> => {
+    assertCollectionName(name);
+    return engine.collection(name);
+  };
+
+  const body = async (req: IncomingMessage): Promise<unknown> => {
+    const text = await readBody(req, limits.maxMessageBytes);
+    return parseJson(text, BODY_DEPTH);
+  };
+
+  const etag = (storage: Storage, doc: BaseDocument) =>
+    `"${String((doc as unknown as JsonObject)[storage.versionField] ?? 0)}"`;
+
+  // ---- routes ----
+
+  async function create(req: IncomingMessage, res: ServerResponse, p: Principal, c: string): Promise<void> {
+    const storage = await collection(c);
+    const doc = await body(req);
+    if (!isPlainObject(doc)) throw new ValidationError('the body of a create is the document: a JSON object');
+    // The id is chosen before the write, so `authorize` always sees one.
+    const id = doc._id === undefined ? newObjectId() : doc._id;
+    assertId(id);
+    await mustAuthorize(engine, p, 'write', c, id);
+    const { doc: created, created: isNew } = await storage.findOneAndUpsert({ ...doc, _id: id } as never, {
+      clientId: p.id,
+    });
+    if (!isNew) throw new AlreadyExistsError(c, id);
+    sendJson(res, 201, created, {
+      location: `${prefix}/${c}/${encodeURIComponent(id)}`,
+      etag: etag(storage, created),
+    });
+  }
+
+  async function getOne(res: ServerResponse, p: Principal, c: string, id: string): Promise<void> {
+    const storage = await collection(c);
+    assertId(id);
+    await mustAuthorize(engine, p, 'read', c, id);
+    const doc = await storage.findOne(id);
+    if (!doc) throw new NotFoundError(c, id);
+    sendJson(res, 200, doc, { etag: etag(storage, doc) });
+  }
+
+  async function getMany(res: ServerResponse, url: URL, p: Principal, c: string): Promise<void> {
+    const storage = await collection(c);
+    const filter = jsonParam(url, 'filter') ?? {};
+    if (!isPlainObject(filter)) throw new ValidationError('filter must be a JSON object (a MongoDB query)');
+    assertFilter(filter);
+    const sort = jsonParam(url, 'sort');
+    if (
+      sort !== undefined &&
+      (!isPlainObject(sort) || Object.values(sort).some((direction) => direction !== 1 && direction !== -1))
+    ) {
+      throw new ValidationError('sort must be a JSON object of 1 (ascending) or -1 (descending) per field');
+    }
+    const limit = intParam(url, 'limit', defaultLimit, maxLimit);
+    const skip = intParam(url, 'skip', 0);
+    await mustAuthorize(engine, p, 'read', c);
+    const docs = await storage.findMany(filter, {
+      ...(sort === undefined ? {} : { sort: sort as Record<string, 1 | -1> }),
+      limit,
+      skip,
+    });
+    const readable: BaseDocument[] = [];
+    for (const doc of docs) {
+      if (await engine.authorize(p, 'read', c, doc._id)) readable.push(doc);
+    }
+    sendJson(res, 200, readable);
+  }
+
+  async function patch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    p: Principal,
+    c: string,
+    id: string,
+  ): Promise<void> {
+    const storage = await collection(c);
+    assertId(id);
+    const expected = ifMatch(req);
+    const change = await body(req);
+    if (!isPlainObject(change)) {
+      throw new ValidationError('a PATCH body is a JSON object: update operators or a merge patch');
+    }
+    const keys = Object.keys(change);
+    const operators = keys.filter((k) => k.startsWith('$')).length;
+    if (operators > 0 && operators < keys.length) {
+      throw new ValidationError(
+        'a PATCH body is either update operators ({ "$set": … }) or a merge patch, not a mix of both',
+      );
+    }
+    if (operators === 0) assertMergePatch(change);
+    await mustAuthorize(engine, p, 'write', c, id);
+
+    const checkVersion = (draft: JsonObject) => {
+      const current = draft[storage.versionField];
+      if (expected !== undefined && current !== expected) {
+        throw new EventSyncError(
+          'version_conflict',
+          `document ${JSON.stringify(id)} is at version ${String(current)}, not ${expected} (If-Match)`,
+        );
+      }
+    };
+    const call = { clientId: p.id };
+    const result =
+      operators > 0 && expected === undefined
+        ? await storage.updateOne(id, change as UpdateOperators, call)
+        : await storage.findOneAndUpdate(
+            id,
+            (draft) => {
+              const doc = draft as unknown as JsonObject;
+              checkVersion(doc);
+              if (operators > 0) applyUpdateOperators(doc, change as UpdateOperators);
+              else applyMergePatch(doc, change);
+            },
+            call,
+          );
+    sendJson(res, 200, result.doc, { etag: etag(storage, result.doc) });
+  }
+
+  async function remove(
+    req: IncomingMessage,
+    res: ServerResponse,
+    p: Principal,
+    c: string,
+    id: string,
+  ): Promise<void> {
+    const storage = await collection(c);
+    assertId(id);
+    if (req.headers['if-match'] !== undefined) {
+      throw new ValidationError('If-Match is not supported on DELETE (deletes are not version-checked)');
+    }
+    await mustAuthorize(engine, p, 'write', c, id);
+    const deleted = await storage.deleteOne(id, { clientId: p.id });
+    if (!deleted) throw new NotFoundError(c, id);
+    sendJson(res, 200, deleted);
+  }
+
+  async function events(res: ServerResponse, url: URL, p: Principal, c: string, id: string): Promise<void> {
+    assertCollectionName(c);
+    assertId(id);
+    const after = intParam(url, 'after', 0);
+    const limit = intParam(url, 'limit', 1000, MAX_EVENTS);
+    await mustAuthorize(engine, p, 'read', c, id);
+    sendJson(res, 200, { events: await engine.events.getEvents(c, id, after, limit) });
+  }
+
+  async function sync(
+    req: IncomingMessage,
+    res: ServerResponse,
+    p: Principal,
+    c: string,
+    id: string,
+  ): Promise<void> {
+    assertCollectionName(c);
+    assertId(id);
+    const text = await readBody(req, limits.maxMessageBytes);
+    const parsed = SyncRequest.safeParse(text.trim() === '' ? {} : parseJson(text, limits.maxMessageDepth));
+    if (!parsed.success) {
+      throw new EventSyncError(
+        'bad_message',
+        'the body is { "afterSeq": n } or { "vectorClock": { … } }, with an optional "clientId"',
+      );
+    }
+    await mustAuthorize(engine, p, 'read', c, id);
+    const request = parsed.data;
+    const position =
+      'afterSeq' in request
+        ? { afterSeq: request.afterSeq }
+        : 'vectorClock' in request
+          ? { vectorClock: request.vectorClock }
+          : undefined;
+    sendJson(res, 200, await engine.service.getMissingEvents(request.clientId ?? p.id, c, id, position));
+  }
+
+  // ---- the router ----
+
+  async function route(req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]) {
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    const [a = '', b = '', c = ''] = segments;
+    const auth = () => authenticateRequest(engine, req, url);
+    switch (segments.length) {
+      case 1:
+        if (method === 'GET') return getMany(res, url, await auth(), a);
+        if (method === 'POST') return create(req, res, await auth(), a);
+        return methodNotAllowed(res, method, ['GET', 'POST']);
+      case 2:
+        if (method === 'GET') return getOne(res, await auth(), a, b);
+        if (method === 'PATCH') return patch(req, res, await auth(), a, b);
+        if (method === 'DELETE') return remove(req, res, await auth(), a, b);
+        return methodNotAllowed(res, method, ['GET', 'PATCH', 'DELETE']);
+      case 3:
+        if (a === 'sync' && method === 'POST') return sync(req, res, await auth(), b, c);
+        if (c === 'events') {
+          if (method === 'GET') return events(res, url, await auth(), a, b);
+          return methodNotAllowed(res, method, ['GET']);
+        }
+        if (a === 'sync') return methodNotAllowed(res, method, ['POST']);
+    }
+    throw new EventSyncError('not_found', `no route ${method} ${url.pathname}`);
+  }
+
+  return {
+    handle(req, res) {
+      let url: URL;
+      let segments: string[] | undefined;
+      try {
+        url = requestUrl(req);
+        segments = segmentsUnder(url.pathname, prefix);
+      } catch (error) {
+        if (!(error instanceof EventSyncError)) return false; // not a URL we could read: not ours
+        sendError(res, error, logger);
+        return true;
+      }
+      if (!segments) return false;
+      route(req, res, url, segments).catch((error: unknown) =>
+        sendError(res, error, logger, { method: req.method, path: url.pathname }),
+      );
+      return true;
+    },
+  };
+}
+
+/** `If-Match: 3`, `"3"` or `W/"3"`: the version the change expects; `*` and absent: any. */
+function ifMatch(req: IncomingMessage): number | undefined {
+  const raw = req.headers['if-match'];
+  if (raw === undefined || raw.trim() === '*') return undefined;
+  const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(raw);
+  if (!match) throw new ValidationError('If-Match must name one version, e.g. If-Match: "3"');
+  return Number(match[1]);
+}
+
+/** A JSON query parameter (`undefined` when absent); `bad_message` when it is not JSON. */
+function jsonParam(url: URL, name: string): unknown {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '') return undefined;
+  return parseJson(raw, BODY_DEPTH, name);
+}

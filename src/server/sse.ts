@@ -1,0 +1,196 @@
+/**
+ * The SSE transport: the WebSocket protocol's server frames over one long HTTP response.
+ *
+ * - `GET /sse/:collection/:id` follows one document; `GET /sse/:collection?filter=<json>` every
+ *   document of a collection that matches the filter (default: all).
+ * - Credentials: `Authorization: Bearer …` or `?token=`; `?clientId=` names the client
+ *   (default: a new id). The request is authenticated and authorized before the stream starts
+ *   (401 / 403 as JSON, so a browser's `EventSource` stops instead of retrying).
+ * - Every frame is one `data:` line holding the same JSON as on the WebSocket. Snapshot and
+ *   event frames carry `id: collection/documentId/seq`, so a browser reconnecting with
+ *   `Last-Event-ID` (or a client sending `?lastEventId=`) resumes after exactly that seq:
+ *   nothing missed, nothing repeated. `?afterSeq=` starts a document stream after a seq (a
+ *   `Last-Event-ID` for the same document wins). Collection streams start over with snapshots.
+ * - `: ping` comment lines keep proxies from timing the stream out. When the server closes the
+ *   stream it sends `event: close` with `{ code, reason }` (WebSocket close codes) first.
+ * - A client reading too slowly (more than `limits.maxBufferedBytes` waiting) is disconnected.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { Id } from '../protocol/messages.js';
+import { assertFilter } from '../storage/mongo.js';
+import { assertCollectionName, assertId } from '../storage/validate.js';
+import type { SyncEngine } from '../sync/engine.js';
+import type { Session } from '../sync/session.js';
+import {
+  authenticateRequest,
+  intParam,
+  isPlainObject,
+  methodNotAllowed,
+  mustAuthorize,
+  normalizePrefix,
+  parseJson,
+  type RequestHandler,
+  requestUrl,
+  segmentsUnder,
+  sendError,
+} from './http.js';
+
+export interface SseOptions {
+  /** Where the streams live. Default `/sse`. */
+  prefix?: string;
+  /** A `: ping` comment every this many ms. Default 15,000. */
+  heartbeatMs?: number;
+  /** A closed stream whose client does not take the rest within this many ms is cut off. Default 10,000. */
+  lingerMs?: number;
+}
+
+export interface SseHandler extends RequestHandler {
+  /** Ends every open stream (sending `event: close` with `code`/`reason`), e.g. on shutdown. */
+  close(code?: number, reason?: string): Promise<void>;
+}
+
+/** The subscription id the synthetic subscribe frame uses: `subscribed`/`synced` frames carry it. */
+export const SSE_SUBSCRIPTION = 'sse';
+
+export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): SseHandler {
+  const prefix = normalizePrefix(options.prefix ?? '/sse');
+  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  const lingerMs = options.lingerMs ?? 10_000;
+  const { limits, logger } = engine;
+  const open = new Map<Session, ServerResponse>();
+
+  async function stream(req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]) {
+    let gone = false;
+    res.once('close', () => {
+      gone = true;
+    });
+    const method = req.method ?? 'GET';
+    if (segments.length < 1 || segments.length > 2) {
+      throw new EventSyncError('not_found', `no stream at ${url.pathname}; use ${prefix}/:collection[/:id]`);
+    }
+    if (method !== 'GET') return methodNotAllowed(res, method, ['GET']);
+    const [collection, documentId] = segments as [string, string | undefined];
+    assertCollectionName(collection);
+    let subscribe: Record<string, unknown>;
+    if (documentId !== undefined) {
+      assertId(documentId);
+      if (url.searchParams.has('filter')) {
+        throw new ValidationError(
+          'filter applies to collection streams (/sse/:collection), not to one document',
+        );
+      }
+      const afterSeq = resumeAfter(req, url, collection, documentId);
+      subscribe = { collection, documentId, ...(afterSeq === undefined ? {} : { afterSeq }) };
+    } else {
+      const raw = url.searchParams.get('filter');
+      const filter = raw ? parseJson(raw, limits.maxMessageDepth, 'filter') : undefined;
+      if (filter !== undefined) {
+        if (!isPlainObject(filter))
+          throw new ValidationError('filter must be a JSON object (a MongoDB query)');
+        assertFilter(filter);
+      }
+      subscribe = { collection, ...(filter === undefined ? {} : { filter }) };
+    }
+    const clientId = url.searchParams.get('clientId') ?? `sse-${randomUUID()}`;
+    if (!Id.safeParse(clientId).success) {
+      throw new ValidationError('clientId: 1-128 of A-Z a-z 0-9 _ . : @ -, not starting with . : @ -');
+    }
+
+    const principal = await authenticateRequest(engine, req, url);
+    if (documentId !== undefined) await mustAuthorize(engine, principal, 'read', collection, documentId);
+    else await mustAuthorize(engine, principal, 'subscribe', collection);
+    if (gone) return;
+
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write(': eventsync\n\n');
+
+    let heartbeat: NodeJS.Timeout | undefined;
+    const tooSlow = () => res.writableLength > limits.maxBufferedBytes;
+    const session = engine.connect(
+      { headers: req.headers, url: req.url ?? url.pathname },
+      {
+        send(frame, eventId) {
+          if (res.writableEnded || res.destroyed) return;
+          if (tooSlow()) {
+            session.close(1013, 'too slow: the send buffer is full; reconnect and catch up');
+            return;
+          }
+          res.write(eventId === undefined ? `data: ${frame}\n\n` : `id: ${eventId}\ndata: ${frame}\n\n`);
+        },
+        close(code, reason) {
+          clearInterval(heartbeat);
+          open.delete(session);
+          if (res.writableEnded || res.destroyed) return;
+          res.end(`event: close\ndata: ${JSON.stringify({ code, reason })}\n\n`);
+          // A client that does not read the rest is not waited for.
+          setTimeout(() => res.destroy(), lingerMs).unref();
+        },
+      },
+    );
+    open.set(session, res);
+    res.once('close', () => session.close(1001, 'client went away'));
+    heartbeat = setInterval(() => {
+      if (tooSlow()) session.close(1013, 'too slow: the send buffer is full; reconnect and catch up');
+      else res.write(': ping\n\n');
+    }, heartbeatMs);
+    heartbeat.unref();
+    if (gone) {
+      session.close(1001, 'client went away');
+      return;
+    }
+    session.accept(principal, clientId);
+    await session.receive(JSON.stringify({ type: 'subscribe', sub: SSE_SUBSCRIPTION, ...subscribe }));
+  }
+
+  return {
+    handle(req, res) {
+      let url: URL;
+      let segments: string[] | undefined;
+      try {
+        url = requestUrl(req);
+        segments = segmentsUnder(url.pathname, prefix);
+      } catch (error) {
+        if (!(error instanceof EventSyncError)) return false;
+        sendError(res, error, logger);
+        return true;
+      }
+      if (!segments) return false;
+      stream(req, res, url, segments).catch((error: unknown) =>
+        sendError(res, error, logger, { path: url.pathname }),
+      );
+      return true;
+    },
+    async close(code = 1001, reason = 'server shutting down') {
+      for (const session of [...open.keys()]) session.close(code, reason);
+    },
+  };
+}
+
+/**
+ * Where a document stream starts: after the seq of `Last-Event-ID` (header, or `?lastEventId=`)
+ * when it names this document, else after `?afterSeq=`, else from the start (a snapshot).
+ */
+function resumeAfter(
+  req: IncomingMessage,
+  url: URL,
+  collection: string,
+  documentId: string,
+): number | undefined {
+  const header = req.headers['last-event-id'];
+  const lastEventId =
+    (typeof header === 'string' ? header : undefined) ?? url.searchParams.get('lastEventId');
+  if (lastEventId) {
+    const [c, d, seq, ...rest] = lastEventId.trim().split('/');
+    if (c === collection && d === documentId && rest.length === 0 && seq && /^\d{1,15}$/.test(seq)) {
+      return Number(seq);
+    }
+  }
+  return url.searchParams.has('afterSeq') ? intParam(url, 'afterSeq', 0) : undefined;
+}
