@@ -184,7 +184,10 @@ describe('REST: read', () => {
   it('GET /api/:c with filter, sort, limit and skip; leaves out what the principal may not read', async () => {
     const q = (params: Record<string, unknown>) =>
       new URLSearchParams(
-        Object.entries(params).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+        Object.entries(params).map(([k, v]): [string, string] => [
+          k,
+          typeof v === 'string' ? v : JSON.stringify(v),
+        ]),
       ).toString();
     const all = await api('GET', `/api/shop?${q({ sort: { gold: 1 } })}`);
     expect(all.status).toBe(200);
