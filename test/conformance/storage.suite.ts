@@ -38,6 +38,23 @@ const deferred = () => {
   return { promise, resolve };
 };
 
+/**
+ * Holds an edit at one point: `reached` resolves once the edit got there (so its read happened
+ * before what the test does next), `open()` lets it go on.
+ */
+const gateAt = () => {
+  const reached = deferred();
+  const opened = deferred();
+  return {
+    reached: reached.promise,
+    open: opened.resolve,
+    async pass() {
+      reached.resolve();
+      await opened.promise;
+    },
+  };
+};
+
 const clone = <V>(v: V): V => structuredClone(v);
 
 export function storageSuite(backend: StorageBackendFactory): void {
@@ -178,31 +195,33 @@ export function storageSuite(backend: StorageBackendFactory): void {
       it('re-runs the edit on fresh state after a conflict, and gives up with version_conflict', async () => {
         const [a, b] = await storages(2);
         await a!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 0 });
-        const gate = deferred();
+        const gate = gateAt();
         let runs = 0;
         const slow = a!.findOneAndUpdate('g', async (d) => {
           runs++;
-          if (runs === 1) await gate.promise;
+          if (runs === 1) await gate.pass();
           d.gold += 1;
         });
+        await gate.reached;
         await b!.findOneAndUpdate('g', (d) => {
           d.gold += 10;
         });
-        gate.resolve();
+        gate.open();
         expect((await slow).doc.gold).toBe(11);
         expect(runs).toBe(2);
 
-        const gate2 = deferred();
+        const gate2 = gateAt();
         const failing = a!.findOneAndUpdate(
           'g',
           async (d) => {
-            await gate2.promise;
+            await gate2.pass();
             d.gold += 1;
           },
           { maxRetries: 0 },
         );
+        await gate2.reached;
         await b!.updateOne('g', { $inc: { gold: 100 } });
-        gate2.resolve();
+        gate2.open();
         await expectCode(failing, 'version_conflict');
         expect((await a!.findOne('g'))!.gold).toBe(111);
       });
@@ -322,39 +341,41 @@ export function storageSuite(backend: StorageBackendFactory): void {
           inventory: { version: 1 },
           stats: { version: 1 },
         });
-        const gate = deferred();
+        const gate = gateAt();
         const slow = a!.updateSection<{ potions?: number }>(
           'g',
           'inventory',
           async (s) => {
-            await gate.promise;
+            await gate.pass();
             s.potions = 3;
           },
           { maxRetries: 0 },
         );
+        await gate.reached;
         await b!.updateSection<{ hp?: number }>('g', 'stats', (s) => {
           s.hp = 100;
         });
-        gate.resolve();
+        gate.open();
         const { doc } = await slow;
         expect(doc.inventory).toEqual({ potions: 3, version: 2 });
         expect(doc.stats).toEqual({ hp: 100, version: 2 });
         expect(doc.version).toBe(3);
 
-        const gate2 = deferred();
+        const gate2 = gateAt();
         const loser = a!.updateSection<{ potions: number }>(
           'g',
           'inventory',
           async (s) => {
-            await gate2.promise;
+            await gate2.pass();
             s.potions += 1;
           },
           { maxRetries: 0 },
         );
+        await gate2.reached;
         await b!.updateSection<{ potions: number }>('g', 'inventory', (s) => {
           s.potions += 10;
         });
-        gate2.resolve();
+        gate2.open();
         await expectCode(loser, 'version_conflict');
         expect((await a!.findOne('g'))!.inventory).toEqual({ potions: 13, version: 3 });
       });
@@ -362,18 +383,19 @@ export function storageSuite(backend: StorageBackendFactory): void {
       it('a whole-document edit inside a section bumps that section, so a racing section edit retries', async () => {
         const [a, b] = await storages(2);
         await a!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1, inventory: { version: 1, potions: 0 } });
-        const gate = deferred();
+        const gate = gateAt();
         let runs = 0;
         const sectionEdit = a!.updateSection<{ potions: number }>('g', 'inventory', async (s) => {
           runs++;
-          if (runs === 1) await gate.promise;
+          if (runs === 1) await gate.pass();
           s.potions += 1;
         });
+        await gate.reached;
         const { doc: mid } = await b!.findOneAndUpdate('g', (d) => {
           (d.inventory as { potions: number }).potions += 10;
         });
         expect(mid.inventory).toEqual({ version: 2, potions: 10 });
-        gate.resolve();
+        gate.open();
         const { doc } = await sectionEdit;
         expect(runs).toBe(2);
         expect(doc.inventory).toEqual({ version: 3, potions: 11 });
