@@ -170,7 +170,10 @@ export const messages: MessageDoc[] = [
     schema: M.Subscribed,
     example: 'subscribed',
     notes:
-      'The first answer to an accepted `subscribe`; the catch-up (`snapshot`s and `event`s) and `synced` follow.',
+      'The first answer to an accepted `subscribe`; the catch-up (`snapshot`s and `event`s) and `synced` ' +
+      'follow. If the catch-up fails (a filter the query engine refuses only when it runs, a document that ' +
+      'kept changing), an `error` with `ref` = `sub` comes instead of `synced` and the subscription is gone: ' +
+      'subscribe again.',
   },
   {
     id: 'Snapshot',
