@@ -1,7 +1,7 @@
 /**
- * The storage demo `npm start` runs until the sync server exists: a game document on the
- * embedded database (PGlite in ./data), edited three ways, with each diff and the change
- * stream printed. Run it twice: the second run reopens the data directory and continues.
+ * The storage demo (`npm run example`): a game document on the embedded database (PGlite in
+ * ./data, or EVENTSYNC_DATA), edited three ways, with each diff and the change stream printed.
+ * Run it twice: the second run reopens the data directory and continues.
  */
 import { createStorage } from '../src/index.js';
 import { pgliteDatabase } from '../src/pglite.js';

@@ -28,19 +28,23 @@ export function http<T = any>(
         ? options.body
         : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
-    const req = request(new URL(path, base), { method, headers: options.headers ?? {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let body: unknown = text;
-        if (String(res.headers['content-type']).startsWith('application/json') && text !== '') {
-          body = JSON.parse(text);
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body as T, text });
-      });
-      res.on('error', reject);
-    });
+    const req = request(
+      new URL(path, base),
+      { method, headers: options.headers ?? {}, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = text;
+          if (String(res.headers['content-type']).startsWith('application/json') && text !== '') {
+            body = JSON.parse(text);
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body as T, text });
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -82,7 +86,10 @@ export class SseClient {
   /** Opens the stream; resolves once the response headers (and, when refused, the body) arrived. */
   static open(base: string, path: string, headers: Record<string, string> = {}): Promise<SseClient> {
     return new Promise((resolve, reject) => {
-      const req = request(new URL(path, base), { headers: { accept: 'text/event-stream', ...headers } });
+      const req = request(new URL(path, base), {
+        headers: { accept: 'text/event-stream', ...headers },
+        agent: false,
+      });
       const client = new SseClient(req);
       req.on('response', (res) => {
         client.#res = res;

@@ -1,0 +1,183 @@
+/**
+ * `eventsync serve` as a function: opens the database, starts the engine, attaches the
+ * transports to a new `http.Server` with `/healthz`, `/metrics` and a placeholder page, listens,
+ * and returns a handle whose `close()` shuts down gracefully.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { memoryDatabase } from '../backends/memory/memory-database.js';
+import type { Logger } from '../events/logger.js';
+import { type Attached, type AttachOptions, attach } from '../server/attach.js';
+import { requestUrl } from '../server/http.js';
+import type { Database } from '../storage/backend.js';
+import { SyncEngine, type SyncEngineOptions } from '../sync/engine.js';
+import { type DatabaseSpec, databaseSpec, describeDatabase } from './args.js';
+
+export interface ServeOptions {
+  /** A PGlite data directory, a `postgres://` URL, or `memory`. */
+  db: string;
+  port: number;
+  host: string;
+  logger: Logger;
+  /** Engine options besides the database and logger (authenticate, authorize, limits, …). */
+  engine?: Omit<SyncEngineOptions, 'db' | 'logger'>;
+  /** Transport options (paths, heartbeats). */
+  transports?: AttachOptions;
+  /** On close, requests still running after this many ms are cut off. Default 10,000. */
+  drainMs?: number;
+}
+
+export interface RunningServer {
+  /** `http://host:port` */
+  url: string;
+  port: number;
+  server: Server;
+  engine: SyncEngine;
+  /** Graceful shutdown: stop accepting, close sessions (1001), drain requests, close the database. */
+  close(): Promise<void>;
+}
+
+const PAGE = `<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>eventsync</title>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; line-height: 1.5">
+<h1>eventsync</h1>
+<p>The sync server is running. The demo app will live here; until then:</p>
+<ul>
+<li>WebSocket: <code>/sync</code></li>
+<li>SSE: <code>/sse/:collection/:id</code>, <code>/sse/:collection?filter=…</code></li>
+<li>REST: <code>/api/:collection</code>, <code>/api/:collection/:id</code>, <code>/api/:collection/:id/events</code>, <code>POST /api/sync/:collection/:id</code></li>
+<li><a href="/healthz">/healthz</a>, <a href="/metrics">/metrics</a></li>
+</ul>
+</body></html>
+`;
+
+export async function serve(options: ServeOptions): Promise<RunningServer> {
+  const { logger } = options;
+  const spec = databaseSpec(options.db);
+  const openedAt = performance.now();
+  const db = await openDatabase(spec);
+  const openDbMs = Math.round(performance.now() - openedAt);
+
+  let engine: SyncEngine;
+  try {
+    engine = await SyncEngine.create({ ...options.engine, db, logger });
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
+
+  let closing = false;
+  const server = createServer((req, res) => {
+    const { pathname } = requestUrl(req);
+    const text = (status: number, body: string, type = 'text/plain; charset=utf-8') =>
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed\n');
+    if (pathname === '/healthz') return closing ? text(503, 'shutting down\n') : text(200, 'ok\n');
+    if (pathname === '/metrics') {
+      return text(
+        200,
+        engine.metrics.render() + processMetrics(),
+        'text/plain; version=0.0.4; charset=utf-8',
+      );
+    }
+    if (pathname === '/') return text(200, PAGE, 'text/html; charset=utf-8');
+    return text(404, 'not found\n');
+  });
+  const attached: Attached = attach(server, engine, options.transports);
+
+  try {
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host, () => {
+        server.off('error', reject);
+        resolveListen();
+      });
+    });
+  } catch (error) {
+    await attached.close();
+    await engine.close();
+    await db.close().catch(() => {});
+    throw error;
+  }
+  const port = (server.address() as AddressInfo).port;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const url = `http://${host}:${port}`;
+  logger.info(
+    {
+      url,
+      db: describeDatabase(spec),
+      openDbMs,
+      startupMs: Math.round(process.uptime() * 1000),
+      rssMB: Math.round(process.memoryUsage().rss / 2 ** 20),
+    },
+    'eventsync: listening',
+  );
+  if (!isLoopback(options.host) && !options.engine?.authenticate) {
+    logger.warn(
+      { host: options.host },
+      'eventsync: no authentication is configured: anyone who reaches this address can read and write every document',
+    );
+  }
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    server,
+    engine,
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        const stopped = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
+        await attached.close(); // WebSockets and SSE streams get 1001
+        await engine.close(1001, 'server shutting down');
+        server.closeIdleConnections();
+        const cutOff = setTimeout(() => server.closeAllConnections(), options.drainMs ?? 10_000);
+        await stopped; // requests in flight finish
+        clearTimeout(cutOff);
+        await db.close();
+        logger.info({}, 'eventsync: stopped');
+      })();
+      return closed;
+    },
+  };
+}
+
+async function openDatabase(spec: DatabaseSpec): Promise<Database> {
+  if (spec.kind === 'memory') return memoryDatabase();
+  if (spec.kind === 'postgres') {
+    const { pgDatabase } = await importPeer(() => import('../pg.js'), 'pg');
+    return pgDatabase({ connectionString: spec.url });
+  }
+  const { pgliteDatabase } = await importPeer(() => import('../pglite.js'), '@electric-sql/pglite');
+  return pgliteDatabase({ dataDir: resolve(spec.dataDir) });
+}
+
+/** Loads a backend whose driver is an optional peer dependency, saying what to install when it is missing. */
+async function importPeer<T>(load: () => Promise<T>, pkg: string): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String(error).includes(pkg)) {
+      throw new Error(`this database needs the package ${pkg}: npm install ${pkg}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function processMetrics(): string {
+  return [
+    '# HELP process_resident_memory_bytes Resident memory size in bytes.',
+    '# TYPE process_resident_memory_bytes gauge',
+    `process_resident_memory_bytes ${process.memoryUsage().rss}`,
+    '# HELP process_uptime_seconds Seconds since the process started.',
+    '# TYPE process_uptime_seconds gauge',
+    `process_uptime_seconds ${process.uptime().toFixed(3)}`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,34 @@
+/**
+ * `eventsync/server`: the sync engine and its transports for Node.
+ *
+ * ```ts
+ * const engine = await SyncEngine.create({ db });
+ * const server = app.listen(8080); // an Express app, or any http.Server
+ * attach(server, engine);          // WebSocket /sync, SSE /sse/…, REST /api/…
+ * ```
+ */
+export { type RunningServer, type ServeOptions, serve } from './cli/serve.js';
+export {
+  type Attached,
+  type AttachOptions,
+  attach,
+  createHandler,
+  type TransportHandler,
+} from './server/attach.js';
+export type { RequestHandler } from './server/http.js';
+export { applyMergePatch } from './server/merge-patch.js';
+export { createRestHandler, type RestOptions } from './server/rest.js';
+export { createSseHandler, SSE_SUBSCRIPTION, type SseHandler, type SseOptions } from './server/sse.js';
+export { type AttachedTransport, attachWebSocket, type WebSocketOptions } from './server/ws.js';
+export { SyncEngine, type SyncEngineOptions } from './sync/engine.js';
+export type { Session } from './sync/session.js';
+export {
+  type Action,
+  type Authenticate,
+  type Authorize,
+  type AuthRequest,
+  defaultLimits,
+  type Principal,
+  type Sink,
+  type SyncLimits,
+} from './sync/types.js';
