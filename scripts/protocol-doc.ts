@@ -4,8 +4,10 @@
  * descriptions come from the schemas; the prose around them (lifecycle, close codes, when each
  * error is sent) lives here, next to the examples, which are checked against the schemas on
  * every run. `npm run protocol:doc` rewrites the file; test/protocol/doc.test.ts fails when the
- * committed file differs from `renderProtocolDoc()`.
+ * committed file differs from `protocolDoc()`. Biome formats Markdown too (`biome ci` checks it),
+ * so the rendered text goes through `biome format` before it is written or compared.
  */
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -694,7 +696,16 @@ function describe(id: string, schema: JsonSchema): string {
   return schema.description;
 }
 
+/** The document as committed: rendered, then formatted by the project's Biome. */
+export function protocolDoc(): string {
+  const biome = fileURLToPath(new URL('../node_modules/.bin/biome', import.meta.url));
+  return execFileSync(biome, ['format', `--stdin-file-path=${PROTOCOL_DOC_PATH}`], {
+    input: renderProtocolDoc(),
+    encoding: 'utf8',
+  });
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  writeFileSync(PROTOCOL_DOC_PATH, renderProtocolDoc());
+  writeFileSync(PROTOCOL_DOC_PATH, protocolDoc());
   console.log(`wrote ${PROTOCOL_DOC_PATH}`);
 }
