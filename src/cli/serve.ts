@@ -54,7 +54,9 @@ const PAGE = `<!doctype html>
 
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const { logger } = options;
-  const spec = databaseSpec(options.db);
+  const given = databaseSpec(options.db);
+  const spec: DatabaseSpec =
+    given.kind === 'pglite' ? { kind: 'pglite', dataDir: resolve(given.dataDir) } : given;
   const openedAt = performance.now();
   const db = await openDatabase(spec);
   const openDbMs = Math.round(performance.now() - openedAt);
@@ -151,7 +153,7 @@ async function openDatabase(spec: DatabaseSpec): Promise<Database> {
     return pgDatabase({ connectionString: spec.url });
   }
   const { pgliteDatabase } = await importPeer(() => import('../pglite.js'), '@electric-sql/pglite');
-  return pgliteDatabase({ dataDir: resolve(spec.dataDir) });
+  return pgliteDatabase({ dataDir: spec.dataDir });
 }
 
 /** Loads a backend whose driver is an optional peer dependency, saying what to install when it is missing. */
