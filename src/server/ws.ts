@@ -24,7 +24,9 @@ export function attachWebSocket(
 ): AttachedTransport {
   const path = options.path ?? '/sync';
   const { limits } = engine;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxMessageBytes });
+  // ws refuses frames over maxPayload from the header alone (close 1009, no reason); leave it a
+  // margin so the session sees a frame just over the limit and answers with a `too_large` reason.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 2 * limits.maxMessageBytes + 1024 });
   const alive = new WeakMap<WebSocket, boolean>();
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -42,6 +44,8 @@ export function attachWebSocket(
           if (ws.readyState !== WebSocket.OPEN) return;
           if (ws.bufferedAmount > limits.maxBufferedBytes) {
             session.close(1013, 'too slow: the send buffer is full; reconnect and catch up');
+            // The close frame would queue behind the full buffer: free the socket now.
+            ws.terminate();
             return;
           }
           ws.send(frame);
@@ -57,7 +61,8 @@ export function attachWebSocket(
         session.close(1003, 'text frames only');
         return;
       }
-      void session.receive(data.toString());
+      const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+      void session.receive(data.toString(), bytes);
     });
     ws.on('pong', () => alive.set(ws, true));
     ws.on('close', () => session.close());

@@ -48,6 +48,7 @@ export interface Delivery {
   state(): Promise<JsonObject | null>;
 }
 
+const MAX_OPEN_COLLECTIONS = 1000;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
 const allowAll: Authorize = () => true;
 const key = (collection: string, documentId: string) => `${collection}/${documentId}`;
@@ -93,7 +94,15 @@ export class SyncEngine {
   collection<T extends BaseDocument = BaseDocument>(name: string): Promise<EventSyncStorage<T>> {
     assertCollectionName(name);
     let storage = this.#collections.get(name);
-    if (!storage) {
+    if (storage) {
+      // Most recently used last, so the oldest is the first to go when the cache is full.
+      this.#collections.delete(name);
+      this.#collections.set(name, storage);
+    } else {
+      // Clients choose collection names: keep a bounded number open, not one per name ever asked for.
+      if (this.#collections.size >= MAX_OPEN_COLLECTIONS) {
+        this.#collections.delete(this.#collections.keys().next().value!);
+      }
       storage = createStorage<BaseDocument>({ db: this.#db, collection: name }).then(
         (s) =>
           new EventSyncStorage(s, this.events, { logger: this.logger, snapshotEvery: this.#snapshotEvery }),

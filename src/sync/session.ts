@@ -8,7 +8,7 @@ import { Query } from 'mingo';
 import type { SyncEvent, VectorClock } from '../events/types.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
-import { assertFilter } from '../storage/mongo.js';
+import { assertClientFilter } from '../storage/mongo.js';
 import type { JsonObject } from '../storage/types.js';
 import type { Delivery, SyncEngine } from './engine.js';
 import type { AuthRequest, Principal, Sink } from './types.js';
@@ -48,6 +48,7 @@ export class Session {
   /** Token bucket for frames per second. */
   #tokens: number;
   #refilledAt = Date.now();
+  #throttled = false;
   /** Frames are handled one after another, in arrival order. */
   #queue: Promise<void> = Promise.resolve();
 
@@ -63,18 +64,26 @@ export class Session {
   }
 
   /** Takes one frame from the client. Cheap checks happen now; the rest runs in order. */
-  receive(raw: string): Promise<void> {
+  receive(raw: string, bytes = raw.length): Promise<void> {
     if (this.#closed) return Promise.resolve();
     const limits = this.#engine.limits;
-    if (raw.length > limits.maxMessageBytes) {
+    if (bytes > limits.maxMessageBytes) {
       this.#error('too_large', `frames are limited to ${limits.maxMessageBytes} bytes`);
       this.close(1009, 'message too large');
       return Promise.resolve();
     }
     if (!this.#takeToken()) {
-      this.#error('rate_limited', `more than ${limits.maxMessagesPerSecond} messages per second; slow down`);
+      // One error per burst, not one per dropped frame: a flood should not be answered by a flood.
+      if (!this.#throttled) {
+        this.#throttled = true;
+        this.#error(
+          'rate_limited',
+          `more than ${limits.maxMessagesPerSecond} messages per second; slow down`,
+        );
+      }
       return Promise.resolve();
     }
+    this.#throttled = false;
     const parsed = parseFrame(raw, limits.maxMessageDepth);
     if (!parsed.ok) {
       this.#error('bad_message', parsed.reason);
@@ -213,14 +222,16 @@ export class Session {
     }
     let query: Query | undefined;
     if (filter && Object.keys(filter).length > 0) {
-      assertFilter(filter);
+      assertClientFilter(filter);
       query = new Query(filter);
     }
     this.#addSub(sub, { kind: 'collection', collection, query });
     this.#engine.followCollection(this, collection);
-    this.#send({ type: 'subscribed', sub });
     const storage = await this.#engine.collection(collection);
-    for (const doc of await storage.findMany(filter ?? {})) {
+    // Run the query before answering, so a filter mingo refuses fails the subscribe itself.
+    const initial = await storage.findMany(filter ?? {});
+    this.#send({ type: 'subscribed', sub });
+    for (const doc of initial) {
       if (!this.#subs.has(sub)) return;
       const documentId = doc._id;
       const tracked = this.#docs.get(docKey(collection, documentId));
@@ -231,8 +242,15 @@ export class Session {
   }
 
   async #unsubscribe(sub: string): Promise<void> {
+    if (!this.#subs.has(sub)) return this.#error('not_found', `no subscription ${JSON.stringify(sub)}`, sub);
+    this.#drop(sub);
+    this.#send({ type: 'unsubscribed', sub });
+  }
+
+  /** Ends a subscription: forgets it, and every document only it covered. */
+  #drop(sub: string): void {
     const subscription = this.#subs.get(sub);
-    if (!subscription) return this.#error('not_found', `no subscription ${JSON.stringify(sub)}`, sub);
+    if (!subscription) return;
     this.#subs.delete(sub);
     this.#engine.metrics.subscriptions--;
     if (subscription.kind === 'collection' && this.#collectionSubs(subscription.collection).length === 0) {
@@ -242,7 +260,6 @@ export class Session {
       tracked.subs.delete(sub);
       if (tracked.subs.size === 0) this.#untrack(tracked);
     }
-    this.#send({ type: 'unsubscribed', sub });
   }
 
   async #ack(collection: string, documentId: string, seq: number): Promise<void> {
@@ -516,11 +533,9 @@ export class Session {
   /** An error while handling a message: ours are told to the client; anything else is logged and answered `internal`. */
   #fail(error: unknown, message: ClientMessage): void {
     const ref = 'sub' in message ? message.sub : message.type;
+    // A subscription whose set-up failed is gone: the error (ref = sub) says so.
+    if (message.type === 'subscribe') this.#drop(message.sub);
     if (EventSyncError.is(error)) {
-      if ('sub' in message && message.type === 'subscribe' && this.#subs.has(message.sub)) {
-        this.#subs.delete(message.sub);
-        this.#engine.metrics.subscriptions--;
-      }
       this.#error(error.code, error.message, ref);
       return;
     }
@@ -548,11 +563,19 @@ function parseFrame(raw: string, maxDepth: number): Parsed {
       if (++depth > maxDepth) return { ok: false, reason: `nesting deeper than ${maxDepth} levels` };
     } else if (c === 125 || c === 93) depth--;
   }
+  let forbidden: string | undefined;
+  let value: unknown;
   try {
-    return { ok: true, value: JSON.parse(raw) };
+    value = JSON.parse(raw, (key, v) => {
+      // zod drops a `__proto__` key silently (a filter { __proto__: … } would become {}): refuse it here.
+      if (key === '__proto__') forbidden ??= key;
+      return v;
+    });
   } catch {
     return { ok: false, reason: 'not valid JSON' };
   }
+  if (forbidden) return { ok: false, reason: `the key ${JSON.stringify(forbidden)} is not allowed` };
+  return { ok: true, value };
 }
 
 function describeIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {

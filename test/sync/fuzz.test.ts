@@ -333,12 +333,18 @@ function expected(data: string | Buffer): Expected {
   if (typeof data !== 'string') return { kind: 'close', code: 1003 };
   if (Buffer.byteLength(data) > LIMIT) return { kind: 'close', code: 1009 };
   let value: unknown;
+  let protoKey = false;
   try {
-    value = JSON.parse(data);
+    value = JSON.parse(data, (key, v) => {
+      if (key === '__proto__') protoKey = true;
+      return v;
+    });
   } catch {
     return { kind: 'error' };
   }
   if (depthOf(value) > DEPTH) return { kind: 'error' };
+  // The session refuses `__proto__` keys before the schema sees them (zod would drop them silently).
+  if (protoKey) return { kind: 'error' };
   const parsed = ClientMessage.safeParse(value);
   return parsed.success ? { kind: 'valid', message: parsed.data } : { kind: 'error' };
 }

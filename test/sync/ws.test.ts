@@ -130,6 +130,20 @@ describe('WebSocket sync', () => {
     await c.next('synced');
   });
 
+  it('refuses __proto__ keys and client filters that could stall the server', async () => {
+    const c = await client();
+    c.send('{"type":"subscribe","sub":"p","collection":"games","filter":{"__proto__":{"gold":1}}}');
+    c.send({ type: 'subscribe', sub: 'r', collection: 'games', filter: { name: { $regex: '^(a+)+$' } } });
+    c.send({ type: 'subscribe', sub: 'i', collection: 'games', filter: { gold: { $in: 5 } } });
+    await c.until(() => c.of('error').length === 3);
+    expect(c.of('error').map((e) => [e.code, e.ref])).toEqual([
+      ['bad_message', undefined],
+      ['validation', 'r'],
+      ['validation', 'i'],
+    ]);
+    expect(c.of('subscribed')).toEqual([]);
+  });
+
   it('refuses to work before hello and refuses bad credentials', async () => {
     const c = await TestClient.connect(url);
     clients.push(c);
