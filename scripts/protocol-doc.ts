@@ -359,7 +359,7 @@ const errorWhen: Record<ErrorCode, string> = {
     'a filter with a forbidden operator or key or one the query engine refuses. REST: an invalid document, ' +
     'update or query parameter.',
   bad_message:
-    'The frame is not JSON, nests deeper than `maxMessageDepth`, or matches no client message (a missing, ' +
+    'The frame is not JSON, nests deeper than `maxMessageDepth`, has a `__proto__` key, or matches no client message (a missing, ' +
     'extra or mistyped field, a bad id or name, an unknown `type`); a second `hello`; a subscription id ' +
     'already in use on the connection.',
   unsupported_protocol: '`hello` with a protocol version the server does not speak; close 4000 follows.',
@@ -370,6 +370,7 @@ const errorWhen: Record<ErrorCode, string> = {
     '`authorize` refused: a document subscription the principal may not read, a collection it may not ' +
     'subscribe to. HTTP: a read or write it may not do.',
   not_found: '`unsubscribe` of a subscription the connection does not have. HTTP: no such document.',
+  method_not_allowed: 'HTTP only: a method the path does not take (the `Allow` header lists those it does).',
   already_exists: 'HTTP: creating a document whose `_id` is taken. Not sent over WebSocket.',
   version_conflict:
     'A document kept changing while the server read a consistent snapshot of it (subscribe again). HTTP: an ' +

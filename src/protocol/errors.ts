@@ -13,6 +13,8 @@ export const ErrorCodes = {
   /** The principal may not do this (read, subscribe or write) to this collection or document. */
   forbidden: { status: 403 },
   not_found: { status: 404 },
+  /** REST: the path exists, the method does not (the answer's Allow header lists the ones that do). */
+  method_not_allowed: { status: 405 },
   already_exists: { status: 409 },
   version_conflict: { status: 409 },
   too_large: { status: 413 },

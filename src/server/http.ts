@@ -4,10 +4,12 @@
  * code. No framework: plain `node:http` requests and responses (Express and Fastify hand the
  * same objects, subclassed).
  */
+
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../events/logger.js';
 import { type ErrorCode, ErrorCodes, EventSyncError } from '../protocol/errors.js';
 import type { SyncEngine } from '../sync/engine.js';
+import { parseClientJson } from '../sync/json.js';
 import type { Principal } from '../sync/types.js';
 
 /** A request handler an app can mount: `true` when it took the request (and will answer it). */
@@ -107,30 +109,11 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   });
 }
 
-/**
- * `JSON.parse` after refusing nesting deeper than `maxDepth` (a cheap scan: deep input could
- * exhaust the stack of whatever walks the value later). Throws `bad_message`.
- */
+/** Parses a request body or JSON query parameter the way frames are parsed; throws `bad_message`. */
 export function parseJson(text: string, maxDepth: number, what = 'the body'): unknown {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 || c === 91 /* { [ */) {
-      if (++depth > maxDepth) {
-        throw new EventSyncError('bad_message', `${what} is nested deeper than ${maxDepth} levels`);
-      }
-    } else if (c === 125 || c === 93) depth--;
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new EventSyncError('bad_message', `${what} is not valid JSON`);
-  }
+  const parsed = parseClientJson(text, maxDepth);
+  if (!parsed.ok) throw new EventSyncError('bad_message', `${what} ${parsed.reason}`);
+  return parsed.value;
 }
 
 export const isPlainObject = (v: unknown): v is Record<string, unknown> =>
@@ -181,7 +164,12 @@ export function methodNotAllowed(res: ServerResponse, method: string, allow: str
   sendJson(
     res,
     405,
-    { error: { code: 'bad_message', message: `${method} is not allowed here; use ${allow.join(', ')}` } },
+    {
+      error: {
+        code: 'method_not_allowed',
+        message: `${method} is not allowed here; use ${allow.join(', ')}`,
+      },
+    },
     { allow: allow.join(', ') },
   );
 }

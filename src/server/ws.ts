@@ -86,7 +86,12 @@ export function attachWebSocket(
       clearInterval(heartbeat);
       server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');
+      // A client that does not answer the close handshake must not hold the shutdown (ws waits 30 s).
+      const stragglers = setTimeout(() => {
+        for (const ws of wss.clients) ws.terminate();
+      }, 2000);
       await new Promise<void>((resolve) => wss.close(() => resolve()));
+      clearTimeout(stragglers);
     },
   };
 }

@@ -198,6 +198,9 @@ export class SyncEngine {
     for (const session of [...this.#sessions]) session.close(code, reason);
     this.#stopFeed.abort();
     await this.#feed;
+    const open = [...this.#collections.values()];
+    this.#collections.clear();
+    await Promise.all(open.map((storage) => storage.then((s) => s.close()).catch(() => undefined)));
   }
 
   // ---- the feed ----

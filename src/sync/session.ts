@@ -11,6 +11,7 @@ import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol
 import { assertClientFilter } from '../storage/mongo.js';
 import type { JsonObject } from '../storage/types.js';
 import type { Delivery, SyncEngine } from './engine.js';
+import { parseClientJson } from './json.js';
 import type { AuthRequest, Principal, Sink } from './types.js';
 
 type Subscription =
@@ -84,9 +85,9 @@ export class Session {
       return Promise.resolve();
     }
     this.#throttled = false;
-    const parsed = parseFrame(raw, limits.maxMessageDepth);
+    const parsed = parseClientJson(raw, limits.maxMessageDepth);
     if (!parsed.ok) {
-      this.#error('bad_message', parsed.reason);
+      this.#error('bad_message', `the frame ${parsed.reason}`);
       return Promise.resolve();
     }
     const checked = ClientMessage.safeParse(parsed.value);
@@ -545,37 +546,6 @@ export class Session {
     );
     this.#error('internal', 'the server could not handle this message', ref);
   }
-}
-
-type Parsed = { ok: true; value: unknown } | { ok: false; reason: string };
-
-/** JSON.parse, after refusing nesting deeper than `maxDepth` (cheap scan; deep input could exhaust the stack later). */
-function parseFrame(raw: string, maxDepth: number): Parsed {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 || c === 91 /* { [ */) {
-      if (++depth > maxDepth) return { ok: false, reason: `nesting deeper than ${maxDepth} levels` };
-    } else if (c === 125 || c === 93) depth--;
-  }
-  let forbidden: string | undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(raw, (key, v) => {
-      // zod drops a `__proto__` key silently (a filter { __proto__: … } would become {}): refuse it here.
-      if (key === '__proto__') forbidden ??= key;
-      return v;
-    });
-  } catch {
-    return { ok: false, reason: 'not valid JSON' };
-  }
-  if (forbidden) return { ok: false, reason: `the key ${JSON.stringify(forbidden)} is not allowed` };
-  return { ok: true, value };
 }
 
 function describeIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {

@@ -95,7 +95,7 @@ describe('REST: create', () => {
     expect(errorOf(await api('POST', '/api/games', ''))).toEqual({ status: 400, code: 'bad_message' });
     expect(errorOf(await api('POST', '/api/games', '{"_id":"p1","__proto__":{"x":1}}'))).toEqual({
       status: 400,
-      code: 'validation',
+      code: 'bad_message',
     });
     expect(await (await games()).findOne('p1')).toBeUndefined();
     expect(errorOf(await api('POST', '/api/games', { _id: 'has space' }))).toEqual({
@@ -317,7 +317,8 @@ describe('REST: PATCH', () => {
       [{ $set: { gold: 1 }, name: 'x' }, 400, 'validation'],
       [[{ gold: 1 }], 400, 'validation'],
       ['"text"', 400, 'validation'],
-      ['{"__proto__": {"polluted": true}}', 400, 'validation'],
+      // Refused when the body is parsed (like a frame): zod or a draft could otherwise drop the key silently.
+      ['{"__proto__": {"polluted": true}}', 400, 'bad_message'],
       [{ nested: { 'a.b': 1 } }, 400, 'validation'],
       [{ nested: { $bad: 1 } }, 400, 'validation'],
       [{ _id: 'other' }, 400, 'validation'],
