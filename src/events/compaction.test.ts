@@ -5,6 +5,8 @@ import {
   freshCollection,
   type History,
   openHistory,
+  snapshotAt,
+  standardHistory,
   writeStandardHistory,
 } from '../../test/support/event-history.js';
 import { memoryDatabase } from '../index.js';
@@ -14,20 +16,6 @@ import { applyEvents } from './apply.js';
 import { type CompactionTotals, compact } from './compaction.js';
 import { replay } from './replay.js';
 import { SnapshotStore } from './snapshots.js';
-
-async function standard(): Promise<History> {
-  const h = await openHistory(memoryDatabase(), freshCollection());
-  await writeStandardHistory(h);
-  return h;
-}
-
-const snapshotAt = (h: History, seq: number) =>
-  new SnapshotStore(h.backend).create(h.collection, h.documentId, {
-    seq,
-    version: h.versionAt(seq),
-    state: h.states[seq]!,
-    vectorClock: h.clockAt(seq),
-  });
 
 const remaining = (h: History) => h.backend.list(h.collection, h.documentId);
 const spans = async (h: History) => (await remaining(h)).map((e) => [e.fromSeq ?? e.seq, e.seq]);
@@ -69,7 +57,7 @@ afterEach(() => {
 
 describe('compact: removal', () => {
   it('removes the events covered by the latest snapshot', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     await snapshotAt(h, 5);
     await snapshotAt(h, 12);
     const totals = await compact(h.backend, {});
@@ -81,13 +69,13 @@ describe('compact: removal', () => {
   });
 
   it('removes nothing without a snapshot', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     expect(await compact(h.backend, { keepLatest: 0 })).toMatchObject({ eventsRemoved: 0 });
     expect(await remaining(h)).toHaveLength(24);
   });
 
   it('keeps the latest K events even when a snapshot covers them', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     await snapshotAt(h, 24);
     expect(await compact(h.backend, { keepLatest: 5 })).toMatchObject({ eventsRemoved: 19 });
     expect((await spans(h)).map(([, s]) => s)).toEqual([20, 21, 22, 23, 24]);
@@ -124,7 +112,7 @@ describe('compact: removal', () => {
 
 describe('compact: merging updates', () => {
   it('merges each run of consecutive updates into one event whose diff is the composition', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     const totals = await compact(h.backend, { mergeUpdates: true });
     // Runs of `update`: 2-4, 6-8, 10-11, 14-24 (5 and 9 are section updates, 12 a delete, 13 a create).
     expect(totals).toEqual({ documents: 1, eventsRemoved: 0, eventsMerged: 3 + 3 + 2 + 11 });
@@ -171,7 +159,7 @@ describe('compact: merging updates', () => {
   });
 
   it('merges nothing the policy keeps: the latest K, the covered, the recent', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     await snapshotAt(h, 12);
     expect(await compact(h.backend, { mergeUpdates: true, keepLatest: 4 })).toEqual({
       documents: 1,
@@ -193,7 +181,7 @@ describe('compact: merging updates', () => {
   });
 
   it('extends a merged event with the updates after it on the next run', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     await compact(h.backend, { mergeUpdates: true });
     for (let i = 0; i < 3; i++) await h.as('carol').updateOne(h.documentId, { $inc: { gold: 1 } });
     expect(await compact(h.backend, { mergeUpdates: true })).toMatchObject({ eventsMerged: 4 });
@@ -205,7 +193,7 @@ describe('compact: merging updates', () => {
   });
 
   it('never merges across a snapshot: merges start after the latest one', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     await snapshotAt(h, 17);
     await compact(h.backend, { mergeUpdates: true, keepLatest: 24 });
     await compact(h.backend, { mergeUpdates: true });

@@ -3,26 +3,14 @@ import {
   freshCollection,
   type History,
   openHistory,
+  snapshotAt,
+  standardHistory,
   writeStandardHistory,
 } from '../../test/support/event-history.js';
 import { memoryDatabase } from '../index.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { replay } from './replay.js';
 import { SnapshotStore } from './snapshots.js';
-
-async function standard(): Promise<History> {
-  const h = await openHistory(memoryDatabase(), freshCollection());
-  await writeStandardHistory(h);
-  return h;
-}
-
-const snapshotAt = (h: History, seq: number) =>
-  new SnapshotStore(h.backend).create(h.collection, h.documentId, {
-    seq,
-    version: h.versionAt(seq),
-    state: h.states[seq]!,
-    vectorClock: h.clockAt(seq),
-  });
 
 async function expectNotFound(promise: Promise<unknown>): Promise<string> {
   const error = await promise.then(
@@ -35,7 +23,7 @@ async function expectNotFound(promise: Promise<unknown>): Promise<string> {
 
 describe('replay', () => {
   it('rebuilds the document at every seq from the events alone', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     expect(h.lastSeq).toBe(24);
     for (let seq = 0; seq <= h.lastSeq; seq++) {
       const r = await replay(h.backend, h.collection, h.documentId, seq);
@@ -48,7 +36,7 @@ describe('replay', () => {
   });
 
   it('starts from the newest snapshot at or before the seq, and needs no events before it', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     for (const seq of [5, 12, 18]) await snapshotAt(h, seq);
     await h.backend.deleteEvents(h.collection, h.documentId, 5);
     for (let seq = 5; seq <= h.lastSeq; seq++) {
@@ -63,7 +51,7 @@ describe('replay', () => {
   });
 
   it('uses a snapshot whose state is the deleted document (null)', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     await snapshotAt(h, 12);
     await h.backend.deleteEvents(h.collection, h.documentId, 12);
     const r = await replay(h.backend, h.collection, h.documentId, 12);
@@ -72,7 +60,7 @@ describe('replay', () => {
   });
 
   it('cannot stop inside a merged event, but can at its ends', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     const [e14, e15, e16] = h.events.slice(13, 16);
     await h.backend.replaceEvents({
       ...e16!,
@@ -85,7 +73,7 @@ describe('replay', () => {
   });
 
   it('rebuilds a document that never existed as nothing, and refuses seqs past the end', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     expect(await replay(h.backend, h.collection, 'other')).toEqual({
       state: null,
       seq: 0,

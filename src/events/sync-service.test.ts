@@ -3,6 +3,8 @@ import {
   freshCollection,
   type History,
   openHistory,
+  snapshotAt,
+  standardHistory,
   writeStandardHistory,
 } from '../../test/support/event-history.js';
 import { memoryDatabase } from '../index.js';
@@ -11,20 +13,6 @@ import { applyEvents } from './apply.js';
 import { compact } from './compaction.js';
 import { SnapshotStore } from './snapshots.js';
 import { type MissingEvents, SyncService } from './sync-service.js';
-
-async function standard(): Promise<History> {
-  const h = await openHistory(memoryDatabase(), freshCollection());
-  await writeStandardHistory(h);
-  return h;
-}
-
-const snapshotAt = (h: History, seq: number) =>
-  new SnapshotStore(h.backend).create(h.collection, h.documentId, {
-    seq,
-    version: h.versionAt(seq),
-    state: h.states[seq]!,
-    vectorClock: h.clockAt(seq),
-  });
 
 const seqs = (answer: MissingEvents) => answer.events.map((e) => e.seq);
 
@@ -39,7 +27,7 @@ async function rejectsWith(promise: Promise<unknown>, code: string, message: Reg
 
 describe('SyncService.getMissingEvents', () => {
   it('sends just the events after the position when they are all there', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     const sync = new SyncService(h.backend);
     expect(seqs(await sync.getMissingEvents('c', h.collection, h.documentId, { afterSeq: 20 }))).toEqual([
       21, 22, 23, 24,
@@ -53,7 +41,7 @@ describe('SyncService.getMissingEvents', () => {
   });
 
   it('sends a snapshot when the position falls inside a merged event or before the first event left', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     await snapshotAt(h, 12);
     await compact(h.backend, { mergeUpdates: true, keepLatest: 2 });
     const sync = new SyncService(h.backend);
@@ -77,7 +65,7 @@ describe('SyncService.getMissingEvents', () => {
   });
 
   it('replaces the state of a client claiming a seq past the end', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     const answer = await new SyncService(h.backend).getMissingEvents('c', h.collection, h.documentId, {
       afterSeq: 99,
     });
@@ -86,7 +74,7 @@ describe('SyncService.getMissingEvents', () => {
   });
 
   it('with a vector clock, sends exactly the unseen events when the clock is a prefix', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     const sync = new SyncService(h.backend);
     const clock = h.clockAt(17);
     const answer = await sync.getMissingEvents('c', h.collection, h.documentId, { vectorClock: clock });
@@ -100,7 +88,7 @@ describe('SyncService.getMissingEvents', () => {
   });
 
   it('refuses malformed positions', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     const sync = new SyncService(h.backend);
     const get = (position: unknown) =>
       sync.getMissingEvents('c', h.collection, h.documentId, position as { afterSeq: number });
@@ -117,7 +105,7 @@ describe('SyncService.getMissingEvents', () => {
 
 describe('SyncService client registry', () => {
   it('acknowledges only for registered clients and seqs that exist, and resumes from there', async () => {
-    const h = await standard();
+    const h = await standardHistory();
     const sync = new SyncService(h.backend);
     await rejectsWith(
       sync.acknowledge('phone', h.collection, h.documentId, 3, h.clockAt(3)),

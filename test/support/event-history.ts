@@ -3,7 +3,9 @@
  * the document as the storage returned it and the event recorded: the oracle that replay,
  * compaction and catch-up are checked against.
  */
+import { memoryDatabase } from '../../src/backends/memory/memory-database.js';
 import type { EventBackend } from '../../src/events/backend.js';
+import { SnapshotStore } from '../../src/events/snapshots.js';
 import type { SyncEvent, VectorClock } from '../../src/events/types.js';
 import type { Database } from '../../src/storage/backend.js';
 import { createStorage } from '../../src/storage/create-storage.js';
@@ -114,4 +116,21 @@ export async function writeStandardHistory(h: History): Promise<void> {
   await bob.findOneAndUpdate(id, (d) => ({ ...d, name: 'renamed' }));
   await alice.updateOne(id, { $set: { 'deep.a.b': null } });
   await server.updateOne(id, { $inc: { gold: 1 } });
+}
+
+/** A fresh memory database with the standard history written into one document. */
+export async function standardHistory(): Promise<History> {
+  const h = await openHistory(memoryDatabase(), freshCollection());
+  await writeStandardHistory(h);
+  return h;
+}
+
+/** Stores the snapshot the history had at `seq`. */
+export function snapshotAt(h: History, seq: number) {
+  return new SnapshotStore(h.backend).create(h.collection, h.documentId, {
+    seq,
+    version: h.versionAt(seq),
+    state: h.states[seq]!,
+    vectorClock: h.clockAt(seq),
+  });
 }
