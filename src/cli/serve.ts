@@ -1,11 +1,14 @@
 /**
  * `eventsync serve` as a function: opens the database, starts the engine, attaches the
- * transports to a new `http.Server` with `/healthz`, `/metrics` and a placeholder page, listens,
+ * transports to a new `http.Server` with `/healthz`, `/metrics` and the demo app at `/` (the
+ * files `npm run build` puts in `dist/demo/`; a placeholder page when they are missing), listens,
  * and returns a handle whose `close()` shuts down gracefully.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { memoryDatabase } from '../backends/memory/memory-database.js';
 import type { Logger } from '../events/logger.js';
 import { type Attached, type AttachOptions, attach } from '../server/attach.js';
@@ -26,6 +29,11 @@ export interface ServeOptions {
   transports?: AttachOptions;
   /** On close, requests still running after this many ms are cut off. Default 10,000. */
   drainMs?: number;
+  /**
+   * The demo app's directory (`index.html` and what it loads), served at `/`; `false` serves the
+   * placeholder page. Default: `dist/demo` when it has been built.
+   */
+  demoDir?: string | false;
 }
 
 export interface RunningServer {
@@ -42,7 +50,7 @@ const PAGE = `<!doctype html>
 <html lang="en"><meta charset="utf-8"><title>eventsync</title>
 <body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; line-height: 1.5">
 <h1>eventsync</h1>
-<p>The sync server is running. The demo app will live here; until then:</p>
+<p>The sync server is running. The demo app is not built (<code>npm run build</code> puts it in <code>dist/demo</code>); the endpoints:</p>
 <ul>
 <li>WebSocket: <code>/sync</code></li>
 <li>SSE: <code>/sse/:collection/:id</code>, <code>/sse/:collection?filter=…</code></li>
@@ -69,6 +77,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     throw error;
   }
 
+  const demo = loadStaticFiles(options.demoDir ?? defaultDemoDir());
   let closing = false;
   const server = createServer((req, res) => {
     const { pathname } = requestUrl(req);
@@ -82,6 +91,17 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         engine.metrics.render() + processMetrics(),
         'text/plain; version=0.0.4; charset=utf-8',
       );
+    }
+    const file = demo?.get(pathname === '/' ? '/index.html' : pathname);
+    if (file) {
+      return res
+        .writeHead(200, {
+          'content-type': file.type,
+          'content-length': file.body.length,
+          'cache-control': 'no-cache',
+          'x-content-type-options': 'nosniff',
+        })
+        .end(file.body);
     }
     if (pathname === '/') return text(200, PAGE, 'text/html; charset=utf-8');
     return text(404, 'not found\n');
@@ -144,6 +164,41 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       return closed;
     },
   };
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+};
+
+/** `dist/demo` next to the built CLI (`dist/cli`), or from the sources (`src/cli`, under tsx). */
+function defaultDemoDir(): string | false {
+  for (const candidate of ['../demo/', '../../dist/demo/']) {
+    const dir = fileURLToPath(new URL(candidate, import.meta.url));
+    if (existsSync(join(dir, 'index.html'))) return dir;
+  }
+  return false;
+}
+
+/**
+ * The files directly in `dir` with a known type, read once at start: `/name` → body. Only these
+ * exact paths are served, so no request can reach outside the directory.
+ */
+function loadStaticFiles(dir: string | false): Map<string, { type: string; body: Buffer }> | undefined {
+  if (dir === false || !existsSync(join(dir, 'index.html'))) return undefined;
+  const files = new Map<string, { type: string; body: Buffer }>();
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const type = CONTENT_TYPES[extname(entry.name)];
+    if (entry.isFile() && type)
+      files.set(`/${entry.name}`, { type, body: readFileSync(join(dir, entry.name)) });
+  }
+  return files;
 }
 
 async function openDatabase(spec: DatabaseSpec): Promise<Database> {

@@ -1,3 +1,6 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_DB,
@@ -85,7 +88,7 @@ describe('eventsync serve: arguments', () => {
 describe('eventsync serve: the server', () => {
   it('serves /healthz, /metrics, a placeholder page, 404 elsewhere; logs start time and RSS', async () => {
     const { logger, lines } = recordingLogger();
-    const running = await serve({ db: 'memory', port: 0, host: '127.0.0.1', logger });
+    const running = await serve({ db: 'memory', port: 0, host: '127.0.0.1', logger, demoDir: false });
     try {
       const health = await http(running.url, 'GET', '/healthz');
       expect([health.status, health.text]).toEqual([200, 'ok\n']);
@@ -109,6 +112,47 @@ describe('eventsync serve: the server', () => {
       expect(listening?.details).toHaveProperty('rssMB');
     } finally {
       await running.close();
+    }
+  });
+
+  it('serves the demo directory at / with content types, only the files directly in it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'eventsync-demo-'));
+    try {
+      await writeFile(join(dir, 'index.html'), '<!doctype html><title>demo</title>');
+      await writeFile(join(dir, 'main.js'), 'console.log(1);');
+      await writeFile(join(dir, 'style.css'), 'body{}');
+      await writeFile(join(dir, 'notes.txt'), 'not served');
+      await mkdir(join(dir, 'sub'));
+      await writeFile(join(dir, 'sub', 'x.js'), 'nested');
+      const { logger } = recordingLogger();
+      const running = await serve({ db: 'memory', port: 0, host: '127.0.0.1', logger, demoDir: dir });
+      try {
+        const page = await http(running.url, 'GET', '/');
+        expect([page.status, page.headers['content-type'], page.text]).toEqual([
+          200,
+          'text/html; charset=utf-8',
+          '<!doctype html><title>demo</title>',
+        ]);
+        expect((await http(running.url, 'GET', '/index.html')).text).toBe(page.text);
+        const script = await http(running.url, 'GET', '/main.js');
+        expect([script.headers['content-type'], script.text]).toEqual([
+          'text/javascript; charset=utf-8',
+          'console.log(1);',
+        ]);
+        expect((await http(running.url, 'GET', '/style.css')).headers['content-type']).toBe(
+          'text/css; charset=utf-8',
+        );
+        for (const path of ['/notes.txt', '/sub/x.js', '/../package.json', '/%2e%2e/package.json']) {
+          expect((await http(running.url, 'GET', path)).status, path).toBe(404);
+        }
+        const head = await http(running.url, 'HEAD', '/main.js');
+        expect([head.status, head.headers['content-length'], head.text]).toEqual([200, '15', '']);
+        expect((await http(running.url, 'GET', '/healthz')).text).toBe('ok\n');
+      } finally {
+        await running.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
