@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
-import type { SqlEventBackend } from '../../src/backends/sql/events.js';
+import { feedSql, type SqlEventBackend } from '../../src/backends/sql/events.js';
 import { translateFilter } from '../../src/backends/sql/filter.js';
 import type { SyncEvent } from '../../src/events/types.js';
 import { pgDatabase } from '../../src/pg.js';
@@ -278,6 +278,33 @@ describe('pg: event log across connections and processes', () => {
       await bystander.query('ROLLBACK').catch(() => {});
       await bystander.end();
       await Promise.all([writer.close(), reader.close()]);
+    }
+  });
+
+  it('reads one collection’s feed from its own index range, also with a generic plan', async () => {
+    const db = await openPg();
+    const big = uniqueCollection('feed_big');
+    // The plan matters once there are many events: a big collection to make the server_seq index tempting.
+    await db.driver.query(
+      `INSERT INTO eventsync_events (collection, document_id, seq, id, at, operation, version, client_id, actor_seq, vector_clock)
+       SELECT $1, 'd' || (i % 100), i / 100 + 1, 'e' || i, 0, 'update', 1, 'c', 1, '{}' FROM generate_series(0, 19999) i`,
+      [big],
+    );
+    await db.driver.query('ANALYZE eventsync_events');
+    // The simple query protocol: EXPLAIN (GENERIC_PLAN) of a text with $n and no values.
+    const client = new pg.Client({ connectionString: databaseUrl() });
+    await client.connect();
+    try {
+      const plan = await client.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN (GENERIC_PLAN) ${feedSql(false, true)}`,
+      );
+      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(text).not.toContain('eventsync_events_server_seq_key');
+      expect(text).toMatch(/Index Cond: .*collection/);
+    } finally {
+      await client.end();
+      await db.driver.query('DELETE FROM eventsync_events WHERE collection = $1', [big]);
+      await db.close();
     }
   });
 

@@ -183,17 +183,23 @@ const sql = {
   // The first transaction id not yet assigned, as of now.
   feedHorizon: 'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x',
   /**
-   * $1 horizon (xid8), $2 after, $3 limit, $4 collection or NULL, $5 the feed limit. One row with
-   * `settled` false and no event, or `settled` true and the events (a row of NULLs when none).
-   * `pg_current_snapshot()` is this statement's own snapshot: the one the events are read with.
+   * $1 horizon (xid8), $2 after, $3 limit, $4 the feed limit, $5 the collection (when
+   * `byCollection`). One row with `settled` false and no event, or `settled` true and the
+   * events (a row of NULLs when none). `pg_current_snapshot()` is this statement's own snapshot:
+   * the one the events are read with.
+   *
+   * One collection's range is written as row comparisons on (collection, server_seq): with
+   * `collection = $5 AND server_seq > $2`, a generic plan (prepared statements) walks the
+   * server_seq index and filters, which reads every other collection's events too (measured:
+   * 300 ms instead of 0.06 ms for a rare collection among 600k events).
    */
-  feed: (slow: boolean) => `WITH ${slow ? blockersCte : ''} s AS (
+  feed: (slow: boolean, byCollection: boolean) => `WITH ${slow ? blockersCte : ''} s AS (
       SELECT ${slow ? settledSlow : settledFast} AS settled
     )
     SELECT s.settled, e.* FROM s LEFT JOIN LATERAL (
       SELECT ${columns} FROM eventsync_events
-      WHERE s.settled AND server_seq > $2 AND server_seq <= $5 AND ($4::text IS NULL OR collection = $4)
-      ORDER BY server_seq LIMIT $3
+      WHERE s.settled AND ${byCollection ? feedOfCollection : 'server_seq > $2 AND server_seq <= $4 ORDER BY server_seq'}
+      LIMIT $3
     ) e ON true`,
   settled: (slow: boolean) => `WITH ${slow ? blockersCte : ''} s AS (
       SELECT ${slow ? settledSlow : settledFast} AS settled
@@ -208,13 +214,21 @@ const sql = {
      vector_clock, diff, metadata)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb)`,
   // Keyset paging over the union of heads and snapshots, in the database's (deterministic) order.
-  streams: `SELECT collection, document_id FROM (
-      SELECT collection, document_id FROM eventsync_streams
-      WHERE ($1::text IS NULL OR collection = $1) AND ($2::text IS NULL OR (collection, document_id) > ($2, $3::text))
+  // $1 limit, then the collection and/or the key to start after; one text per shape (index use).
+  streams: (byCollection: boolean, after: boolean) => {
+    const where = [
+      byCollection ? 'collection = $2' : '',
+      after
+        ? `(collection, document_id) > ($${byCollection ? 3 : 2}::text, $${byCollection ? 4 : 3}::text)`
+        : '',
+    ].filter(Boolean);
+    const filter = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
+    return `SELECT collection, document_id FROM (
+      SELECT collection, document_id FROM eventsync_streams${filter}
       UNION
-      SELECT collection, document_id FROM eventsync_snapshots
-      WHERE ($1::text IS NULL OR collection = $1) AND ($2::text IS NULL OR (collection, document_id) > ($2, $3::text))
-    ) u ORDER BY collection, document_id LIMIT $4`,
+      SELECT collection, document_id FROM eventsync_snapshots${filter}
+    ) u ORDER BY collection, document_id LIMIT $1`;
+  },
   putSnapshot: `INSERT INTO eventsync_snapshots (collection, document_id, seq, version, state, vector_clock, created_at)
     VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)
     ON CONFLICT (collection, document_id, seq) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state,
@@ -236,6 +250,13 @@ const sql = {
     DELETE FROM eventsync_clients WHERE client_id = $1`,
   isRegistered: 'SELECT 1 AS ok FROM eventsync_clients WHERE client_id = $1',
 };
+
+/** The feed's statement (exported for a plan test). */
+export const feedSql = (slow: boolean, byCollection: boolean): string => sql.feed(slow, byCollection);
+
+const feedOfCollection = `(collection, server_seq) > ($5::text, $2::bigint)
+        AND (collection, server_seq) <= ($5::text, $4::bigint)
+      ORDER BY collection, server_seq`;
 
 /** Settled: no transaction that was running when the horizon was read (xid < $1) still runs. */
 const settledFast = 'pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8';
@@ -410,10 +431,15 @@ export class SqlEventBackend implements EventBackend {
     const handedOut = Number(l);
     if (handedOut <= afterServerSeq) return [];
     const [{ x } = { x: '' }] = await this.#run<{ x: string }>(doing, sql.feedHorizon, []);
-    const params = [x, afterServerSeq, limit, collection ?? null, handedOut];
+    const params = [x, afterServerSeq, limit, handedOut];
+    if (collection !== undefined) params.push(collection);
     const deadline = Date.now() + this.#settleTimeoutMs;
     for (let attempt = 0; ; attempt++) {
-      const rows = await this.#run<EventRow & { settled: boolean }>(doing, sql.feed(attempt > 0), params);
+      const rows = await this.#run<EventRow & { settled: boolean }>(
+        doing,
+        sql.feed(attempt > 0, collection !== undefined),
+        params,
+      );
       if (rows[0]?.settled) return rows.filter((r) => r.id !== null).map(toEvent);
       if (Date.now() >= deadline) return [];
       await sleep(Math.min(2 ** attempt, 50));
@@ -506,10 +532,13 @@ export class SqlEventBackend implements EventBackend {
     after: [string, string] | undefined,
     limit: number,
   ): Promise<[string, string][]> {
+    const params: unknown[] = [limit];
+    if (collection !== undefined) params.push(collection);
+    if (after !== undefined) params.push(after[0], after[1]);
     const rows = await this.#run<{ collection: string; document_id: string }>(
       'list event streams',
-      sql.streams,
-      [collection ?? null, after?.[0] ?? null, after?.[1] ?? null, limit],
+      sql.streams(collection !== undefined, after !== undefined),
+      params,
     );
     return rows.map((r) => [r.collection, r.document_id]);
   }
