@@ -1,0 +1,290 @@
+/**
+ * Transport connections ("links"): one WebSocket, or one SSE stream. A link says when the server
+ * accepted it, hands over every server message, and says once when it ended; reconnecting is
+ * the caller's business. Browser-safe: the WebSocket, EventSource and fetch implementations are
+ * passed in (the client defaults them to `globalThis`).
+ */
+import type * as Messages from '../protocol/messages.js';
+
+/** The protocol version this client speaks (the type fails to compile if the server's changes). */
+export const PROTOCOL_VERSION: typeof Messages.PROTOCOL_VERSION = 1;
+
+export type ServerMessage = Messages.ServerMessage;
+export type ClientMessage = Messages.ClientMessage;
+
+/** What the client needs of a WebSocket: the browser's, `ws`'s, or a test double. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'open', listener: (event: unknown) => void): void;
+  addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
+  addEventListener(type: 'close', listener: (event: { code: number; reason: string }) => void): void;
+  addEventListener(type: 'error', listener: (event: unknown) => void): void;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** What the client needs of an EventSource: the browser's, or a stand-in for Node. */
+export interface EventSourceLike {
+  close(): void;
+  addEventListener(type: 'open', listener: (event: unknown) => void): void;
+  addEventListener(type: 'message', listener: (event: { data: string; lastEventId?: string }) => void): void;
+  addEventListener(type: 'close', listener: (event: { data: string }) => void): void;
+  addEventListener(type: 'error', listener: (event: unknown) => void): void;
+}
+export type EventSourceConstructor = new (url: string) => EventSourceLike;
+
+export interface FetchInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal;
+}
+export interface FetchResponseLike {
+  readonly ok: boolean;
+  readonly status: number;
+  text(): Promise<string>;
+}
+export type FetchLike = (url: string, init?: FetchInit) => Promise<FetchResponseLike>;
+
+export type LinkOutcome = 'drop' | 'fatal' | 'refused';
+
+/** How a link reports. `close` comes once, and nothing comes after it. */
+export interface LinkHandlers {
+  open(): void;
+  message(message: ServerMessage): void;
+  /**
+   * `drop`: reconnect later. `fatal`: retrying cannot help the client at all (credentials refused,
+   * protocol not spoken). `refused`: this stream's request was refused (forbidden, a bad filter).
+   */
+  close(reason: string, outcome: LinkOutcome, error?: { code: string; message: string }): void;
+}
+
+export interface Link {
+  /** Sends a message (WebSocket links only; SSE links carry their one subscription in the URL). */
+  send(message: ClientMessage): void;
+  readonly canSend: boolean;
+  /** Ends the link; no handler is called after this. */
+  close(): void;
+}
+
+const CONNECTING = 0;
+const OPEN = 1;
+
+/** Close codes after which reconnecting with the same settings cannot help. */
+const FATAL_CLOSE = new Set([4000, 4001]);
+
+/** Parses a frame; `undefined` for anything that is not a JSON object with a string `type`. */
+function parse(data: unknown): ServerMessage | undefined {
+  if (typeof data !== 'string') return undefined;
+  try {
+    const value: unknown = JSON.parse(data);
+    if (
+      typeof value === 'object' &&
+      value !== null &&
+      typeof (value as { type?: unknown }).type === 'string'
+    ) {
+      return value as ServerMessage;
+    }
+  } catch {
+    // not JSON: ignored
+  }
+  return undefined;
+}
+
+export interface WebSocketLinkOptions {
+  url: string;
+  WebSocket: WebSocketConstructor;
+  clientId: string;
+  token: string | undefined;
+  /** No `welcome` within this many ms: give up on this attempt. */
+  connectTimeoutMs: number;
+}
+
+/** A WebSocket to `/sync`: `hello` first, open at `welcome`. */
+export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkHandlers): Link {
+  const ws = new options.WebSocket(options.url);
+  let done = false;
+  let welcomed = false;
+  let refusal: { code: string; message: string } | undefined;
+  const finish = (reason: string, outcome: LinkOutcome) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    handlers.close(reason, outcome, refusal);
+  };
+  const timer = setTimeout(() => {
+    finish(`no welcome within ${options.connectTimeoutMs} ms`, 'drop');
+    closeQuietly(ws, 1000, 'connect timeout');
+  }, options.connectTimeoutMs);
+
+  ws.addEventListener('open', () => {
+    if (done) return;
+    const hello: ClientMessage = {
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      clientId: options.clientId,
+      ...(options.token === undefined ? {} : { token: options.token }),
+    };
+    ws.send(JSON.stringify(hello));
+  });
+  ws.addEventListener('message', (event) => {
+    if (done) return;
+    const message = parse(event.data);
+    if (!message) return;
+    if (!welcomed) {
+      if (message.type === 'welcome') {
+        welcomed = true;
+        clearTimeout(timer);
+        handlers.open();
+        return;
+      }
+      if (message.type === 'error' && message.ref === 'hello') {
+        refusal = { code: message.code, message: message.message };
+        return;
+      }
+    }
+    handlers.message(message);
+  });
+  ws.addEventListener('close', (event) => {
+    const outcome = FATAL_CLOSE.has(event.code) ? 'fatal' : 'drop';
+    finish(`${event.code}${event.reason ? ` ${event.reason}` : ''}`, outcome);
+  });
+  ws.addEventListener('error', () => {
+    // A close event follows; some implementations skip it when the connection never opened.
+    setTimeout(() => {
+      if (!done) {
+        finish('socket error', 'drop');
+        closeQuietly(ws, 1000, 'socket error');
+      }
+    }, 0);
+  });
+
+  return {
+    get canSend() {
+      return !done && welcomed && ws.readyState === OPEN;
+    },
+    send(message) {
+      if (!done && ws.readyState === OPEN) ws.send(JSON.stringify(message));
+    },
+    close() {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      closeQuietly(ws, 1000, 'client closed');
+    },
+  };
+}
+
+function closeQuietly(ws: WebSocketLike, code: number, reason: string): void {
+  try {
+    if (ws.readyState === CONNECTING || ws.readyState === OPEN) ws.close(code, reason);
+  } catch {
+    // already closing
+  }
+}
+
+export interface SseLinkOptions {
+  url: string;
+  EventSource: EventSourceConstructor;
+  /** Used to learn why a stream was refused (an EventSource only says "error"). */
+  fetch: FetchLike | undefined;
+}
+
+/**
+ * One SSE stream. The browser's EventSource would reconnect by itself (with `Last-Event-ID`);
+ * this link closes it at the first error instead, so the client reconnects with its own position
+ * and backoff like it does for WebSockets.
+ */
+export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Link {
+  const es = new options.EventSource(options.url);
+  let done = false;
+  let opened = false;
+  const finish = (reason: string, outcome: LinkOutcome, error?: { code: string; message: string }) => {
+    if (done) return;
+    done = true;
+    es.close();
+    handlers.close(reason, outcome, error);
+  };
+  es.addEventListener('open', () => {
+    if (done) return;
+    opened = true;
+    handlers.open();
+  });
+  es.addEventListener('message', (event) => {
+    if (done) return;
+    const message = parse(event.data);
+    if (message) handlers.message(message);
+  });
+  es.addEventListener('close', (event) => {
+    // The server ended the stream: `{ code, reason }` as WebSocket close codes.
+    let why = 'stream closed by the server';
+    try {
+      const { code, reason } = JSON.parse(event.data) as { code?: number; reason?: string };
+      why = `${code ?? ''}${reason ? ` ${reason}` : ''}`.trim() || why;
+    } catch {
+      // keep the generic reason
+    }
+    finish(why, 'drop');
+  });
+  es.addEventListener('error', () => {
+    if (done) return;
+    if (opened || !options.fetch) {
+      finish('stream error', 'drop');
+      return;
+    }
+    // Refused before it started? An EventSource cannot see the status: ask once with fetch.
+    es.close();
+    void probe(options.fetch, options.url).then(
+      (refused) => {
+        if (refused) finish(`${refused.status} ${refused.code}`, refused.outcome, refused);
+        else finish('stream error', 'drop');
+      },
+      () => finish('stream error', 'drop'),
+    );
+  });
+  return {
+    canSend: false,
+    send() {
+      // SSE is one-way: the subscription is in the URL, and acks have no channel.
+    },
+    close() {
+      if (done) return;
+      done = true;
+      es.close();
+    },
+  };
+}
+
+/** A refused request's status and error; `undefined` when the server would have started the stream. */
+async function probe(
+  fetch: FetchLike,
+  url: string,
+): Promise<{ status: number; code: string; message: string; outcome: LinkOutcome } | undefined> {
+  const abort = new AbortController();
+  try {
+    const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
+    if (res.ok) return undefined;
+    const { code, message } = await errorOf(res);
+    // Client errors other than "slow down" will not change by retrying; 401 will not for any stream.
+    const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
+    const outcome: LinkOutcome = res.status === 401 ? 'fatal' : permanent ? 'refused' : 'drop';
+    return { status: res.status, code, message, outcome };
+  } finally {
+    abort.abort();
+  }
+}
+
+/** `{ error: { code, message } }` of a refused HTTP request, or a generic one. */
+export async function errorOf(res: FetchResponseLike): Promise<{ code: string; message: string }> {
+  const text = await res.text().catch(() => '');
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    if (typeof body.error?.code === 'string') {
+      return { code: body.error.code, message: String(body.error.message ?? '') };
+    }
+  } catch {
+    // not JSON
+  }
+  return { code: res.status >= 500 ? 'internal' : 'bad_message', message: `HTTP ${res.status}` };
+}

@@ -1,0 +1,222 @@
+/** EventSyncClient against a real sync server on loopback: WebSocket, SSE, reconnects, persistence. */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ConnectionState,
+  EventSyncClient,
+  type EventSyncClientOptions,
+  fileStore,
+  type SyncEvent,
+} from '../../src/client.js';
+import {
+  FetchEventSource,
+  faultyWebSocket,
+  NodeWebSocket,
+  rest,
+  startServer,
+  type TestServer,
+  until,
+} from './support.js';
+
+interface Game {
+  _id: string;
+  version: number;
+  name: string;
+  gold: number;
+}
+
+let server: TestServer;
+const clients: EventSyncClient[] = [];
+let dir: string;
+
+beforeAll(async () => {
+  server = await startServer();
+  dir = await mkdtemp(join(tmpdir(), 'eventsync-client-'));
+});
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.disconnect()));
+});
+afterAll(async () => {
+  await server.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function client(options: Partial<EventSyncClientOptions> = {}) {
+  const snapshots: number[] = [];
+  const events: SyncEvent[] = [];
+  const states: ConnectionState[] = [];
+  const c = new EventSyncClient({
+    serverUrl: server.base,
+    WebSocket: NodeWebSocket,
+    EventSource: FetchEventSource,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+    onSnapshot: (s) => snapshots.push(s.seq),
+    onEvent: (e) => events.push(e),
+    onState: (s) => states.push(s),
+    ...options,
+  });
+  clients.push(c);
+  return { c, snapshots, events, states };
+}
+
+const game = (id: string, gold = 0) => rest(server.base, 'POST', '/api/games', { _id: id, name: id, gold });
+const inc = (id: string, gold = 1) => rest(server.base, 'PATCH', `/api/games/${id}`, { $inc: { gold } });
+const current = async (id: string) => (await server.engine.collection<Game>('games')).findOne(id);
+
+describe('EventSyncClient on a real server', () => {
+  it('connects, follows a document, and REST writes arrive in order', async () => {
+    await game('w1');
+    const { c, states, events } = client();
+    const doc = c.document<Game>('games', 'w1');
+    await c.connect();
+    expect(c.state).toBe('connected');
+    expect(states).toEqual(['connecting', 'connected']);
+    await doc.whenSynced();
+    expect(doc.state).toMatchObject({ _id: 'w1', gold: 0 });
+    for (let i = 0; i < 5; i++) await inc('w1');
+    await until(() => doc.seq === 6);
+    expect(doc.state).toEqual(await current('w1'));
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(doc.vectorClock).toEqual(
+      (await server.engine.events.getEvents('games', 'w1', 5, 1))[0]!.vectorClock,
+    );
+  });
+
+  it('follows a document created after the subscription, and its deletion', async () => {
+    const { c } = client();
+    await c.connect();
+    const doc = c.document<Game>('games', 'late1');
+    await doc.whenSynced();
+    expect(doc.state).toBeNull();
+    await game('late1', 7);
+    await until(() => doc.state?.gold === 7);
+    await rest(server.base, 'DELETE', '/api/games/late1');
+    await until(() => doc.seq === 2);
+    expect(doc.state).toBeNull();
+  });
+
+  it('reconnects after a server-side socket destroy and resumes with afterSeq: no snapshot', async () => {
+    await game('r1');
+    const ws = faultyWebSocket('r1-client', { duplicate: 0, delay: 0, random: Math.random });
+    const { c, snapshots, states } = client({ WebSocket: ws.WebSocket });
+    const doc = c.document<Game>('games', 'r1');
+    await c.connect();
+    await until(() => doc.seq === 1);
+    const [socket] = ws.sockets;
+    for (const s of server.syncSockets('r1-client')) s.destroy();
+    await until(() => c.state === 'reconnecting');
+    await inc('r1');
+    await inc('r1');
+    await until(() => c.state === 'connected' && doc.seq === 3);
+    expect(states).toEqual(['connecting', 'connected', 'reconnecting', 'connected']);
+    expect(snapshots).toEqual([]);
+    expect(doc.state).toEqual(await current('r1'));
+    // The new socket subscribed after the last seq applied.
+    const [again] = ws.sockets;
+    expect(again).not.toBe(socket);
+    const subscribe = again!.sent.map((f) => JSON.parse(f)).find((m) => m.type === 'subscribe');
+    expect(subscribe).toMatchObject({ collection: 'games', documentId: 'r1', afterSeq: 1 });
+  });
+
+  it('acks what it applied: the server records the state vector', async () => {
+    await game('a1');
+    const { c } = client({ ackDelayMs: 5, clientId: 'acker' });
+    const doc = c.document<Game>('games', 'a1');
+    await c.connect();
+    await inc('a1');
+    await until(() => doc.seq === 2);
+    await until(() => false, 100).catch(() => undefined);
+    const vector = await server.engine.service.stateVectors.get('acker', 'games', 'a1');
+    expect(vector?.lastSeq).toBe(2);
+  });
+
+  it('follows a collection with a filter: members enter and leave', async () => {
+    await rest(server.base, 'POST', '/api/rich', { _id: 'p1', gold: 10 });
+    await rest(server.base, 'POST', '/api/rich', { _id: 'p2', gold: 500 });
+    const { c } = client();
+    const rich = c.collection<Game>('rich', { gold: { $gte: 100 } });
+    const all = c.collection<Game>('rich');
+    await c.connect();
+    await rich.whenSynced();
+    await all.whenSynced();
+    expect([...rich.docs.keys()]).toEqual(['p2']);
+    expect([...all.docs.keys()].sort()).toEqual(['p1', 'p2']);
+    await rest(server.base, 'PATCH', '/api/rich/p1', { $inc: { gold: 200 } });
+    await until(() => rich.docs.has('p1'));
+    await rest(server.base, 'PATCH', '/api/rich/p2', { $set: { gold: 1 } });
+    await until(() => !rich.docs.has('p2'));
+    await rest(server.base, 'DELETE', '/api/rich/p1');
+    await until(() => rich.docs.size === 0 && all.docs.size === 1);
+    expect(all.docs.get('p2')?.gold).toBe(1);
+  });
+
+  it('works over SSE: snapshot or events, live events, reconnect with afterSeq', async () => {
+    await game('s1');
+    await inc('s1');
+    const { c, snapshots, states } = client({ transport: 'sse', clientId: 'sse-client' });
+    const doc = c.document<Game>('games', 's1');
+    const all = c.collection<Game>('games', { _id: 's1' });
+    await c.connect();
+    await doc.whenSynced();
+    await all.whenSynced();
+    expect(doc.seq).toBe(2);
+    expect(all.docs.get('s1')).toEqual(doc.state);
+    await inc('s1');
+    await until(() => doc.seq === 3 && all.positionOf('s1')?.seq === 3);
+    const before = snapshots.length;
+    for (const s of server.syncSockets('sse-client')) s.destroy();
+    await until(() => c.state === 'reconnecting');
+    await inc('s1');
+    await until(() => c.state === 'connected' && doc.seq === 4 && all.positionOf('s1')?.seq === 4);
+    expect(states.slice(0, 4)).toEqual(['connecting', 'connected', 'reconnecting', 'connected']);
+    // The collection stream starts over with a snapshot; the document stream resumes with events.
+    expect(snapshots.length - before).toBe(1);
+    expect(doc.state).toEqual(await current('s1'));
+  });
+
+  it('fileStore: a new client instance resumes after the persisted seq, with the same client id', async () => {
+    await game('f1');
+    const path = join(dir, 'replicas.json');
+    const first = client({ persistence: fileStore(path), persistDelayMs: 5 });
+    const doc = first.c.document<Game>('games', 'f1');
+    await first.c.connect();
+    await inc('f1');
+    await until(() => doc.seq === 2);
+    await first.c.disconnect();
+    const saved = JSON.parse(await readFile(path, 'utf8'));
+    expect(saved.clientId).toBe(first.c.clientId);
+    expect(saved.replicas[0]).toMatchObject({ collection: 'games', documentId: 'f1', seq: 2 });
+
+    await inc('f1');
+    const second = client({ persistence: fileStore(path) });
+    const again = second.c.document<Game>('games', 'f1');
+    await second.c.connect();
+    expect(second.c.clientId).toBe(first.c.clientId);
+    await until(() => again.seq === 3);
+    expect(second.snapshots).toEqual([2]); // the persisted state it started from; none from the server
+    expect(second.events.map((e) => e.seq)).toEqual([3]);
+    expect(again.state).toEqual(await current('f1'));
+  });
+
+  it('an unauthorized hello closes the client and rejects connect()', async () => {
+    const locked = await startServer({
+      authenticate: ({ token }) => (token === 'ok' ? { id: 'u' } : undefined),
+    });
+    try {
+      const errors: string[] = [];
+      const c = new EventSyncClient({
+        serverUrl: locked.base,
+        WebSocket: NodeWebSocket,
+        token: 'nope',
+        onError: (e) => errors.push(e.code),
+      });
+      await expect(c.connect()).rejects.toMatchObject({ code: 'unauthorized' });
+      expect(c.state).toBe('closed');
+      expect(errors).toEqual(['unauthorized']);
+    } finally {
+      await locked.stop();
+    }
+  });
+});
