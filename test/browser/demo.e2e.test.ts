@@ -114,7 +114,9 @@ describe('the demo app in Chromium', () => {
     if (!haveChromium) {
       if (inCI)
         throw new Error(`CI needs Chromium at ${CHROMIUM}: .ci/run installs it (apt-get install chromium)`);
-      context.skip(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+      const reason = `no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`;
+      process.stderr.write(`demo e2e skipped: ${reason}\n`);
+      context.skip(reason);
     }
     const started = performance.now();
     const phases: string[] = [];
