@@ -208,7 +208,18 @@ describe('the demo app in Chromium', () => {
       .toEqual({ gold: '50', experience: '100', level: '1', seq: 'seq 3' });
     await expect.poll(() => shown(one, miners), { timeout: WAIT_MS }).toEqual(await shown(two, miners));
 
-    phase('switch');
+    // A delete from one page removes the card from both and is logged.
+    const goblins = await createGame(two, 'Goblin Cave');
+    await one.locator(`[data-game-id="${goblins}"]`).waitFor({ timeout: WAIT_MS });
+    await click(one, goblins, 'delete');
+    for (const page of pages) {
+      await page.locator(`[data-game-id="${goblins}"]`).waitFor({ state: 'detached', timeout: WAIT_MS });
+      await page
+        .locator(`#events li[data-document-id="${goblins}"][data-seq="2"] .badge`, { hasText: 'delete' })
+        .waitFor({ timeout: WAIT_MS });
+    }
+    expect((await fetch(`${url}/api/games/${goblins}`)).status).toBe(404);
+    phase('switch+delete');
     expect(pageErrors).toEqual([]);
     await mkdir(join(root, 'test-output'), { recursive: true });
     const png = await one.screenshot({ path: SCREENSHOT, fullPage: true });
