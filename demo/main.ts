@@ -96,7 +96,11 @@ function errorMessage(error: unknown): string {
 async function api(method: 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
   const response = await fetch(`/api/${COLLECTION}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    // The demo server takes the token as the actor's name, so events say which tab made them.
+    headers: {
+      authorization: `Bearer ${clientId}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? null : JSON.stringify(body),
   });
   const answer = (await response.json().catch(() => undefined)) as
@@ -318,6 +322,7 @@ async function start(transport: Transport): Promise<void> {
   const next = new EventSyncClient({
     serverUrl: location.origin,
     clientId,
+    token: clientId,
     transport,
     onState: (state) => current() && showState(state),
     onEvent: (event) => current() && logEvent(event),

@@ -15,6 +15,7 @@ import { type Attached, type AttachOptions, attach } from '../server/attach.js';
 import { requestUrl } from '../server/http.js';
 import type { Database } from '../storage/backend.js';
 import { SyncEngine, type SyncEngineOptions } from '../sync/engine.js';
+import type { Authenticate } from '../sync/types.js';
 import { type DatabaseSpec, databaseSpec, describeDatabase } from './args.js';
 
 export interface ServeOptions {
@@ -60,6 +61,15 @@ const PAGE = `<!doctype html>
 </body></html>
 `;
 
+/**
+ * Without an `authenticate` of the caller's, a token is taken at its word as the actor's name
+ * (the demo's tabs send their client id), and no token means `anonymous`. It names who made each
+ * change in events and vector clocks; it proves nothing, so it is for the demo and local use only.
+ */
+const nameFromToken: Authenticate = ({ token }) => ({
+  id: token !== undefined && /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,63}$/.test(token) ? token : 'anonymous',
+});
+
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const { logger } = options;
   const given = databaseSpec(options.db);
@@ -71,7 +81,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
 
   let engine: SyncEngine;
   try {
-    engine = await SyncEngine.create({ ...options.engine, db, logger });
+    engine = await SyncEngine.create({ authenticate: nameFromToken, ...options.engine, db, logger });
   } catch (error) {
     await db.close().catch(() => {});
     throw error;
@@ -138,7 +148,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   if (!isLoopback(options.host) && !options.engine?.authenticate) {
     logger.warn(
       { host: options.host },
-      'eventsync: no authentication is configured: anyone who reaches this address can read and write every document',
+      'eventsync: no authentication is configured (a token only names the actor): anyone who reaches this address can read and write every document',
     );
   }
 
