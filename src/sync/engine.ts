@@ -49,6 +49,8 @@ export interface Delivery {
 }
 
 const MAX_OPEN_COLLECTIONS = 1000;
+/** After a failed read of the event feed, read again this much later. */
+const FEED_RETRY_MS = 500;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
 const allowAll: Authorize = () => true;
 const key = (collection: string, documentId: string) => `${collection}/${documentId}`;
@@ -206,22 +208,31 @@ export class SyncEngine {
   // ---- the feed ----
 
   async #startFeed(): Promise<void> {
-    const start = await this.#latestServerSeq();
+    let after = await this.#latestServerSeq();
+    const signal = this.#stopFeed.signal;
     this.#feed = (async () => {
-      try {
-        for await (const event of this.events.subscribe({
-          afterServerSeq: start,
-          signal: this.#stopFeed.signal,
-        })) {
-          await this.#dispatch(event);
-        }
-      } catch (error) {
-        if (!this.#stopFeed.signal.aborted) {
+      while (!signal.aborted) {
+        try {
+          for await (const event of this.events.subscribe({ afterServerSeq: after, signal })) {
+            await this.#dispatch(event);
+            after = event.serverSeq;
+          }
+        } catch (error) {
+          if (signal.aborted) return;
+          // A failed read (a dropped connection, the database restarting) loses nothing: read again
+          // from the last event dispatched, sessions stay open. Only a database closed under the
+          // engine (ClosedError; by name, so that another copy of the package counts) ends the feed.
+          if ((error as Error | undefined)?.name !== 'ClosedError') {
+            this.logger.warn({ err: error }, 'eventsync: reading the event feed failed; retrying');
+            await sleep(FEED_RETRY_MS, signal);
+            continue;
+          }
           this.logger.error(
             { err: error },
             'eventsync: the event feed stopped; closing sessions so clients reconnect',
           );
           for (const session of [...this.#sessions]) session.close(1011, 'event feed failed');
+          return;
         }
       }
     })();
@@ -277,6 +288,19 @@ export class SyncEngine {
       }
     }
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function addTo<K>(index: Map<K, Set<Session>>, k: K, session: Session): void {
