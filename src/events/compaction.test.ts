@@ -7,7 +7,6 @@ import {
   openHistory,
   snapshotAt,
   standardHistory,
-  writeStandardHistory,
 } from '../../test/support/event-history.js';
 import { memoryDatabase } from '../index.js';
 import { EventSyncError } from '../protocol/errors.js';
@@ -15,7 +14,6 @@ import type { JsonObject } from '../storage/types.js';
 import { applyEvents } from './apply.js';
 import { type CompactionTotals, compact } from './compaction.js';
 import { replay } from './replay.js';
-import { SnapshotStore } from './snapshots.js';
 
 const remaining = (h: History) => h.backend.list(h.collection, h.documentId);
 const spans = async (h: History) => (await remaining(h)).map((e) => [e.fromSeq ?? e.seq, e.seq]);

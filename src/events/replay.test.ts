@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import {
-  freshCollection,
-  type History,
-  openHistory,
-  snapshotAt,
-  standardHistory,
-  writeStandardHistory,
-} from '../../test/support/event-history.js';
-import { memoryDatabase } from '../index.js';
+import { snapshotAt, standardHistory } from '../../test/support/event-history.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { replay } from './replay.js';
-import { SnapshotStore } from './snapshots.js';
 
 async function expectNotFound(promise: Promise<unknown>): Promise<string> {
   const error = await promise.then(

@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  freshCollection,
-  type History,
-  openHistory,
-  snapshotAt,
-  standardHistory,
-  writeStandardHistory,
-} from '../../test/support/event-history.js';
-import { memoryDatabase } from '../index.js';
+import { snapshotAt, standardHistory } from '../../test/support/event-history.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { applyEvents } from './apply.js';
 import { compact } from './compaction.js';
-import { SnapshotStore } from './snapshots.js';
 import { type MissingEvents, SyncService } from './sync-service.js';
 
 const seqs = (answer: MissingEvents) => answer.events.map((e) => e.seq);
