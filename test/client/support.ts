@@ -7,7 +7,12 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
-import type { EventSourceLike, WebSocketConstructor, WebSocketLike } from '../../src/client.js';
+import type {
+  EventSourceConstructor,
+  EventSourceLike,
+  WebSocketConstructor,
+  WebSocketLike,
+} from '../../src/client.js';
 import { memoryDatabase } from '../../src/index.js';
 import { attach } from '../../src/server/attach.js';
 import { SyncEngine, type SyncEngineOptions } from '../../src/sync/engine.js';
@@ -122,6 +127,11 @@ export class FetchEventSource implements EventSourceLike {
     this.#abort.abort();
   }
 
+  /** The connection breaks (the client sees an error, as when the network fails). */
+  kill(): void {
+    this.#abort.abort();
+  }
+
   protected dispatch(type: string, event: object): void {
     if (this.#closed) return;
     for (const listener of [...(this.#listeners.get(type) ?? [])]) (listener as (e: object) => void)(event);
@@ -171,7 +181,56 @@ export class FetchEventSource implements EventSourceLike {
     } catch {
       this.dispatch('error', {});
     }
+    FetchEventSource.open.delete(this);
   }
+}
+
+/** A FetchEventSource that duplicates and delays `event` frames as `faults` says. */
+export function faultyEventSource(faults: Faults): {
+  EventSource: EventSourceConstructor;
+  sources: Set<FetchEventSource>;
+} {
+  const sources = new Set<FetchEventSource>();
+  class Faulty extends FetchEventSource {
+    #held: { event: object; after: number }[] = [];
+    #timer: ReturnType<typeof setTimeout> | undefined;
+    constructor(url: string) {
+      super(url);
+      sources.add(this);
+    }
+    override close(): void {
+      sources.delete(this);
+      super.close();
+    }
+    protected override dispatch(type: string, event: object): void {
+      if (type !== 'message') {
+        this.#releaseAll();
+        if (type === 'error') sources.delete(this);
+        super.dispatch(type, event);
+        return;
+      }
+      const isEvent = (event as { data: string }).data.startsWith('{"type":"event"');
+      if (!isEvent) this.#releaseAll(); // events are reordered among events only (see FaultySocket)
+      const due = this.#held.filter((h) => --h.after <= 0);
+      this.#held = this.#held.filter((h) => h.after > 0);
+      if (isEvent && faults.random() < faults.delay) {
+        this.#held.push({ event, after: 1 + Math.floor(faults.random() * 3) });
+        this.#timer ??= setTimeout(() => this.#releaseAll(), 5);
+      } else {
+        super.dispatch(type, event);
+        if (isEvent && faults.random() < faults.duplicate) super.dispatch(type, event);
+      }
+      for (const h of due) super.dispatch('message', h.event);
+    }
+    #releaseAll(): void {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      const held = this.#held;
+      this.#held = [];
+      for (const h of held) super.dispatch('message', h.event);
+    }
+  }
+  return { EventSource: Faulty, sources };
 }
 
 /** A small seeded PRNG (mulberry32), so fault injection repeats with the property's seed. */
@@ -252,6 +311,9 @@ export class FaultySocket implements WebSocketLike {
 
   #receive(data: unknown): void {
     const isEvent = typeof data === 'string' && data.startsWith('{"type":"event"');
+    // Events are reordered among events only: other frames (snapshot, leave, synced) carry no seq
+    // the client could order them by, so held events go first (as on a real connection).
+    if (!isEvent) this.#releaseAll();
     // Every frame counts down the frames held back before it.
     const due = this.#held.filter((h) => --h.after <= 0);
     this.#held = this.#held.filter((h) => h.after > 0);
