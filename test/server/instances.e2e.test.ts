@@ -19,7 +19,7 @@ import type { SyncEvent } from '../../src/events/types.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
 import type { JsonObject } from '../../src/storage/types.js';
 import { databaseUrl } from '../support/databases.js';
-import { ensureBuilt, type ServeProcess, startServe } from '../support/serve-process.js';
+import { ensureBuilt, killAll, startServe } from '../support/serve-process.js';
 import { TestClient } from '../support/ws-client.js';
 import { http } from './http-client.js';
 
@@ -31,7 +31,6 @@ const APP_B = 'eventsync_e2e_b';
 /** On the run's database: CREATE/DROP DATABASE and pg_stat_activity. */
 let admin: pg.Client;
 let dbName: string;
-const servers: ServeProcess[] = [];
 const clients: TestClient[] = [];
 const writers: { stop(): Promise<unknown> }[] = [];
 
@@ -46,10 +45,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(writers.map((w) => w.stop()));
   for (const client of clients) client.terminate();
-  for (const server of servers) {
-    if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
-  }
-  await Promise.all(servers.map((s) => s.exit));
+  await killAll();
   await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
   await admin.end();
 });
@@ -284,7 +280,6 @@ describe('two eventsync serve processes on one PostgreSQL', () => {
       startServe(['--db', instanceDb(APP_A), '--port', '0']),
       startServe(['--db', instanceDb(APP_B), '--port', '0']),
     ]);
-    servers.push(a, b);
     onTestFailed(() => {
       for (const [name, s] of [
         ['A', a],

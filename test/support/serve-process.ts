@@ -53,12 +53,27 @@ export interface ServeProcess {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `eventsync serve <args>` and resolves once it logged `listening` (rejects if it exits first). */
-export async function startServe(args: string[], timeoutMs = 60_000): Promise<ServeProcess> {
+/** Every child started here that has not exited yet. */
+const running = new Set<ChildProcess>();
+
+/** SIGKILLs every server started here that still runs (also ones still starting), and waits for them. */
+export async function killAll(): Promise<void> {
+  const exits = [...running].map((child) => new Promise((resolve) => child.once('exit', resolve)));
+  for (const child of running) child.kill('SIGKILL');
+  await Promise.all(exits);
+}
+
+/**
+ * Starts `eventsync serve <args>` and resolves once it logged `listening` (the log level must let
+ * info through); rejects, killing it, if it exits first or takes longer than `timeoutMs`.
+ */
+export async function startServe(args: string[], timeoutMs = 20_000): Promise<ServeProcess> {
   const child = spawn(process.execPath, [bin, 'serve', ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const logs: LogLine[] = [];
   let stderr = '';
   let buffered = '';
