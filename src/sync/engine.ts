@@ -270,10 +270,12 @@ export class SyncEngine {
         state ??=
           event.operation === 'delete'
             ? Promise.resolve(null)
-            : this.collection(event.collection).then(
-                async (s) =>
-                  ((await s.findOne(event.documentId)) as unknown as JsonObject | undefined) ?? null,
-              );
+            : retryTransient(async () => {
+                const storage = await this.collection(event.collection);
+                return (
+                  ((await storage.findOne(event.documentId)) as unknown as JsonObject | undefined) ?? null
+                );
+              });
         return state;
       },
     };
@@ -301,6 +303,21 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * Runs `read` again (three tries, 100 ms apart) when it fails for a reason other than bad input:
+ * a pooled connection killed under it should cost a retry, not every session that needed it.
+ */
+async function retryTransient<R>(read: () => Promise<R>): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (error) {
+      if (attempt >= 3 || EventSyncError.is(error, 'validation')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }
 
 function addTo<K>(index: Map<K, Set<Session>>, k: K, session: Session): void {
