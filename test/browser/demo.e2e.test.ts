@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDemo } from '../../scripts/build-demo.js';
-import { ensureBuilt, type ServeProcess, startServe } from './serve-binary.js';
+import { ensureBuilt, killAll, type ServeProcess, startServe } from '../support/serve-process.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -38,6 +38,8 @@ const CHROMIUM_ARGS = [
 ];
 
 const WAIT_MS = 15_000;
+/** How long the server may take to log `listening` (a cold start on a loaded machine). */
+const START_MS = 60_000;
 
 interface ShownGame {
   gold: string;
@@ -96,7 +98,7 @@ const pageErrors: string[] = [];
 
 beforeAll(async () => {
   if (!haveChromium) return;
-  ensureBuilt();
+  await ensureBuilt();
   await buildDemo();
   dir = await mkdtemp(join(tmpdir(), 'eventsync-demo-e2e-'));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
@@ -104,8 +106,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  for (const server of servers) if (server.child.exitCode === null) server.child.kill('SIGKILL');
-  await Promise.all(servers.map((server) => server.exit));
+  await killAll();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -129,7 +130,7 @@ describe('the demo app in Chromium', () => {
     const dataDir = join(dir, 'data');
     const port = await freePort();
     const args = ['--db', dataDir, '--host', '127.0.0.1', '--port', String(port)];
-    servers.push(await startServe(args));
+    servers.push(await startServe(args, START_MS));
     phase('start');
     const url = `http://127.0.0.1:${port}`;
 
@@ -175,7 +176,7 @@ describe('the demo app in Chromium', () => {
         .not.toBe('connected');
     }
     phase('stop');
-    servers.push(await startServe(args));
+    servers.push(await startServe(args, START_MS));
     phase('restart');
     await waitForState(one, 'connected');
     await waitForState(two, 'connected');

@@ -3,105 +3,27 @@
  * source is newer), started on a fresh PGlite data directory, used over WebSocket and REST,
  * stopped with SIGTERM, started again on the same directory.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SyncEvent } from '../../src/events/types.js';
+import { ensureBuilt, killAll, startServe } from '../support/serve-process.js';
 import { TestClient } from '../support/ws-client.js';
 import { http } from './http-client.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: { eventsync: string } };
-const bin = join(root, pkg.bin.eventsync);
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
-    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
-      newest = Math.max(newest, statSync(path).mtimeMs);
-    }
-  }
-  return newest;
-}
-
-/** `npm run build`, unless the binary is newer than every source. */
-function ensureBuilt(): void {
-  if (existsSync(bin) && statSync(bin).mtimeMs >= newestSource(join(root, 'src'))) return;
-  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  const built = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  // tsc writes the output even when some other file has a type error; only a missing binary is fatal.
-  if (!existsSync(bin)) throw new Error(`build failed:\n${built.stdout}\n${built.stderr}`);
-}
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
-
-interface Running {
-  child: ChildProcess;
-  url: string;
-  logs: LogLine[];
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-async function start(dataDir: string): Promise<Running> {
-  const child = spawn(process.execPath, [bin, 'serve', '--db', dataDir, '--port', '0'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: LogLine[] = [];
-  let stderr = '';
-  let buffered = '';
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening" in 60 s:\n${stderr}`)), 60_000);
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        const parsed = JSON.parse(line) as LogLine;
-        logs.push(parsed);
-        if (parsed.msg === 'eventsync: listening') {
-          clearTimeout(timer);
-          resolve(parsed.url as string);
-        }
-      }
-    });
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    exit.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`exited (${signal ?? code}) before listening:\n${stderr}`));
-    });
-  });
-  return { child, url, logs, exit };
-}
+/** The binary on a PGlite data directory, on a port the OS picks. */
+const start = (dataDir: string) => startServe(['--db', dataDir, '--port', '0']);
 
 let dir: string;
-const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  ensureBuilt();
+  await ensureBuilt();
   dir = await mkdtemp(join(tmpdir(), 'eventsync-cli-'));
 });
 
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  await killAll();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -109,7 +31,6 @@ describe('eventsync serve (the built binary)', () => {
   it('serves WebSocket and REST on PGlite, exits 0 on SIGTERM, and reopens its data directory', async () => {
     const dataDir = join(dir, 'data');
     const first = await start(dataDir);
-    children.push(first.child);
     const listening = first.logs.find((l) => l.msg === 'eventsync: listening')!;
     expect(listening).toMatchObject({ db: `pglite:${dataDir}` });
     expect(listening.startupMs).toBeGreaterThan(0);
@@ -139,7 +60,6 @@ describe('eventsync serve (the built binary)', () => {
     expect(first.logs.map((l) => l.msg)).toContain('eventsync: stopped');
 
     const second = await start(dataDir);
-    children.push(second.child);
     const doc = await http(second.url, 'GET', '/api/games/g1');
     expect(doc.body).toEqual({ _id: 'g1', name: 'Quest', gold: 5, version: 2 });
     const events = await http<{ events: SyncEvent[] }>(second.url, 'GET', '/api/games/g1/events');

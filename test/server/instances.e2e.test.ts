@@ -35,7 +35,7 @@ const clients: TestClient[] = [];
 const writers: { stop(): Promise<unknown> }[] = [];
 
 beforeAll(async () => {
-  ensureBuilt();
+  await ensureBuilt();
   admin = new pg.Client({ connectionString: databaseUrl() });
   await admin.connect();
   dbName = `eventsync_instances_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;

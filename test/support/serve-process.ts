@@ -1,11 +1,24 @@
 /**
- * The real `eventsync serve` binary (package.json's `bin`) as a child process: built when a source
- * is newer than it, started with the given arguments, its JSON log lines collected, its exit
- * awaited. The same steps as `test/server/cli.e2e.test.ts`, for tests that run several instances.
+ * The real `eventsync serve` binary (package.json's `bin`) as a child process, for every test that
+ * runs it (`test/server/cli.e2e.test.ts`, `test/server/instances.e2e.test.ts`,
+ * `test/browser/demo.e2e.test.ts`): compiled when a source is newer than it, started with the
+ * given arguments, its JSON log lines collected, its exit awaited, killed on teardown.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -24,16 +37,101 @@ function newestSource(dir: string): number {
   return newest;
 }
 
-/** `npm run build`, unless the binary is newer than every source. */
-export function ensureBuilt(): void {
-  if (existsSync(bin) && statSync(bin).mtimeMs >= newestSource(join(root, 'src'))) return;
-  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  const built = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  // tsc writes the output even when some other file has a type error; only a missing binary is fatal.
-  if (!existsSync(bin)) throw new Error(`build failed:\n${built.stdout}\n${built.stderr}`);
+/**
+ * Why a lock file and not a build in vitest's globalSetup: test files run in parallel workers
+ * (`maxWorkers: 2`), and several people run vitest in this checkout at the same time, so two
+ * `ensureBuilt()` calls can find the binary stale at once. A globalSetup build would only order the
+ * workers of one vitest run (and would compile on every run, even one with no e2e test in it); the
+ * lock orders every process that uses this helper. Whoever holds it checks freshness and compiles;
+ * the others wait for it to go, then find the binary fresh. Even the fresh case takes the lock, so
+ * nobody starts the binary while `dist/` is half rewritten.
+ *
+ * The lock is `dist/.build.lock`, created with `openSync(path, 'wx')` (fails if it exists), holding
+ * the pids of its holder and, while it runs, of the compiler. A lock whose pids are all gone (a
+ * worker killed in the middle of a build) is stale and removed. Two waiters removing the same stale
+ * lock at the same instant could still both build: that needs a crash and a race, and costs a
+ * garbled build at worst.
+ */
+const lockPath = join(root, 'dist', '.build.lock');
+const LOCK_WAIT_MS = 100_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The lock's pids, or undefined when there is no lock (or it is being written). */
+function lockHolders(): number[] | undefined {
+  try {
+    const text = readFileSync(lockPath, 'utf8');
+    return text ? text.split(' ').map(Number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function acquireBuildLock(): Promise<{ note(pids: number[]): void; release(): void }> {
+  mkdirSync(dirname(lockPath), { recursive: true });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fd = openSync(lockPath, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return {
+        note: (pids) => writeFileSync(lockPath, [process.pid, ...pids].join(' ')),
+        release: () => rmSync(lockPath, { force: true }),
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holders = lockHolders();
+    if (holders && !holders.some(alive)) {
+      rmSync(lockPath, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${lockPath} still held by pid ${holders?.join(', ')} after ${LOCK_WAIT_MS} ms`);
+    }
+    await sleep(100);
+  }
+}
+
+/**
+ * Compiles `src/` into `dist/` (`tsc -p tsconfig.build.json`, the first half of `npm run build`;
+ * the demo bundle is the browser test's own `buildDemo()`), unless the binary is newer than every
+ * source. Safe to call from several test files and processes at once: see the lock above.
+ */
+export async function ensureBuilt(): Promise<void> {
+  const lock = await acquireBuildLock();
+  try {
+    if (existsSync(bin) && statSync(bin).mtimeMs >= newestSource(join(root, 'src'))) return;
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.build.json'], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    if (child.pid !== undefined) lock.note([child.pid]);
+    let output = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
+    const signal = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (_code, signal) => resolve(signal));
+    });
+    // tsc writes the output even when some other file has a type error; only a missing binary is fatal.
+    if (signal !== null || !existsSync(bin)) throw new Error(`build failed (${signal}):\n${output}`);
+  } finally {
+    lock.release();
+  }
 }
 
 export interface LogLine {
@@ -46,7 +144,7 @@ export interface ServeProcess {
   child: ChildProcess;
   /** `http://127.0.0.1:port`, from the `eventsync: listening` log line. */
   url: string;
-  /** Every JSON log line so far (stdout). */
+  /** Every JSON log line so far (stdout); a line that is not JSON is kept as `{ level: 0, msg: line }`. */
   logs: LogLine[];
   /** What it wrote on stderr so far. */
   stderr(): string;
@@ -65,7 +163,8 @@ export async function killAll(): Promise<void> {
 
 /**
  * Starts `eventsync serve <args>` and resolves once it logged `listening` (the log level must let
- * info through); rejects, killing it, if it exits first or takes longer than `timeoutMs`.
+ * info through); rejects, killing it, if it exits first or takes longer than `timeoutMs`. Its logs
+ * keep being collected after that, until it exits.
  */
 export async function startServe(args: string[], timeoutMs = 20_000): Promise<ServeProcess> {
   const child = spawn(process.execPath, [bin, 'serve', ...args], {
@@ -83,10 +182,16 @@ export async function startServe(args: string[], timeoutMs = 20_000): Promise<Se
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
   });
+  /** For failure messages: stderr, and the last log lines in case it said why there. */
+  const output = () =>
+    `${stderr}\nlast log lines:\n${logs
+      .slice(-20)
+      .map((l) => JSON.stringify(l))
+      .join('\n')}`;
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`no "listening" in ${timeoutMs} ms:\n${stderr}`));
+      reject(new Error(`no "listening" in ${timeoutMs} ms:\n${output()}`));
     }, timeoutMs);
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
@@ -108,7 +213,7 @@ export async function startServe(args: string[], timeoutMs = 20_000): Promise<Se
     });
     exit.then(({ code, signal }) => {
       clearTimeout(timer);
-      reject(new Error(`exited (${signal ?? code}) before listening:\n${stderr}`));
+      reject(new Error(`exited (${signal ?? code}) before listening:\n${output()}`));
     });
   });
   return { child, url, logs, stderr: () => stderr, exit };
