@@ -90,7 +90,7 @@ export interface EventSyncClientOptions {
   reconnect?: ReconnectOptions;
   /** A gap that has not filled after this many ms is repaired by asking the server. Default 1,000. */
   gapTimeoutMs?: number;
-  /** Acks are sent at most this often. Default 200 ms. */
+  /** Acks (what was applied, per document) are sent at most this often, 20 documents at a time. Default 500 ms. */
   ackDelayMs?: number;
   /** Replicas are saved at most this often. Default 100 ms. */
   persistDelayMs?: number;
@@ -153,6 +153,8 @@ export interface CollectionHandle<T = JsonObject> {
 }
 
 const docKey = (collection: string, documentId: string) => `${collection}/${documentId}`;
+
+const MAX_ACKS_PER_FLUSH = 20;
 
 /** Codes after which subscribing again cannot help. */
 const PERMANENT = new Set(['forbidden', 'bad_message', 'validation', 'not_found', 'unauthorized']);
@@ -247,6 +249,11 @@ abstract class Feed {
 
 class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
   replica: Replica;
+  /**
+   * Over SSE, a document of a collection followed without a filter rides on that collection's
+   * stream instead of opening one more (browsers allow 6 HTTP/1.1 connections per server).
+   */
+  source: CollectionFeed | undefined;
   /** Whether any subscription was sent yet (a persisted replica may seed it until then). */
   started = false;
   /** The `afterSeq` of the current link's subscription. */
@@ -338,6 +345,34 @@ class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
     this.applied(this.replica, this.replica.replace(position, true));
   }
 
+  /**
+   * The source collection's replica of this document changed (`changes`), or is offered on
+   * attaching (no `changes`). A replica other than ours (the document entered the collection
+   * again) is taken over when it is not behind ours, as a snapshot.
+   */
+  adopt(replica: Replica, changes: ReplicaChange[] | undefined): void {
+    if (replica !== this.replica) {
+      if (!replica.based || (this.replica.seq > 0 && replica.seq < this.replica.seq)) return;
+      const previousSeq = this.replica.seq;
+      this.replica = replica;
+      changes = [{ kind: 'snapshot', seq: replica.seq, previousSeq, state: replica.state }];
+    }
+    if (!changes || changes.length === 0) return;
+    this.emit(replica, changes);
+    this.core.mirrored(this);
+  }
+
+  /** Leaves the source collection with a replica of its own, at the position it had. */
+  detach(): void {
+    this.source = undefined;
+    const r = this.replica;
+    this.replica = new Replica(
+      r.collection,
+      r.documentId,
+      r.based && !r.broken ? r.position : emptyPosition(),
+    );
+  }
+
   emit(_replica: Replica, changes: ReplicaChange[]): void {
     for (const change of changes) {
       for (const listener of [...this.#listeners]) {
@@ -350,6 +385,8 @@ class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
 
 class CollectionFeed extends Feed implements CollectionHandle<JsonObject> {
   readonly #replicas = new Map<string, Replica>();
+  /** Document handles riding on this (unfiltered, SSE) feed, by id. */
+  readonly attached = new Map<string, DocumentFeed>();
   /** Documents the current subscription has brought (snapshot or create) before `synced`. */
   #seen: Set<string> | undefined;
   #docs: Map<string, JsonObject> | undefined;
@@ -415,6 +452,27 @@ class CollectionFeed extends Feed implements CollectionHandle<JsonObject> {
     return this.#replicas.values();
   }
 
+  attach(doc: DocumentFeed): void {
+    this.attached.set(doc.documentId, doc);
+    doc.source = this;
+    const replica = this.#replicas.get(doc.documentId);
+    if (replica) doc.adopt(replica, undefined);
+    if (this.synced) doc.onSynced();
+  }
+
+  /** Lets go of every attached document handle (this feed closes or failed). */
+  detachAll(): DocumentFeed[] {
+    const docs = [...this.attached.values()];
+    this.attached.clear();
+    for (const doc of docs) doc.detach();
+    return docs;
+  }
+
+  override linkLost(): void {
+    super.linkLost();
+    for (const doc of this.attached.values()) doc.linkLost();
+  }
+
   beginCatchUp(): void {
     this.synced = false;
     this.#seen = new Set();
@@ -451,6 +509,12 @@ class CollectionFeed extends Feed implements CollectionHandle<JsonObject> {
       }
     }
     super.onSynced();
+    for (const doc of this.attached.values()) {
+      // Not a member: it may have been created and deleted while the stream was down, which a
+      // collection's catch-up does not tell. The handle asks the server where the document is.
+      if (seen && !this.#replicas.get(doc.documentId)?.based) this.core.refresh(doc);
+      doc.onSynced();
+    }
   }
 
   #replica(documentId: string): Replica {
@@ -465,6 +529,11 @@ class CollectionFeed extends Feed implements CollectionHandle<JsonObject> {
   #remove(replica: Replica): void {
     this.#replicas.delete(replica.documentId);
     this.core.forgetReplica(replica);
+    const doc = this.attached.get(replica.documentId);
+    if (doc?.replica === replica && replica.state !== null) {
+      // Gone without a delete event (it was deleted while the stream was down): ask the server.
+      this.core.refresh(doc);
+    }
     const wasMember = replica.based && replica.state !== null;
     if (!wasMember) return;
     this.#docs = undefined;
@@ -481,6 +550,7 @@ class CollectionFeed extends Feed implements CollectionHandle<JsonObject> {
           : { type: 'snapshot', documentId: replica.documentId, doc: change.state, seq: change.seq };
       for (const listener of [...this.#listeners]) listener(this.docs, c);
     }
+    this.attached.get(replica.documentId)?.adopt(replica, changes);
   }
 }
 
@@ -529,7 +599,7 @@ class Channel {
     clearTimeout(this.#retryTimer);
     for (const t of this.#resubscribes.values()) clearTimeout(t);
     this.#resubscribes.clear();
-    this.flushAcks();
+    this.flushAcks(true);
     clearTimeout(this.#ackTimer);
     this.link?.close();
     this.link = undefined;
@@ -712,18 +782,25 @@ class Channel {
     this.#ackTimer ??= setTimeout(() => this.flushAcks(), this.core.ackDelayMs);
   }
 
-  flushAcks(): void {
+  /** Sends pending acks, at most `MAX_ACKS_PER_FLUSH` (the server allows 100 frames a second); the rest follow. */
+  flushAcks(all = false): void {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     const link = this.link;
-    if (link?.canSend) {
-      for (const [key, a] of this.#pendingAcks) {
-        if ((this.#acked.get(key) ?? 0) >= a.seq) continue;
-        link.send({ type: 'ack', collection: a.collection, documentId: a.documentId, seq: a.seq });
-        this.#acked.set(key, a.seq);
-      }
+    if (!link?.canSend) {
+      this.#pendingAcks.clear();
+      return;
     }
-    this.#pendingAcks.clear();
+    let sent = 0;
+    for (const [key, a] of this.#pendingAcks) {
+      if (!all && sent >= MAX_ACKS_PER_FLUSH) break;
+      this.#pendingAcks.delete(key);
+      if ((this.#acked.get(key) ?? 0) >= a.seq) continue;
+      link.send({ type: 'ack', collection: a.collection, documentId: a.documentId, seq: a.seq });
+      this.#acked.set(key, a.seq);
+      sent++;
+    }
+    if (this.#pendingAcks.size > 0) this.#ackTimer = setTimeout(() => this.flushAcks(), this.core.ackDelayMs);
   }
 }
 
@@ -743,6 +820,10 @@ interface Core {
   watchGap(feed: Feed, replica: Replica): void;
   forgetReplica(replica: Replica): void;
   closeFeed(feed: Feed): void;
+  /** An attached document handle's replica changed through its source: save it. */
+  mirrored(feed: DocumentFeed): void;
+  /** Asks the server what a document handle's replica misses (REST), reporting failures. */
+  refresh(feed: DocumentFeed): void;
 }
 
 interface SyncAnswer {
@@ -830,7 +911,7 @@ export class EventSyncClient {
       const stored = this.#stored.get(key);
       feed = new DocumentFeed(this.#core, collection, documentId, stored && positionOfSnapshot(stored));
       this.#documents.set(key, feed);
-      if (this.#running) this.#channelFor(feed).add(feed);
+      if (this.#running) this.#assign(feed);
     }
     return feed as unknown as DocumentHandle<T>;
   }
@@ -843,7 +924,7 @@ export class EventSyncClient {
     if (!feed) {
       feed = new CollectionFeed(this.#core, collection, normalized);
       this.#collections.set(key, feed);
-      if (this.#running) this.#channelFor(feed).add(feed);
+      if (this.#running) this.#assign(feed);
     }
     return feed as unknown as CollectionHandle<T>;
   }
@@ -867,7 +948,11 @@ export class EventSyncClient {
     for (const channel of this.#channels) channel.stop();
     this.#channels.clear();
     this.#documentChannel = undefined;
-    for (const feed of this.#feeds()) feed.channel = undefined;
+    for (const feed of this.#feeds()) {
+      feed.channel = undefined;
+      feed.linkLost();
+      if (feed instanceof CollectionFeed) feed.detachAll();
+    }
     for (const t of this.#gapTimers.values()) clearTimeout(t);
     this.#gapTimers.clear();
     const next = nextState(this.#state, 'disconnect');
@@ -899,9 +984,10 @@ export class EventSyncClient {
     return this.#state !== 'idle' && this.#state !== 'closed';
   }
 
+  /** Collections first, so that document handles can ride on them (SSE). */
   *#feeds(): Iterable<Feed> {
-    yield* this.#documents.values();
     yield* this.#collections.values();
+    yield* this.#documents.values();
   }
 
   async #start(): Promise<void> {
@@ -914,9 +1000,23 @@ export class EventSyncClient {
       this.#documentChannel = new Channel(this.#core, 'documents');
       this.#channels.add(this.#documentChannel);
     }
-    for (const feed of this.#feeds()) if (!feed.error) this.#channelFor(feed).add(feed);
+    for (const feed of this.#feeds()) this.#assign(feed);
     for (const channel of this.#channels) channel.start();
     this.#refresh();
+  }
+
+  /** Puts a feed on a connection: its own, the shared document WebSocket, or a collection's SSE stream. */
+  #assign(feed: Feed): void {
+    if (feed.error || feed.closed) return;
+    if (feed instanceof DocumentFeed && this.#transport === 'sse') {
+      for (const c of this.#collections.values()) {
+        if (c.collection === feed.collection && c.filter === undefined && !c.error && !c.closed) {
+          c.attach(feed);
+          return;
+        }
+      }
+    }
+    this.#channelFor(feed).add(feed);
   }
 
   #channelFor(feed: Feed): Channel {
@@ -1186,6 +1286,12 @@ export class EventSyncClient {
       channel.stop();
       this.#channels.delete(channel);
     }
+    if (feed instanceof DocumentFeed) {
+      if (feed.source?.attached.get(feed.documentId) === feed) feed.source.attached.delete(feed.documentId);
+      feed.source = undefined;
+    } else if (feed instanceof CollectionFeed) {
+      for (const doc of feed.detachAll()) if (this.#running) this.#assign(doc);
+    }
     for (const replica of feed.replicas()) this.#forgetReplica(replica);
     if (feed instanceof DocumentFeed) {
       const key = docKey(feed.collection, feed.documentId);
@@ -1251,7 +1357,7 @@ export class EventSyncClient {
     const client = this;
     return {
       get ackDelayMs() {
-        return client.#options.ackDelayMs ?? 200;
+        return client.#options.ackDelayMs ?? 500;
       },
       nextSub: () => `s${++this.#subCounter}`,
       openLink: (channel, handlers) => this.#openLink(channel, handlers),
@@ -1270,6 +1376,9 @@ export class EventSyncClient {
       },
       feedFailed: (feed, error) => {
         feed.fail(error);
+        if (feed instanceof CollectionFeed) {
+          for (const doc of feed.detachAll()) if (this.#running) this.#assign(doc);
+        }
         const channel = feed.channel;
         channel?.remove(feed);
         if (channel && channel !== this.#documentChannel) {
@@ -1284,6 +1393,14 @@ export class EventSyncClient {
       watchGap: (feed, replica) => this.#watchGap(feed, replica),
       forgetReplica: (replica) => this.#forgetReplica(replica),
       closeFeed: (feed) => this.#closeFeed(feed),
+      mirrored: (feed) => {
+        if (feed.closed || !this.#options.persistence) return;
+        this.#dirty.set(docKey(feed.collection, feed.documentId), feed);
+        this.#schedulePersist();
+      },
+      refresh: (feed) => {
+        this.#repair(feed, feed.replica, false).catch(() => undefined);
+      },
     };
   }
 }

@@ -144,7 +144,7 @@ afterAll(async () => {
   await server.stop();
   console.log(
     `convergence: ${stats.runs} runs, ${stats.ops} ops, ${stats.kills} connections destroyed, ` +
-      `${stats.events} events and ${stats.snapshots} snapshots applied, ${stats.repairs} gap repairs, ` +
+      `${stats.events} events and ${stats.snapshots} snapshots applied, ${stats.repairs} REST catch-ups (gap repairs, refreshes), ` +
       `${stats.ms} ms in runs`,
   );
 });
@@ -322,15 +322,22 @@ describe('I4 convergence (property)', () => {
             4_000,
             () =>
               JSON.stringify(
-                clients.map((c) => ({ got: views(c), want: wanted(c, e), errors: c.errors })),
-                null,
-                1,
-              ).slice(0, 6000),
+                clients
+                  .filter((c) => !same(canonical(views(c)), canonical(wanted(c, e))))
+                  .map((c) => ({
+                    client: c.client.clientId,
+                    spec: c.spec,
+                    got: views(c),
+                    want: wanted(c, e),
+                    errors: c.errors,
+                    log: Object.fromEntries(c.log),
+                  })),
+              ).slice(0, 8000),
           ).catch(async (error) => {
             if (process.env.CONVERGENCE_TRACE) {
               appendFileSync(
                 process.env.CONVERGENCE_TRACE,
-                `FAILED run ${run}: ${String(error).slice(0, 3000)}\n`,
+                `FAILED run ${run}: ${JSON.stringify({ ops })} ${String(error).slice(0, 8000)}\n`,
               );
             }
             e = await expected(collection); // in case a write was still landing

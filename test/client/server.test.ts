@@ -176,6 +176,25 @@ describe('EventSyncClient on a real server', () => {
     expect(doc.state).toEqual(await current('s1'));
   });
 
+  it('over SSE, document handles ride on an unfiltered collection stream, and learn of deletes missed while down', async () => {
+    await rest(server.base, 'POST', '/api/arena', { _id: 'x1', gold: 1 });
+    await rest(server.base, 'POST', '/api/arena', { _id: 'x2', gold: 1 });
+    const { c } = client({ transport: 'sse', clientId: 'sse-shared' });
+    c.collection<Game>('arena');
+    const [x1, x2, x3] = ['x1', 'x2', 'x3'].map((id) => c.document<Game>('arena', id));
+    await c.connect();
+    await x1!.whenSynced();
+    expect(server.syncSockets('sse-shared')).toHaveLength(1); // one stream, not four
+    expect(x1!.state).toMatchObject({ gold: 1 });
+    await rest(server.base, 'PATCH', '/api/arena/x1', { $inc: { gold: 1 } });
+    await rest(server.base, 'POST', '/api/arena', { _id: 'x3', gold: 3 });
+    await until(() => x1!.state?.gold === 2 && x3!.state?.gold === 3);
+    for (const s of server.syncSockets('sse-shared')) s.destroy();
+    await rest(server.base, 'DELETE', '/api/arena/x2');
+    await until(() => x2!.state === null && x2!.seq === 2);
+    expect(x1!.seq).toBe(2);
+  });
+
   it('fileStore: a new client instance resumes after the persisted seq, with the same client id', async () => {
     await game('f1');
     const path = join(dir, 'replicas.json');
