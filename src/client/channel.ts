@@ -1,0 +1,263 @@
+/**
+ * A channel: one transport connection (a WebSocket, an SSE stream) with the feeds it carries,
+ * its reconnect loop (the state table in `state.ts`, exponential backoff with jitter), the
+ * routing of server frames to feeds, and debounced acks.
+ */
+
+import { type Core, DocumentFeed, docKey, EventSyncClientError, type Feed } from './handles.js';
+import type { Replica } from './replica.js';
+import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
+import type { Link, LinkHandlers, LinkOutcome, ServerMessage } from './transport.js';
+
+const MAX_ACKS_PER_FLUSH = 20;
+
+/** Codes after which subscribing again cannot help. */
+const PERMANENT = new Set(['forbidden', 'bad_message', 'validation', 'not_found', 'unauthorized']);
+
+/** One transport connection and its reconnect loop. */
+export class Channel {
+  state: ConnectionState = 'idle';
+  everConnected = false;
+  link: Link | undefined;
+  readonly feeds = new Set<Feed>();
+  /** Document feeds by `collection/documentId` (the shared WebSocket channel). */
+  readonly #byDoc = new Map<string, DocumentFeed>();
+  readonly #bySub = new Map<string, Feed>();
+  /** Per document: the highest seq this link has brought (an ack may not go beyond it). */
+  readonly #delivered = new Map<string, number>();
+  readonly #acked = new Map<string, number>();
+  readonly #pendingAcks = new Map<string, { collection: string; documentId: string; seq: number }>();
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #attempt = 0;
+  readonly #resubscribes = new Map<Feed, ReturnType<typeof setTimeout>>();
+
+  constructor(
+    readonly core: Core,
+    readonly kind: 'documents' | 'single',
+  ) {}
+
+  lastReason = '';
+
+  #go(event: ConnectionEvent): boolean {
+    const next = nextState(this.state, event);
+    if (next === undefined) return false;
+    this.state = next;
+    return true;
+  }
+
+  start(): void {
+    if (this.#go('connect')) {
+      this.#open();
+      this.core.channelChanged(this);
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.#retryTimer);
+    for (const t of this.#resubscribes.values()) clearTimeout(t);
+    this.#resubscribes.clear();
+    this.flushAcks(true);
+    clearTimeout(this.#ackTimer);
+    this.link?.close();
+    this.link = undefined;
+    this.#go('disconnect');
+  }
+
+  add(feed: Feed): void {
+    this.feeds.add(feed);
+    feed.channel = this;
+    if (feed instanceof DocumentFeed) this.#byDoc.set(docKey(feed.collection, feed.documentId), feed);
+    if (this.state === 'connected' && this.link?.canSend) this.#subscribe(feed);
+  }
+
+  remove(feed: Feed): void {
+    this.feeds.delete(feed);
+    feed.channel = undefined;
+    clearTimeout(this.#resubscribes.get(feed));
+    this.#resubscribes.delete(feed);
+    if (feed instanceof DocumentFeed) this.#byDoc.delete(docKey(feed.collection, feed.documentId));
+    if (this.#bySub.get(feed.sub) === feed) {
+      this.#bySub.delete(feed.sub);
+      if (this.link?.canSend) this.link.send({ type: 'unsubscribe', sub: feed.sub });
+    }
+  }
+
+  #open(): void {
+    const handlers: LinkHandlers = {
+      open: () => this.#opened(link),
+      message: (message) => this.#message(link, message),
+      close: (reason, outcome, error) => this.#closed(link, reason, outcome, error),
+    };
+    const link = this.core.openLink(this, handlers);
+    this.link = link;
+  }
+
+  #opened(link: Link): void {
+    if (link !== this.link) return;
+    this.everConnected = true;
+    this.#attempt = 0;
+    this.#go('open');
+    if (link.canSend) {
+      for (const feed of this.feeds) this.#subscribe(feed);
+    } else {
+      // SSE: the stream is the subscription.
+      for (const feed of this.feeds) {
+        feed.sub = 'sse';
+        this.#bySub.set('sse', feed);
+        feed.beginCatchUp();
+      }
+    }
+    this.core.channelChanged(this);
+  }
+
+  #subscribe(feed: Feed): void {
+    if (feed.error) return;
+    const sub = this.core.nextSub();
+    if (this.#bySub.get(feed.sub) === feed) this.#bySub.delete(feed.sub);
+    feed.sub = sub;
+    this.#bySub.set(sub, feed);
+    const message = feed.subscribeMessage(sub);
+    if (feed instanceof DocumentFeed) {
+      this.#delivered.set(docKey(feed.collection, feed.documentId), feed.subscribedAfter);
+    }
+    feed.beginCatchUp();
+    this.link?.send(message);
+  }
+
+  #closed(link: Link, reason: string, outcome: LinkOutcome, error?: { code: string; message: string }): void {
+    if (link !== this.link) return;
+    this.link = undefined;
+    this.lastReason = reason;
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    this.#pendingAcks.clear();
+    this.#acked.clear();
+    this.#delivered.clear();
+    this.#bySub.clear();
+    for (const t of this.#resubscribes.values()) clearTimeout(t);
+    this.#resubscribes.clear();
+    for (const feed of this.feeds) feed.linkLost();
+    if (outcome !== 'drop') {
+      const err = new EventSyncClientError(error?.code ?? 'unauthorized', error?.message ?? reason);
+      if (outcome === 'refused') {
+        // One stream refused (forbidden, a bad filter): that subscription fails, the rest go on.
+        this.#go('disconnect');
+        for (const feed of [...this.feeds]) this.core.feedFailed(feed, err);
+        return;
+      }
+      this.#go('fatal');
+      this.core.fatal(err);
+      return;
+    }
+    this.#go('drop');
+    this.core.channelChanged(this, reason);
+    const delay = this.core.backoff(this.#attempt++);
+    this.#retryTimer = setTimeout(() => {
+      if (this.#go('retry')) {
+        this.#open();
+        this.core.channelChanged(this);
+      }
+    }, delay);
+  }
+
+  #feedBySub(sub: string): Feed | undefined {
+    return this.#bySub.get(sub);
+  }
+
+  #route(collection: string, documentId: string): Feed | undefined {
+    if (this.kind === 'documents') return this.#byDoc.get(docKey(collection, documentId));
+    const [only] = this.feeds;
+    return only?.collection === collection ? only : undefined;
+  }
+
+  #message(link: Link, message: ServerMessage): void {
+    if (link !== this.link) return;
+    switch (message.type) {
+      case 'welcome':
+      case 'subscribed':
+      case 'unsubscribed':
+        return;
+      case 'synced':
+        this.#feedBySub(message.sub)?.onSynced();
+        return;
+      case 'snapshot': {
+        const feed = this.#route(message.collection, message.documentId);
+        if (!feed) return;
+        this.#delivered.set(docKey(message.collection, message.documentId), message.seq);
+        feed.onSnapshot(message);
+        return;
+      }
+      case 'event': {
+        const event = message.event;
+        const feed = this.#route(event.collection, event.documentId);
+        if (!feed) return;
+        const key = docKey(event.collection, event.documentId);
+        this.#delivered.set(key, Math.max(this.#delivered.get(key) ?? 0, event.seq));
+        feed.onEvent(event);
+        return;
+      }
+      case 'leave':
+        this.#feedBySub(message.sub)?.onLeave(message.documentId);
+        return;
+      case 'error': {
+        if (message.ref === 'ack') return; // an ack the server could not take: nothing to do
+        const error = new EventSyncClientError(message.code, message.message, {
+          ...(message.ref === undefined ? {} : { ref: message.ref }),
+        });
+        const feed = message.ref === undefined ? undefined : this.#feedBySub(message.ref);
+        if (!feed) {
+          this.core.report(error);
+          return;
+        }
+        // The subscription is gone (refused, or its catch-up failed).
+        this.#bySub.delete(message.ref!);
+        if (PERMANENT.has(message.code)) {
+          this.core.feedFailed(feed, error);
+          return;
+        }
+        this.core.report(error);
+        const delay = this.core.backoff(0);
+        clearTimeout(this.#resubscribes.get(feed));
+        this.#resubscribes.set(
+          feed,
+          setTimeout(() => {
+            this.#resubscribes.delete(feed);
+            if (this.feeds.has(feed) && this.link?.canSend) this.#subscribe(feed);
+          }, delay),
+        );
+        return;
+      }
+    }
+  }
+
+  /** Records that `replica` applied up to its seq; sent (debounced) as `ack` on WebSockets. */
+  ack(replica: Replica): void {
+    const key = docKey(replica.collection, replica.documentId);
+    const seq = Math.min(replica.seq, this.#delivered.get(key) ?? 0);
+    if (seq <= 0 || seq <= (this.#acked.get(key) ?? 0) || !this.link?.canSend) return;
+    this.#pendingAcks.set(key, { collection: replica.collection, documentId: replica.documentId, seq });
+    this.#ackTimer ??= setTimeout(() => this.flushAcks(), this.core.ackDelayMs);
+  }
+
+  /** Sends pending acks, at most `MAX_ACKS_PER_FLUSH` (the server allows 100 frames a second); the rest follow. */
+  flushAcks(all = false): void {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    const link = this.link;
+    if (!link?.canSend) {
+      this.#pendingAcks.clear();
+      return;
+    }
+    let sent = 0;
+    for (const [key, a] of this.#pendingAcks) {
+      if (!all && sent >= MAX_ACKS_PER_FLUSH) break;
+      this.#pendingAcks.delete(key);
+      if ((this.#acked.get(key) ?? 0) >= a.seq) continue;
+      link.send({ type: 'ack', collection: a.collection, documentId: a.documentId, seq: a.seq });
+      this.#acked.set(key, a.seq);
+      sent++;
+    }
+    if (this.#pendingAcks.size > 0) this.#ackTimer = setTimeout(() => this.flushAcks(), this.core.ackDelayMs);
+  }
+}

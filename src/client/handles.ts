@@ -1,0 +1,477 @@
+/**
+ * Feeds: what `client.document()` and `client.collection()` hand out. A feed is one subscription
+ * (a document, or a collection with a filter) with its replicas; it takes the server's frames
+ * from its channel (or, for a document riding on a collection's SSE stream, from that collection)
+ * and tells its listeners. The public shapes are `DocumentHandle` and `CollectionHandle`.
+ */
+import type { SyncEvent, VectorClock } from '../events/types.js';
+import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
+import type { JsonObject } from '../storage/types.js';
+import type { Channel } from './channel.js';
+import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
+import type { ClientMessage, Link, LinkHandlers, ServerMessage } from './transport.js';
+
+/** A MongoDB query filter, as JSON. */
+export type Filter = Record<string, unknown>;
+
+/** An error the client reports: a server `error` frame, a refused request, a failed repair. */
+export class EventSyncClientError extends EventSyncError {
+  /** The subscription (or message type) the error is about, when the server named one. */
+  readonly ref: string | undefined;
+  constructor(code: string, message: string, options: { ref?: string; cause?: unknown } = {}) {
+    super(code as ErrorCode, message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.ref = options.ref;
+  }
+}
+
+type Listener<A extends unknown[]> = (...args: A) => void;
+
+export interface DocumentHandle<T = JsonObject> {
+  readonly collection: string;
+  readonly documentId: string;
+  /** The replica: the document at `seq`, or `null` (not created yet, or deleted). */
+  readonly state: T | null;
+  /** The last seq applied (0: nothing yet). */
+  readonly seq: number;
+  readonly version: number;
+  readonly vectorClock: Readonly<VectorClock>;
+  /** Caught up with the server on the current connection. */
+  readonly synced: boolean;
+  /** Set when the server refused the subscription (e.g. `forbidden`); the handle then stays as it is. */
+  readonly error: EventSyncClientError | undefined;
+  /** `event` is absent when the replica was replaced (a snapshot). Returns a function that unsubscribes. */
+  on(type: 'change', listener: (doc: T | null, event?: SyncEvent) => void): () => void;
+  on(type: 'synced', listener: () => void): () => void;
+  /** Resolves when the handle is caught up (at once if it is). */
+  whenSynced(): Promise<void>;
+  /** Stops following the document. */
+  close(): void;
+}
+
+export type CollectionChange<T> =
+  | { type: 'event'; documentId: string; doc: T | null; event: SyncEvent }
+  | { type: 'snapshot'; documentId: string; doc: T | null; seq: number }
+  | { type: 'leave'; documentId: string };
+
+export interface CollectionHandle<T = JsonObject> {
+  readonly collection: string;
+  readonly filter: Filter | undefined;
+  /** The documents that match, by id. */
+  readonly docs: ReadonlyMap<string, T>;
+  /** A member's replica position (seq, version, vector clock), or `undefined`. */
+  positionOf(
+    documentId: string,
+  ): { seq: number; version: number; vectorClock: Readonly<VectorClock> } | undefined;
+  readonly synced: boolean;
+  readonly error: EventSyncClientError | undefined;
+  on(
+    type: 'change',
+    listener: (docs: ReadonlyMap<string, T>, change: CollectionChange<T>) => void,
+  ): () => void;
+  on(type: 'synced', listener: () => void): () => void;
+  whenSynced(): Promise<void>;
+  close(): void;
+}
+
+export const docKey = (collection: string, documentId: string) => `${collection}/${documentId}`;
+
+export function positionOfSnapshot(s: {
+  seq: number;
+  version: number;
+  state: JsonObject | null;
+  vectorClock: VectorClock;
+}): ReplicaPosition {
+  return { seq: s.seq, version: s.version, state: s.state, vectorClock: s.vectorClock };
+}
+
+export abstract class Feed {
+  /** The subscription id on the current link. */
+  sub = '';
+  synced = false;
+  closed = false;
+  error: EventSyncClientError | undefined;
+  channel: Channel | undefined;
+  protected readonly syncedListeners = new Set<() => void>();
+  #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+
+  constructor(
+    protected readonly core: Core,
+    readonly collection: string,
+  ) {}
+
+  abstract subscribeMessage(sub: string): ClientMessage;
+  /** Path and query of the SSE stream (after the SSE prefix), from the current position. */
+  abstract ssePath(): string;
+  abstract replicaOf(documentId: string): Replica | undefined;
+  abstract replicas(): Iterable<Replica>;
+  /** The link is about to subscribe (WebSocket: `subscribe` sent; SSE: stream opened). */
+  abstract beginCatchUp(): void;
+  abstract onSnapshot(message: Extract<ServerMessage, { type: 'snapshot' }>): void;
+  abstract onEvent(event: SyncEvent): void;
+  abstract onLeave(documentId: string): void;
+  /** The replica changed: tell the listeners. */
+  abstract emit(replica: Replica, changes: ReplicaChange[]): void;
+
+  onSynced(): void {
+    this.synced = true;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.resolve();
+    for (const listener of [...this.syncedListeners]) listener();
+  }
+
+  linkLost(): void {
+    this.synced = false;
+  }
+
+  /** The server refused the subscription for good. */
+  fail(error: EventSyncClientError): void {
+    this.error = error;
+    this.synced = false;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(error);
+  }
+
+  whenSynced(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    if (this.error) return Promise.reject(this.error);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** Changes from the link or a repair, applied: report them and look after the replica. */
+  applied(replica: Replica, changes: ReplicaChange[]): void {
+    if (changes.length > 0) {
+      this.core.changed(this, replica, changes);
+      this.emit(replica, changes);
+    }
+    this.core.watchGap(this, replica);
+  }
+}
+
+export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
+  replica: Replica;
+  /**
+   * Over SSE, a document of a collection followed without a filter rides on that collection's
+   * stream instead of opening one more (browsers allow 6 HTTP/1.1 connections per server).
+   */
+  source: CollectionFeed | undefined;
+  /** Whether any subscription was sent yet (a persisted replica may seed it until then). */
+  started = false;
+  /** The `afterSeq` of the current link's subscription. */
+  subscribedAfter = 0;
+  readonly #listeners = new Set<Listener<[JsonObject | null, SyncEvent?]>>();
+
+  constructor(
+    core: Core,
+    collection: string,
+    readonly documentId: string,
+    from: ReplicaPosition | undefined,
+  ) {
+    super(core, collection);
+    this.replica = new Replica(collection, documentId, from ?? emptyPosition());
+  }
+
+  get state(): JsonObject | null {
+    return this.replica.state;
+  }
+  get seq(): number {
+    return this.replica.seq;
+  }
+  get version(): number {
+    return this.replica.version;
+  }
+  get vectorClock(): Readonly<VectorClock> {
+    return this.replica.vectorClock;
+  }
+
+  on(type: 'change', listener: (doc: JsonObject | null, event?: SyncEvent) => void): () => void;
+  on(type: 'synced', listener: () => void): () => void;
+  on(type: 'change' | 'synced', listener: Listener<never[]>): () => void {
+    const set = (type === 'change' ? this.#listeners : this.syncedListeners) as Set<Listener<never[]>>;
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  close(): void {
+    this.core.closeFeed(this);
+  }
+
+  subscribeMessage(sub: string): ClientMessage {
+    this.started = true;
+    this.subscribedAfter = this.replica.seq;
+    return {
+      type: 'subscribe',
+      sub,
+      collection: this.collection,
+      documentId: this.documentId,
+      afterSeq: this.replica.seq,
+    };
+  }
+
+  ssePath(): string {
+    this.started = true;
+    this.subscribedAfter = this.replica.seq;
+    return `/${encodeURIComponent(this.collection)}/${encodeURIComponent(this.documentId)}?afterSeq=${this.replica.seq}`;
+  }
+
+  replicaOf(documentId: string): Replica | undefined {
+    return documentId === this.documentId ? this.replica : undefined;
+  }
+
+  *replicas(): Iterable<Replica> {
+    yield this.replica;
+  }
+
+  beginCatchUp(): void {
+    this.synced = false;
+  }
+
+  onSnapshot(message: Extract<ServerMessage, { type: 'snapshot' }>): void {
+    // A snapshot older than the seq we subscribed after: the server lost events we had seen, and
+    // its word wins. Older than the replica only (a repair got further meanwhile): ignored.
+    const force = message.seq < this.subscribedAfter;
+    this.applied(this.replica, this.replica.replace(positionOfSnapshot(message), force));
+  }
+
+  onEvent(event: SyncEvent): void {
+    this.applied(this.replica, this.replica.receive(event));
+  }
+
+  onLeave(): void {
+    // Document subscriptions have no members to lose.
+  }
+
+  /** Replaces the replica wholesale (persisted state loaded before the first subscription). */
+  seed(position: ReplicaPosition): void {
+    this.applied(this.replica, this.replica.replace(position, true));
+  }
+
+  /**
+   * The source collection's replica of this document changed (`changes`), or is offered on
+   * attaching (no `changes`). A replica other than ours (the document entered the collection
+   * again) is taken over when it is not behind ours, as a snapshot.
+   */
+  adopt(replica: Replica, changes: ReplicaChange[] | undefined): void {
+    if (replica !== this.replica) {
+      if (!replica.based || (this.replica.seq > 0 && replica.seq < this.replica.seq)) return;
+      const previousSeq = this.replica.seq;
+      this.replica = replica;
+      changes = [{ kind: 'snapshot', seq: replica.seq, previousSeq, state: replica.state }];
+    }
+    if (!changes || changes.length === 0) return;
+    this.emit(replica, changes);
+    this.core.mirrored(this);
+  }
+
+  /** Leaves the source collection with a replica of its own, at the position it had. */
+  detach(): void {
+    this.source = undefined;
+    const r = this.replica;
+    this.replica = new Replica(
+      r.collection,
+      r.documentId,
+      r.based && !r.broken ? r.position : emptyPosition(),
+    );
+  }
+
+  emit(_replica: Replica, changes: ReplicaChange[]): void {
+    for (const change of changes) {
+      for (const listener of [...this.#listeners]) {
+        if (change.kind === 'event') listener(change.state, change.event);
+        else listener(change.state);
+      }
+    }
+  }
+}
+
+export class CollectionFeed extends Feed implements CollectionHandle<JsonObject> {
+  readonly #replicas = new Map<string, Replica>();
+  /** Document handles riding on this (unfiltered, SSE) feed, by id. */
+  readonly attached = new Map<string, DocumentFeed>();
+  /** Documents the current subscription has brought (snapshot or create) before `synced`. */
+  #seen: Set<string> | undefined;
+  #docs: Map<string, JsonObject> | undefined;
+  readonly #listeners = new Set<Listener<[ReadonlyMap<string, JsonObject>, CollectionChange<JsonObject>]>>();
+
+  constructor(
+    core: Core,
+    collection: string,
+    readonly filter: Filter | undefined,
+  ) {
+    super(core, collection);
+  }
+
+  get docs(): ReadonlyMap<string, JsonObject> {
+    if (!this.#docs) {
+      this.#docs = new Map();
+      for (const [id, r] of this.#replicas) if (r.based && r.state !== null) this.#docs.set(id, r.state);
+    }
+    return this.#docs;
+  }
+
+  positionOf(documentId: string) {
+    const r = this.#replicas.get(documentId);
+    if (!r?.based || r.state === null) return undefined;
+    return { seq: r.seq, version: r.version, vectorClock: r.vectorClock };
+  }
+
+  on(
+    type: 'change',
+    listener: (docs: ReadonlyMap<string, JsonObject>, change: CollectionChange<JsonObject>) => void,
+  ): () => void;
+  on(type: 'synced', listener: () => void): () => void;
+  on(type: 'change' | 'synced', listener: Listener<never[]>): () => void {
+    const set = (type === 'change' ? this.#listeners : this.syncedListeners) as Set<Listener<never[]>>;
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  close(): void {
+    this.core.closeFeed(this);
+  }
+
+  subscribeMessage(sub: string): ClientMessage {
+    return {
+      type: 'subscribe',
+      sub,
+      collection: this.collection,
+      ...(this.filter === undefined ? {} : { filter: this.filter as Record<string, never> }),
+    };
+  }
+
+  ssePath(): string {
+    const query =
+      this.filter === undefined ? '' : `?filter=${encodeURIComponent(JSON.stringify(this.filter))}`;
+    return `/${encodeURIComponent(this.collection)}${query}`;
+  }
+
+  replicaOf(documentId: string): Replica | undefined {
+    return this.#replicas.get(documentId);
+  }
+
+  replicas(): Iterable<Replica> {
+    return this.#replicas.values();
+  }
+
+  attach(doc: DocumentFeed): void {
+    this.attached.set(doc.documentId, doc);
+    doc.source = this;
+    const replica = this.#replicas.get(doc.documentId);
+    if (replica) doc.adopt(replica, undefined);
+    if (this.synced) doc.onSynced();
+  }
+
+  /** Lets go of every attached document handle (this feed closes or failed). */
+  detachAll(): DocumentFeed[] {
+    const docs = [...this.attached.values()];
+    this.attached.clear();
+    for (const doc of docs) doc.detach();
+    return docs;
+  }
+
+  override linkLost(): void {
+    super.linkLost();
+    for (const doc of this.attached.values()) doc.linkLost();
+  }
+
+  beginCatchUp(): void {
+    this.synced = false;
+    this.#seen = new Set();
+    // Events held for documents that never got a base: the new subscription starts over.
+    for (const [id, r] of this.#replicas) if (!r.based) this.#replicas.delete(id);
+  }
+
+  onSnapshot(message: Extract<ServerMessage, { type: 'snapshot' }>): void {
+    const replica = this.#replica(message.documentId);
+    this.#seen?.add(message.documentId);
+    // During the catch-up of a new subscription the server's state wins even if older.
+    this.applied(replica, replica.replace(positionOfSnapshot(message), this.#seen !== undefined));
+  }
+
+  onEvent(event: SyncEvent): void {
+    const replica = this.#replica(event.documentId);
+    if (event.operation === 'create') this.#seen?.add(event.documentId);
+    this.applied(replica, replica.receive(event));
+  }
+
+  onLeave(documentId: string): void {
+    const replica = this.#replicas.get(documentId);
+    if (!replica) return;
+    this.#remove(replica);
+  }
+
+  override onSynced(): void {
+    const seen = this.#seen;
+    this.#seen = undefined;
+    if (seen) {
+      // Members the new subscription did not bring back no longer match.
+      for (const replica of [...this.#replicas.values()]) {
+        if (replica.based && !seen.has(replica.documentId)) this.#remove(replica);
+      }
+    }
+    super.onSynced();
+    for (const doc of this.attached.values()) {
+      // Not a member: it may have been created and deleted while the stream was down, which a
+      // collection's catch-up does not tell. The handle asks the server where the document is.
+      if (seen && !this.#replicas.get(doc.documentId)?.based) this.core.refresh(doc);
+      doc.onSynced();
+    }
+  }
+
+  #replica(documentId: string): Replica {
+    let replica = this.#replicas.get(documentId);
+    if (!replica) {
+      replica = new Replica(this.collection, documentId, undefined);
+      this.#replicas.set(documentId, replica);
+    }
+    return replica;
+  }
+
+  #remove(replica: Replica): void {
+    this.#replicas.delete(replica.documentId);
+    this.core.forgetReplica(replica);
+    const doc = this.attached.get(replica.documentId);
+    if (doc?.replica === replica && replica.state !== null) {
+      // Gone without a delete event (it was deleted while the stream was down): ask the server.
+      this.core.refresh(doc);
+    }
+    const wasMember = replica.based && replica.state !== null;
+    if (!wasMember) return;
+    this.#docs = undefined;
+    const change: CollectionChange<JsonObject> = { type: 'leave', documentId: replica.documentId };
+    for (const listener of [...this.#listeners]) listener(this.docs, change);
+  }
+
+  emit(replica: Replica, changes: ReplicaChange[]): void {
+    for (const change of changes) {
+      this.#docs = undefined;
+      const c: CollectionChange<JsonObject> =
+        change.kind === 'event'
+          ? { type: 'event', documentId: replica.documentId, doc: change.state, event: change.event }
+          : { type: 'snapshot', documentId: replica.documentId, doc: change.state, seq: change.seq };
+      for (const listener of [...this.#listeners]) listener(this.docs, c);
+    }
+    this.attached.get(replica.documentId)?.adopt(replica, changes);
+  }
+}
+
+/** What feeds and channels need of the client (implemented by EventSyncClient). */
+export interface Core {
+  readonly ackDelayMs: number;
+  nextSub(): string;
+  openLink(channel: Channel, handlers: LinkHandlers): Link;
+  channelChanged(channel: Channel, reason?: string): void;
+  backoff(attempt: number): number;
+  fatal(error: EventSyncClientError): void;
+  feedFailed(feed: Feed, error: EventSyncClientError): void;
+  report(error: EventSyncClientError): void;
+  changed(feed: Feed, replica: Replica, changes: ReplicaChange[]): void;
+  watchGap(feed: Feed, replica: Replica): void;
+  forgetReplica(replica: Replica): void;
+  closeFeed(feed: Feed): void;
+  /** An attached document handle's replica changed through its source: save it. */
+  mirrored(feed: DocumentFeed): void;
+  /** Asks the server what a document handle's replica misses (REST), reporting failures. */
+  refresh(feed: DocumentFeed): void;
+}
