@@ -351,4 +351,4 @@ export function faultyWebSocket(
 }
 
 /** `ws`'s WebSocket, as the client's option takes it. */
-export const NodeWebSocket = WebSocket as unknown as WebSocketConstructor;
+export const NodeWebSocket: WebSocketConstructor = WebSocket;
