@@ -4,6 +4,7 @@
  * routing of server frames to feeds, and debounced acks.
  */
 
+import { EventSyncError } from '../protocol/errors.js';
 import { type Core, DocumentFeed, docKey, EventSyncClientError, type Feed } from './handles.js';
 import type { Replica } from './replica.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
@@ -89,7 +90,21 @@ export class Channel {
       message: (message) => this.#message(link, message),
       close: (reason, outcome, error) => this.#closed(link, reason, outcome, error),
     };
-    const link = this.core.openLink(this, handlers);
+    let link: Link;
+    try {
+      link = this.core.openLink(this, handlers);
+    } catch (error) {
+      // No WebSocket/EventSource to use, or a URL it refuses: retrying cannot help.
+      this.#go('fatal');
+      this.core.fatal(
+        EventSyncError.is(error)
+          ? (error as EventSyncClientError)
+          : new EventSyncClientError('closed', `cannot open a connection: ${String(error)}`, {
+              cause: error,
+            }),
+      );
+      return;
+    }
     this.link = link;
   }
 

@@ -320,6 +320,25 @@ describe('EventSyncClient replica handling (fake transport)', () => {
     expect(client.state).toBe('connected');
   });
 
+  it('without a WebSocket to use, connect() fails at once with closed', async () => {
+    const errors: string[] = [];
+    const client = new EventSyncClient({
+      serverUrl: 'http://127.0.0.1:9',
+      onError: (e) => errors.push(e.code),
+    });
+    clients.push(client);
+    const hadWebSocket = 'WebSocket' in globalThis;
+    const saved = (globalThis as { WebSocket?: unknown }).WebSocket;
+    delete (globalThis as { WebSocket?: unknown }).WebSocket;
+    try {
+      await expect(client.connect()).rejects.toMatchObject({ code: 'closed' });
+    } finally {
+      if (hadWebSocket) (globalThis as { WebSocket?: unknown }).WebSocket = saved;
+    }
+    expect(client.state).toBe('closed');
+    expect(errors).toEqual(['closed']);
+  });
+
   it('the single-document shortcut subscribes on connect; onEvent gets the document after the event', async () => {
     const got: unknown[] = [];
     const { server, client } = setUp({

@@ -106,7 +106,7 @@ describe('EventSyncClient on a real server', () => {
     await until(() => doc.seq === 1);
     const [socket] = ws.sockets;
     for (const s of server.syncSockets('r1-client')) s.destroy();
-    await until(() => c.state === 'reconnecting');
+    await until(() => states.includes('reconnecting'));
     await inc('r1');
     await inc('r1');
     await until(() => c.state === 'connected' && doc.seq === 3);
@@ -127,8 +127,12 @@ describe('EventSyncClient on a real server', () => {
     await c.connect();
     await inc('a1');
     await until(() => doc.seq === 2);
-    await until(() => false, 100).catch(() => undefined);
-    const vector = await server.engine.service.stateVectors.get('acker', 'games', 'a1');
+    const deadline = Date.now() + 5_000;
+    let vector = await server.engine.service.stateVectors.get('acker', 'games', 'a1');
+    while (vector?.lastSeq !== 2 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      vector = await server.engine.service.stateVectors.get('acker', 'games', 'a1');
+    }
     expect(vector?.lastSeq).toBe(2);
   });
 
@@ -167,7 +171,7 @@ describe('EventSyncClient on a real server', () => {
     await until(() => doc.seq === 3 && all.positionOf('s1')?.seq === 3);
     const before = snapshots.length;
     for (const s of server.syncSockets('sse-client')) s.destroy();
-    await until(() => c.state === 'reconnecting');
+    await until(() => states.includes('reconnecting'));
     await inc('s1');
     await until(() => c.state === 'connected' && doc.seq === 4 && all.positionOf('s1')?.seq === 4);
     expect(states.slice(0, 4)).toEqual(['connecting', 'connected', 'reconnecting', 'connected']);
