@@ -26,7 +26,11 @@ const setup = [
 /** Makes every event insert by `db`'s connections fail until the returned function is called. */
 export async function injectEventFault(database: Database): Promise<() => Promise<void>> {
   const db = database as SqlDatabase;
-  for (const statement of setup) await db.driver.query(statement);
+  // Serialised: CREATE OR REPLACE from two test files at once can fail ("tuple concurrently updated").
+  await db.driver.transaction(async (q) => {
+    await q.query("SELECT pg_advisory_xact_lock(hashtext('eventsync_test_fault'))");
+    for (const statement of setup) await q.query(statement);
+  });
   const [{ name }] = (await db.driver.query<{ name: string }>(
     "SELECT current_setting('application_name') AS name",
   )) as [{ name: string }];
