@@ -131,32 +131,25 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   async findOneAndUpdate(id: string, edit: EditFunction<T>, options?: RetryOptions): Promise<EditResult<T>> {
     this.#open();
     assertId(id);
-    return this.#serial(id, () =>
-      retryOnConflict(
-        { collection: this.collection, id },
-        { ...this.#shared.retry, ...options },
-        async () => {
-          const stored = await this.#mustGet(id);
-          const outcome = await runEdit(stored.data, edit, {
-            versionField: this.versionField,
-            version: stored.version,
-            lockedFields: [ID],
-          });
-          if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
-          const version = stored.version + 1;
-          const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
-          const written = await this.#backend.replace(
-            { id, version, data: outcome.after },
-            stored.version,
-            diff,
-            this.#recorder?.record,
-          );
-          if (!written) return CONFLICT;
-          await this.#heard(written, outcome.after);
-          return withEvent({ doc: toDoc<T>(outcome.after), diff }, written);
-        },
-      ),
-    );
+    return this.#editWithRetries(id, options, async (stored) => {
+      const outcome = await runEdit(stored.data, edit, {
+        versionField: this.versionField,
+        version: stored.version,
+        lockedFields: [ID],
+      });
+      if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+      const version = stored.version + 1;
+      const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
+      const written = await this.#backend.replace(
+        { id, version, data: outcome.after },
+        stored.version,
+        diff,
+        this.#recorder?.record,
+      );
+      if (!written) return CONFLICT;
+      await this.#heard(written, outcome.after);
+      return withEvent({ doc: toDoc<T>(outcome.after), diff }, written);
+    });
   }
 
   async updateOne(id: string, operators: UpdateOperators, options?: RetryOptions): Promise<EditResult<T>> {
@@ -180,57 +173,47 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     this.#open();
     assertId(id);
     const segments = assertSectionPath(path, [ID, this.versionField]);
-    return this.#serial(id, () =>
-      retryOnConflict(
-        { collection: this.collection, id },
-        { ...this.#shared.retry, ...options },
-        async () => {
-          const stored = await this.#mustGet(id);
-          const parent = getIn(stored.data, segments.slice(0, -1));
-          const current = getIn(stored.data, segments);
-          if (!isPlainObject(parent) || (current !== undefined && !isPlainObject(current))) {
-            throw new ValidationError(
-              'a section must be an object inside an object',
-              formatPointer(segments),
-            );
-          }
-          const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
-          const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
-            versionField: this.versionField,
-            version: sectionVersion,
-            lockedFields: [],
-          });
-          if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
-          const sectionOps =
-            current === undefined ? [{ op: 'add' as const, path: '', value: outcome.after }] : outcome.ops;
-          const diffAt = memoizeLast((newVersion: number) =>
-            buildDiff(
-              stored.data,
-              setIn(stored.data, segments, outcome.after, this.versionField, newVersion),
-              [
-                ...prefixPatch(sectionOps, segments),
-                { op: 'replace', path: formatPointer([this.versionField]), value: newVersion },
-              ],
-              newVersion,
-            ),
-          );
-          const written = await this.#backend.replaceSection(
-            {
-              id,
-              path: segments,
-              expectedSectionVersion: current === undefined ? undefined : sectionVersion,
-              section: outcome.after,
-              versionField: this.versionField,
-              diff: diffAt,
-            },
-            this.#recorder?.record,
-          );
-          if (!written) return CONFLICT;
-          await this.#heard(written, written.data);
-          return withEvent({ doc: toDoc<T>(written.data), diff: diffAt(written.version) }, written);
+    return this.#editWithRetries(id, options, async (stored) => {
+      const parent = getIn(stored.data, segments.slice(0, -1));
+      const current = getIn(stored.data, segments);
+      if (!isPlainObject(parent) || (current !== undefined && !isPlainObject(current))) {
+        throw new ValidationError('a section must be an object inside an object', formatPointer(segments));
+      }
+      const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
+      const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
+        versionField: this.versionField,
+        version: sectionVersion,
+        lockedFields: [],
+      });
+      if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+      const sectionOps =
+        current === undefined ? [{ op: 'add' as const, path: '', value: outcome.after }] : outcome.ops;
+      const diffAt = memoizeLast((newVersion: number) =>
+        buildDiff(
+          stored.data,
+          setIn(stored.data, segments, outcome.after, this.versionField, newVersion),
+          [
+            ...prefixPatch(sectionOps, segments),
+            { op: 'replace', path: formatPointer([this.versionField]), value: newVersion },
+          ],
+          newVersion,
+        ),
+      );
+      const written = await this.#backend.replaceSection(
+        {
+          id,
+          path: segments,
+          expectedSectionVersion: current === undefined ? undefined : sectionVersion,
+          section: outcome.after,
+          versionField: this.versionField,
+          diff: diffAt,
         },
-      ),
-    );
+        this.#recorder?.record,
+      );
+      if (!written) return CONFLICT;
+      await this.#heard(written, written.data);
+      return withEvent({ doc: toDoc<T>(written.data), diff: diffAt(written.version) }, written);
+    });
   }
 
   async deleteOne(id: string): Promise<T | undefined> {
@@ -285,6 +268,22 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     const stored = await this.#backend.get(id);
     if (!stored) throw new NotFoundError(this.collection, id);
     return stored;
+  }
+
+  /**
+   * One edit of a document: queued behind this instance's other writes of it, then `attempt` on
+   * the stored document, again on fresh state (with backoff) each time it reports a conflict.
+   */
+  #editWithRetries(
+    id: string,
+    options: RetryOptions | undefined,
+    attempt: (stored: StoredDocument) => Promise<EditResult<T> | typeof CONFLICT>,
+  ): Promise<EditResult<T>> {
+    return this.#serial(id, () =>
+      retryOnConflict({ collection: this.collection, id }, { ...this.#shared.retry, ...options }, async () =>
+        attempt(await this.#mustGet(id)),
+      ),
+    );
   }
 
   #serial<R>(id: string, task: () => Promise<R>): Promise<R> {
