@@ -3,16 +3,21 @@
  *
  * Runs each benchmark module, shows progress on stderr, prints the sections (markdown tables) on
  * stdout and writes BENCHMARKS.md: the machine, then one section per module. With `--only`, the
- * other sections already in BENCHMARKS.md are kept. Add a module by exporting a `BenchModule`
- * (see `harness.ts`) and listing it in `modules` below.
+ * other sections already in BENCHMARKS.md are kept; blocks no module writes (between
+ * `<!-- name -->` and `<!-- /name -->` markers) are always kept, after the modules' sections.
+ * Add a module by exporting a `BenchModule` (see `harness.ts`) and listing it in `modules` below.
  */
+import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { catchUp } from './catch-up.js';
 import { editDiff } from './edit-diff.js';
+import { fanOut } from './fan-out.js';
 import type { BenchModule } from './harness.js';
+import { writePath } from './write-path.js';
 
-const modules: BenchModule[] = [editDiff];
+const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut];
 
 const OUTPUT = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
 
@@ -46,7 +51,7 @@ function parseArgs(argv: string[]): { quick: boolean; only: string[]; write: boo
   return { quick, only, write };
 }
 
-function machine(quick: boolean): string {
+function machine(quick: boolean, kept: string[]): string {
   const cpus = os.cpus();
   const model = cpus[0]?.model.trim() ?? 'unknown CPU';
   const gib = (os.totalmem() / 1024 ** 3).toFixed(1);
@@ -61,6 +66,11 @@ function machine(quick: boolean): string {
     `- Node ${process.version}`,
     `- Date: ${new Date().toISOString()}`,
     `- Mode: ${quick ? '**quick** (`--quick`: few, short samples; smoke test only)' : 'full'}`,
+    ...(kept.length > 0
+      ? [
+          `- Kept from an earlier run (\`--only\`): ${kept.join(', ')}; sections with their own date say when they ran`,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -84,6 +94,34 @@ async function existingSections(): Promise<Map<string, string>> {
   return found;
 }
 
+/**
+ * Blocks of BENCHMARKS.md that no module writes, as they are: `<!-- name … -->` … `<!-- /name -->`
+ * (e.g. the client bundle figures that a test measures). They are kept after the modules' sections.
+ */
+async function foreignBlocks(): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(OUTPUT, 'utf8');
+  } catch {
+    return [];
+  }
+  const ours = new Set(modules.map((m) => `bench:${m.name}`));
+  const blocks: string[] = [];
+  for (const match of text.matchAll(/<!-- ([a-z0-9_-]+(?::[a-z0-9_-]+)?)[^>]*-->[\s\S]*?<!-- \/\1 -->/g)) {
+    if (!ours.has(match[1]!)) blocks.push(match[0]);
+  }
+  return blocks;
+}
+
+/** The text as the project's Biome formats Markdown (`biome ci` checks BENCHMARKS.md too). */
+function formatted(markdown: string): string {
+  const biome = fileURLToPath(new URL('../node_modules/.bin/biome', import.meta.url));
+  return execFileSync(biome, ['format', `--stdin-file-path=${OUTPUT}`], {
+    input: markdown,
+    encoding: 'utf8',
+  });
+}
+
 async function main(): Promise<void> {
   const { quick, only, write } = parseArgs(process.argv.slice(2));
   const selected = only.length > 0 ? modules.filter((m) => only.includes(m.name)) : modules;
@@ -100,14 +138,16 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${section.markdown.trim()}\n`);
   }
   if (!write) return;
-  const parts = [machine(quick)];
+  const kept = modules.filter((m) => !selected.includes(m) && sections.has(m.name)).map((m) => m.name);
+  const parts = [machine(quick, kept)];
   for (const m of modules) {
     const body = sections.get(m.name);
     if (body === undefined) continue;
     const { start, end } = marker(m.name);
     parts.push(`${start}\n${body}\n${end}`);
   }
-  await writeFile(OUTPUT, `${parts.join('\n\n')}\n`);
+  parts.push(...(await foreignBlocks()));
+  await writeFile(OUTPUT, formatted(`${parts.join('\n\n')}\n`));
   process.stderr.write(`wrote ${OUTPUT}\n`);
 }
 
