@@ -92,6 +92,49 @@ describe('pg: entry point and PostgreSQL specifics', () => {
     }
   });
 
+  it('announces after commit on its own connection: writes go on while it is killed, then announce again', async () => {
+    const appName = uniqueCollection('notify');
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 2, application_name: appName });
+    const [writer, reader] = [await pgDatabase({ pool }), await openPg()];
+    try {
+      const c = await writer.collection(uniqueCollection());
+      const seen: number[] = [];
+      const stop = await (await reader.collection(c.collection)).subscribe((change) =>
+        seen.push(change.version),
+      );
+      const replace = (version: number) =>
+        c.replace({ id: 'a', version, data: { _id: 'a', version } }, version - 1, {
+          hasChanges: true,
+          version,
+          jsonPatch: [],
+          mergePatch: {},
+          mongoUpdate: {},
+        });
+      await c.insert({ id: 'a', version: 1, data: { _id: 'a', version: 1 } });
+      for (const until = Date.now() + 5000; !seen.includes(1) && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      // The writer's pooled connections never ran a NOTIFY: only its notify connection did.
+      const notifying = await reader.driver.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_notify%'`,
+        [appName],
+      );
+      expect(notifying).toHaveLength(1);
+      await reader.driver.query('SELECT pg_terminate_backend($1)', [notifying[0]!.pid]);
+      let version = 1;
+      const deadline = Date.now() + 10_000;
+      while (!seen.some((v) => v > 1) && Date.now() < deadline) {
+        expect(await replace(++version)).toEqual({});
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(seen.some((v) => v > 1)).toBe(true);
+      await stop();
+    } finally {
+      await Promise.all([writer.close(), reader.close()]);
+      await pool.end();
+    }
+  });
+
   it('migrates a fresh database once when several processes start at the same time', async () => {
     const admin = new pg.Client({ connectionString: databaseUrl() });
     await admin.connect();

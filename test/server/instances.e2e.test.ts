@@ -66,7 +66,8 @@ async function backends(applicationName: string, where = 'true'): Promise<number
   );
   return rows.map((r) => r.pid);
 }
-const LISTENING = "query ILIKE 'LISTEN %'";
+/** A server's listen connection: its last query was a LISTEN, or (it also sends the server's notifications) a pg_notify. */
+const LISTENING = "(query ILIKE 'LISTEN %' OR query LIKE '%pg_notify(%')";
 
 /** Terminates the backends (waiting up to 5 s for each to be gone); returns how many there were. */
 async function terminate(pids: number[]): Promise<number> {

@@ -1,11 +1,10 @@
 /**
  * One collection's rows in `eventsync_documents`, for both drivers. Each primitive is one
- * statement (one round trip); with notifications on, the statement also calls `pg_notify` in a
- * CTE over the written row, so the change is announced at commit, by the same round trip. Given an
- * `EventRecord`, the same statement also appends the write's event (`recordingCte` in events.ts):
- * the write, the stream head and the event commit together or not at all.
- * `replaceSection` is the exception: its diff needs the new version, so it notifies (and records
- * its event) with a second statement in the same transaction.
+ * statement (one round trip). Given an `EventRecord`, the same statement also appends the write's
+ * event (`recordingCte` in events.ts): the write, the stream head and the event commit together or
+ * not at all. `replaceSection` is the exception: its diff needs the new version, so it records its
+ * event with a second statement in the same transaction. With notifications on, every committed
+ * write is then announced (see announcer.ts): after its commit, not inside it.
  */
 
 import type { EventBackend, EventRecord } from '../../events/backend.js';
@@ -27,7 +26,6 @@ import {
   appendEvent,
   assembleEvent,
   CHANGES_CHANNEL,
-  notifyWithEvent,
   recordingCte,
   recordingParams,
   type SqlEventBackend,
@@ -67,6 +65,8 @@ export interface SqlContext {
   /** The database's event log: the one `sharesDatabaseWith` recognises. */
   readonly eventLog: SqlEventBackend;
   assertOpen(): void;
+  /** Sends a committed write's notification (see announcer.ts). */
+  announce(payload: string): void;
   subscribe(collection: string, listener: (change: CommittedChange) => void): Promise<() => Promise<void>>;
 }
 
@@ -82,16 +82,8 @@ const sql = {
   find: (where: string) => `SELECT data FROM ${table} WHERE collection = $1 AND ${where}`,
   insert: `INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
     ON CONFLICT DO NOTHING RETURNING 1 AS ok`,
-  insertNotify: `WITH i AS (
-      INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
-      ON CONFLICT DO NOTHING RETURNING 1
-    ) SELECT pg_notify('${CHANGES_CHANNEL}', $5) AS ok FROM i`,
   replace: `UPDATE ${table} SET version = $3, data = $4::jsonb
     WHERE collection = $1 AND id = $2 AND version = $5 RETURNING 1 AS ok`,
-  replaceNotify: `WITH u AS (
-      UPDATE ${table} SET version = $3, data = $4::jsonb
-      WHERE collection = $1 AND id = $2 AND version = $5 RETURNING 1
-    ) SELECT pg_notify('${CHANGES_CHANNEL}', $6) AS ok FROM u`,
   // $3 section path, $4 section, $5 [versionField], $6 the section's parent path, $7 versionField,
   // $8 the section's expected version (JSON), or NULL for "absent". As in the memory backend, a
   // section without a version field (or with null) is at version 0.
@@ -103,67 +95,38 @@ const sql = {
       AND CASE WHEN $8::jsonb IS NULL THEN (data #> $3::text[]) IS NULL
         ELSE COALESCE(NULLIF((data #> $3::text[]) -> $7::text, 'null'::jsonb), '0'::jsonb) = $8::jsonb END
     RETURNING version, data`,
-  notify: `SELECT pg_notify('${CHANGES_CHANNEL}', $1)`,
   delete: `DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data`,
-  // The payload is built here because only the database has the deleted row. jsonb's text form
-  // has spaces; it still parses as JSON.
-  deleteNotify: `WITH d AS (
-      DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data
-    ) SELECT d.version, d.data,
-      pg_notify('${CHANGES_CHANNEL}', CASE WHEN octet_length(p.full) <= ${NOTIFY_PAYLOAD_LIMIT} THEN p.full ELSE p.brief END)
-    FROM d CROSS JOIN LATERAL (SELECT
-      json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', d.version, 'data', d.data)::text AS full,
-      json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', d.version)::text AS brief) p`,
 
   /*
    * The same writes recording their event (see `recordingCte` in events.ts for why seq stays
-   * gapless): write `w`, head upsert `h` from `w`'s row, event insert `e` from `h`, NOTIFY from
-   * `e`. One statement, so one round trip, and all of it or nothing commits.
+   * gapless): write `w`, head upsert `h` from `w`'s row, event insert `e` from `h`. One
+   * statement, so one round trip, and all of it or nothing commits.
    */
-  // $1..$4 as insert; $5..$9 the event; $10 the payload prefix.
-  insertRecord: (notify: boolean) => `WITH w AS (
+  // $1..$4 as insert; $5..$9 the event.
+  insertRecord: `WITH w AS (
       INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
       ON CONFLICT DO NOTHING RETURNING 1
     ), ${recordingCte('w', 5, "'create'", '$3')}
-    SELECT e.seq, e.server_seq, e.vector_clock${notify ? `, ${notifyWithEvent('$10::text')}` : ''} FROM e`,
-  // $1..$5 as replace; $6..$10 the event; $11 the payload prefix.
-  replaceRecord: (notify: boolean) => `WITH w AS (
+    SELECT e.seq, e.server_seq, e.vector_clock FROM e`,
+  // $1..$5 as replace; $6..$10 the event.
+  replaceRecord: `WITH w AS (
       UPDATE ${table} SET version = $3, data = $4::jsonb
       WHERE collection = $1 AND id = $2 AND version = $5 RETURNING 1
     ), ${recordingCte('w', 6, "'update'", '$3')}
-    SELECT e.seq, e.server_seq, e.vector_clock${notify ? `, ${notifyWithEvent('$11::text')}` : ''} FROM e`,
+    SELECT e.seq, e.server_seq, e.vector_clock FROM e`,
   // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here).
-  deleteRecord: (notify: boolean) => `WITH w AS (
+  deleteRecord: `WITH w AS (
       DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data
     ), ${recordingCte('w', 3, "'delete'", 'w.version', `COALESCE($7::jsonb, '{}'::jsonb) || jsonb_build_object('deletedDocument', w.data)`)}
-    SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock${
-      notify
-        ? `,
-      pg_notify('${CHANGES_CHANNEL}', CASE WHEN octet_length(p.full) <= ${NOTIFY_PAYLOAD_LIMIT} THEN p.full ELSE p.brief END)`
-        : ''
-    }
-    FROM e CROSS JOIN w${
-      notify
-        ? ` CROSS JOIN LATERAL (SELECT
-      json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', w.version, 'data', w.data,
-        's', e.seq, 'ss', e.server_seq)::text AS full,
-      json_build_object('c', $1::text, 'id', $2::text, 'op', 'delete', 'v', w.version,
-        's', e.seq, 'ss', e.server_seq)::text AS brief) p`
-        : ''
-    }`,
+    SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock FROM e CROSS JOIN w`,
 };
-
-/** Precomputed: the texts above for both settings of `notify`. */
-const recordingSql = {
-  insert: [sql.insertRecord(false), sql.insertRecord(true)],
-  replace: [sql.replaceRecord(false), sql.replaceRecord(true)],
-  delete: [sql.deleteRecord(false), sql.deleteRecord(true)],
-} as const;
 
 /** A transaction's state, shared by the backends bound to it (nested ones included). */
 interface TxState {
   open: boolean;
   depth: number;
+  /** Payloads of the transaction's writes, announced once it commits. */
+  announcements: string[];
 }
 
 export class SqlCollection implements CollectionBackend {
@@ -204,26 +167,22 @@ export class SqlCollection implements CollectionBackend {
   async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
     const data = JSON.stringify(doc.data);
     const doing = `insert ${JSON.stringify(doc.id)}`;
-    const notify = this.#ctx.notify;
+    const writeParams = [this.collection, doc.id, doc.version, data];
+    let written: Written;
     if (record) {
       const diff = creationDiff(doc.data, doc.version);
       const draft = eventDraft(this.collection, doc.id, 'create', doc.version, record, { diff });
-      const diffJson = JSON.stringify(diff);
-      const prefix = notify ? openPayload(this.collection, doc.id, 'create', doc.version, data) : undefined;
-      const [row] = await this.#recording(
-        doing,
-        recordingSql.insert,
-        [this.collection, doc.id, doc.version, data],
-        draft,
-        diffJson,
-        prefix,
-      );
-      return row && { event: row.event };
+      const [row] = await this.#recording(doing, sql.insertRecord, writeParams, draft, JSON.stringify(diff));
+      if (row === undefined) return undefined;
+      written = { event: row.event };
+    } else {
+      if ((await this.#run(doing, sql.insert, writeParams)).length === 0) return undefined;
+      written = {};
     }
-    const params: unknown[] = [this.collection, doc.id, doc.version, data];
-    if (notify) params.push(payload(this.collection, doc.id, 'create', doc.version, data));
-    const rows = await this.#run(doing, notify ? sql.insertNotify : sql.insert, params);
-    return rows.length === 1 ? {} : undefined;
+    this.#announce(() =>
+      payload(this.collection, doc.id, 'create', doc.version, data, undefined, written.event),
+    );
+    return written;
   }
 
   async replace(
@@ -234,27 +193,22 @@ export class SqlCollection implements CollectionBackend {
   ): Promise<Written | undefined> {
     const data = JSON.stringify(doc.data);
     const doing = `replace ${JSON.stringify(doc.id)}`;
-    const notify = this.#ctx.notify;
-    const diffJson = notify || record ? JSON.stringify(diff) : undefined;
+    const diffJson = this.#ctx.notify || record ? JSON.stringify(diff) : undefined;
+    const writeParams = [this.collection, doc.id, doc.version, data, expectedVersion];
+    let written: Written;
     if (record) {
       const draft = eventDraft(this.collection, doc.id, 'update', doc.version, record, { diff });
-      const prefix = notify
-        ? openPayload(this.collection, doc.id, 'update', doc.version, data, diffJson)
-        : undefined;
-      const [row] = await this.#recording(
-        doing,
-        recordingSql.replace,
-        [this.collection, doc.id, doc.version, data, expectedVersion],
-        draft,
-        diffJson,
-        prefix,
-      );
-      return row && { event: row.event };
+      const [row] = await this.#recording(doing, sql.replaceRecord, writeParams, draft, diffJson);
+      if (row === undefined) return undefined;
+      written = { event: row.event };
+    } else {
+      if ((await this.#run(doing, sql.replace, writeParams)).length === 0) return undefined;
+      written = {};
     }
-    const params: unknown[] = [this.collection, doc.id, doc.version, data, expectedVersion];
-    if (notify) params.push(payload(this.collection, doc.id, 'update', doc.version, data, diffJson));
-    const rows = await this.#run(doing, notify ? sql.replaceNotify : sql.replace, params);
-    return rows.length === 1 ? {} : undefined;
+    this.#announce(() =>
+      payload(this.collection, doc.id, 'update', doc.version, data, diffJson, written.event),
+    );
+    return written;
   }
 
   async replaceSection(
@@ -273,69 +227,80 @@ export class SqlCollection implements CollectionBackend {
       write.expectedSectionVersion === undefined ? null : JSON.stringify(write.expectedSectionVersion),
     ];
     const doing = `replace section ${JSON.stringify(path.join('.'))} of ${JSON.stringify(id)}`;
-    const notify = this.#ctx.notify;
     const update = async (q: SqlQueryable): Promise<(StoredDocument & Written) | undefined> => {
       const [row] = await q.query<VersionRow>(sql.replaceSection, params);
       if (row === undefined) return undefined;
       const doc = { id, version: Number(row.version), data: row.data };
-      if (!notify && !record) return doc;
+      if (!record) return doc;
+      // The event's diff needs the new version, which only the update knows: a second statement.
       const diff = write.diff(doc.version);
-      const diffJson = JSON.stringify(diff);
-      const prefix = notify
-        ? openPayload(this.collection, id, 'update', doc.version, JSON.stringify(doc.data), diffJson)
-        : undefined;
-      if (record) {
-        const draft = eventDraft(this.collection, id, 'update_section', doc.version, record, {
-          diff,
-          section: path.join('.'),
-        });
-        return { ...doc, event: await appendEvent(q, draft, prefix, diffJson) };
-      }
-      await q.query(sql.notify, [`${prefix}}`]);
-      return doc;
+      const draft = eventDraft(this.collection, id, 'update_section', doc.version, record, {
+        diff,
+        section: path.join('.'),
+      });
+      return { ...doc, event: await appendEvent(q, draft) };
     };
     this.#assertOpen();
+    let written: (StoredDocument & Written) | undefined;
     try {
       // Inside a transaction already, or nothing to add to the update: one statement.
-      if (this.#tx || (!notify && !record)) return await update(this.#q);
-      return await this.#ctx.driver.transaction(update);
+      written = this.#tx || !record ? await update(this.#q) : await this.#ctx.driver.transaction(update);
     } catch (error) {
       throw mapSqlError(error, `${doing} in ${JSON.stringify(this.collection)}`);
     }
+    if (written === undefined) return undefined;
+    const { version, data, event } = written;
+    this.#announce(() =>
+      payload(
+        this.collection,
+        id,
+        'update',
+        version,
+        JSON.stringify(data),
+        JSON.stringify(write.diff(version)),
+        event,
+      ),
+    );
+    return written;
   }
 
   async delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
     const doing = `delete ${JSON.stringify(id)}`;
+    let deleted: StoredDocument & Written;
     if (record) {
       // The version and the deleted document come from the row: the draft is completed below.
       const draft = eventDraft(this.collection, id, 'delete', 0, record, {});
-      const [row] = await this.#recording<VersionRow>(
-        doing,
-        recordingSql.delete,
-        [this.collection, id],
-        draft,
-        undefined,
-        undefined,
-      );
+      const [row] = await this.#recording<VersionRow>(doing, sql.deleteRecord, [this.collection, id], draft);
       if (row === undefined) return undefined;
       const version = Number(row.version);
       const done = eventDraft(this.collection, id, 'delete', version, record, { deletedDocument: row.data });
-      return { id, version, data: row.data, event: { ...row.event, version, metadata: done.metadata! } };
+      deleted = { id, version, data: row.data, event: { ...row.event, version, metadata: done.metadata! } };
+    } else {
+      const [row] = await this.#run<VersionRow>(doing, sql.delete, [this.collection, id]);
+      if (row === undefined) return undefined;
+      deleted = { id, version: Number(row.version), data: row.data };
     }
-    const [row] = await this.#run<VersionRow>(doing, this.#ctx.notify ? sql.deleteNotify : sql.delete, [
-      this.collection,
-      id,
-    ]);
-    return row === undefined ? undefined : { id, version: Number(row.version), data: row.data };
+    this.#announce(() =>
+      payload(
+        this.collection,
+        id,
+        'delete',
+        deleted.version,
+        JSON.stringify(deleted.data),
+        undefined,
+        deleted.event,
+      ),
+    );
+    return deleted;
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
     this.#assertOpen();
     if (this.#tx) return this.#savepoint(this.#tx, fn);
-    const state: TxState = { open: true, depth: 0 };
+    const state: TxState = { open: true, depth: 0, announcements: [] };
     let failure: { error: unknown } | undefined;
     try {
-      return await this.#ctx.driver.transaction(async (q) => {
+      const result = await this.#ctx.driver.transaction(async (q) => {
         try {
           return await fn(new SqlCollection(this.#ctx, this.collection, q, state));
         } catch (error) {
@@ -345,6 +310,8 @@ export class SqlCollection implements CollectionBackend {
           state.open = false;
         }
       });
+      for (const announcement of state.announcements) this.#ctx.announce(announcement);
+      return result;
     } catch (error) {
       if (failure && failure.error === error) throw error;
       throw mapSqlError(error, `transaction in ${JSON.stringify(this.collection)}`);
@@ -363,10 +330,12 @@ export class SqlCollection implements CollectionBackend {
     await this.#q.query(`SAVEPOINT ${name}`).catch((error) => {
       throw mapSqlError(error, doing);
     });
+    const announced = state.announcements.length;
     let result: R;
     try {
       result = await fn(this);
     } catch (error) {
+      state.announcements.length = announced;
       await this.#q.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => {
         // The outer transaction is broken anyway; its own rollback follows when the error reaches it.
       });
@@ -386,25 +355,29 @@ export class SqlCollection implements CollectionBackend {
   }
 
   /**
-   * Runs a recording write (`texts[notify ? 1 : 0]`) with `writeParams`, then the event's
-   * parameters and the payload prefix. Returns the row (none when the write did not happen) with
-   * the event assembled from `draft` and what the database assigned.
+   * Runs a recording write (`text`) with `writeParams`, then the event's parameters. Returns the
+   * row (none when the write did not happen) with the event assembled from `draft` and what the
+   * database assigned.
    */
   async #recording<R = object>(
     doing: string,
-    texts: readonly [string, string],
+    text: string,
     writeParams: unknown[],
     draft: EventDraft,
-    diffJson: string | undefined,
-    prefix: string | undefined,
+    diffJson?: string,
   ): Promise<(R & AssignedRow & { event: SyncEvent })[]> {
     const eventId = newObjectId();
     const at = Date.now();
     const params = [...writeParams, ...recordingParams(draft, eventId, at, diffJson)];
-    const notify = this.#ctx.notify;
-    if (notify && prefix !== undefined) params.push(prefix);
-    const rows = await this.#run<R & AssignedRow>(doing, texts[notify ? 1 : 0], params);
+    const rows = await this.#run<R & AssignedRow>(doing, text, params);
     return rows.map((row) => ({ ...row, event: assembleEvent(draft, eventId, at, row) }));
+  }
+
+  /** Announces a committed write (`build` makes its payload): now, or when the transaction commits. */
+  #announce(build: () => string): void {
+    if (!this.#ctx.notify) return;
+    if (this.#tx) this.#tx.announcements.push(build());
+    else this.#ctx.announce(build());
   }
 
   async #run<R>(doing: string, text: string, params: unknown[]): Promise<R[]> {
@@ -417,19 +390,10 @@ export class SqlCollection implements CollectionBackend {
   }
 }
 
-/** `payload` without its closing brace, for statements that append the event's seq and serverSeq. */
-export function openPayload(
-  collection: string,
-  id: string,
-  op: ChangeOperation,
-  version: number,
-  dataJson: string,
-  diffJson?: string,
-): string {
-  return payload(collection, id, op, version, dataJson, diffJson).slice(0, -1);
-}
-
-/** Builds the NOTIFY payload from JSON texts already made for the statement (no second stringify of data). */
+/**
+ * The notification of a change, from JSON texts already made for the statement (no second
+ * stringify of data), with the seq and serverSeq of the event it recorded, if any.
+ */
 export function payload(
   collection: string,
   id: string,
@@ -437,8 +401,10 @@ export function payload(
   version: number,
   dataJson: string,
   diffJson?: string,
+  event?: Pick<SyncEvent, 'seq' | 'serverSeq'>,
 ): string {
-  const head = `{"c":${JSON.stringify(collection)},"id":${JSON.stringify(id)},"op":"${op}","v":${version}`;
+  const seqs = event ? `,"s":${event.seq},"ss":${event.serverSeq}` : '';
+  const head = `{"c":${JSON.stringify(collection)},"id":${JSON.stringify(id)},"op":"${op}","v":${version}${seqs}`;
   const diff = diffJson === undefined ? '' : `,"diff":${diffJson}`;
   const full = `${head},"data":${dataJson}${diff}}`;
   if (fits(full)) return full;

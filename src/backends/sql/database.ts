@@ -5,6 +5,7 @@
 import type { EventBackend } from '../../events/backend.js';
 import { ClosedError, EventSyncError, ValidationError } from '../../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, Database } from '../../storage/backend.js';
+import { Announcer } from './announcer.js';
 import { CHANGES_CHANNEL, parseNotification, SqlCollection, type SqlContext } from './collection.js';
 import type { SqlDriver } from './driver.js';
 import { type FeedOptions, SqlEventBackend, type SqlEventContext } from './events.js';
@@ -13,12 +14,12 @@ import { mapSqlError } from './sqlstate.js';
 
 export interface SqlDatabaseOptions {
   /**
-   * Announce every write with NOTIFY so that `subscribe` (here and in every other process on the
-   * database) sees it. Default true. Off saves the payload's cost on each write when nobody
-   * watches; `subscribe` then fails.
+   * Announce every committed write with NOTIFY (after its commit: see announcer.ts) so that
+   * `subscribe` (here and in every other process on the database) sees it. Default true. Off
+   * saves the announcements when nobody watches; `subscribe` then fails.
    */
   notify?: boolean;
-  /** Told about a change listener that threw, or a notification that isn't ours. Default: ignored. */
+  /** Told about a change listener that threw, a notification that isn't ours, or announcements that could not be sent. Default: ignored. */
   onError?: (error: EventSyncError) => void;
   /** How the event feed waits for writers still in flight (see `listAfterServerSeq` in events.ts). */
   feed?: FeedOptions;
@@ -49,6 +50,7 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
   readonly driver: SqlDriver;
   readonly notify: boolean;
   readonly eventLog: SqlEventBackend;
+  readonly #announcer: Announcer | undefined;
   readonly #onError: (error: EventSyncError) => void;
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly #commitListeners = new Set<() => void>();
@@ -64,6 +66,16 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
     this.notify = options.notify ?? true;
     this.#onError = options.onError ?? (() => {});
     this.eventLog = new SqlEventBackend(this, options.feed);
+    if (this.notify) {
+      this.#announcer = new Announcer(
+        (payloads) => driver.notify(CHANGES_CHANNEL, payloads),
+        (error) => this.#onError(mapSqlError(error, 'announce committed changes')),
+      );
+    }
+  }
+
+  announce(payload: string): void {
+    this.#announcer?.announce(payload);
   }
 
   async collection(name: string): Promise<CollectionBackend> {
@@ -154,6 +166,7 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
     this.#listening = undefined;
     const stop = await listening?.catch(() => undefined);
     await stop?.().catch(() => {});
+    await this.#announcer?.flush();
     await this.driver.close();
   }
 

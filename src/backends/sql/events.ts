@@ -3,7 +3,7 @@
  * `eventsync_snapshots`, `eventsync_state_vectors`, `eventsync_clients` (schema.ts, migration 2).
  *
  * Appending an event is one statement: upsert the stream head (`last_seq + 1`, the actor's clock
- * counter + 1), insert the event from the head's new values, and NOTIFY. `collection.ts` puts the
+ * counter + 1) and insert the event from the head's new values; then it is announced (announcer.ts). `collection.ts` puts the
  * same head upsert and insert behind a document write in one CTE (`recordingCte`), so a change and
  * its event commit together or not at all (I1) in one round trip.
  */
@@ -30,6 +30,8 @@ export interface SqlEventContext {
   readonly driver: SqlDriver;
   readonly notify: boolean;
   assertOpen(): void;
+  /** Sends a notification once what it announces has committed (see announcer.ts). */
+  announce(payload: string): void;
   watchCommits(onCommit: () => void): Promise<() => Promise<void>>;
 }
 
@@ -88,11 +90,6 @@ export function recordingCte(
     )`;
 }
 
-/** `pg_notify` of a payload prefix (JSON text without its closing brace) completed with the event's seq and serverSeq. */
-export function notifyWithEvent(prefix: string): string {
-  return `pg_notify('${CHANGES_CHANNEL}', ${prefix} || ',"s":' || e.seq || ',"ss":' || e.server_seq || '}')`;
-}
-
 /** The parameters `recordingCte` takes, in its order, for `draft` (`diffJson`: its diff as JSON, when already made). */
 export function recordingParams(
   draft: EventDraft,
@@ -128,16 +125,8 @@ export function assembleEvent(draft: EventDraft, eventId: string, at: number, ro
   return event;
 }
 
-/**
- * Appends `draft` on its own: head upsert + event insert (+ NOTIFY of `payloadPrefix`, a JSON
- * text without its closing brace, completed with `"s"` and `"ss"`). One statement on `q`.
- */
-export async function appendEvent(
-  q: SqlQueryable,
-  draft: EventDraft,
-  payloadPrefix: string | undefined,
-  diffJson?: string,
-): Promise<SyncEvent> {
+/** Appends `draft` on its own: head upsert + event insert, one statement on `q`. */
+export async function appendEvent(q: SqlQueryable, draft: EventDraft): Promise<SyncEvent> {
   const eventId = newObjectId();
   const at = Date.now();
   const params: unknown[] = [
@@ -145,20 +134,16 @@ export async function appendEvent(
     draft.documentId,
     draft.operation,
     draft.version,
-    ...recordingParams(draft, eventId, at, diffJson),
+    ...recordingParams(draft, eventId, at),
   ];
-  if (payloadPrefix !== undefined) params.push(payloadPrefix);
-  const [row] = await q.query<AssignedRow>(
-    payloadPrefix === undefined ? sql.append : sql.appendNotify,
-    params,
-  );
+  const [row] = await q.query<AssignedRow>(sql.append, params);
   if (row === undefined) throw new EventSyncError('internal', 'appending an event returned no row');
   return assembleEvent(draft, eventId, at, row);
 }
 
-/** The prefix of an event-only notification (no `op`: a wake-up for feeds, not a document change). */
-export function eventOnlyPrefix(collection: string, documentId: string): string {
-  return `{"c":${JSON.stringify(collection)},"id":${JSON.stringify(documentId)}`;
+/** The notification of an event appended on its own (no `op`: a wake-up for feeds, not a document change). */
+export function eventOnlyPayload(event: SyncEvent): string {
+  return `{"c":${JSON.stringify(event.collection)},"id":${JSON.stringify(event.documentId)},"s":${event.seq},"ss":${event.serverSeq}}`;
 }
 
 const appendCte = recordingCte(undefined, 5, '$3', '$4');
@@ -168,7 +153,6 @@ const columns = `collection, document_id, seq, from_seq, server_seq, id, at, ope
 
 const sql = {
   append: `WITH ${appendCte} SELECT seq, server_seq, vector_clock FROM e`,
-  appendNotify: `WITH ${appendCte} SELECT e.seq, e.server_seq, e.vector_clock, ${notifyWithEvent('$10::text')} FROM e`,
   list: `SELECT ${columns} FROM eventsync_events
     WHERE collection = $1 AND document_id = $2 AND seq > $3 AND ($4::bigint IS NULL OR seq <= $4)
     ORDER BY seq LIMIT $5`,
@@ -342,8 +326,9 @@ export class SqlEventBackend implements EventBackend {
   async append(draft: EventDraft): Promise<SyncEvent> {
     this.#ctx.assertOpen();
     try {
-      const prefix = this.#ctx.notify ? eventOnlyPrefix(draft.collection, draft.documentId) : undefined;
-      return await appendEvent(this.#ctx.driver, draft, prefix);
+      const event = await appendEvent(this.#ctx.driver, draft);
+      if (this.#ctx.notify) this.#ctx.announce(eventOnlyPayload(event));
+      return event;
     } catch (error) {
       throw mapSqlError(error, `append an event of ${describe(draft.collection, draft.documentId)}`);
     }

@@ -3,7 +3,7 @@
  * (a pooled connection can't hold a LISTEN: it goes back to the pool between queries).
  */
 import pg from 'pg';
-import type { SqlDriver, SqlQueryable } from '../driver.js';
+import { NOTIFY_SQL, type SqlDriver, type SqlQueryable } from '../driver.js';
 
 export interface PgDriverOptions {
   /**
@@ -69,6 +69,7 @@ export function pgDriver(poolOrConfig: pg.Pool | pg.PoolConfig, options: PgDrive
       }
     },
     listen: (channel, onPayload) => listener.listen(channel, onPayload),
+    notify: (channel, payloads) => listener.notify(channel, payloads),
     async close() {
       await listener.close();
       if (ownsPool) await pool.end();
@@ -77,8 +78,10 @@ export function pgDriver(poolOrConfig: pg.Pool | pg.PoolConfig, options: PgDrive
 }
 
 /**
- * One client holding every LISTEN of the driver. When its connection fails it reconnects (every
- * second until it succeeds or the driver closes) and LISTENs again.
+ * One client holding every LISTEN of the driver, which also sends the driver's notifications
+ * (so they never wait for, or hold, a pooled connection). When its connection fails while
+ * anything listens, it reconnects (every second until it succeeds or the driver closes) and
+ * LISTENs again; a notify connects it when it is down.
  *
  * TODO: notifications committed while the connection was down are lost and nobody is told; once
  * the event store exists, signal the gap to listeners (e.g. a `reset` callback) so they catch up
@@ -128,6 +131,16 @@ class ListenConnection {
         await client.query(`UNLISTEN ${client.escapeIdentifier(channel)}`).catch(this.#onError);
       }
     };
+  }
+
+  async notify(channel: string, payloads: readonly string[]): Promise<void> {
+    if (this.#closed) throw new Error('the driver is closed');
+    const client = await this.#connect();
+    await client.query({
+      name: 'eventsync_notify',
+      text: NOTIFY_SQL,
+      values: [channel, JSON.stringify(payloads)],
+    });
   }
 
   async close(): Promise<void> {

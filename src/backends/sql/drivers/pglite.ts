@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
-import type { SqlDriver, SqlQueryable } from '../driver.js';
+import { NOTIFY_SQL, type SqlDriver, type SqlQueryable } from '../driver.js';
 
 export interface PgliteDriverOptions {
   /** Close `db` when the driver closes. Default false: whoever created it closes it. */
@@ -49,6 +49,9 @@ export function pgliteDriver(db: PGlite, options: PgliteDriverOptions = {}): Sql
       return async () => {
         if (!db.closed) await unlisten();
       };
+    },
+    async notify(channel, payloads) {
+      await query(NOTIFY_SQL, [channel, JSON.stringify(payloads)]);
     },
     async close() {
       if (options.closeDb && !db.closed) await db.close();
