@@ -12,6 +12,14 @@ export interface StoredDocument {
   id: string;
   version: number;
   data: JsonObject;
+  /**
+   * Marks this stored state of the row (SQL: its `xmin`, the transaction that wrote it), so a
+   * write can require that nothing touched the row since, even a delete and re-create that
+   * reached the same version again. Absent where the backend has no such mark (memory).
+   */
+  token?: string;
+  /** On writes: `data` as JSON text, when the caller made it already (saves the backend a stringify). */
+  json?: string;
 }
 
 /** A committed change, as delivered to `subscribe` listeners (in commit order per document). */
@@ -31,6 +39,8 @@ export interface CommittedChange {
 /** A write that happened; with the event it recorded when it was given an `EventRecord`. */
 export interface Written {
   event?: SyncEvent;
+  /** The written row's new `token` (see StoredDocument), where the backend has one. */
+  token?: string;
 }
 
 export interface SectionWrite {
@@ -48,6 +58,12 @@ export interface SectionWrite {
 
 export interface CollectionBackend {
   readonly collection: string;
+  /**
+   * Whether a read costs a round trip to a database server (SQL) rather than a copy in memory:
+   * then the storage starts an edit from the state it last wrote itself, when it has it, and
+   * reads only when that turns out stale (see `LastWrites`).
+   */
+  readonly readIsRoundTrip: boolean;
   get(id: string): Promise<StoredDocument | undefined>;
   /**
    * Documents that may match `filter`: a superset is fine (the storage re-checks every document
@@ -62,12 +78,16 @@ export interface CollectionBackend {
 
   /** Inserts unless the id exists. Never overwrites. Records a `create` event. */
   insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined>;
-  /** Replaces the document if its stored version is still `expectedVersion`. Records an `update` event. */
+  /**
+   * Replaces the document if its stored version is still `expectedVersion` (and, given
+   * `expectedToken`, its token is still that one). Records an `update` event.
+   */
   replace(
     doc: StoredDocument,
     expectedVersion: number,
     diff: Diff,
     record?: EventRecord,
+    expectedToken?: string,
   ): Promise<Written | undefined>;
   /**
    * Sets the section at `write.path` if the section's version is still the expected one, and

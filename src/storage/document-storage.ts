@@ -11,6 +11,7 @@ import type { CollectionBackend, CommittedChange, StoredDocument, Written } from
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
 import { KeyedQueue } from './keyed-queue.js';
+import { type LastWriteCache, LastWrites } from './last-writes.js';
 import { applyPipeline, applyUpdateOperators, assertFilter, findInMemory } from './mongo.js';
 import { CONFLICT, retryOnConflict } from './retry.js';
 import type {
@@ -36,7 +37,18 @@ export interface StorageOptions {
   versionField?: string;
   /** Retry defaults for every edit of this storage; each call can override them. */
   retry?: RetryOptions;
+  /**
+   * On database servers (PGlite, PostgreSQL), how many characters of JSON of the documents this
+   * instance wrote last it keeps, so that its next edit of one skips the read (one round trip
+   * instead of two; see last-writes.ts). Default 16 Mi (about 16 MB of documents); 0 turns it off.
+   */
+  lastWritesMaxChars?: number;
 }
+
+const DEFAULT_LAST_WRITES_MAX_CHARS = 16 * 1024 * 1024;
+
+/** Returned by a speculative attempt (on remembered state) that did not write: run it on a fresh read. */
+const UNSURE: unique symbol = Symbol('unsure');
 
 const ID = '_id';
 
@@ -52,6 +64,8 @@ interface Shared {
   retry: RetryOptions | undefined;
   /** Writes of one document from this instance run one after another (see KeyedQueue). Not used inside transactions. */
   queue: KeyedQueue | undefined;
+  /** What this instance wrote last, for edits that skip the read (inside transactions: only forgets). */
+  lastWrites: LastWriteCache | undefined;
   closed: boolean;
   watchers: Set<() => void>;
 }
@@ -69,10 +83,13 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     shared?: Shared,
     recorder?: Recorder,
   ) {
+    const lastWritesMaxChars = options.lastWritesMaxChars ?? DEFAULT_LAST_WRITES_MAX_CHARS;
     this.#shared = shared ?? {
       backend,
       retry: options.retry,
       queue: new KeyedQueue(),
+      lastWrites:
+        backend.readIsRoundTrip && lastWritesMaxChars > 0 ? new LastWrites(lastWritesMaxChars) : undefined,
       closed: false,
       watchers: new Set(),
     };
@@ -115,10 +132,12 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     assertId(id);
     const data: JsonObject = { ...(input as JsonObject), [ID]: id, [this.versionField]: 1 };
     return this.#serial(id, async () => {
+      const json = this.#shared.lastWrites && JSON.stringify(data);
       // An insert racing a delete can find neither the row nor room for it: try again.
       for (;;) {
-        const written = await this.#backend.insert({ id, version: 1, data }, this.#recorder?.record);
+        const written = await this.#backend.insert({ id, version: 1, data, json }, this.#recorder?.record);
         if (written) {
+          if (json !== undefined) this.#shared.lastWrites?.remember(id, 1, written.token, json);
           await this.#heard(written, data);
           return { doc: toDoc<T>(data), created: true };
         }
@@ -131,22 +150,36 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   async findOneAndUpdate(id: string, edit: EditFunction<T>, options?: RetryOptions): Promise<EditResult<T>> {
     this.#open();
     assertId(id);
-    return this.#editWithRetries(id, options, async (stored) => {
-      const outcome = await runEdit(stored.data, edit, {
-        versionField: this.versionField,
-        version: stored.version,
-        lockedFields: [ID],
-      });
-      if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+    return this.#editWithRetries(id, options, async (stored, speculative) => {
+      let outcome: Awaited<ReturnType<typeof runEdit>>;
+      try {
+        outcome = await runEdit(stored.data, edit, {
+          versionField: this.versionField,
+          version: stored.version,
+          lockedFields: [ID],
+        });
+      } catch (error) {
+        // On remembered state, a throw may come from its being stale: decide on fresh state.
+        if (speculative) return UNSURE;
+        throw error;
+      }
+      if (!outcome) {
+        if (speculative) return UNSURE;
+        return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+      }
       const version = stored.version + 1;
       const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
+      const lastWrites = this.#shared.lastWrites;
+      const json = lastWrites && JSON.stringify(outcome.after);
       const written = await this.#backend.replace(
-        { id, version, data: outcome.after },
+        { id, version, data: outcome.after, json },
         stored.version,
         diff,
         this.#recorder?.record,
+        stored.token,
       );
       if (!written) return CONFLICT;
+      if (json !== undefined) lastWrites?.remember(id, version, written.token, json);
       await this.#heard(written, outcome.after);
       return withEvent({ doc: toDoc<T>(outcome.after), diff }, written);
     });
@@ -173,6 +206,8 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     this.#open();
     assertId(id);
     const segments = assertSectionPath(path, [ID, this.versionField]);
+    // Always on a fresh read: the section write checks only the section's version.
+    this.#shared.lastWrites?.forget(id);
     return this.#editWithRetries(id, options, async (stored) => {
       const parent = getIn(stored.data, segments.slice(0, -1));
       const current = getIn(stored.data, segments);
@@ -211,6 +246,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
         this.#recorder?.record,
       );
       if (!written) return CONFLICT;
+      this.#shared.lastWrites?.forget(id);
       await this.#heard(written, written.data);
       return withEvent({ doc: toDoc<T>(written.data), diff: diffAt(written.version) }, written);
     });
@@ -220,6 +256,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     this.#open();
     assertId(id);
     return this.#serial(id, async () => {
+      this.#shared.lastWrites?.forget(id);
       const deleted = await this.#backend.delete(id, this.#recorder?.record);
       if (deleted) await this.#heard(deleted, undefined);
       return toDoc<T>(deleted?.data);
@@ -240,7 +277,12 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
         new DocumentStorage<T>(
           txBackend,
           { versionField: this.versionField },
-          { ...this.#shared, backend: txBackend, queue: undefined },
+          {
+            ...this.#shared,
+            backend: txBackend,
+            queue: undefined,
+            lastWrites: this.#shared.lastWrites?.forgetting(),
+          },
           recorder,
         ),
       ),
@@ -273,17 +315,35 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   /**
    * One edit of a document: queued behind this instance's other writes of it, then `attempt` on
    * the stored document, again on fresh state (with backoff) each time it reports a conflict.
+   * When this instance remembers what it last wrote of the document, the first attempt runs on
+   * that instead of a read (`speculative`); it counts only if it wrote, and otherwise (stale
+   * state, a no-op or a throw that may come from staleness) the edit starts over on a read.
    */
   #editWithRetries(
     id: string,
     options: RetryOptions | undefined,
-    attempt: (stored: StoredDocument) => Promise<EditResult<T> | typeof CONFLICT>,
+    attempt: (
+      stored: StoredDocument,
+      speculative: boolean,
+    ) => Promise<EditResult<T> | typeof CONFLICT | typeof UNSURE>,
   ): Promise<EditResult<T>> {
-    return this.#serial(id, () =>
-      retryOnConflict({ collection: this.collection, id }, { ...this.#shared.retry, ...options }, async () =>
-        attempt(await this.#mustGet(id)),
-      ),
-    );
+    return this.#serial(id, async () => {
+      const remembered = this.#shared.lastWrites?.take(id);
+      if (remembered) {
+        const result = await attempt(remembered, true);
+        if (result !== CONFLICT && result !== UNSURE) return result;
+        if (result === CONFLICT) this.#shared.lastWrites?.stale(id);
+      }
+      return retryOnConflict(
+        { collection: this.collection, id },
+        { ...this.#shared.retry, ...options },
+        async () => {
+          const result = await attempt(await this.#mustGet(id), false);
+          if (result === UNSURE) throw new Error('unreachable: only speculative attempts are unsure');
+          return result;
+        },
+      );
+    });
   }
 
   #serial<R>(id: string, task: () => Promise<R>): Promise<R> {

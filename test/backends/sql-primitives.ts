@@ -69,10 +69,10 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
     it('inserts, gets, and never overwrites on insert', () =>
       withDb(async (db) => {
         const c = await db.collection(uniqueCollection());
-        expect(await c.insert(doc('a', 1, { n: 1 }))).toEqual({});
+        expect(await c.insert(doc('a', 1, { n: 1 }))).toEqual({ token: expect.any(String) });
         expect(await c.insert(doc('a', 5, { n: 2 }))).toBeUndefined();
         const got = await c.get('a');
-        expect(got).toEqual(doc('a', 1, { n: 1 }));
+        expect(got).toEqual({ ...doc('a', 1, { n: 1 }), token: expect.any(String) });
         expect(typeof got?.version).toBe('number');
         expect(await c.get('missing')).toBeUndefined();
       }));
@@ -82,7 +82,7 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
         const a = await db.collection(uniqueCollection());
         const b = await db.collection(uniqueCollection());
         await a.insert(doc('x', 1, { in: 'a' }));
-        expect(await b.insert(doc('x', 1, { in: 'b' }))).toEqual({});
+        expect(await b.insert(doc('x', 1, { in: 'b' }))).toEqual({ token: expect.any(String) });
         expect((await a.get('x'))?.data.in).toBe('a');
         expect((await b.find({})).map((d) => d.in)).toEqual(['b']);
       }));
@@ -91,11 +91,29 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
       withDb(async (db) => {
         const c = await db.collection(uniqueCollection());
         await c.insert(doc('a', 1, { n: 1 }));
-        expect(await c.replace(doc('a', 2, { n: 2 }), 1, diff(2))).toEqual({});
+        expect(await c.replace(doc('a', 2, { n: 2 }), 1, diff(2))).toEqual({ token: expect.any(String) });
         expect(await c.replace(doc('a', 3, { n: 3 }), 1, diff(3))).toBeUndefined();
-        expect(await c.get('a')).toEqual(doc('a', 2, { n: 2 }));
+        expect(await c.get('a')).toEqual({ ...doc('a', 2, { n: 2 }), token: expect.any(String) });
         expect(await c.replace(doc('missing', 2), 1, diff(2))).toBeUndefined();
         expect(await c.get('missing')).toBeUndefined();
+      }));
+
+    it('marks each stored state with a token: a write naming a token happens only on that state, even across delete and re-create', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        const created = await c.insert(doc('a', 1, { n: 1 }));
+        expect((await c.get('a'))?.token).toBe(created?.token);
+        const updated = await c.replace(doc('a', 2, { n: 2 }), 1, diff(2), undefined, created?.token);
+        expect(updated?.token).toEqual(expect.any(String));
+        expect(updated?.token).not.toBe(created?.token);
+        // Deleted and re-created up to the same version: the old token no longer matches.
+        await c.delete('a');
+        await c.insert(doc('a', 1, { n: 10 }));
+        await c.replace(doc('a', 2, { n: 20 }), 1, diff(2));
+        expect(await c.replace(doc('a', 3, { n: 3 }), 2, diff(3), undefined, updated?.token)).toBeUndefined();
+        expect((await c.get('a'))?.data.n).toBe(20);
+        // Without a token, the version alone decides.
+        expect(await c.replace(doc('a', 3, { n: 3 }), 2, diff(3))).toBeDefined();
       }));
 
     it('replaces a section by its own version and bumps the document version', () =>
@@ -362,7 +380,7 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
           async (db) => {
             const c = await db.collection(uniqueCollection());
             await c.insert(doc('a', 1));
-            expect(await c.replace(doc('a', 2), 1, diff(2))).toEqual({});
+            expect(await c.replace(doc('a', 2), 1, diff(2))).toEqual({ token: expect.any(String) });
             expect((await c.delete('a'))?.version).toBe(2);
             await expect(c.subscribe(() => {})).rejects.toThrow(/notify: false/);
           },

@@ -226,6 +226,49 @@ export function storageSuite(backend: StorageBackendFactory): void {
         expect((await a!.findOne('g'))!.gold).toBe(111);
       });
 
+      // SQL storages start an edit from the state they last wrote (no read); these hold either way.
+      it('edits what another instance deleted and re-created up to the same version as the new document', async () => {
+        const [a, b] = await storages(2);
+        await a!.findOneAndUpsert({ _id: 'g', name: 'old', gold: 0 });
+        await a!.findOneAndUpdate('g', (d) => {
+          d.gold += 1;
+        });
+        await b!.deleteOne('g');
+        await b!.findOneAndUpsert({ _id: 'g', name: 'new', gold: 100 });
+        await b!.updateOne('g', { $inc: { gold: 1 } });
+        const { doc, diff } = await a!.findOneAndUpdate('g', (d) => {
+          d.gold += 1;
+        });
+        expect(doc).toMatchObject({ name: 'new', gold: 102, version: 3 });
+        expect(diff.jsonPatch).toContainEqual({ op: 'replace', path: '/gold', value: 102 });
+        expect(await b!.findOne('g')).toEqual(doc);
+      });
+
+      it('decides an edit that throws or changes nothing on the current document, not on what this instance wrote last', async () => {
+        const [a, b] = await storages(2);
+        await a!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        await a!.updateOne('g', { $inc: { gold: 1 } });
+        await b!.updateOne('g', { $set: { gold: 50 } });
+        const spend = (d: Game) => {
+          if (d.gold < 10) throw new Error('not enough gold');
+          d.gold -= 10;
+        };
+        expect((await a!.findOneAndUpdate('g', spend)).doc.gold).toBe(40);
+        await b!.updateOne('g', { $set: { gold: 60 } });
+        const { doc, diff } = await a!.findOneAndUpdate('g', (d) => {
+          if (d.gold >= 50) d.rich = true;
+        });
+        expect(diff.hasChanges).toBe(true);
+        expect(doc).toMatchObject({ gold: 60, rich: true });
+        await b!.updateOne('g', { $set: { gold: 5 } });
+        await expect(a!.findOneAndUpdate('g', spend)).rejects.toThrow('not enough gold');
+        const unchanged = await a!.findOneAndUpdate('g', (d) => {
+          if (d.gold > 50) d.rich = false;
+        });
+        expect(unchanged.diff.hasChanges).toBe(false);
+        expect(unchanged.doc).toMatchObject({ gold: 5, rich: true });
+      });
+
       it('no lost update: 50 concurrent increments through 5 instances end exactly +50', async () => {
         const instances = await storages(5);
         await instances[0]!.findOneAndUpsert({ _id: 'hot', name: 'hot', gold: 0 });

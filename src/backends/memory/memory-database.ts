@@ -203,6 +203,7 @@ class Writer {
 }
 
 class MemoryCollection implements CollectionBackend {
+  readonly readIsRoundTrip = false;
   readonly #writer: Writer;
 
   constructor(
@@ -286,6 +287,7 @@ class MemoryCollection implements CollectionBackend {
  * staged events' seqs stay right.
  */
 class MemoryTransaction implements CollectionBackend {
+  readonly readIsRoundTrip = false;
   readonly #overlay = new Map<string, StoredDocument | undefined>();
   readonly #changes: { change: CommittedChange; event: SyncEvent | undefined }[] = [];
   readonly #staged: SyncEvent[] = [];

@@ -75,15 +75,24 @@ interface VersionRow {
   data: JsonObject;
 }
 
+interface TokenRow {
+  token: string;
+}
+
 const table = 'eventsync_documents';
 
 const sql = {
-  get: `SELECT version, data FROM ${table} WHERE collection = $1 AND id = $2`,
+  // The token is the row's xmin: the transaction that wrote this version of the row. Transaction
+  // ids are never reused (short of wraparound, and VACUUM's freezing keeps the raw xmin), so a
+  // row deleted and re-created at the same version carries another one.
+  get: `SELECT version, data, xmin::text AS token FROM ${table} WHERE collection = $1 AND id = $2`,
   find: (where: string) => `SELECT data FROM ${table} WHERE collection = $1 AND ${where}`,
   insert: `INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
-    ON CONFLICT DO NOTHING RETURNING 1 AS ok`,
+    ON CONFLICT DO NOTHING RETURNING xmin::text AS token`,
+  // $6: the expected token, or NULL.
   replace: `UPDATE ${table} SET version = $3, data = $4::jsonb
-    WHERE collection = $1 AND id = $2 AND version = $5 RETURNING 1 AS ok`,
+    WHERE collection = $1 AND id = $2 AND version = $5 AND ($6::xid IS NULL OR xmin = $6::xid)
+    RETURNING xmin::text AS token`,
   // $3 section path, $4 section, $5 [versionField], $6 the section's parent path, $7 versionField,
   // $8 the section's expected version (JSON), or NULL for "absent". As in the memory backend, a
   // section without a version field (or with null) is at version 0.
@@ -105,15 +114,16 @@ const sql = {
   // $1..$4 as insert; $5..$9 the event.
   insertRecord: `WITH w AS (
       INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
-      ON CONFLICT DO NOTHING RETURNING 1
+      ON CONFLICT DO NOTHING RETURNING xmin::text AS token
     ), ${recordingCte('w', 5, "'create'", '$3')}
-    SELECT e.seq, e.server_seq, e.vector_clock FROM e`,
-  // $1..$5 as replace; $6..$10 the event.
+    SELECT e.seq, e.server_seq, e.vector_clock, w.token FROM e CROSS JOIN w`,
+  // $1..$5 as replace; $6..$10 the event; $11 the expected token, or NULL.
   replaceRecord: `WITH w AS (
       UPDATE ${table} SET version = $3, data = $4::jsonb
-      WHERE collection = $1 AND id = $2 AND version = $5 RETURNING 1
+      WHERE collection = $1 AND id = $2 AND version = $5 AND ($11::xid IS NULL OR xmin = $11::xid)
+      RETURNING xmin::text AS token
     ), ${recordingCte('w', 6, "'update'", '$3')}
-    SELECT e.seq, e.server_seq, e.vector_clock FROM e`,
+    SELECT e.seq, e.server_seq, e.vector_clock, w.token FROM e CROSS JOIN w`,
   // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here).
   deleteRecord: `WITH w AS (
       DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data
@@ -131,6 +141,7 @@ interface TxState {
 
 export class SqlCollection implements CollectionBackend {
   readonly collection: string;
+  readonly readIsRoundTrip = true;
   readonly #ctx: SqlContext;
   readonly #q: SqlQueryable;
   readonly #tx: TxState | undefined;
@@ -143,8 +154,13 @@ export class SqlCollection implements CollectionBackend {
   }
 
   async get(id: string): Promise<StoredDocument | undefined> {
-    const [row] = await this.#run<VersionRow>(`get ${JSON.stringify(id)}`, sql.get, [this.collection, id]);
-    return row === undefined ? undefined : { id, version: Number(row.version), data: row.data };
+    const [row] = await this.#run<VersionRow & TokenRow>(`get ${JSON.stringify(id)}`, sql.get, [
+      this.collection,
+      id,
+    ]);
+    return row === undefined
+      ? undefined
+      : { id, version: Number(row.version), data: row.data, token: row.token };
   }
 
   async find(filter: Filter): Promise<JsonObject[]> {
@@ -165,19 +181,26 @@ export class SqlCollection implements CollectionBackend {
   }
 
   async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
-    const data = JSON.stringify(doc.data);
+    const data = doc.json ?? JSON.stringify(doc.data);
     const doing = `insert ${JSON.stringify(doc.id)}`;
     const writeParams = [this.collection, doc.id, doc.version, data];
     let written: Written;
     if (record) {
       const diff = creationDiff(doc.data, doc.version);
       const draft = eventDraft(this.collection, doc.id, 'create', doc.version, record, { diff });
-      const [row] = await this.#recording(doing, sql.insertRecord, writeParams, draft, JSON.stringify(diff));
+      const [row] = await this.#recording<TokenRow>(
+        doing,
+        sql.insertRecord,
+        writeParams,
+        draft,
+        JSON.stringify(diff),
+      );
       if (row === undefined) return undefined;
-      written = { event: row.event };
+      written = { event: row.event, token: row.token };
     } else {
-      if ((await this.#run(doing, sql.insert, writeParams)).length === 0) return undefined;
-      written = {};
+      const [row] = await this.#run<TokenRow>(doing, sql.insert, writeParams);
+      if (row === undefined) return undefined;
+      written = { token: row.token };
     }
     this.#announce(() =>
       payload(this.collection, doc.id, 'create', doc.version, data, undefined, written.event),
@@ -190,20 +213,25 @@ export class SqlCollection implements CollectionBackend {
     expectedVersion: number,
     diff: Diff,
     record?: EventRecord,
+    expectedToken?: string,
   ): Promise<Written | undefined> {
-    const data = JSON.stringify(doc.data);
+    const data = doc.json ?? JSON.stringify(doc.data);
     const doing = `replace ${JSON.stringify(doc.id)}`;
     const diffJson = this.#ctx.notify || record ? JSON.stringify(diff) : undefined;
     const writeParams = [this.collection, doc.id, doc.version, data, expectedVersion];
+    const token = expectedToken ?? null;
     let written: Written;
     if (record) {
       const draft = eventDraft(this.collection, doc.id, 'update', doc.version, record, { diff });
-      const [row] = await this.#recording(doing, sql.replaceRecord, writeParams, draft, diffJson);
+      const [row] = await this.#recording<TokenRow>(doing, sql.replaceRecord, writeParams, draft, diffJson, [
+        token,
+      ]);
       if (row === undefined) return undefined;
-      written = { event: row.event };
+      written = { event: row.event, token: row.token };
     } else {
-      if ((await this.#run(doing, sql.replace, writeParams)).length === 0) return undefined;
-      written = {};
+      const [row] = await this.#run<TokenRow>(doing, sql.replace, [...writeParams, token]);
+      if (row === undefined) return undefined;
+      written = { token: row.token };
     }
     this.#announce(() =>
       payload(this.collection, doc.id, 'update', doc.version, data, diffJson, written.event),
@@ -355,9 +383,9 @@ export class SqlCollection implements CollectionBackend {
   }
 
   /**
-   * Runs a recording write (`text`) with `writeParams`, then the event's parameters. Returns the
-   * row (none when the write did not happen) with the event assembled from `draft` and what the
-   * database assigned.
+   * Runs a recording write (`text`) with `writeParams`, then the event's parameters, then
+   * `moreParams`. Returns the row (none when the write did not happen) with the event assembled
+   * from `draft` and what the database assigned.
    */
   async #recording<R = object>(
     doing: string,
@@ -365,10 +393,11 @@ export class SqlCollection implements CollectionBackend {
     writeParams: unknown[],
     draft: EventDraft,
     diffJson?: string,
+    moreParams: unknown[] = [],
   ): Promise<(R & AssignedRow & { event: SyncEvent })[]> {
     const eventId = newObjectId();
     const at = Date.now();
-    const params = [...writeParams, ...recordingParams(draft, eventId, at, diffJson)];
+    const params = [...writeParams, ...recordingParams(draft, eventId, at, diffJson), ...moreParams];
     const rows = await this.#run<R & AssignedRow>(doing, text, params);
     return rows.map((row) => ({ ...row, event: assembleEvent(draft, eventId, at, row) }));
   }

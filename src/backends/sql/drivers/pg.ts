@@ -178,6 +178,10 @@ class ListenConnection {
     client.on('end', () => lost());
     try {
       await client.connect();
+      // This connection's only transactions are notifications, which are not durable anyway: their
+      // commits need not wait for the WAL to reach the disk (PostgreSQL gives a notifying
+      // transaction an xid, so it would). The writes they announce committed durably before.
+      await client.query('SET synchronous_commit = off');
       for (const channel of this.#handlers.keys()) {
         await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
       }
