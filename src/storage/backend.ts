@@ -105,11 +105,21 @@ export interface CollectionBackend {
   subscribe(listener: (change: CommittedChange) => void): Promise<() => Promise<void>>;
 }
 
+/** How a collection is kept. */
+export interface CollectionOptions {
+  /**
+   * SQL backends: keep a GIN index on this collection's documents (jsonpath `@@` filters), so
+   * that `find` reads only the documents a filter can match. It costs every write of the
+   * collection (each update rewrites index entries). Created on first open, kept afterwards.
+   */
+  filterIndex?: boolean;
+}
+
 /** A database holds collections. Memory, PGlite and PostgreSQL each provide one. */
 export interface Database {
   readonly kind: 'memory' | 'pglite' | 'pg';
   /** Opens (creating tables on first use) one collection's backend. */
-  collection(name: string): Promise<CollectionBackend>;
+  collection(name: string, options?: CollectionOptions): Promise<CollectionBackend>;
   /** The event log of this database (creating its tables on first use). */
   events(): Promise<EventBackend>;
   close(): Promise<void>;

@@ -13,6 +13,9 @@ export async function createStorage<T extends BaseDocument>(
   options: CreateStorageOptions,
 ): Promise<Storage<T>> {
   assertCollectionName(options.collection);
-  const backend = await options.db.collection(options.collection);
+  const backend = await options.db.collection(
+    options.collection,
+    options.filterIndex === undefined ? {} : { filterIndex: options.filterIndex },
+  );
   return new DocumentStorage<T>(backend, options);
 }

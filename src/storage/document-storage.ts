@@ -43,6 +43,13 @@ export interface StorageOptions {
    * instead of two; see last-writes.ts). Default 16 Mi (about 16 MB of documents); 0 turns it off.
    */
   lastWritesMaxChars?: number;
+  /**
+   * PGlite and PostgreSQL: index this collection's documents for `findMany` filters (and the sync
+   * server's filtered subscriptions). Off by default, as in MongoDB (no index but `_id`): the
+   * index makes every write of the collection dearer (measured in bench/write-path.ts). Without
+   * it a filter reads the whole collection and mingo picks the matches.
+   */
+  filterIndex?: boolean;
 }
 
 const DEFAULT_LAST_WRITES_MAX_CHARS = 16 * 1024 * 1024;

@@ -4,9 +4,10 @@
  */
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { findStatement } from '../../src/backends/sql/collection.js';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import { feedSql, type SqlEventBackend } from '../../src/backends/sql/events.js';
-import { translateFilter } from '../../src/backends/sql/filter.js';
+import { filterIndexName } from '../../src/backends/sql/schema.js';
 import type { SyncEvent } from '../../src/events/types.js';
 import { pgDatabase } from '../../src/pg.js';
 import type { CollectionBackend } from '../../src/storage/backend.js';
@@ -149,7 +150,7 @@ describe('pg: entry point and PostgreSQL specifics', () => {
       const rows = await dbs[0]!.driver.query<{ id: number }>(
         'SELECT id FROM eventsync_migrations ORDER BY id',
       );
-      expect(rows).toEqual([{ id: 1 }, { id: 2 }]);
+      expect(rows).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
       await Promise.all(dbs.map((db) => db.close()));
     } finally {
       await admin.query(`DROP DATABASE ${admin.escapeIdentifier(name)} WITH (FORCE)`);
@@ -157,27 +158,35 @@ describe('pg: entry point and PostgreSQL specifics', () => {
     }
   });
 
-  it('answers a selective top-level equality filter from the GIN index', async () => {
+  it('answers a selective top-level equality filter from the collection’s filter index, when it has one', async () => {
     const db = await openPg({ notify: false });
     try {
       const name = uniqueCollection();
-      const c = await db.collection(name);
+      const c = await db.collection(name, { filterIndex: true });
       await db.driver.query(
         `INSERT INTO eventsync_documents (collection, id, version, data)
          SELECT $1, 'd' || i, 1, jsonb_build_object('_id', 'd' || i, 'status', CASE WHEN i % 1000 = 0 THEN 'rare' ELSE 'common' END)
          FROM generate_series(1, 5000) i`,
         [name],
       );
-      // Other tests leave GIN's pending list long (fastupdate), which makes the index look dear.
-      await db.driver.query("SELECT gin_clean_pending_list('eventsync_documents_data_gin')");
+      const index = filterIndexName(name);
+      // Keep GIN's pending list (fastupdate) from making the index look dear.
+      await db.driver.query('SELECT gin_clean_pending_list($1::regclass)', [index]);
       await db.driver.query('ANALYZE eventsync_documents');
-      const where = translateFilter({ status: 'rare' }, 2);
-      const plan = await db.driver.query<{ 'QUERY PLAN': string }>(
-        `EXPLAIN SELECT data FROM eventsync_documents WHERE collection = $1 AND ${where.sql}`,
-        [name, ...where.params],
-      );
-      expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain('eventsync_documents_data_gin');
+      const plan = async (filterIndex: boolean) => {
+        const read = findStatement(name, filterIndex, { status: 'rare' })!;
+        const rows = await db.driver.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${read.text}`, read.params);
+        return rows.map((r) => r['QUERY PLAN']).join('\n');
+      };
+      expect(await plan(true)).toContain(index);
       expect((await c.find({ status: 'rare' })).length).toBe(5);
+      // Opened without asking for it: the same answers.
+      expect((await (await db.collection(name)).find({ status: 'rare' })).length).toBe(5);
+      // No index over every collection is left from before migration 3.
+      const all = await db.driver.query(
+        "SELECT 1 FROM pg_indexes WHERE indexname = 'eventsync_documents_data_gin'",
+      );
+      expect(all).toHaveLength(0);
     } finally {
       await db.close();
     }

@@ -65,13 +65,17 @@ export function storageSuite(backend: StorageBackendFactory): void {
     });
 
     /** `count` storages on one fresh collection, each on its own database handle. */
-    async function storages<T extends Game = Game>(count = 1, versionField?: string): Promise<Storage<T>[]> {
+    async function storages<T extends Game = Game>(
+      count = 1,
+      versionField?: string,
+      options: { filterIndex?: boolean } = {},
+    ): Promise<Storage<T>[]> {
       const collection = `conf_${process.pid}_${++collections}`;
       return Promise.all(
         Array.from({ length: count }, async () => {
           const db = await backend.open();
           opened.push(db);
-          return createStorage<T>({ db, collection, ...(versionField ? { versionField } : {}) });
+          return createStorage<T>({ db, collection, ...options, ...(versionField ? { versionField } : {}) });
         }),
       );
     }
@@ -545,16 +549,19 @@ export function storageSuite(backend: StorageBackendFactory): void {
     });
 
     describe('findMany', () => {
-      it('matches mingo on a fixed corpus of filters', async () => {
-        const games = await one();
-        for (const doc of filterDocuments) await games.findOneAndUpsert(clone(doc) as never);
-        const stored = await games.findMany({});
-        for (const { name, filter } of filterCorpus) {
-          const expected = stored.filter((d) => new Query(filter).test(d)).map((d) => d._id);
-          const actual = (await games.findMany(filter)).map((d) => d._id);
-          expect(actual.sort(), `${name}: ${JSON.stringify(filter)}`).toEqual(expected.sort());
-        }
-      });
+      it.each([false, true])(
+        'matches mingo on a fixed corpus of filters (filterIndex: %s)',
+        async (filterIndex) => {
+          const games = (await storages(1, undefined, { filterIndex }))[0]!;
+          for (const doc of filterDocuments) await games.findOneAndUpsert(clone(doc) as never);
+          const stored = await games.findMany({});
+          for (const { name, filter } of filterCorpus) {
+            const expected = stored.filter((d) => new Query(filter).test(d)).map((d) => d._id);
+            const actual = (await games.findMany(filter)).map((d) => d._id);
+            expect(actual.sort(), `${name}: ${JSON.stringify(filter)}`).toEqual(expected.sort());
+          }
+        },
+      );
 
       it('sorts, skips, limits and projects', async () => {
         const games = await one();

@@ -87,6 +87,10 @@ const sql = {
   // row deleted and re-created at the same version carries another one.
   get: `SELECT version, data, xmin::text AS token FROM ${table} WHERE collection = $1 AND id = $2`,
   find: (where: string) => `SELECT data FROM ${table} WHERE collection = $1 AND ${where}`,
+  // With a filter index (schema.ts): the collection as a literal (a checked name), which the
+  // partial index's predicate can be matched against; the filter's parameters start at $1.
+  findIndexed: (collection: string, where: string) =>
+    `SELECT data FROM ${table} WHERE collection = '${collection}' AND ${where}`,
   insert: `INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
     ON CONFLICT DO NOTHING RETURNING xmin::text AS token`,
   // $6: the expected token, or NULL.
@@ -131,6 +135,19 @@ const sql = {
     SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock FROM e CROSS JOIN w`,
 };
 
+/** The read behind `find(filter)` (exported for a plan test); undefined when the filter matches nothing. */
+export function findStatement(
+  collection: string,
+  filterIndex: boolean,
+  filter: Filter,
+): { text: string; params: unknown[] } | undefined {
+  const where = translateFilter(filter, filterIndex ? 1 : 2);
+  if (where.sql === 'FALSE') return undefined;
+  return filterIndex
+    ? { text: sql.findIndexed(collection, where.sql), params: where.params }
+    : { text: sql.find(where.sql), params: [collection, ...where.params] };
+}
+
 /** A transaction's state, shared by the backends bound to it (nested ones included). */
 interface TxState {
   open: boolean;
@@ -146,9 +163,19 @@ export class SqlCollection implements CollectionBackend {
   readonly #q: SqlQueryable;
   readonly #tx: TxState | undefined;
 
-  constructor(ctx: SqlContext, collection: string, q: SqlQueryable = ctx.driver, tx?: TxState) {
+  /** Whether the collection has its filter index (and `find` should use it). */
+  readonly #filterIndex: boolean;
+
+  constructor(
+    ctx: SqlContext,
+    collection: string,
+    filterIndex = false,
+    q: SqlQueryable = ctx.driver,
+    tx?: TxState,
+  ) {
     this.#ctx = ctx;
     this.collection = collection;
+    this.#filterIndex = filterIndex;
     this.#q = q;
     this.#tx = tx;
   }
@@ -164,15 +191,12 @@ export class SqlCollection implements CollectionBackend {
   }
 
   async find(filter: Filter): Promise<JsonObject[]> {
-    const where = translateFilter(filter, 2);
-    if (where.sql === 'FALSE') {
+    const statement = findStatement(this.collection, this.#filterIndex, filter);
+    if (statement === undefined) {
       this.#assertOpen();
       return [];
     }
-    const rows = await this.#run<{ data: JsonObject }>('find', sql.find(where.sql), [
-      this.collection,
-      ...where.params,
-    ]);
+    const rows = await this.#run<{ data: JsonObject }>('find', statement.text, statement.params);
     return rows.map((r) => r.data);
   }
 
@@ -330,7 +354,7 @@ export class SqlCollection implements CollectionBackend {
     try {
       const result = await this.#ctx.driver.transaction(async (q) => {
         try {
-          return await fn(new SqlCollection(this.#ctx, this.collection, q, state));
+          return await fn(new SqlCollection(this.#ctx, this.collection, this.#filterIndex, q, state));
         } catch (error) {
           failure = { error };
           throw error;

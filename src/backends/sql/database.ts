@@ -4,12 +4,18 @@
  */
 import type { EventBackend } from '../../events/backend.js';
 import { ClosedError, EventSyncError, ValidationError } from '../../protocol/errors.js';
-import type { CollectionBackend, CommittedChange, Database } from '../../storage/backend.js';
+import type {
+  CollectionBackend,
+  CollectionOptions,
+  CommittedChange,
+  Database,
+} from '../../storage/backend.js';
+import { assertCollectionName } from '../../storage/validate.js';
 import { Announcer } from './announcer.js';
 import { CHANGES_CHANNEL, parseNotification, SqlCollection, type SqlContext } from './collection.js';
 import type { SqlDriver } from './driver.js';
 import { type FeedOptions, SqlEventBackend, type SqlEventContext } from './events.js';
-import { migrate } from './schema.js';
+import { filterIndexSql, migrate } from './schema.js';
 import { mapSqlError } from './sqlstate.js';
 
 export interface SqlDatabaseOptions {
@@ -54,6 +60,8 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
   readonly #onError: (error: EventSyncError) => void;
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly #commitListeners = new Set<() => void>();
+  /** Collections whose filter index this process has made sure of. */
+  readonly #filterIndexes = new Set<string>();
   /** Collection listeners and commit listeners: the LISTEN runs while this is above 0. */
   #listenerCount = 0;
   /** The running LISTEN (or its start), while anyone subscribes. */
@@ -78,11 +86,22 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
     this.#announcer?.announce(payload);
   }
 
-  async collection(name: string): Promise<CollectionBackend> {
+  async collection(name: string, options: CollectionOptions = {}): Promise<CollectionBackend> {
     this.assertOpen();
     if (typeof name !== 'string' || name === '')
       throw new ValidationError('a collection name must be a non-empty string');
-    return new SqlCollection(this, name);
+    if (options.filterIndex) {
+      assertCollectionName(name);
+      if (!this.#filterIndexes.has(name)) {
+        try {
+          await this.driver.query(filterIndexSql(name));
+        } catch (error) {
+          throw mapSqlError(error, `create the filter index of ${JSON.stringify(name)}`);
+        }
+        this.#filterIndexes.add(name);
+      }
+    }
+    return new SqlCollection(this, name, options.filterIndex === true);
   }
 
   async events(): Promise<EventBackend> {
