@@ -3,7 +3,12 @@
  * query filters with sort/skip/limit/projection. Every backend uses these, so a filter or an
  * operator means the same thing on memory, PGlite and PostgreSQL.
  */
-import { Aggregator, find, Query, update } from 'mingo';
+import { Aggregator, find, Query } from 'mingo';
+// Update operators from the updater entry: it sets up only what they need (query and boolean/
+// comparison expression operators, for $pull conditions and array filters) on each call, where
+// the main entry's `update` builds its full operator context every time: 17 µs instead of 60 µs
+// per call for two $inc (scratch measurement, Node 20, this machine).
+import { update } from 'mingo/updater';
 import { ValidationError } from '../protocol/errors.js';
 import type { Filter, FindManyOptions, JsonObject, UpdateOperators, UpdatePipeline } from './types.js';
 import { assertJsonValue } from './validate.js';

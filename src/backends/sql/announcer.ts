@@ -6,8 +6,8 @@
  * concurrent writers that notify lose group commit: measured, a NOTIFY in the same statement
  * halves the write throughput of 8 connections. Here writes carry no NOTIFY; each committed
  * write hands its payload to `announce`, and one statement at a time, on the driver's notify
- * connection, sends everything queued so far. Under load the queue fills while a statement is
- * out, so the cost per write shrinks as writes come faster.
+ * connection, sends everything queued so far, at most one statement per MIN_INTERVAL_MS. Under
+ * load the queue fills meanwhile, so the cost per write shrinks as writes come faster.
  *
  * What this gives up: a process that dies between a commit and its announcement leaves that
  * change unannounced. Event feeds do not depend on it (they read the event log, and poll);
@@ -15,6 +15,14 @@
  */
 /** At most this many payloads (each at most ~7 KB) go in one statement. */
 const MAX_PER_STATEMENT = 200;
+/**
+ * At most one statement per this many ms: a payload queued sooner after the last statement waits
+ * for the rest of the interval (one after a quiet spell goes at once). Measured at 8 connections:
+ * a statement per write costs the atomic write ~25% of its throughput, one per 2 ms about nothing.
+ */
+const MIN_INTERVAL_MS = 2;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Announcer {
   readonly #send: (payloads: string[]) => Promise<void>;
@@ -22,6 +30,8 @@ export class Announcer {
   #queue: string[] = [];
   /** The running send loop, while there is one. */
   #sending: Promise<void> | undefined;
+  /** When the last statement went out (performance.now()). */
+  #lastSent = Number.NEGATIVE_INFINITY;
 
   constructor(send: (payloads: string[]) => Promise<void>, onError: (error: unknown) => void) {
     this.#send = send;
@@ -40,10 +50,14 @@ export class Announcer {
   }
 
   async #drain(): Promise<void> {
-    // Yield once, so that writes completing in the same tick share the first statement.
+    // Never synchronously: `#sending` must be set before the loop can end and clear it.
     await Promise.resolve();
     try {
       while (this.#queue.length > 0) {
+        // Writes completing meanwhile share the statement.
+        const wait = this.#lastSent + MIN_INTERVAL_MS - performance.now();
+        if (wait > 0) await sleep(wait);
+        this.#lastSent = performance.now();
         const batch = this.#queue.splice(0, MAX_PER_STATEMENT);
         try {
           await this.#send(batch);
