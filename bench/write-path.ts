@@ -15,11 +15,13 @@
  * one per edit that reported success.
  */
 import pg from 'pg';
+import { filterIndexSql } from '../src/backends/sql/schema.js';
 import {
   createEventStore,
   createStorage,
   EventSyncStorage,
   type Storage,
+  type StorageOptions,
   type VectorClockManager,
   VersionConflictError,
 } from '../src/index.js';
@@ -57,13 +59,17 @@ const MAX_EDITS_PER_RUN = 1_000_000;
 // ---- round trips: every statement goes through pg.Client#query ----
 
 let queries = 0;
+/** Statements of our notify connection (`SqlDriver.notify`): not on an edit's path, counted apart. */
+let announcements = 0;
 type QueryFn = (this: unknown, ...args: unknown[]) => unknown;
 const clientProto = pg.Client.prototype as unknown as { query: QueryFn };
 const originalQuery = clientProto.query;
 function countRoundTrips(on: boolean): void {
   clientProto.query = on
     ? function (this: unknown, ...args: unknown[]) {
-        queries++;
+        const config = args[0] as { name?: string } | undefined;
+        if (config?.name === 'eventsync_notify') announcements++;
+        else queries++;
         return originalQuery.apply(this, args);
       }
     : originalQuery;
@@ -114,7 +120,7 @@ type FloorKind = 'plain' | 'eventsync' | 'notify';
 
 const floorLabels: Record<FloorKind, string> = {
   plain: FLOOR,
-  eventsync: 'floor, on the eventsync_documents table (its GIN index)',
+  eventsync: 'floor, on eventsync_documents with a filter index (`filterIndex: true`: GIN)',
   notify: 'floor + pg_notify in the same statement',
 };
 
@@ -201,10 +207,11 @@ function ours(
   notify: boolean,
   style: EditStyle,
   wrap: (db: SqlDatabase, storage: Storage<Doc>) => Promise<Storage<Doc>>,
+  storageOptions: StorageOptions = {},
 ): Factory {
   return async (conns) => {
     const db = await pgDatabase({ connectionString: url, max: conns, notify });
-    const storage = await wrap(db, await createStorage<Doc>({ db, collection }));
+    const storage = await wrap(db, await createStorage<Doc>({ db, collection, ...storageOptions }));
     return {
       label,
       async edit(id) {
@@ -261,6 +268,15 @@ function contenders(url: string): Factory[] {
     ours(url, `**${ATOMIC}**, findOneAndUpdate (notify on)`, 'atomic', true, 'function', events('atomic')),
     ours(
       url,
+      `**${ATOMIC}**, findOneAndUpdate, every edit reads (\`lastWritesMaxChars: 0\`)`,
+      'atomic_reads',
+      true,
+      'function',
+      events('atomic'),
+      { lastWritesMaxChars: 0 },
+    ),
+    ours(
+      url,
       `**${ATOMIC}**, findOneAndUpdate (notify off)`,
       'atomic_quiet',
       false,
@@ -283,6 +299,7 @@ function contenders(url: string): Factory[] {
       true,
       'function',
       events('best-effort', true),
+      { lastWritesMaxChars: 0 },
     ),
   ];
 }
@@ -295,6 +312,7 @@ const COLLECTIONS = [
   'storage_quiet',
   'atomic',
   'atomic_quiet',
+  'atomic_reads',
   'atomic_ops',
   'best_effort',
   'original',
@@ -328,6 +346,7 @@ async function seed(url: string): Promise<number> {
         [collection, json],
       );
     }
+    await client.query(filterIndexSql('floor_docs'));
     await client.query('VACUUM ANALYZE');
   } finally {
     await client.end();
@@ -342,6 +361,8 @@ interface Run {
   /** Conflicts the contender saw, per successful edit. */
   conflictsPerEdit: number;
   roundTripsPerEdit: number;
+  /** Statements on the notify connection per edit (after commit, off the edit's path). */
+  announcementsPerEdit: number;
   cpuUsPerEdit: number;
   p50: number;
   p99: number;
@@ -366,6 +387,7 @@ async function timed(
   let conflicts = 0;
   let failed = 0;
   const q0 = queries;
+  const a0 = announcements;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const deadline = t0 + durationMs;
@@ -390,11 +412,13 @@ async function timed(
   const elapsed = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const roundTrips = queries - q0;
+  const announced = announcements - a0;
   const goldAfter = await contender.gold(watched);
   return {
     editsPerSec: (edits / elapsed) * 1000,
     conflictsPerEdit: edits > 0 ? conflicts / edits : Number.NaN,
     roundTripsPerEdit: edits > 0 ? roundTrips / edits : Number.NaN,
+    announcementsPerEdit: edits > 0 ? announced / edits : Number.NaN,
     cpuUsPerEdit: edits > 0 ? (cpu.user + cpu.system) / edits : Number.NaN,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
@@ -474,6 +498,7 @@ function spreadTable(results: { conns: number; series: Series[] }[]): string {
         ms(med(s.runs, (r) => r.p50)),
         ms(med(s.runs, (r) => r.p99)),
         med(s.runs, (r) => r.roundTripsPerEdit).toFixed(2),
+        med(s.runs, (r) => r.announcementsPerEdit).toFixed(2),
         formatNumber(med(s.runs, (r) => r.cpuUsPerEdit)),
         String(s.runs.reduce((n, r) => n + r.lost, 0)),
       ]);
@@ -489,11 +514,12 @@ function spreadTable(results: { conns: number; series: Series[] }[]): string {
       'p50 ms',
       'p99 ms',
       'round trips / edit',
+      'announce statements / edit',
       'client CPU µs / edit',
       'lost updates',
     ],
     rows,
-    ['r', 'l', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r'],
+    ['r', 'l', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
 }
 
@@ -646,22 +672,31 @@ function render(
     '- **floor**: bare `pg`, read the row, then `UPDATE … SET data = $2, version = version + 1',
     '  WHERE id = $1 AND version = $3` (named prepared statements, as our driver uses) on a plain',
     '  table `(id text primary key, version bigint, data jsonb)`; on a version mismatch, again.',
-    '- two diagnostic floors: the same statements on `eventsync_documents` (which carries a GIN',
-    '  index on `data`, for filters), and the plain floor with `pg_notify(payload)` in the same',
-    '  statement (as every write of ours announces itself when `notify` is on, the default).',
+    '- two diagnostic floors: the same statements on `eventsync_documents` for a collection with',
+    '  a filter index (`filterIndex: true`, a partial GIN index on `data`), and the plain floor with',
+    '  `pg_notify(payload)` in the same statement (what our writes did until they announced after commit).',
     '- `Storage.findOneAndUpdate` with an edit function (`createStorage` + `pgDatabase`), notify on',
-    '  and off: read, then one conditional UPDATE (+ NOTIFY) statement.',
-    '- **`EventSyncStorage` atomic** (the target): read, then one CTE statement that writes the',
-    '  document, upserts the stream head, inserts the event (and NOTIFYs); automatic snapshots every',
-    '  100 events (the default). With an edit function, notify on and off, and as',
+    '  (the default) and off.',
+    '- **`EventSyncStorage` atomic** (the target): one CTE statement that writes the document,',
+    '  upserts the stream head and inserts the event; automatic snapshots every 100 events (the',
+    '  default). By default an edit starts from the state this instance wrote last (`LastWrites`:',
+    "  no read; the write requires the version and the row's `xmin`, and a stale state costs one",
+    '  failed write, then a read); the first edit of each document reads. Rows: with an edit',
+    '  function (defaults), the same with every edit reading first (`lastWritesMaxChars: 0`: the',
+    "  floor's read + conditional write, plus the event), notify off, and as",
     '  `updateOne(id, { $inc: { gold: 1, xp: 5 } })` (the operators applied by mingo).',
+    '- With notify on, committed writes are announced afterwards on the notify connection, many',
+    '  per statement, at most one statement per 2 ms (`src/backends/sql/announcer.ts`): counted',
+    '  apart, as announce statements.',
     '- `EventSyncStorage` best-effort: the write, then the event appended by its own statement.',
     "- the original design's sequence, emulated: best-effort plus a `VectorClockManager` that",
-    '  upserts the clock into a table: read, write, event insert, clock update (four round trips).',
+    '  upserts the clock into a table, every edit reading first: read, write, event insert, clock',
+    '  update (four round trips).',
     '',
-    'Round trips: `pg` `Client#query` calls per successful edit (retries included). Client CPU:',
-    "this process's user + system time per edit (PostgreSQL's own CPU is not in it). Lost updates:",
-    'the sum of `gold` must grow by one per edit that reported success.',
+    'Round trips: `pg` `Client#query` calls on the pool per successful edit (retries included).',
+    "Client CPU: this process's user + system time per edit, announcements included (PostgreSQL's",
+    'own CPU is not in it). Lost updates: the sum of `gold` must grow by one per edit that',
+    'reported success.',
     '',
     spreadTable(spreadResults),
     '',
@@ -674,7 +709,8 @@ function render(
     '`EventSyncStorage` (atomic) shared by the 8 workers, whose per-document queue runs their edits',
     'one after another, so they never conflict; and 8 separate instances on the same database',
     '(separate queues, like 8 processes): they conflict and retry with backoff (default retry',
-    'options); their conflicts show as extra round trips (2 per attempt).',
+    'options); their conflicts show as extra round trips (a failed write, then a read and a write).',
+    'Round trips exclude announce statements, as above.',
     '',
     hotTable(hot),
     '',
@@ -711,18 +747,22 @@ function notes(
   const rel = (conns: number, part: string) => ratio(median(find(conns, part).ratios));
   const fnOn = `${ATOMIC}**, findOneAndUpdate (notify on)`;
   const fnOff = `${ATOMIC}**, findOneAndUpdate (notify off)`;
+  const reads = `${ATOMIC}**, findOneAndUpdate, every edit reads`;
   const ops = `${ATOMIC}**, updateOne($inc)`;
   const notifyFloor = floorLabels.notify;
   const ginFloor = floorLabels.eventsync;
+  const storageOff = 'Storage.findOneAndUpdate (notify off)';
   out.push(
-    `**Where the time goes.** The floor is ${rt(1, FLOOR).toFixed(0)} round trips and ${formatNumber(cpu(1, FLOOR))} µs of client CPU per edit; the atomic path is ${rt(1, fnOn).toFixed(2)} round trips too, and ${formatNumber(cpu(1, fnOn))} µs of client CPU with an edit function (mutative draft, diff in three formats, validation, the NOTIFY payload, a bigger statement), ${formatNumber(cpu(1, ops))} µs with \`updateOne($inc)\`: applying the two \`$inc\`s through mingo (\`applyUpdateOperators\`) costs ${formatNumber(mingoUs.operators)} µs per call against ${formatNumber(mingoUs.byHand)} µs by hand, because mingo's \`update()\` from the \`mingo\` entry sets up its operator context on every call.`,
+    `**Where the time goes.** The floor is ${rt(1, FLOOR).toFixed(0)} round trips and ${formatNumber(cpu(1, FLOOR))} µs of client CPU per edit (1 connection); the atomic path ${rt(1, fnOn).toFixed(2)} round trips (the first edit of each document, and edits after a stale state, read) and ${formatNumber(cpu(1, fnOn))} µs (mutative draft, diff in three formats, validation, JSON of document and diff, the announcement), ${formatNumber(cpu(1, ops))} µs with \`updateOne($inc)\` (mingo's update: ${formatNumber(mingoUs.operators)} µs per call of the two \`$inc\`s against ${formatNumber(mingoUs.byHand)} µs by hand, on a plain object; more on a draft). With every edit reading first, the atomic path is ${rel(1, reads)} / ${rel(8, reads)} the floor (1 / 8 connections). At 8 connections the two cores are the limit, shared by this process and PostgreSQL's backends, so CPU on either side lowers throughput directly; most of this process's CPU is the \`writev\` system call of each statement on loopback TCP (40% of it in a profile), which the floor pays per statement too.`,
     '',
-    `**NOTIFY.** Bare \`pg_notify\` in the floor's statement: ${rel(1, notifyFloor)} the floor at 1 connection, ${rel(8, notifyFloor)} at 8. PostgreSQL serialises the commits of transactions that NOTIFY: before commit it takes a heavyweight lock on "database 0" (cluster-wide; \`PreCommit_Notify\` in \`src/backend/commands/async.c\`, so queue entries appear in commit order) and releases it only at transaction end, after the commit record is flushed, so notifying transactions commit one at a time and lose group commit: with \`synchronous_commit=on\` their throughput is about one WAL flush per commit, whatever the connection count. Our writes NOTIFY in the same statement when \`notify\` is on (the default, and what \`subscribe\`/\`watch\` and the sync engine's wake-ups need): atomic with notify off is ${rel(8, fnOff)} the floor at 8 connections, with notify on ${rel(8, fnOn)}. Without NOTIFY, recording the event in the same statement (stream head upsert, event row with three indexes and ~600 bytes of diff JSON, more WAL per commit) takes the plain storage's ${rel(8, 'Storage.findOneAndUpdate (notify off)')} down to ${rel(8, fnOff)}. The GIN index on \`eventsync_documents.data\` costs ${rel(1, ginFloor)} / ${rel(8, ginFloor)} (1 / 8 connections) on the bare floor.`,
+    `**NOTIFY.** \`pg_notify\` in the floor's own statement: ${rel(1, notifyFloor)} the floor at 1 connection, ${rel(8, notifyFloor)} at 8. PostgreSQL serialises the commits of transactions that NOTIFY (a cluster-wide lock taken in \`PreCommit_Notify\`, \`src/backend/commands/async.c\`, held until after the commit record is flushed), so notifying writers lose group commit. Our writes therefore carry no NOTIFY: each process announces its committed writes afterwards on its notify connection, many per statement, at most one statement per 2 ms, with \`synchronous_commit = off\` on that connection (a notifying transaction gets an xid and would wait for a WAL flush of its own). Atomic with notify on is ${rel(8, fnOn)} the floor at 8 connections, with notify off ${rel(8, fnOff)}.`,
+    '',
+    `**Recording the event** in the same statement (stream head upsert, an event row with three indexes and ~600 bytes of diff JSON, more WAL per commit) takes the plain storage's ${rel(8, storageOff)} (notify off, 8 connections) down to ${rel(8, fnOff)}. A filter index costs ${rel(1, ginFloor)} / ${rel(8, ginFloor)} (1 / 8 connections) on the bare floor: it is now opt-in per collection (\`filterIndex: true\`).`,
     '',
   );
   if (missed.length > 0) {
     out.push(
-      `**Missed**: ${missed.map((m) => `${m.label} at ${m.conns} connection${m.conns > 1 ? 's' : ''} (${ratio(m.ratio)})`).join('; ')}. What would close it, largest first: (1) take NOTIFY out of the write's transaction — the event feed only uses it as a wake-up (it reads the log), so one coalesced, payload-free NOTIFY per process after commit (or \`pg_notify\` only when a listener exists in this process, plus polling for other processes) would stop serialising commits; (2) set mingo's context up once (\`Context.init\` with the update operators, passed to \`update\`; DEPENDENCY-NOTES measured ~3.5× faster), or apply plain \`$set\`/\`$inc\` paths directly; (3) a lighter event row: one diff format stored (JSON Patch), the merge patch and MongoDB update derived when read, fewer indexes on \`eventsync_events\`; and less per-edit client CPU (no re-validation of values the storage itself produced); (4) an option to create the documents table without the GIN index when nobody filters in SQL.`,
+      `**Missed**: ${missed.map((m) => `${m.label} at ${m.conns} connection${m.conns > 1 ? 's' : ''} (${ratio(m.ratio)})`).join('; ')}. What would close it, largest first, from measurements of the SQL statements alone (session 2, same embedded server, 8 connections; numbers in docs/ROADMAP.md): (1) the stream head in the document's own row (\`last_seq\` and the vector clock as columns of \`eventsync_documents\`, kept on a tombstone after a delete), so an edit updates two rows, not three: +10–19% for the statement; (2) one index fewer on \`eventsync_events\` (the \`(collection, server_seq)\` index also serving the global feed): ~+5%; (3) \`updateOne\` applying simple \`$set\`/\`$inc\` paths itself instead of mingo on a draft. Tried and dropped: several documents' writes in one statement (\`unnest\` arrays, 2–4 statements in flight): +25% statement time for one document and lower throughput at 8 connections, since PostgreSQL already shares WAL flushes between concurrent commits (group commit) and the machine is CPU-bound; \`json\` instead of \`jsonb\` for the event's diff: no measurable gain.`,
     );
   } else {
     out.push('The atomic target is met at both connection counts.');
@@ -732,15 +772,8 @@ function notes(
     const lost = hot.reduce((n, s) => n + s.runs.reduce((m, r) => m + r.lost, 0), 0);
     out.push('');
     out.push(
-      `**Hot document.** One instance reaches ${ratio(median(oneHot.ratios))} the floor's successes with ${med(oneHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per edit (no conflicts: the per-document queue serialises its 8 writers in process); 8 instances ${ratio(median(manyHot.ratios))} (${med(manyHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per success: conflicts are rare, but each costs a backoff sleep of 5 ms and more — 8 writers at ${formatNumber(median(manyHot.runs.map((r) => r.editsPerSec)))}/s spend ${ms(8000 / median(manyHot.runs.map((r) => r.editsPerSec)))} ms per edit on average against a p50 of ${ms(med(manyHot.runs, (r) => r.p50))} ms, so most of their time goes to the few edits that backed off); the floor spends ${med(floorHot.runs, (r) => r.conflictsPerEdit).toFixed(2)} conflicting attempts per success. Lost updates over all hot-document runs: ${lost}. Target (DESIGN.md aim): ≥ 2× the floor with 0 lost updates; ${atLeast(median(oneHot.ratios), 2)} by one instance.`,
+      `**Hot document.** One instance reaches ${ratio(median(oneHot.ratios))} the floor's successes with ${med(oneHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per edit (no conflicts: the per-document queue serialises its 8 writers in process, and each edit starts from the state the previous one wrote); 8 instances ${ratio(median(manyHot.ratios))} (${med(manyHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per success: they conflict, back off (5 ms and more) and stop trusting their remembered state for a second after it was stale); the floor spends ${med(floorHot.runs, (r) => r.conflictsPerEdit).toFixed(2)} conflicting attempts per success. Lost updates over all hot-document runs: ${lost}. Target (DESIGN.md aim): ≥ 2× the floor with 0 lost updates; ${atLeast(median(oneHot.ratios), 2)} by one instance.`,
     );
-    if (median(oneHot.ratios) < 2) {
-      const perEdit = 1000 / median(oneHot.runs.map((r) => r.editsPerSec));
-      out.push(
-        '',
-        `Why the hot-document aim is missed: the queue runs one edit of the document at a time, each a read, a write and its commit's WAL flush, so one process edits one document at most 1 / (one edit's latency) per second: ${ms(perEdit)} ms per edit here, however many callers wait (their p50 is the queue wait). What would close it: apply the edits waiting in the queue together — one read, one conditional write carrying all of them and their events in the same statement — so one commit serves many edits; and skip the read when the queue already holds the version it just wrote.`,
-      );
-    }
   }
   return out;
 }
