@@ -67,11 +67,72 @@ export function applyUpdateOperators(draft: JsonObject, operators: UpdateOperato
       assertJsonValue(value, `/${operator}/${path}`);
     }
   }
+  if (applySimpleOperators(draft, operators)) return;
   try {
     update(draft, operators as never);
   } catch (error) {
     throw new ValidationError(`update failed: ${(error as Error).message}`, '', { cause: error });
   }
+}
+
+/**
+ * The common case by hand: only `$set` of plain values (string, number, boolean, null), `$inc`
+ * and `$unset`, on paths of object keys (no array index, no positional), no path repeated or
+ * inside another, every `$inc` a number on a number or on nothing, and every value on the way a
+ * plain object or missing. There MongoDB's meaning
+ * is plain assignment (creating the objects on the way), addition and deletion, and this is
+ * ~10× cheaper than mingo on a draft (per-call setup). Returns false, having changed nothing,
+ * when the update is anything else: mingo then applies it (with its errors). A property test
+ * checks both give the same document (mongo.test.ts).
+ */
+export function applySimpleOperators(doc: JsonObject, operators: UpdateOperators): boolean {
+  const steps: { op: string; keys: string[]; value: unknown }[] = [];
+  for (const [op, fields] of Object.entries(operators)) {
+    if (op !== '$set' && op !== '$inc' && op !== '$unset') return false;
+    for (const [path, value] of Object.entries(fields as Record<string, unknown>)) {
+      const keys = path.split('.');
+      if (keys.some((k) => k.startsWith('$') || /^\d+$/.test(k))) return false;
+      if (op === '$inc' && !(typeof value === 'number' && Number.isFinite(value))) return false;
+      if (op === '$set' && value !== null && typeof value === 'object') return false;
+      steps.push({ op, keys, value });
+    }
+  }
+  const paths = steps.map((s) => s.keys.join('.'));
+  for (const a of paths) {
+    for (const b of paths)
+      if (a !== b ? b.startsWith(`${a}.`) : paths.indexOf(a) !== paths.lastIndexOf(a)) return false;
+  }
+  // Check every step before changing anything.
+  for (const { op, keys } of steps) {
+    let node: unknown = doc;
+    for (let i = 0; i < keys.length; i++) {
+      if (node === undefined) break;
+      if (!isPlainObject(node)) return false;
+      node = (node as JsonObject)[keys[i]!];
+    }
+    if (op === '$inc' && node !== undefined && typeof node !== 'number') return false;
+  }
+  for (const { op, keys, value } of steps) {
+    let parent: JsonObject | undefined = doc;
+    for (const key of keys.slice(0, -1)) {
+      if (parent[key] === undefined) {
+        // Nothing to remove below a missing object; $set and $inc create it.
+        if (op === '$unset') {
+          parent = undefined;
+          break;
+        }
+        parent[key] = {};
+      }
+      parent = parent[key] as JsonObject;
+    }
+    const last = keys[keys.length - 1]!;
+    if (parent === undefined) continue;
+    if (op === '$unset') {
+      if (last in parent) delete parent[last];
+    } else if (op === '$inc') parent[last] = ((parent[last] as number | undefined) ?? 0) + (value as number);
+    else if (parent[last] !== value) parent[last] = value as JsonObject[string];
+  }
+  return true;
 }
 
 export function applyPipeline(doc: JsonObject, pipeline: UpdatePipeline): JsonObject {
