@@ -13,7 +13,8 @@
  *   `Last-Event-ID` for the same document wins). Collection streams start over with snapshots.
  * - `: ping` comment lines keep proxies from timing the stream out. When the server closes the
  *   stream it sends `event: close` with `{ code, reason }` (WebSocket close codes) first.
- * - A client reading too slowly (more than `limits.maxBufferedBytes` waiting) is disconnected.
+ * - A client reading too slowly (more than `limits.maxBufferedBytes` of live frames waiting) is
+ *   disconnected. Catch-up frames are paced to the client instead (see `CatchUpWindow`).
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -23,6 +24,8 @@ import { assertFilter } from '../storage/mongo.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import type { Session } from '../sync/session.js';
+import { TOO_SLOW } from '../sync/types.js';
+import { CatchUpWindow } from './catch-up-window.js';
 import {
   authenticateRequest,
   intParam,
@@ -112,22 +115,33 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
     res.write(': eventsync\n\n');
 
     let heartbeat: NodeJS.Timeout | undefined;
-    const tooSlow = () => res.writableLength > limits.maxBufferedBytes;
+    // Catch-up may queue up to half the limit; the too-slow rule counts only the rest.
+    const catchUp = new CatchUpWindow(limits.maxBufferedBytes / 2);
+    const tooSlow = () => res.writableLength - catchUp.bytes > limits.maxBufferedBytes;
+    const ended = () => res.writableEnded || res.destroyed;
     const session = engine.connect(
       { headers: req.headers, url: req.url ?? url.pathname },
       {
         send(frame, eventId) {
-          if (res.writableEnded || res.destroyed) return;
+          if (ended()) return;
           if (tooSlow()) {
-            session.close(1013, 'too slow: the send buffer is full; reconnect and catch up');
+            session.close(TOO_SLOW.code, TOO_SLOW.reason);
             return;
           }
-          res.write(eventId === undefined ? `data: ${frame}\n\n` : `id: ${eventId}\ndata: ${frame}\n\n`);
+          res.write(sseFrame(frame, eventId));
         },
+        sendCatchUp(frame, eventId) {
+          if (ended()) return true;
+          const text = sseFrame(frame, eventId);
+          res.write(text, catchUp.add(Buffer.byteLength(text)));
+          return !catchUp.full;
+        },
+        drained: () => catchUp.drained(),
         close(code, reason) {
           clearInterval(heartbeat);
+          catchUp.close();
           open.delete(session);
-          if (res.writableEnded || res.destroyed) return;
+          if (ended()) return;
           res.end(`event: close\ndata: ${JSON.stringify({ code, reason })}\n\n`);
           // A client that does not read the rest is not waited for.
           setTimeout(() => res.destroy(), lingerMs).unref();
@@ -137,7 +151,7 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
     open.set(session, res);
     res.once('close', () => session.close(1001, 'client went away'));
     heartbeat = setInterval(() => {
-      if (tooSlow()) session.close(1013, 'too slow: the send buffer is full; reconnect and catch up');
+      if (tooSlow()) session.close(TOO_SLOW.code, TOO_SLOW.reason);
       else res.write(': ping\n\n');
     }, heartbeatMs);
     heartbeat.unref();
@@ -171,6 +185,11 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
       for (const session of [...open.keys()]) session.close(code, reason);
     },
   };
+}
+
+/** One SSE message: the frame as its `data:` line, with the document position as its id when it has one. */
+function sseFrame(frame: string, eventId: string | undefined): string {
+  return eventId === undefined ? `data: ${frame}\n\n` : `id: ${eventId}\ndata: ${frame}\n\n`;
 }
 
 /**

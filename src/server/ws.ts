@@ -1,12 +1,15 @@
 /**
  * The WebSocket transport: attaches to an existing `http.Server` on one path, turns each
  * connection into a `Session`, and enforces what only the socket can: frame size, the send
- * buffer (a client too slow to read is disconnected with a reason), and heartbeats.
+ * buffer (a client with more than `maxBufferedBytes` of live frames waiting is disconnected
+ * with a reason; catch-up frames are paced instead, see `CatchUpWindow`), and heartbeats.
  */
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { SyncEngine } from '../sync/engine.js';
+import { TOO_SLOW } from '../sync/types.js';
+import { CatchUpWindow } from './catch-up-window.js';
 
 export interface WebSocketOptions {
   /** Default `/sync`. */
@@ -37,21 +40,30 @@ export function attachWebSocket(
 
   wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
     alive.set(ws, true);
+    // Catch-up may queue up to half the limit; the too-slow rule counts only the rest.
+    const catchUp = new CatchUpWindow(limits.maxBufferedBytes / 2);
     const session = engine.connect(
       { headers: request.headers, url: request.url ?? path },
       {
         send(frame) {
           if (ws.readyState !== WebSocket.OPEN) return;
-          if (ws.bufferedAmount > limits.maxBufferedBytes) {
-            session.close(1013, 'too slow: the send buffer is full; reconnect and catch up');
-            // The close frame would queue behind the full buffer: free the socket now.
-            ws.terminate();
+          if (ws.bufferedAmount - catchUp.bytes > limits.maxBufferedBytes) {
+            session.close(TOO_SLOW.code, TOO_SLOW.reason);
             return;
           }
           ws.send(frame);
         },
+        sendCatchUp(frame) {
+          if (ws.readyState !== WebSocket.OPEN) return true;
+          ws.send(frame, catchUp.add(Buffer.byteLength(frame)));
+          return !catchUp.full;
+        },
+        drained: () => catchUp.drained(),
         close(code, reason) {
-          if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
+          catchUp.close();
+          // The close frame of a client too slow to read would queue behind its full buffer: free the socket now.
+          if (code === TOO_SLOW.code) ws.terminate();
+          else if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
             ws.close(code, reason);
         },
       },

@@ -12,7 +12,7 @@ import { assertClientFilter } from '../storage/mongo.js';
 import type { JsonObject } from '../storage/types.js';
 import type { Delivery, SyncEngine } from './engine.js';
 import { parseClientJson } from './json.js';
-import type { AuthRequest, Principal, Sink } from './types.js';
+import { type AuthRequest, type Principal, type Sink, TOO_SLOW } from './types.js';
 
 type Subscription =
   | { kind: 'document'; collection: string; documentId: string }
@@ -25,12 +25,26 @@ interface Tracked {
   /** The last seq sent; events at or below it are duplicates. */
   lastSeq: number;
   lastClock: VectorClock;
-  /** While catching up, live events wait here. */
-  buffer: SyncEvent[] | undefined;
+  /** While catching up (or repairing a gap), live events wait here. */
+  held: Held[] | undefined;
   /** The subscriptions that cover this document. */
   subs: Set<string>;
 }
 
+/** A live event held while its document catches up, with its frame (serialized once). */
+interface Held {
+  event: SyncEvent;
+  frame: string;
+  bytes: number;
+}
+
+/** What a document's log says a client is missing (`SyncService.getMissingEvents`). */
+interface Missing {
+  snapshot?: { seq: number; version: number; state: JsonObject | null; vectorClock: VectorClock };
+  events: SyncEvent[];
+}
+
+const eventFrame = (event: SyncEvent) => JSON.stringify({ type: 'event', event } satisfies ServerMessage);
 const docKey = (collection: string, documentId: string) => `${collection}/${documentId}`;
 let sessions = 0;
 
@@ -46,6 +60,8 @@ export class Session {
   /** Documents this principal may read, as asked (collection subscriptions ask per document). */
   readonly #readable = new Map<string, boolean>();
   #closed = false;
+  /** Bytes of the live events held in `Tracked.held`, over all documents. */
+  #heldBytes = 0;
   /** Token bucket for frames per second. */
   #tokens: number;
   #refilledAt = Date.now();
@@ -113,7 +129,7 @@ export class Session {
     const tracked = this.#docs.get(docKey(event.collection, event.documentId));
     const collectionSubs = this.#collectionSubs(event.collection);
     if (collectionSubs.length === 0) {
-      if (tracked) this.#sendEvent(tracked, event, delivery);
+      if (tracked) this.#deliverLive(tracked, event, delivery.frame());
       return undefined;
     }
     return this.#deliverWithCollections(delivery, tracked, collectionSubs);
@@ -283,15 +299,12 @@ export class Session {
 
   // ---- documents: catch-up, live events, membership ----
 
-  /** Starts following a document: catch-up frames from `missing`, live events buffered meanwhile, then drained. */
+  /** Starts following a document: catch-up frames from `missing`, live events held meanwhile, then sent. */
   async #catchUp(
     collection: string,
     documentId: string,
     sub: string,
-    missing: () => Promise<{
-      snapshot?: { seq: number; version: number; state: JsonObject | null; vectorClock: VectorClock };
-      events: SyncEvent[];
-    }>,
+    missing: () => Promise<Missing>,
     clientSeq: number | undefined,
   ): Promise<void> {
     const tracked: Tracked = {
@@ -299,41 +312,24 @@ export class Session {
       documentId,
       lastSeq: clientSeq ?? 0,
       lastClock: {},
-      buffer: [],
+      held: [],
       subs: new Set([sub]),
     };
     this.#docs.set(docKey(collection, documentId), tracked);
     this.#engine.follow(this, collection, documentId);
     try {
-      const { snapshot, events } = await missing();
-      if (snapshot) {
-        this.#send(
-          {
-            type: 'snapshot',
-            collection,
-            documentId,
-            seq: snapshot.seq,
-            version: snapshot.version,
-            state: snapshot.state,
-            vectorClock: snapshot.vectorClock,
-          },
-          `${collection}/${documentId}/${snapshot.seq}`,
-        );
-        tracked.lastSeq = snapshot.seq;
-        tracked.lastClock = snapshot.vectorClock;
-      }
-      for (const event of events) this.#sendEvent(tracked, event, undefined, true);
+      await this.#sendMissing(tracked, await missing());
     } catch (error) {
       this.#untrack(tracked);
       throw error;
     }
-    const waiting = tracked.buffer ?? [];
-    tracked.buffer = undefined;
-    for (const event of waiting) this.#sendEvent(tracked, event);
+    this.#release(tracked);
   }
 
   /** A document entered a collection subscription: a consistent snapshot of it, then live. */
   #enter(collection: string, documentId: string, sub: string): Promise<void> {
+    // One snapshot frame and no events: this never waits for the socket to drain, so the
+    // engine's feed, which awaits it, is never held up by one slow client.
     return this.#catchUp(
       collection,
       documentId,
@@ -346,69 +342,124 @@ export class Session {
     );
   }
 
-  #sendEvent(tracked: Tracked, event: SyncEvent, delivery?: Delivery, catchingUp = false): void {
-    if (tracked.buffer && !catchingUp) {
-      tracked.buffer.push(event);
-      return;
+  /**
+   * Sends what the log says the client is missing of a document, the snapshot first, as
+   * catch-up frames paced to the client: a catch-up can be far longer than the send buffer, so
+   * whenever the sink has enough of it queued, the rest waits until the socket drained. Stops
+   * early when the session closes or stops following the document meanwhile.
+   */
+  async #sendMissing(tracked: Tracked, { snapshot, events }: Missing): Promise<void> {
+    if (!this.#follows(tracked)) return; // left (or closed) while the log was read
+    let more = true;
+    if (snapshot) {
+      more = this.#catchUpFrame(
+        JSON.stringify({
+          type: 'snapshot',
+          collection: tracked.collection,
+          documentId: tracked.documentId,
+          seq: snapshot.seq,
+          version: snapshot.version,
+          state: snapshot.state,
+          vectorClock: snapshot.vectorClock,
+        } satisfies ServerMessage),
+        `${tracked.collection}/${tracked.documentId}/${snapshot.seq}`,
+      );
+      tracked.lastSeq = snapshot.seq;
+      tracked.lastClock = snapshot.vectorClock;
     }
-    if (event.seq <= tracked.lastSeq) return; // already sent (catch-up and live overlap)
+    for (const event of events) {
+      if (!more) {
+        await this.#sink.drained?.();
+        if (!this.#follows(tracked)) return;
+      }
+      more = this.#emit(tracked, event, eventFrame(event), true);
+    }
+  }
+
+  /** A live event of a followed document: sent now, or held while the document catches up. */
+  #deliverLive(tracked: Tracked, event: SyncEvent, frame: string): void {
+    if (tracked.held) this.#hold(tracked, event, frame);
+    else this.#emit(tracked, event, frame, false);
+  }
+
+  /**
+   * Sends one event unless the client has it already; a gap before it is repaired first.
+   * Returns whether more catch-up may be sent before the sink drained (see `Sink.sendCatchUp`).
+   */
+  #emit(tracked: Tracked, event: SyncEvent, frame: string, catchUp: boolean): boolean {
+    if (event.seq <= tracked.lastSeq) return true; // already sent (catch-up and live overlap)
     const first = event.fromSeq ?? event.seq;
     if (first > tracked.lastSeq + 1) {
       // Events between arrive later or were skipped by the feed: fetch them first, in order.
-      void this.#repair(tracked, event);
-      return;
+      void this.#repair(tracked, event, frame);
+      return true;
     }
-    this.#sink.send(
-      delivery ? delivery.frame() : JSON.stringify({ type: 'event', event }),
-      `${event.collection}/${event.documentId}/${event.seq}`,
-    );
+    const eventId = `${event.collection}/${event.documentId}/${event.seq}`;
+    let more = true;
+    if (catchUp) more = this.#catchUpFrame(frame, eventId);
+    else this.#sink.send(frame, eventId);
     this.#engine.metrics.eventsDelivered++;
     tracked.lastSeq = event.seq;
     tracked.lastClock = event.vectorClock;
+    return more;
   }
 
-  /** A gap before `event`: buffer live events, read the missing ones from the log, send all in order. */
-  async #repair(tracked: Tracked, event: SyncEvent): Promise<void> {
-    if (tracked.buffer) {
-      tracked.buffer.push(event);
+  /** A gap before `event`: hold live events, read the missing ones from the log, send all in order. */
+  async #repair(tracked: Tracked, event: SyncEvent, frame: string): Promise<void> {
+    if (tracked.held) {
+      this.#hold(tracked, event, frame);
       return;
     }
-    tracked.buffer = [event];
+    tracked.held = [];
+    this.#hold(tracked, event, frame);
+    if (this.#closed) return;
     try {
       const missing = await this.#engine.service.getMissingEvents(
         this.clientId!,
         tracked.collection,
         tracked.documentId,
-        {
-          afterSeq: tracked.lastSeq,
-        },
+        { afterSeq: tracked.lastSeq },
       );
-      if (missing.snapshot) {
-        const s = missing.snapshot;
-        this.#send(
-          {
-            type: 'snapshot',
-            collection: s.collection,
-            documentId: s.documentId,
-            seq: s.seq,
-            version: s.version,
-            state: s.state,
-            vectorClock: s.vectorClock,
-          },
-          `${s.collection}/${s.documentId}/${s.seq}`,
-        );
-        tracked.lastSeq = s.seq;
-        tracked.lastClock = s.vectorClock;
-      }
-      for (const e of missing.events) this.#sendEvent(tracked, e, undefined, true);
+      await this.#sendMissing(tracked, missing);
     } catch (error) {
       this.#engine.logger.error({ err: error, session: this.id }, 'eventsync: repairing a gap failed');
       this.close(1011, 'could not repair a gap; reconnect to catch up');
       return;
     }
-    const waiting = tracked.buffer ?? [];
-    tracked.buffer = undefined;
-    for (const e of waiting) this.#sendEvent(tracked, e);
+    this.#release(tracked);
+  }
+
+  /**
+   * Keeps a live event until its document's catch-up is sent. Held events count against
+   * `maxBufferedBytes` like queued ones: a client that stops reading in the middle of a
+   * catch-up is disconnected as too slow, not held for without bound.
+   */
+  #hold(tracked: Tracked, event: SyncEvent, frame: string): void {
+    const bytes = Buffer.byteLength(frame);
+    tracked.held!.push({ event, frame, bytes });
+    this.#heldBytes += bytes;
+    if (this.#heldBytes > this.#engine.limits.maxBufferedBytes) this.close(TOO_SLOW.code, TOO_SLOW.reason);
+  }
+
+  /** The catch-up of a document is sent: the live events held meanwhile follow, in order. */
+  #release(tracked: Tracked): void {
+    const held = tracked.held ?? [];
+    tracked.held = undefined;
+    for (const h of held) this.#heldBytes -= h.bytes;
+    if (!this.#follows(tracked)) return;
+    for (const h of held) this.#deliverLive(tracked, h.event, h.frame);
+  }
+
+  /** Whether this open session still follows the document through `tracked` (not left, not re-entered). */
+  #follows(tracked: Tracked): boolean {
+    return !this.#closed && this.#docs.get(docKey(tracked.collection, tracked.documentId)) === tracked;
+  }
+
+  #catchUpFrame(frame: string, eventId: string): boolean {
+    if (this.#closed) return true;
+    if (this.#sink.sendCatchUp) return this.#sink.sendCatchUp(frame, eventId);
+    this.#sink.send(frame, eventId);
+    return true;
   }
 
   /**
@@ -432,7 +483,7 @@ export class Session {
     if (this.#closed) return;
     const current = this.#docs.get(docKey(event.collection, event.documentId)) ?? tracked;
     if (current) {
-      this.#sendEvent(current, event, delivery);
+      this.#deliverLive(current, event, delivery.frame());
       for (const [sub] of subs) {
         if (current.subs.has(sub) && !matching.includes(sub)) {
           current.subs.delete(sub);
@@ -451,12 +502,12 @@ export class Session {
         documentId: event.documentId,
         lastSeq: (event.fromSeq ?? event.seq) - 1,
         lastClock: {},
-        buffer: undefined,
+        held: undefined,
         subs: new Set(matching),
       };
       this.#docs.set(docKey(event.collection, event.documentId), fresh);
       this.#engine.follow(this, event.collection, event.documentId);
-      this.#sendEvent(fresh, event, delivery);
+      this.#deliverLive(fresh, event, delivery.frame());
       return;
     }
     await this.#enter(event.collection, event.documentId, matching[0]!);
@@ -499,6 +550,8 @@ export class Session {
   }
 
   #untrack(tracked: Tracked): void {
+    for (const h of tracked.held ?? []) this.#heldBytes -= h.bytes;
+    tracked.held = undefined;
     this.#docs.delete(docKey(tracked.collection, tracked.documentId));
     this.#engine.unfollow(this, tracked.collection, tracked.documentId);
   }

@@ -41,7 +41,10 @@ export interface SyncLimits {
   maxMessagesPerSecond: number;
   /** Subscriptions per connection. Default 100. */
   maxSubscriptions: number;
-  /** Bytes waiting to be sent to one client before it is disconnected as too slow. Default 4 MiB. */
+  /**
+   * Bytes of live frames waiting to be sent to one client before it is disconnected as too slow.
+   * Catch-up is paced instead (at most half this much of it queued at a time). Default 4 MiB.
+   */
   maxBufferedBytes: number;
   /** Ping every this many ms; a connection that missed a pong by the next ping is closed. Default 30 s. */
   heartbeatMs: number;
@@ -56,9 +59,30 @@ export const defaultLimits: SyncLimits = {
   heartbeatMs: 30_000,
 };
 
-/** Where a session's frames go: a WebSocket, an SSE response, a test. */
+/** The close a client too slow to read gets (WebSocket close code and reason; SSE `event: close`). */
+export const TOO_SLOW = {
+  code: 1013,
+  reason: 'too slow: the send buffer is full; reconnect and catch up',
+} as const;
+
+/**
+ * Where a session's frames go: a WebSocket, an SSE response, a test.
+ *
+ * Live frames (`send`) are subject to the too-slow rule: a client with more than
+ * `maxBufferedBytes` of them waiting is disconnected. Catch-up frames (`sendCatchUp`: snapshots
+ * and events read from the log) are not, because a catch-up can be far longer than any send
+ * buffer: the session paces them itself, waiting for `drained()` whenever `sendCatchUp` says
+ * the socket has enough of them queued.
+ */
 export interface Sink {
   /** `eventId` is set for frames that carry one document's position (SSE uses it as the event id). */
   send(frame: string, eventId?: string): void;
+  /**
+   * A catch-up frame, exempt from the too-slow rule. Returns `false` when the caller should
+   * wait for `drained()` before the next one. Without it, catch-up goes through `send`, unpaced.
+   */
+  sendCatchUp?(frame: string, eventId?: string): boolean;
+  /** Resolves once enough queued catch-up frames were written out to send more, or the sink closed. */
+  drained?(): Promise<void>;
   close(code: number, reason: string): void;
 }

@@ -170,6 +170,11 @@ export class SseClient {
     }
   }
 
+  /** The client's local port (which names the server's side of the connection). */
+  get localPort(): number {
+    return this.#req.socket?.localPort ?? 0;
+  }
+
   /** Stops reading (the server's send buffer fills up). */
   pause(): void {
     this.#res?.pause();
