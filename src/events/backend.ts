@@ -85,7 +85,11 @@ export interface EventBackend {
   /** Removes one document's snapshots with seq < beforeSeq. */
   deleteSnapshots(collection: string, documentId: string, beforeSeq: number): Promise<number>;
 
-  putStateVector(vector: StateVector): Promise<void>;
+  /**
+   * Stores `vector` unless the stored one is as far already (`lastSeq` >= its own): in one step,
+   * so racing acknowledgements never leave the older one. Returns what is stored afterwards.
+   */
+  putStateVector(vector: StateVector): Promise<StateVector>;
   getStateVector(clientId: string, collection: string, documentId: string): Promise<StateVector | undefined>;
   /** Registers a client (idempotent). */
   registerClient(clientId: string): Promise<void>;

@@ -19,11 +19,8 @@ export class StateVectorManager {
    * Records that the client has the document at `lastSeq` (with `vectorClock`, the document's
    * clock there). Never moves backwards: acknowledgements can arrive out of order, and an older
    * one would only make the client be sent events it already has. Returns the state vector now
-   * stored.
-   *
-   * The check and the write are two steps: two acknowledgements of one client and document racing
-   * each other can leave the older one. The harm is bounded (the client gets events again from an
-   * older seq, and skips those it has by seq).
+   * stored. The backend decides in one step, so acknowledgements racing each other (two server
+   * instances, say) never leave the older one.
    */
   async update(
     clientId: string,
@@ -36,18 +33,14 @@ export class StateVectorManager {
     assertDocumentRef(collection, documentId);
     assertSeq(lastSeq, 'lastSeq');
     assertVectorClock(vectorClock);
-    const stored = await this.backend.getStateVector(clientId, collection, documentId);
-    if (stored && stored.lastSeq >= lastSeq) return stored;
-    const vector: StateVector = {
+    return this.backend.putStateVector({
       clientId,
       collection,
       documentId,
       vectorClock: { ...vectorClock },
       lastSeq,
       updatedAt: Date.now(),
-    };
-    await this.backend.putStateVector(vector);
-    return vector;
+    });
   }
 
   /** Forgets everything the client acknowledged (and the client itself: see `EventBackend.unregisterClient`). */

@@ -509,6 +509,17 @@ export function sqlEventsSuite(target: SqlEventsTarget): void {
           lastSeq: 4,
           vectorClock: { a: 3 },
         });
+        // Never backwards, even when acknowledgements race: the furthest one stays.
+        expect(await events.putStateVector({ ...vector, lastSeq: 2 })).toMatchObject({ lastSeq: 4 });
+        await Promise.all(
+          [9, 5, 12, 7, 11, 6].map((lastSeq) =>
+            events.putStateVector({ ...vector, lastSeq, vectorClock: { a: lastSeq } }),
+          ),
+        );
+        expect(await events.getStateVector(client, name, 'd')).toMatchObject({
+          lastSeq: 12,
+          vectorClock: { a: 12 },
+        });
         await events.putStateVector({ ...vector, documentId: 'e' });
         expect(await events.isRegistered(client)).toBe(false);
         await events.registerClient(client);

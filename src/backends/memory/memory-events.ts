@@ -181,8 +181,11 @@ export class MemoryEventLog implements EventBackend {
     return list.length - kept.length;
   }
 
-  async putStateVector(vector: StateVector): Promise<void> {
-    this.#stateVectors.set(key(vector.clientId, key(vector.collection, vector.documentId)), clone(vector));
+  async putStateVector(vector: StateVector): Promise<StateVector> {
+    const k = key(vector.clientId, key(vector.collection, vector.documentId));
+    const stored = this.#stateVectors.get(k);
+    if (stored === undefined || stored.lastSeq < vector.lastSeq) this.#stateVectors.set(k, clone(vector));
+    return clone(this.#stateVectors.get(k)!);
   }
 
   async getStateVector(

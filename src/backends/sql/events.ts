@@ -223,10 +223,21 @@ const sql = {
   deleteSnapshots: `WITH d AS (
       DELETE FROM eventsync_snapshots WHERE collection = $1 AND document_id = $2 AND seq < $3 RETURNING 1
     ) SELECT count(*) AS n FROM d`,
-  putStateVector: `INSERT INTO eventsync_state_vectors (client_id, collection, document_id, vector_clock, last_seq, updated_at)
-    VALUES ($1, $2, $3, $4::jsonb, $5, $6)
-    ON CONFLICT (client_id, collection, document_id) DO UPDATE SET vector_clock = EXCLUDED.vector_clock,
-      last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at`,
+  // Conditional upsert: the row moves only forwards (the ON CONFLICT update re-checks its WHERE
+  // against the latest committed row). When it did not move, the stored row is read in the same
+  // statement.
+  putStateVector: `WITH u AS (
+      INSERT INTO eventsync_state_vectors AS v (client_id, collection, document_id, vector_clock, last_seq, updated_at)
+      VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+      ON CONFLICT (client_id, collection, document_id) DO UPDATE SET vector_clock = EXCLUDED.vector_clock,
+        last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at
+      WHERE v.last_seq < EXCLUDED.last_seq
+      RETURNING vector_clock, last_seq, updated_at
+    )
+    SELECT vector_clock, last_seq, updated_at FROM u
+    UNION ALL
+    SELECT vector_clock, last_seq, updated_at FROM eventsync_state_vectors
+    WHERE client_id = $1 AND collection = $2 AND document_id = $3 AND NOT EXISTS (SELECT 1 FROM u)`,
   getStateVector: `SELECT vector_clock, last_seq, updated_at FROM eventsync_state_vectors
     WHERE client_id = $1 AND collection = $2 AND document_id = $3`,
   registerClient: 'INSERT INTO eventsync_clients (client_id) VALUES ($1) ON CONFLICT DO NOTHING',
@@ -269,6 +280,28 @@ const settledSlow = `NOT EXISTS (
           )
         )
       )`;
+
+interface StateVectorRow {
+  vector_clock: VectorClock;
+  last_seq: number | string;
+  updated_at: number | string;
+}
+
+function stateVectorOf(
+  clientId: string,
+  collection: string,
+  documentId: string,
+  row: StateVectorRow,
+): StateVector {
+  return {
+    clientId,
+    collection,
+    documentId,
+    vectorClock: row.vector_clock,
+    lastSeq: Number(row.last_seq),
+    updatedAt: Number(row.updated_at),
+  };
+}
 
 interface EventRow {
   collection: string;
@@ -582,8 +615,8 @@ export class SqlEventBackend implements EventBackend {
     return Number(row?.n ?? 0);
   }
 
-  async putStateVector(vector: StateVector): Promise<void> {
-    await this.#run(
+  async putStateVector(vector: StateVector): Promise<StateVector> {
+    const [row] = await this.#run<StateVectorRow>(
       `store the state vector of ${JSON.stringify(vector.clientId)} for ${describe(vector.collection, vector.documentId)}`,
       sql.putStateVector,
       [
@@ -595,6 +628,10 @@ export class SqlEventBackend implements EventBackend {
         vector.updatedAt,
       ],
     );
+    const { clientId, collection, documentId } = vector;
+    // No row: a racing writer's row committed after this statement's snapshot; read it now.
+    if (row === undefined) return (await this.getStateVector(clientId, collection, documentId)) ?? vector;
+    return stateVectorOf(clientId, collection, documentId, row);
   }
 
   async getStateVector(
@@ -602,25 +639,12 @@ export class SqlEventBackend implements EventBackend {
     collection: string,
     documentId: string,
   ): Promise<StateVector | undefined> {
-    const [row] = await this.#run<{
-      vector_clock: VectorClock;
-      last_seq: number | string;
-      updated_at: number | string;
-    }>(
+    const [row] = await this.#run<StateVectorRow>(
       `read the state vector of ${JSON.stringify(clientId)} for ${describe(collection, documentId)}`,
       sql.getStateVector,
       [clientId, collection, documentId],
     );
-    return (
-      row && {
-        clientId,
-        collection,
-        documentId,
-        vectorClock: row.vector_clock,
-        lastSeq: Number(row.last_seq),
-        updatedAt: Number(row.updated_at),
-      }
-    );
+    return row && stateVectorOf(clientId, collection, documentId, row);
   }
 
   async registerClient(clientId: string): Promise<void> {
