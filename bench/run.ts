@@ -15,9 +15,10 @@ import { catchUp } from './catch-up.js';
 import { editDiff } from './edit-diff.js';
 import { fanOut } from './fan-out.js';
 import type { BenchModule } from './harness.js';
+import { serve } from './serve.js';
 import { writePath } from './write-path.js';
 
-const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut];
+const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut, serve];
 
 const OUTPUT = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
 
