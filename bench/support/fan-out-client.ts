@@ -1,20 +1,25 @@
 /**
  * The fan-out benchmark's clients, in their own process (`bench/fan-out.ts` forks this file).
- * Opens sets of WebSockets on command, records when each event frame arrives, and reports over
- * IPC. A `sync` set speaks the protocol (hello, subscribe to one document, wait for `synced`); a
- * `bare` set only connects. Latency = arrival (this process's clock) − `event.timestamp` (the
- * server's clock): one machine, one clock.
+ * Opens sets of WebSockets or SSE streams on command, records when each event frame arrives, and
+ * reports over IPC. A WebSocket set with `subscribe` speaks the protocol (hello, subscribe to one
+ * document, wait for `synced`); an SSE set with `sync` waits for the stream's `synced` frame (the
+ * URL names the document); bare sets only connect. Latency = arrival (this process's clock) −
+ * `event.timestamp` (the server's clock): one machine, one clock.
  */
+import { type ClientRequest, request } from 'node:http';
 import WebSocket from 'ws';
 
 export type Command =
   | {
       type: 'open';
       set: string;
+      /** `ws://…` for WebSockets, `http://…` for SSE streams. */
       url: string;
       count: number;
-      /** Protocol clients: hello, then subscribe to this document from `afterSeq`. */
+      /** WebSocket protocol clients: hello, then subscribe to this document from `afterSeq`. */
       subscribe?: Subscribe;
+      /** SSE clients of eventsync: ready at the stream's `synced` frame (else at the response). */
+      sync?: boolean;
     }
   | { type: 'expect'; set: string; tag: number; perClient: number; timeoutMs: number }
   | { type: 'close'; set: string }
@@ -68,8 +73,14 @@ interface Expecting {
   timer: NodeJS.Timeout;
 }
 
+/** An open client of either transport. */
+interface Connection {
+  /** Ends it without a goodbye; resolves once it is closed. */
+  terminate(): Promise<void>;
+}
+
 interface ClientSet {
-  sockets: WebSocket[];
+  sockets: Connection[];
   expecting: Expecting | undefined;
 }
 
@@ -111,16 +122,51 @@ function finish(name: string, set: ClientSet): void {
   });
 }
 
-function openOne(
+/** One frame (its JSON text) that arrived at client `index` of `set` after it was ready. */
+function onFrame(text: string, index: number, set: ClientSet): ClientSet['expecting'] {
+  const e = set.expecting;
+  if (!e) return undefined;
+  const arrival = epochNow();
+  const message = JSON.parse(text) as { type: string; event?: { seq: number; timestamp: number } };
+  if (message.type !== 'event' || !message.event) return e;
+  if (e.received < e.latencies.length) e.latencies[e.received] = arrival - message.event.timestamp;
+  e.received++;
+  e.perClient[index]!++;
+  if (message.event.seq <= e.lastSeq[index]!) e.outOfOrder++;
+  e.lastSeq[index] = message.event.seq;
+  e.lastArrival = arrival;
+  return e;
+}
+
+/** Before a client is ready: resolves at `synced`, rejects at an `error` frame. */
+function handshake(text: string, ready: () => void, fail: (error: Error) => void): void {
+  const message = JSON.parse(text) as { type: string; message?: string };
+  if (message.type === 'synced') ready();
+  else if (message.type === 'error') fail(new Error(`server error: ${message.message}`));
+}
+
+function openWebSocket(
   url: string,
   index: number,
   set: ClientSet,
   name: string,
   subscribe: Subscribe | undefined,
-): Promise<WebSocket> {
+): Promise<Connection> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
+    const connection: Connection = {
+      terminate: () =>
+        new Promise<void>((done) => {
+          if (ws.readyState === WebSocket.CLOSED) return done();
+          ws.once('close', () => done());
+          ws.terminate();
+        }),
+    };
     let ready = false;
+    const becomeReady = () => {
+      ready = true;
+      resolve(connection);
+    };
     ws.once('error', (error) => {
       if (!ready) reject(error);
     });
@@ -128,37 +174,85 @@ function openOne(
       if (!ready) reject(new Error('closed while opening'));
     });
     ws.once('open', () => {
-      if (!subscribe) {
-        ready = true;
-        resolve(ws);
-        return;
-      }
+      if (!subscribe) return becomeReady();
       ws.send(JSON.stringify({ type: 'hello', protocol: 1, clientId: `fan-${name}-${index}` }));
       ws.send(JSON.stringify({ type: 'subscribe', sub: 's', ...subscribe }));
     });
     ws.on('message', (data: Buffer) => {
       const text = data.toString();
-      const e = set.expecting;
-      if (!ready) {
-        const message = JSON.parse(text) as { type: string; message?: string };
-        if (message.type === 'synced') {
-          ready = true;
-          resolve(ws);
-        } else if (message.type === 'error') reject(new Error(`server error: ${message.message}`));
+      if (!ready) return handshake(text, becomeReady, reject);
+      const e = onFrame(text, index, set);
+      if (e && e.received >= e.expected) finish(name, set);
+    });
+  });
+}
+
+/** The `data:` line of one SSE message (frames here are one line each), if it has one. */
+function dataOf(message: string): string | undefined {
+  if (message.startsWith('data: ')) return message.slice(6);
+  const at = message.indexOf('\ndata: ');
+  return at === -1 ? undefined : message.slice(at + 7);
+}
+
+/**
+ * One SSE stream: a GET on its own socket, read as `text/event-stream` (messages end at a blank
+ * line; only `data:` lines matter here, comments and `id:` lines are skipped).
+ */
+function openSse(
+  url: string,
+  index: number,
+  set: ClientSet,
+  name: string,
+  sync: boolean,
+): Promise<Connection> {
+  return new Promise((resolve, reject) => {
+    let req: ClientRequest | undefined;
+    const connection: Connection = {
+      terminate: () =>
+        new Promise<void>((done) => {
+          if (!req || req.destroyed) return done();
+          req.once('close', () => done());
+          req.destroy();
+        }),
+    };
+    let ready = false;
+    const becomeReady = () => {
+      ready = true;
+      resolve(connection);
+    };
+    req = request(url, { agent: false, headers: { accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) {
+        reject(new Error(`SSE ${url}: HTTP ${res.statusCode}`));
+        res.resume();
         return;
       }
-      if (!e) return;
-      const arrival = epochNow();
-      const message = JSON.parse(text) as { type: string; event?: { seq: number; timestamp: number } };
-      if (message.type !== 'event' || !message.event) return;
-      if (e.received < e.latencies.length) e.latencies[e.received] = arrival - message.event.timestamp;
-      e.received++;
-      e.perClient[index]!++;
-      if (message.event.seq <= e.lastSeq[index]!) e.outOfOrder++;
-      e.lastSeq[index] = message.event.seq;
-      e.lastArrival = arrival;
-      if (e.received >= e.expected) finish(name, set);
+      if (!sync) becomeReady();
+      res.setEncoding('utf8');
+      let pending = '';
+      res.on('data', (chunk: string) => {
+        pending += chunk;
+        let end = pending.indexOf('\n\n');
+        while (end !== -1) {
+          const text = dataOf(pending.slice(0, end));
+          pending = pending.slice(end + 2);
+          end = pending.indexOf('\n\n');
+          if (text === undefined) continue; // a comment (the opening line, a ping)
+          if (!ready) {
+            handshake(text, becomeReady, reject);
+            continue;
+          }
+          const e = onFrame(text, index, set);
+          if (e && e.received >= e.expected) finish(name, set);
+        }
+      });
+      res.on('close', () => {
+        if (!ready) reject(new Error('closed while opening'));
+      });
     });
+    req.once('error', (error) => {
+      if (!ready) reject(error);
+    });
+    req.end();
   });
 }
 
@@ -173,7 +267,9 @@ async function open(command: Extract<Command, { type: 'open' }>): Promise<void> 
       while (next < command.count) {
         if (Date.now() > deadline) throw new Error(`opening ${command.count} sockets took over 120 s`);
         const i = next++;
-        set.sockets[i] = await openOne(command.url, i, set, command.set, command.subscribe);
+        set.sockets[i] = command.url.startsWith('http')
+          ? await openSse(command.url, i, set, command.set, command.sync ?? false)
+          : await openWebSocket(command.url, i, set, command.set, command.subscribe);
       }
     }),
   );
@@ -204,16 +300,7 @@ async function close(name: string): Promise<void> {
   const set = sets.get(name);
   sets.delete(name);
   if (set) {
-    await Promise.all(
-      set.sockets.map(
-        (ws) =>
-          new Promise<void>((resolve) => {
-            if (!ws || ws.readyState === WebSocket.CLOSED) return resolve();
-            ws.once('close', () => resolve());
-            ws.terminate();
-          }),
-      ),
-    );
+    await Promise.all(set.sockets.map((connection) => connection?.terminate()));
   }
   send({ type: 'closed', set: name });
 }

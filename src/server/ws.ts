@@ -5,15 +5,22 @@
  * with a reason; catch-up frames are paced instead, see `CatchUpWindow`), and heartbeats.
  */
 import type { IncomingMessage, Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { SyncEngine } from '../sync/engine.js';
 import { TOO_SLOW } from '../sync/types.js';
 import { CatchUpWindow } from './catch-up-window.js';
+import { batchedWrites } from './write-batcher.js';
 
 export interface WebSocketOptions {
   /** Default `/sync`. */
   path?: string;
+  /**
+   * Frames to one client within one turn of the event loop, and at most this many ms, leave in
+   * one system call (see `WriteBatcher`); `0` writes every frame at once. Default 5.
+   */
+  batchWritesMs?: number;
 }
 
 export interface AttachedTransport {
@@ -31,6 +38,7 @@ export function attachWebSocket(
   // margin so the session sees a frame just over the limit and answers with a `too_large` reason.
   const wss = new WebSocketServer({ noServer: true, maxPayload: 2 * limits.maxMessageBytes + 1024 });
   const alive = new WeakMap<WebSocket, boolean>();
+  const write = batchedWrites(options.batchWritesMs);
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (new URL(request.url ?? '/', 'http://x').pathname !== path) return; // someone else's upgrade
@@ -40,6 +48,8 @@ export function attachWebSocket(
 
   wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
     alive.set(ws, true);
+    // ws has no cork of its own: its socket (set once the upgrade is done, as it is here) has.
+    const socket = (ws as unknown as { _socket: Socket })._socket;
     // Catch-up may queue up to half the limit; the too-slow rule counts only the rest.
     const catchUp = new CatchUpWindow(limits.maxBufferedBytes / 2);
     const session = engine.connect(
@@ -51,11 +61,12 @@ export function attachWebSocket(
             session.close(TOO_SLOW.code, TOO_SLOW.reason);
             return;
           }
-          ws.send(frame);
+          write(socket, () => ws.send(frame));
         },
         sendCatchUp(frame) {
           if (ws.readyState !== WebSocket.OPEN) return true;
-          ws.send(frame, catchUp.add(Buffer.byteLength(frame)));
+          const written = catchUp.add(Buffer.byteLength(frame));
+          write(socket, () => ws.send(frame, written));
           return !catchUp.full;
         },
         drained: () => catchUp.drained(),

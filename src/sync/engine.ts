@@ -42,6 +42,10 @@ export interface SyncEngineOptions {
 /** What a session needs to know about one event; built once per event, shared by all sessions. */
 export interface Delivery {
   event: SyncEvent;
+  /** `collection/documentId`: the key sessions track the document by. */
+  key: string;
+  /** `collection/documentId/seq`: the frame's position (SSE sends it as the event id). */
+  eventId: string;
   /** The `event` frame, serialized on first use. */
   frame(): string;
   /** The document now (null when deleted), read once on first use; for collection filters. */
@@ -66,10 +70,14 @@ export class SyncEngine {
   readonly #authorize: Authorize;
   readonly #snapshotEvery: number | undefined;
   readonly #collections = new Map<string, Promise<EventSyncStorage<BaseDocument>>>();
-  /** Sessions following a document, by `collection/documentId`. */
-  readonly #byDocument = new Map<string, Set<Session>>();
-  /** Sessions with a subscription to a whole collection. */
-  readonly #byCollection = new Map<string, Set<Session>>();
+  /**
+   * Sessions following a document, by `collection/documentId`. Each array is replaced, never
+   * changed, when a session follows or unfollows: an event is delivered to the array as it was
+   * when the event was dispatched, without copying it per event.
+   */
+  readonly #byDocument = new Map<string, readonly Session[]>();
+  /** Sessions with a subscription to a whole collection (copy-on-write, as `#byDocument`). */
+  readonly #byCollection = new Map<string, readonly Session[]>();
   readonly #sessions = new Set<Session>();
   readonly #stopFeed = new AbortController();
   #feed: Promise<void> | undefined;
@@ -252,13 +260,32 @@ export class SyncEngine {
 
   async #dispatch(event: SyncEvent): Promise<void> {
     this.metrics.eventsStored++;
-    const followers = this.#byDocument.get(key(event.collection, event.documentId));
+    const k = key(event.collection, event.documentId);
+    const followers = this.#byDocument.get(k);
     const watchers = this.#byCollection.get(event.collection);
     if (!followers && !watchers) return;
+    const delivery = this.#delivery(event, k);
+    // Most events reach only the followers of their document: their array as it is. Only when
+    // collection subscriptions are involved too is a session in both delivered to once.
+    const sessions = !watchers ? followers! : !followers ? watchers : new Set([...followers, ...watchers]);
+    for (const session of sessions) {
+      try {
+        const pending = session.deliver(delivery);
+        if (pending) await pending;
+      } catch (error) {
+        this.logger.error({ err: error, session: session.id }, 'eventsync: delivering an event failed');
+        session.close(1011, 'internal error');
+      }
+    }
+  }
+
+  #delivery(event: SyncEvent, documentKey: string): Delivery {
     let frame: string | undefined;
     let state: Promise<JsonObject | null> | undefined;
-    const delivery: Delivery = {
+    return {
       event,
+      key: documentKey,
+      eventId: `${documentKey}/${event.seq}`,
       frame: () => {
         if (frame === undefined) {
           frame = JSON.stringify({ type: 'event', event });
@@ -279,16 +306,6 @@ export class SyncEngine {
         return state;
       },
     };
-    const sessions = new Set([...(followers ?? []), ...(watchers ?? [])]);
-    for (const session of sessions) {
-      try {
-        const pending = session.deliver(delivery);
-        if (pending) await pending;
-      } catch (error) {
-        this.logger.error({ err: error, session: session.id }, 'eventsync: delivering an event failed');
-        session.close(1011, 'internal error');
-      }
-    }
   }
 }
 
@@ -320,15 +337,19 @@ async function retryTransient<R>(read: () => Promise<R>): Promise<R> {
   }
 }
 
-function addTo<K>(index: Map<K, Set<Session>>, k: K, session: Session): void {
-  const set = index.get(k);
-  if (set) set.add(session);
-  else index.set(k, new Set([session]));
+function addTo<K>(index: Map<K, readonly Session[]>, k: K, session: Session): void {
+  const sessions = index.get(k);
+  if (!sessions) index.set(k, [session]);
+  else if (!sessions.includes(session)) index.set(k, [...sessions, session]);
 }
 
-function removeFrom<K>(index: Map<K, Set<Session>>, k: K, session: Session): void {
-  const set = index.get(k);
-  if (!set) return;
-  set.delete(session);
-  if (set.size === 0) index.delete(k);
+function removeFrom<K>(index: Map<K, readonly Session[]>, k: K, session: Session): void {
+  const sessions = index.get(k);
+  if (!sessions?.includes(session)) return;
+  if (sessions.length === 1) index.delete(k);
+  else
+    index.set(
+      k,
+      sessions.filter((s) => s !== session),
+    );
 }

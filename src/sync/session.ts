@@ -60,6 +60,8 @@ export class Session {
   /** Documents this principal may read, as asked (collection subscriptions ask per document). */
   readonly #readable = new Map<string, boolean>();
   #closed = false;
+  /** Collection subscriptions per collection: events of other collections skip membership checks. */
+  readonly #watching = new Map<string, number>();
   /** Bytes of the live events held in `Tracked.held`, over all documents. */
   #heldBytes = 0;
   /** Token bucket for frames per second. */
@@ -126,13 +128,13 @@ export class Session {
   deliver(delivery: Delivery): Promise<void> | undefined {
     if (this.#closed) return undefined;
     const { event } = delivery;
-    const tracked = this.#docs.get(docKey(event.collection, event.documentId));
-    const collectionSubs = this.#collectionSubs(event.collection);
-    if (collectionSubs.length === 0) {
-      if (tracked) this.#deliverLive(tracked, event, delivery.frame());
+    const tracked = this.#docs.get(delivery.key);
+    // The hot path (every subscriber of every event): no collection subscription to settle.
+    if (!this.#watching.has(event.collection)) {
+      if (tracked) this.#deliverLive(tracked, event, delivery.frame(), delivery.eventId);
       return undefined;
     }
-    return this.#deliverWithCollections(delivery, tracked, collectionSubs);
+    return this.#deliverWithCollections(delivery, tracked, this.#collectionSubs(event.collection));
   }
 
   close(code = 1000, reason = ''): void {
@@ -145,6 +147,7 @@ export class Session {
     }
     this.#engine.metrics.subscriptions -= this.#subs.size;
     this.#subs.clear();
+    this.#watching.clear();
     this.#docs.clear();
     this.#engine.disconnected(this);
     this.#sink.close(code, reason);
@@ -270,8 +273,13 @@ export class Session {
     if (!subscription) return;
     this.#subs.delete(sub);
     this.#engine.metrics.subscriptions--;
-    if (subscription.kind === 'collection' && this.#collectionSubs(subscription.collection).length === 0) {
-      this.#engine.unfollowCollection(this, subscription.collection);
+    if (subscription.kind === 'collection') {
+      const left = (this.#watching.get(subscription.collection) ?? 1) - 1;
+      if (left > 0) this.#watching.set(subscription.collection, left);
+      else {
+        this.#watching.delete(subscription.collection);
+        this.#engine.unfollowCollection(this, subscription.collection);
+      }
     }
     for (const tracked of [...this.#docs.values()]) {
       tracked.subs.delete(sub);
@@ -377,16 +385,22 @@ export class Session {
   }
 
   /** A live event of a followed document: sent now, or held while the document catches up. */
-  #deliverLive(tracked: Tracked, event: SyncEvent, frame: string): void {
+  #deliverLive(tracked: Tracked, event: SyncEvent, frame: string, eventId?: string): void {
     if (tracked.held) this.#hold(tracked, event, frame);
-    else this.#emit(tracked, event, frame, false);
+    else this.#emit(tracked, event, frame, false, eventId);
   }
 
   /**
    * Sends one event unless the client has it already; a gap before it is repaired first.
    * Returns whether more catch-up may be sent before the sink drained (see `Sink.sendCatchUp`).
    */
-  #emit(tracked: Tracked, event: SyncEvent, frame: string, catchUp: boolean): boolean {
+  #emit(
+    tracked: Tracked,
+    event: SyncEvent,
+    frame: string,
+    catchUp: boolean,
+    eventId = `${event.collection}/${event.documentId}/${event.seq}`,
+  ): boolean {
     if (event.seq <= tracked.lastSeq) return true; // already sent (catch-up and live overlap)
     const first = event.fromSeq ?? event.seq;
     if (first > tracked.lastSeq + 1) {
@@ -394,7 +408,6 @@ export class Session {
       void this.#repair(tracked, event, frame);
       return true;
     }
-    const eventId = `${event.collection}/${event.documentId}/${event.seq}`;
     let more = true;
     if (catchUp) more = this.#catchUpFrame(frame, eventId);
     else this.#sink.send(frame, eventId);
@@ -483,7 +496,7 @@ export class Session {
     if (this.#closed) return;
     const current = this.#docs.get(docKey(event.collection, event.documentId)) ?? tracked;
     if (current) {
-      this.#deliverLive(current, event, delivery.frame());
+      this.#deliverLive(current, event, delivery.frame(), delivery.eventId);
       for (const [sub] of subs) {
         if (current.subs.has(sub) && !matching.includes(sub)) {
           current.subs.delete(sub);
@@ -507,7 +520,7 @@ export class Session {
       };
       this.#docs.set(docKey(event.collection, event.documentId), fresh);
       this.#engine.follow(this, event.collection, event.documentId);
-      this.#deliverLive(fresh, event, delivery.frame());
+      this.#deliverLive(fresh, event, delivery.frame(), delivery.eventId);
       return;
     }
     await this.#enter(event.collection, event.documentId, matching[0]!);
@@ -546,6 +559,9 @@ export class Session {
 
   #addSub(sub: string, subscription: Subscription): void {
     this.#subs.set(sub, subscription);
+    if (subscription.kind === 'collection') {
+      this.#watching.set(subscription.collection, (this.#watching.get(subscription.collection) ?? 0) + 1);
+    }
     this.#engine.metrics.subscriptions++;
   }
 
