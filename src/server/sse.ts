@@ -26,6 +26,7 @@ import type { SyncEngine } from '../sync/engine.js';
 import type { Session } from '../sync/session.js';
 import { TOO_SLOW } from '../sync/types.js';
 import { CatchUpWindow } from './catch-up-window.js';
+import { encodeOnce } from './encode-once.js';
 import {
   authenticateRequest,
   intParam,
@@ -70,6 +71,7 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
   const { limits, logger } = engine;
   const open = new Map<Session, ServerResponse>();
   const write = batchedWrites(options.batchWritesMs);
+  const sseBytes = encodeOnce(sseFrame);
 
   async function stream(req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]) {
     let gone = false;
@@ -135,13 +137,14 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
             session.close(TOO_SLOW.code, TOO_SLOW.reason);
             return;
           }
-          write(res, () => res.write(sseFrame(frame, eventId)));
+          const bytes = sseBytes(frame, eventId);
+          write(res, () => res.write(bytes));
         },
         sendCatchUp(frame, eventId) {
           if (ended()) return true;
-          const text = sseFrame(frame, eventId);
-          const written = catchUp.add(Buffer.byteLength(text));
-          write(res, () => res.write(text, written));
+          const bytes = sseBytes(frame, eventId);
+          const written = catchUp.add(bytes.length);
+          write(res, () => res.write(bytes, written));
           return !catchUp.full;
         },
         drained: () => catchUp.drained(),

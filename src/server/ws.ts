@@ -11,7 +11,11 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type { SyncEngine } from '../sync/engine.js';
 import { TOO_SLOW } from '../sync/types.js';
 import { CatchUpWindow } from './catch-up-window.js';
+import { encodeOnce } from './encode-once.js';
 import { batchedWrites } from './write-batcher.js';
+
+/** Frames are sent as UTF-8 bytes (see `encodeOnce`) in text messages. */
+const TEXT = { binary: false } as const;
 
 export interface WebSocketOptions {
   /** Default `/sync`. */
@@ -39,6 +43,7 @@ export function attachWebSocket(
   const wss = new WebSocketServer({ noServer: true, maxPayload: 2 * limits.maxMessageBytes + 1024 });
   const alive = new WeakMap<WebSocket, boolean>();
   const write = batchedWrites(options.batchWritesMs);
+  const encode = encodeOnce();
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (new URL(request.url ?? '/', 'http://x').pathname !== path) return; // someone else's upgrade
@@ -61,12 +66,14 @@ export function attachWebSocket(
             session.close(TOO_SLOW.code, TOO_SLOW.reason);
             return;
           }
-          write(socket, () => ws.send(frame));
+          const bytes = encode(frame);
+          write(socket, () => ws.send(bytes, TEXT));
         },
         sendCatchUp(frame) {
           if (ws.readyState !== WebSocket.OPEN) return true;
-          const written = catchUp.add(Buffer.byteLength(frame));
-          write(socket, () => ws.send(frame, written));
+          const bytes = encode(frame);
+          const written = catchUp.add(bytes.length);
+          write(socket, () => ws.send(bytes, TEXT, written));
           return !catchUp.full;
         },
         drained: () => catchUp.drained(),
