@@ -24,6 +24,7 @@ import {
   type Authorize,
   type AuthRequest,
   defaultLimits,
+  documentKey,
   type Principal,
   type Sink,
   type SyncLimits,
@@ -57,8 +58,6 @@ const MAX_OPEN_COLLECTIONS = 1000;
 const FEED_RETRY_MS = 500;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
 const allowAll: Authorize = () => true;
-const key = (collection: string, documentId: string) => `${collection}/${documentId}`;
-
 export class SyncEngine {
   readonly events: EventStore;
   readonly service: SyncService;
@@ -177,18 +176,18 @@ export class SyncEngine {
     }
     throw new EventSyncError(
       'version_conflict',
-      `document ${key(collection, documentId)} kept changing; try again`,
+      `document ${documentKey(collection, documentId)} kept changing; try again`,
     );
   }
 
   // ---- the indexes sessions keep up to date ----
 
   follow(session: Session, collection: string, documentId: string): void {
-    addTo(this.#byDocument, key(collection, documentId), session);
+    addTo(this.#byDocument, documentKey(collection, documentId), session);
   }
 
   unfollow(session: Session, collection: string, documentId: string): void {
-    removeFrom(this.#byDocument, key(collection, documentId), session);
+    removeFrom(this.#byDocument, documentKey(collection, documentId), session);
   }
 
   followCollection(session: Session, collection: string): void {
@@ -260,11 +259,11 @@ export class SyncEngine {
 
   async #dispatch(event: SyncEvent): Promise<void> {
     this.metrics.eventsStored++;
-    const k = key(event.collection, event.documentId);
-    const followers = this.#byDocument.get(k);
+    const key = documentKey(event.collection, event.documentId);
+    const followers = this.#byDocument.get(key);
     const watchers = this.#byCollection.get(event.collection);
     if (!followers && !watchers) return;
-    const delivery = this.#delivery(event, k);
+    const delivery = this.#delivery(event, key);
     // Most events reach only the followers of their document: their array as it is. Only when
     // collection subscriptions are involved too is a session in both delivered to once.
     const sessions = !watchers ? followers! : !followers ? watchers : new Set([...followers, ...watchers]);
@@ -279,13 +278,13 @@ export class SyncEngine {
     }
   }
 
-  #delivery(event: SyncEvent, documentKey: string): Delivery {
+  #delivery(event: SyncEvent, key: string): Delivery {
     let frame: string | undefined;
     let state: Promise<JsonObject | null> | undefined;
     return {
       event,
-      key: documentKey,
-      eventId: `${documentKey}/${event.seq}`,
+      key,
+      eventId: `${key}/${event.seq}`,
       frame: () => {
         if (frame === undefined) {
           frame = JSON.stringify({ type: 'event', event });

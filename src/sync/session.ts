@@ -12,7 +12,7 @@ import { assertClientFilter } from '../storage/mongo.js';
 import type { JsonObject } from '../storage/types.js';
 import type { Delivery, SyncEngine } from './engine.js';
 import { parseClientJson } from './json.js';
-import { type AuthRequest, type Principal, type Sink, TOO_SLOW } from './types.js';
+import { type AuthRequest, documentKey, type Principal, type Sink, TOO_SLOW } from './types.js';
 
 type Subscription =
   | { kind: 'document'; collection: string; documentId: string }
@@ -45,7 +45,6 @@ interface Missing {
 }
 
 const eventFrame = (event: SyncEvent) => JSON.stringify({ type: 'event', event } satisfies ServerMessage);
-const docKey = (collection: string, documentId: string) => `${collection}/${documentId}`;
 let sessions = 0;
 
 export class Session {
@@ -209,11 +208,11 @@ export class Session {
   ): Promise<void> {
     if (!this.#claim(sub)) return;
     if (!(await this.#mayRead(collection, documentId))) {
-      return this.#error('forbidden', `you may not read ${docKey(collection, documentId)}`, sub);
+      return this.#error('forbidden', `you may not read ${documentKey(collection, documentId)}`, sub);
     }
     this.#addSub(sub, { kind: 'document', collection, documentId });
     this.#send({ type: 'subscribed', sub });
-    const existing = this.#docs.get(docKey(collection, documentId));
+    const existing = this.#docs.get(documentKey(collection, documentId));
     if (existing) existing.subs.add(sub);
     else {
       await this.#catchUp(
@@ -254,7 +253,7 @@ export class Session {
     for (const doc of initial) {
       if (!this.#subs.has(sub)) return;
       const documentId = doc._id;
-      const tracked = this.#docs.get(docKey(collection, documentId));
+      const tracked = this.#docs.get(documentKey(collection, documentId));
       if (tracked) tracked.subs.add(sub);
       else if (await this.#mayRead(collection, documentId)) await this.#enter(collection, documentId, sub);
     }
@@ -288,11 +287,11 @@ export class Session {
   }
 
   async #ack(collection: string, documentId: string, seq: number): Promise<void> {
-    const tracked = this.#docs.get(docKey(collection, documentId));
+    const tracked = this.#docs.get(documentKey(collection, documentId));
     if (!tracked || seq > tracked.lastSeq) {
       return this.#error(
         'validation',
-        `nothing up to seq ${seq} of ${docKey(collection, documentId)} was sent here`,
+        `nothing up to seq ${seq} of ${documentKey(collection, documentId)} was sent here`,
         'ack',
       );
     }
@@ -323,7 +322,7 @@ export class Session {
       held: [],
       subs: new Set([sub]),
     };
-    this.#docs.set(docKey(collection, documentId), tracked);
+    this.#docs.set(documentKey(collection, documentId), tracked);
     this.#engine.follow(this, collection, documentId);
     try {
       await this.#sendMissing(tracked, await missing());
@@ -370,7 +369,7 @@ export class Session {
           state: snapshot.state,
           vectorClock: snapshot.vectorClock,
         } satisfies ServerMessage),
-        `${tracked.collection}/${tracked.documentId}/${snapshot.seq}`,
+        `${documentKey(tracked.collection, tracked.documentId)}/${snapshot.seq}`,
       );
       tracked.lastSeq = snapshot.seq;
       tracked.lastClock = snapshot.vectorClock;
@@ -399,7 +398,7 @@ export class Session {
     event: SyncEvent,
     frame: string,
     catchUp: boolean,
-    eventId = `${event.collection}/${event.documentId}/${event.seq}`,
+    eventId = `${documentKey(event.collection, event.documentId)}/${event.seq}`,
   ): boolean {
     if (event.seq <= tracked.lastSeq) return true; // already sent (catch-up and live overlap)
     const first = event.fromSeq ?? event.seq;
@@ -465,7 +464,7 @@ export class Session {
 
   /** Whether this open session still follows the document through `tracked` (not left, not re-entered). */
   #follows(tracked: Tracked): boolean {
-    return !this.#closed && this.#docs.get(docKey(tracked.collection, tracked.documentId)) === tracked;
+    return !this.#closed && this.#docs.get(documentKey(tracked.collection, tracked.documentId)) === tracked;
   }
 
   #catchUpFrame(frame: string, eventId: string): boolean {
@@ -494,7 +493,7 @@ export class Session {
       if (matches && (await this.#mayRead(event.collection, event.documentId))) matching.push(sub);
     }
     if (this.#closed) return;
-    const current = this.#docs.get(docKey(event.collection, event.documentId)) ?? tracked;
+    const current = this.#docs.get(documentKey(event.collection, event.documentId)) ?? tracked;
     if (current) {
       this.#deliverLive(current, event, delivery.frame(), delivery.eventId);
       for (const [sub] of subs) {
@@ -518,13 +517,13 @@ export class Session {
         held: undefined,
         subs: new Set(matching),
       };
-      this.#docs.set(docKey(event.collection, event.documentId), fresh);
+      this.#docs.set(documentKey(event.collection, event.documentId), fresh);
       this.#engine.follow(this, event.collection, event.documentId);
       this.#deliverLive(fresh, event, delivery.frame(), delivery.eventId);
       return;
     }
     await this.#enter(event.collection, event.documentId, matching[0]!);
-    const entered = this.#docs.get(docKey(event.collection, event.documentId));
+    const entered = this.#docs.get(documentKey(event.collection, event.documentId));
     for (const sub of matching) entered?.subs.add(sub);
   }
 
@@ -568,12 +567,12 @@ export class Session {
   #untrack(tracked: Tracked): void {
     for (const h of tracked.held ?? []) this.#heldBytes -= h.bytes;
     tracked.held = undefined;
-    this.#docs.delete(docKey(tracked.collection, tracked.documentId));
+    this.#docs.delete(documentKey(tracked.collection, tracked.documentId));
     this.#engine.unfollow(this, tracked.collection, tracked.documentId);
   }
 
   async #mayRead(collection: string, documentId: string): Promise<boolean> {
-    const k = docKey(collection, documentId);
+    const k = documentKey(collection, documentId);
     let allowed = this.#readable.get(k);
     if (allowed === undefined) {
       allowed = await this.#engine.authorize(this.principal!, 'read', collection, documentId);

@@ -60,6 +60,12 @@ export const defaultLimits: SyncLimits = {
 };
 
 /** The close a client too slow to read gets (WebSocket close code and reason; SSE `event: close`). */
+/**
+ * `collection/documentId`: how the engine (its followers) and sessions (their tracked documents)
+ * key a document; a `Delivery` carries it from one to the other, so both must build it here.
+ */
+export const documentKey = (collection: string, documentId: string): string => `${collection}/${documentId}`;
+
 export const TOO_SLOW = {
   code: 1013,
   reason: 'too slow: the send buffer is full; reconnect and catch up',
