@@ -125,6 +125,23 @@ class Clients {
 
 type Received = Extract<Report, { type: 'received' }>;
 
+/**
+ * Change `i` as a bare server sends it: the `event` frame of a real event of the document (the
+ * template), its seq, serverSeq and timestamp replaced, so it has the size and shape of ours.
+ */
+function bareFrame(template: SyncEvent, i: number, documentId = template.documentId): string {
+  return JSON.stringify({
+    type: 'event',
+    event: {
+      ...template,
+      documentId,
+      seq: template.seq + i,
+      serverSeq: template.serverSeq + i,
+      timestamp: Date.now(),
+    },
+  });
+}
+
 interface Target {
   /** `eventsync`, `bare`, or a variant's name. */
   name: string;
@@ -351,18 +368,8 @@ async function runSize(
       set,
       measured: { ...emptyMeasured(), ...grown },
       async change(i) {
-        const seq = template.seq + i;
-        const frame = JSON.stringify({
-          type: 'event',
-          event: {
-            ...template,
-            documentId: SSE_DOCUMENT,
-            seq,
-            serverSeq: template.serverSeq + i,
-            timestamp: Date.now(),
-          },
-        });
-        const message = `id: ${COLLECTION}/${SSE_DOCUMENT}/${seq}\ndata: ${frame}\n\n`;
+        const frame = bareFrame(template, i, SSE_DOCUMENT);
+        const message = `id: ${COLLECTION}/${SSE_DOCUMENT}/${template.seq + i}\ndata: ${frame}\n\n`;
         for (const res of servers.bareStreams) res.write(message);
       },
     };
@@ -425,15 +432,7 @@ async function runSize(
       name: 'bare',
       set: sets.bare,
       async change(i) {
-        const frame = JSON.stringify({
-          type: 'event',
-          event: {
-            ...template,
-            seq: template.seq + i,
-            serverSeq: template.serverSeq + i,
-            timestamp: Date.now(),
-          },
-        });
+        const frame = bareFrame(template, i);
         for (const ws of servers.bareClients) ws.send(frame);
       },
     },
