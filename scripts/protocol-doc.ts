@@ -397,6 +397,16 @@ const limitNotes: Record<keyof SyncLimits, string> = {
   maxBufferedBytes: 'Bytes waiting to be sent to one client. Over: close 1013.',
   heartbeatMs:
     'The server pings every this many ms; a connection that has not answered the previous ping is terminated.',
+  helloTimeoutMs: 'A connection that has not sent `hello` within this many ms is closed (4408).',
+  maxConnections:
+    'Open WebSocket connections and SSE streams in total. Over: the upgrade is answered 503 (SSE: 503 `rate_limited`).',
+  maxConnectionsPerAddress:
+    'Open WebSocket connections and SSE streams from one remote address. Over: 429 on the upgrade (SSE: 429 `rate_limited`).',
+  maxPageBytes:
+    'Bytes of one REST list or event page: the page ends after the item that crosses it and says where to continue.',
+  maxSubscriptionDocuments:
+    'Documents one collection subscription snapshots and follows. Over: `error too_large` for the `subscribe`.',
+  ackFlushMs: 'Acknowledged positions are written to the database in one batch at most this often.',
 };
 
 // ---- rendering --------------------------------------------------------------------------------------

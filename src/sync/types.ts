@@ -48,6 +48,21 @@ export interface SyncLimits {
   maxBufferedBytes: number;
   /** Ping every this many ms; a connection that missed a pong by the next ping is closed. Default 30 s. */
   heartbeatMs: number;
+  /** A WebSocket that has not sent `hello` within this many ms is closed (4408). Default 10 s. */
+  helloTimeoutMs: number;
+  /** Open WebSocket connections and SSE streams, in total. Default 20,000. */
+  maxConnections: number;
+  /** Open WebSocket connections and SSE streams from one remote address. Default 6,000 (a benchmark opens 5,000 from loopback). */
+  maxConnectionsPerAddress: number;
+  /**
+   * Bytes of one answer page: a REST list or event page stops after the item that crosses it
+   * (at least one item, so a page always moves forwards) and says where to continue. Default 1 MiB.
+   */
+  maxPageBytes: number;
+  /** Documents one collection subscription may snapshot (and then follow). Default 10,000. */
+  maxSubscriptionDocuments: number;
+  /** Acknowledged positions are written to the database in one batch at most this often, in ms. Default 1,000. */
+  ackFlushMs: number;
 }
 
 export const defaultLimits: SyncLimits = {
@@ -57,6 +72,12 @@ export const defaultLimits: SyncLimits = {
   maxSubscriptions: 100,
   maxBufferedBytes: 4 * 1024 * 1024,
   heartbeatMs: 30_000,
+  helloTimeoutMs: 10_000,
+  maxConnections: 20_000,
+  maxConnectionsPerAddress: 6_000,
+  maxPageBytes: 1024 * 1024,
+  maxSubscriptionDocuments: 10_000,
+  ackFlushMs: 1_000,
 };
 
 /** The close a client too slow to read gets (WebSocket close code and reason; SSE `event: close`). */
