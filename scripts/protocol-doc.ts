@@ -407,6 +407,11 @@ const limitNotes: Record<keyof SyncLimits, string> = {
   maxSubscriptionDocuments:
     'Documents one collection subscription snapshots and follows. Over: `error too_large` for the `subscribe`.',
   ackFlushMs: 'Acknowledged positions are written to the database in one batch at most this often.',
+  maxFilterBytes:
+    'Largest filter (collection subscription, SSE `?filter=`, REST `?filter=`), as JSON bytes. Over: `error validation` (HTTP 400).',
+  maxFilterDepth: 'Deepest nesting of a filter. Deeper: `error validation` (HTTP 400).',
+  maxFilterListLength:
+    'Longest `$in`, `$nin` or `$all` list in a filter. Longer: `error validation` (HTTP 400).',
 };
 
 // ---- rendering --------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@
  * and returns a handle whose `close()` shuts down gracefully.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { memoryDatabase } from '../backends/memory/memory-database.js';
@@ -90,11 +90,20 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const demo = loadStaticFiles(options.demoDir ?? defaultDemoDir());
   let closing = false;
   const server = createServer((req, res) => {
-    const { pathname } = requestUrl(req);
     const text = (status: number, body: string, type = 'text/plain; charset=utf-8') =>
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+    let pathname: string;
+    try {
+      pathname = requestUrl(req).pathname;
+    } catch {
+      return text(400, 'the request target is not a valid URL\n');
+    }
+    if (closing) {
+      res.setHeader('connection', 'close');
+      return text(503, 'shutting down\n');
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed\n');
-    if (pathname === '/healthz') return closing ? text(503, 'shutting down\n') : text(200, 'ok\n');
+    if (pathname === '/healthz') return text(200, 'ok\n');
     if (pathname === '/metrics') {
       return text(
         200,
@@ -116,7 +125,13 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     if (pathname === '/') return text(200, PAGE, 'text/html; charset=utf-8');
     return text(404, 'not found\n');
   });
+  // A client gets 10 s to send its headers and 30 s for a whole request (bodies are ≤ 64 KiB);
+  // SSE streams and WebSockets are responses and upgrades, which these do not cut.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  const sockets = trackSockets(server);
   const attached: Attached = attach(server, engine, options.transports);
+  const inFlight = trackRequests(server);
 
   try {
     await new Promise<void>((resolveListen, reject) => {
@@ -160,20 +175,72 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     engine,
     close() {
       closed ??= (async () => {
+        // New requests get 503 (so a load balancer's /healthz sees the drain) until the listener closes.
         closing = true;
-        const stopped = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
-        await attached.close(); // WebSockets and SSE streams get 1001
-        await engine.close(1001, 'server shutting down');
-        server.closeIdleConnections();
-        const cutOff = setTimeout(() => server.closeAllConnections(), options.drainMs ?? 10_000);
-        await stopped; // requests in flight finish
-        clearTimeout(cutOff);
-        await db.close();
+        try {
+          await attached.close(); // WebSockets and SSE streams get 1001
+          await inFlight.drained(options.drainMs ?? 10_000); // still listening: new requests get 503
+          await closeListener(server, sockets);
+          await engine.close(1001, 'server shutting down');
+        } finally {
+          await db.close();
+        }
         logger.info({}, 'eventsync: stopped');
       })();
       return closed;
     },
   };
+}
+
+/**
+ * Every socket the server accepted, upgraded ones included: `closeAllConnections` only knows
+ * the sockets HTTP still owns, and a leaked upgrade socket would hold `server.close()` forever.
+ */
+function trackSockets(server: Server): Set<Socket> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  return sockets;
+}
+
+/** Counts requests whose answer has not finished, so a shutdown can wait for them. */
+function trackRequests(server: Server): { drained(maxMs: number): Promise<void> } {
+  let open = 0;
+  let onIdle: (() => void) | undefined;
+  // Wraps emit (after `attach` did), because the transports take their requests before any listener.
+  const emit = server.emit;
+  server.emit = function (this: Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'request') {
+      open++;
+      (args[1] as ServerResponse).once('close', () => {
+        open--;
+        if (open === 0) onIdle?.();
+      });
+    }
+    return emit.apply(this, [event, ...args] as Parameters<Server['emit']>);
+  } as Server['emit'];
+  return {
+    async drained(maxMs) {
+      if (open === 0) return;
+      await new Promise<void>((resolveIdle) => {
+        const cutOff = setTimeout(resolveIdle, maxMs);
+        onIdle = () => {
+          clearTimeout(cutOff);
+          resolveIdle();
+        };
+      });
+    },
+  };
+}
+
+/** Stops listening and closes every socket still open (requests were drained or cut off by then). */
+async function closeListener(server: Server, sockets: Set<Socket>): Promise<void> {
+  const stopped = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
+  server.closeAllConnections();
+  for (const socket of sockets) socket.destroy();
+  await stopped;
 }
 
 const CONTENT_TYPES: Record<string, string> = {

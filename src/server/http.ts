@@ -6,6 +6,7 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../events/logger.js';
 import { type ErrorCode, ErrorCodes, EventSyncError } from '../protocol/errors.js';
 import type { SyncEngine } from '../sync/engine.js';
@@ -68,6 +69,8 @@ export async function mustAuthorize(
   }
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
  * The request body as text, at most `maxBytes` (`too_large` past that, checked against
  * Content-Length first so a large upload is refused before it is read).
@@ -76,6 +79,7 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   const tooLarge = () => new EventSyncError('too_large', `request bodies are limited to ${maxBytes} bytes`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+  if (req.readableEnded) return bodyReadBefore(req, maxBytes, tooLarge);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -92,7 +96,12 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
     };
     const onEnd = () => {
       cleanup();
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      try {
+        resolve(utf8.decode(Buffer.concat(chunks)));
+      } catch {
+        // Decoding leniently would store U+FFFD in place of the bytes the client sent.
+        reject(new EventSyncError('bad_message', 'the body is not valid UTF-8'));
+      }
     };
     const onError = (error: Error) => {
       cleanup();
@@ -107,6 +116,25 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
     req.on('end', onEnd);
     req.on('error', onError);
   });
+}
+
+/**
+ * The body of a request a body parser mounted before us (e.g. `express.json()`) has already
+ * read: its `req.body`, as text again. Waiting for the stream's `end` would wait forever.
+ */
+function bodyReadBefore(req: IncomingMessage, maxBytes: number, tooLarge: () => Error): string {
+  const parsed = (req as IncomingMessage & { body?: unknown }).body;
+  if (parsed === undefined) {
+    throw new EventSyncError('internal', 'the request body was read before eventsync saw the request');
+  }
+  const text =
+    typeof parsed === 'string'
+      ? parsed
+      : Buffer.isBuffer(parsed)
+        ? utf8.decode(parsed)
+        : JSON.stringify(parsed);
+  if (Buffer.byteLength(text) > maxBytes) throw tooLarge();
+  return text;
 }
 
 /** Parses a request body or JSON query parameter the way frames are parsed; throws `bad_message`. */
@@ -198,9 +226,42 @@ export function intParam(url: URL, name: string, fallback: number, max = Number.
   return Number(raw);
 }
 
-/** The request's URL (path and query) resolved against a dummy origin. */
-export function requestUrl(req: IncomingMessage): URL {
+/**
+ * The request's URL (path and query) resolved against a dummy origin. A target no URL parser
+ * takes (`http://[::1`, which Node's HTTP parser lets through) is `bad_message`, never a TypeError.
+ */
+export function requestUrl(req: { url?: string | undefined }): URL {
   const raw = req.url ?? '/';
-  // Origin-form ('/path?query') is appended, so '//x' stays a path instead of naming a host.
-  return raw.startsWith('/') ? new URL(`http://localhost${raw}`) : new URL(raw, 'http://localhost');
+  try {
+    // Origin-form ('/path?query') is appended, so '//x' stays a path instead of naming a host.
+    return raw.startsWith('/') ? new URL(`http://localhost${raw}`) : new URL(raw, 'http://localhost');
+  } catch {
+    throw new EventSyncError('bad_message', 'the request target is not a valid URL');
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
+
+/**
+ * Answers an upgrade request that will not be upgraded, on its raw socket, and destroys the
+ * socket: Node hands upgrade sockets over without an error listener or a timeout, so one left
+ * open sits in CLOSE-WAIT forever (and an `ECONNRESET` on it would be an uncaught error).
+ */
+export function refuseUpgrade(socket: Duplex, status: number, message: string): void {
+  socket.on('error', () => {});
+  if (socket.writable) {
+    const body = `${message}\n`;
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
+        'connection: close\r\ncontent-type: text/plain; charset=utf-8\r\n' +
+        `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }

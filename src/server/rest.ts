@@ -19,10 +19,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { AlreadyExistsError, EventSyncError, NotFoundError, ValidationError } from '../protocol/errors.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
-import { applyUpdateOperators, assertFilter } from '../storage/mongo.js';
+import { applyUpdateOperators } from '../storage/mongo.js';
 import type { BaseDocument, JsonObject, UpdateOperators } from '../storage/types.js';
 import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
+import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';
 import type { Principal } from '../sync/types.js';
 import {
   authenticateRequest,
@@ -113,20 +114,14 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
   async function getMany(res: ServerResponse, url: URL, p: Principal, c: string): Promise<void> {
     const storage = await collection(c);
     const filter = jsonParam(url, 'filter') ?? {};
-    if (!isPlainObject(filter)) throw new ValidationError('filter must be a JSON object (a MongoDB query)');
-    assertFilter(filter);
+    assertRemoteFilter(filter, limits);
     const sort = jsonParam(url, 'sort');
-    if (
-      sort !== undefined &&
-      (!isPlainObject(sort) || Object.values(sort).some((direction) => direction !== 1 && direction !== -1))
-    ) {
-      throw new ValidationError('sort must be a JSON object of 1 (ascending) or -1 (descending) per field');
-    }
+    if (sort !== undefined) assertRemoteSort(sort);
     const limit = intParam(url, 'limit', defaultLimit, maxLimit);
     const skip = intParam(url, 'skip', 0);
     await mustAuthorize(engine, p, 'read', c);
     const docs = await storage.findMany(filter, {
-      ...(sort === undefined ? {} : { sort: sort as Record<string, 1 | -1> }),
+      ...(sort === undefined ? {} : { sort }),
       limit,
       skip,
     });

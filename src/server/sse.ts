@@ -20,9 +20,9 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { Id } from '../protocol/messages.js';
-import { assertFilter } from '../storage/mongo.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
+import { assertRemoteFilter } from '../sync/filter-policy.js';
 import type { Session } from '../sync/session.js';
 import { TOO_SLOW } from '../sync/types.js';
 import { CatchUpWindow } from './catch-up-window.js';
@@ -30,7 +30,6 @@ import { encodeOnce } from './encode-once.js';
 import {
   authenticateRequest,
   intParam,
-  isPlainObject,
   methodNotAllowed,
   mustAuthorize,
   normalizePrefix,
@@ -98,11 +97,7 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
     } else {
       const raw = url.searchParams.get('filter');
       const filter = raw ? parseJson(raw, limits.maxMessageDepth, 'filter') : undefined;
-      if (filter !== undefined) {
-        if (!isPlainObject(filter))
-          throw new ValidationError('filter must be a JSON object (a MongoDB query)');
-        assertFilter(filter);
-      }
+      if (filter !== undefined) assertRemoteFilter(filter, limits);
       subscribe = { collection, ...(filter === undefined ? {} : { filter }) };
     }
     const clientId = url.searchParams.get('clientId') ?? `sse-${randomUUID()}`;
@@ -114,6 +109,9 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
     if (documentId !== undefined) await mustAuthorize(engine, principal, 'read', collection, documentId);
     else await mustAuthorize(engine, principal, 'subscribe', collection);
     if (gone) return;
+    const slot = engine.connections.acquire(req.socket.remoteAddress);
+    if (!slot.ok) throw new EventSyncError('rate_limited', slot.message);
+    res.once('close', slot.release);
 
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',

@@ -12,6 +12,7 @@ import type { SyncEngine } from '../sync/engine.js';
 import { TOO_SLOW } from '../sync/types.js';
 import { CatchUpWindow } from './catch-up-window.js';
 import { encodeOnce } from './encode-once.js';
+import { refuseUpgrade, requestUrl } from './http.js';
 import { batchedWrites } from './write-batcher.js';
 
 /** Frames are sent as UTF-8 bytes (see `encodeOnce`) in text messages. */
@@ -45,8 +46,23 @@ export function attachWebSocket(
   const write = batchedWrites(options.batchWritesMs);
   const encode = encodeOnce();
 
+  let closing = false;
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (new URL(request.url ?? '/', 'http://x').pathname !== path) return; // someone else's upgrade
+    let pathname: string;
+    try {
+      pathname = requestUrl(request).pathname;
+    } catch {
+      return refuseUpgrade(socket, 400, 'the request target is not a valid URL');
+    }
+    if (pathname !== path) {
+      // Someone else's upgrade when someone else listens; otherwise nobody will ever answer it.
+      if (server.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404, `no WebSocket at ${pathname}`);
+      return;
+    }
+    if (closing) return refuseUpgrade(socket, 503, 'the server is shutting down');
+    const slot = engine.connections.acquire(request.socket.remoteAddress);
+    if (!slot.ok) return refuseUpgrade(socket, slot.status, slot.message);
+    socket.once('close', slot.release);
     wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
   };
   server.on('upgrade', onUpgrade);
@@ -113,6 +129,7 @@ export function attachWebSocket(
 
   return {
     async close() {
+      closing = true;
       clearInterval(heartbeat);
       server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) ws.close(1001, 'server shutting down');

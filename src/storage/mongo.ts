@@ -183,27 +183,6 @@ export function assertFilter(filter: Filter): void {
   }
 }
 
-/** Operators a filter from a client may not use: `$regex` can stall the server (catastrophic backtracking). */
-const untrustedOperators = new Set(['$regex', '$expr', '$jsonSchema', '$text']);
-
-/** `assertFilter`, and also refuses what only server code should run (filters from clients: subscriptions, REST). */
-export function assertClientFilter(filter: Filter): void {
-  assertFilter(filter);
-  const stack: unknown[] = [filter];
-  while (stack.length > 0) {
-    const node = stack.pop();
-    if (Array.isArray(node)) stack.push(...node);
-    else if (isPlainObject(node)) {
-      for (const [key, child] of Object.entries(node)) {
-        if (untrustedOperators.has(key)) {
-          throw new ValidationError(`${key} is not allowed in filters sent by clients`);
-        }
-        stack.push(child);
-      }
-    }
-  }
-}
-
 function assertCount(value: number | undefined, name: string): void {
   if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
     throw new ValidationError(`${name} must be a non-negative integer`, `/${name}`);

@@ -16,6 +16,7 @@ import type { Database } from '../storage/backend.js';
 import { createStorage } from '../storage/create-storage.js';
 import type { BaseDocument, JsonObject } from '../storage/types.js';
 import { assertCollectionName } from '../storage/validate.js';
+import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
 import { Session } from './session.js';
 import {
@@ -63,6 +64,8 @@ export class SyncEngine {
   readonly service: SyncService;
   readonly limits: SyncLimits;
   readonly metrics = new SyncMetrics();
+  /** Open WebSockets and SSE streams, in total and per address (both transports share them). */
+  readonly connections: ConnectionLimits;
   readonly logger: Logger;
   readonly #db: Database;
   readonly #authenticate: Authenticate;
@@ -86,6 +89,7 @@ export class SyncEngine {
     this.events = events;
     this.service = new SyncService(events.backend);
     this.limits = { ...defaultLimits, ...options.limits };
+    this.connections = new ConnectionLimits(this.limits);
     this.logger = options.logger ?? consoleLogger;
     this.#authenticate = options.authenticate ?? anonymous;
     this.#authorize = options.authorize ?? allowAll;

@@ -8,9 +8,9 @@ import { Query } from 'mingo';
 import type { SyncEvent, VectorClock } from '../events/types.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
-import { assertClientFilter } from '../storage/mongo.js';
 import type { JsonObject } from '../storage/types.js';
 import type { Delivery, SyncEngine } from './engine.js';
+import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
 import { type AuthRequest, documentKey, type Principal, type Sink, TOO_SLOW } from './types.js';
 
@@ -241,7 +241,7 @@ export class Session {
     }
     let query: Query | undefined;
     if (filter && Object.keys(filter).length > 0) {
-      assertClientFilter(filter);
+      assertRemoteFilter(filter, this.#engine.limits);
       query = new Query(filter);
     }
     this.#addSub(sub, { kind: 'collection', collection, query });

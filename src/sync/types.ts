@@ -1,4 +1,5 @@
 /** The pluggable parts of the sync service: who a client is, what it may do, and the limits. */
+import type { FilterLimits } from './filter-policy.js';
 
 /** Whoever `authenticate` says the client is; `id` names it in logs. */
 export interface Principal {
@@ -32,7 +33,8 @@ export type Authorize = (
   documentId?: string,
 ) => boolean | Promise<boolean>;
 
-export interface SyncLimits {
+/** What remote callers may send; filter limits: see `assertRemoteFilter`. */
+export interface SyncLimits extends FilterLimits {
   /** Largest accepted frame or request body, in bytes. Default 64 KiB. */
   maxMessageBytes: number;
   /** Deepest JSON nesting accepted in a frame. Default 32. */
@@ -78,6 +80,9 @@ export const defaultLimits: SyncLimits = {
   maxPageBytes: 1024 * 1024,
   maxSubscriptionDocuments: 10_000,
   ackFlushMs: 1_000,
+  maxFilterBytes: 8 * 1024,
+  maxFilterDepth: 8,
+  maxFilterListLength: 256,
 };
 
 /** The close a client too slow to read gets (WebSocket close code and reason; SSE `event: close`). */
