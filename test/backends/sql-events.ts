@@ -14,6 +14,7 @@ import type { EventDraft, SyncEvent } from '../../src/events/types.js';
 import { memoryDatabase } from '../../src/index.js';
 import type { CollectionBackend, CommittedChange, StoredDocument } from '../../src/storage/backend.js';
 import type { Diff, JsonObject } from '../../src/storage/types.js';
+import { countingDatabase } from '../support/counting-driver.js';
 import { uniqueCollection } from '../support/databases.js';
 import { INJECTED_FAULT, injectEventFault } from '../support/event-faults.js';
 
@@ -418,6 +419,52 @@ export function sqlEventsSuite(target: SqlEventsTarget): void {
         expect(await (events as SqlEventBackend).latestServerSeq()).toBeGreaterThanOrEqual(
           page2[1]!.serverSeq,
         );
+      }));
+
+    it('reads the whole feed in one statement when no serverSeq is missing; past a hole, settles first', () =>
+      withDb(async (db) => {
+        const counted = await countingDatabase(db);
+        try {
+          const [c, , name] = await open(db);
+          const events = await counted.db.events();
+          const r: EventRecord = { clientId: 'f' };
+          const start = (await events.append(draft(name, 'start', 'f'))).serverSeq;
+          await c.insert(doc('a', 1), r);
+          await c.replace(doc('a', 2), 1, diff(2), r);
+          const ours = (all: SyncEvent[]) => all.filter((e) => e.collection === name);
+          // Other test files write to the same PostgreSQL: a writer of theirs in flight is a hole
+          // for a moment. One of a few reads shows the single statement.
+          const reads: number[] = [];
+          for (let i = 0; i < 3 && !reads.includes(1); i++) {
+            const { result, statements } = await counted.during(() =>
+              events.listAfterServerSeq(undefined, start, 1000),
+            );
+            expect(ours(result).map((e) => `${e.documentId}/${e.seq}`)).toEqual(['a/1', 'a/2']);
+            reads.push(statements.length);
+          }
+          expect(reads).toContain(1);
+
+          // A transaction that rolls back took a serverSeq and leaves a hole: the read after it
+          // settles (sequence, horizon, read) and returns what follows the hole.
+          const hole = (await events.append(draft(name, 'start', 'f', 2))).serverSeq;
+          await expect(
+            c.transaction(async (tx) => {
+              await tx.insert(doc('gone', 1), r);
+              throw new Error('rolled back');
+            }),
+          ).rejects.toThrow('rolled back');
+          const after = (await c.replace(doc('a', 3), 2, diff(3), r))!.event!;
+          const { result, statements } = await counted.during(() =>
+            events.listAfterServerSeq(undefined, hole, 1000),
+          );
+          expect(ours(result).map((e) => e.serverSeq)).toEqual([after.serverSeq]);
+          expect(statements.length).toBeGreaterThanOrEqual(4);
+          // One collection's feed cannot tell holes from other collections' events: it always settles.
+          const { statements: ofOne } = await counted.during(() => events.listAfterServerSeq(name, hole, 10));
+          expect(ofOne.length).toBeGreaterThanOrEqual(3);
+        } finally {
+          await counted.db.close();
+        }
       }));
 
     it('replaces a range by a merged event that keeps the last one’s serverSeq; deletes through a seq', () =>

@@ -171,6 +171,44 @@ function listing(select: string): Listing {
   };
 }
 
+/**
+ * Settled: every transaction with an xid below the horizon ($1) has ended. xmin >= X implies
+ * xmax >= X, so each xid below X is below xmax and not in the running list: it completed.
+ */
+const settledFast = 'pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8';
+
+/**
+ * The slow path, once the fast check has failed: a transaction running in this statement's
+ * snapshot with an xid below the horizon (in its running list, or between its xmax and the
+ * horizon: assigned, not completed) holds us up only if it may have inserted an event, i.e.
+ * unless the lock table shows it alive *and* without any lock on `eventsync_events`. An event
+ * writer locks that table (RowExclusiveLock, taken before the INSERT evaluates the serverSeq
+ * default) and keeps the lock until it ends; `pg_locks` is read once (MATERIALIZED) and
+ * `pg_lock_status` copies the fast-path relation locks before the main lock table (where
+ * transaction id locks live), so a writer seen alive by its xid lock was seen with its table
+ * lock too. Unrelated long transactions (a batch job writing other tables, the state-vector
+ * flushes) then don't stall the feed.
+ */
+const blockersCte = `l AS MATERIALIZED (
+      SELECT locktype, transactionid, virtualtransaction FROM pg_locks
+      WHERE granted AND ((locktype = 'transactionid' AND mode = 'ExclusiveLock')
+        OR (locktype = 'relation' AND relation = 'eventsync_events'::regclass))
+    ),`;
+const settledSlow = `NOT EXISTS (
+        SELECT 1 FROM (
+          SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+          UNION ALL
+          SELECT g::text::xid8 FROM generate_series(
+            pg_snapshot_xmax(pg_current_snapshot())::text::bigint, $1::text::bigint - 1) AS g
+        ) AS running(x)
+        WHERE running.x < $1::xid8 AND NOT EXISTS (
+          SELECT 1 FROM l AS t
+          WHERE t.locktype = 'transactionid' AND t.transactionid = xid(running.x) AND NOT EXISTS (
+            SELECT 1 FROM l AS r WHERE r.locktype = 'relation' AND r.virtualtransaction = t.virtualtransaction
+          )
+        )
+      )`;
+
 const sql = {
   append: `WITH ${appendCte} SELECT seq, server_seq, vector_clock FROM e`,
   list: listing(`SELECT ${columns} FROM eventsync_events
@@ -184,8 +222,24 @@ const sql = {
   head: 'SELECT last_seq, vector_clock FROM eventsync_streams WHERE collection = $1 AND document_id = $2',
   // How far serverSeq has been handed out (not how far it committed).
   feedLimit: `SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS l FROM eventsync_server_seq`,
-  // The first transaction id not yet assigned, as of now.
-  feedHorizon: 'SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x',
+  /**
+   * The horizon X: one past the largest xid of the transactions alive now that hold a lock on
+   * the events table (0 when none), as an xid8. Not the snapshot's xmax: that is one past the
+   * latest *completed* xid, and a writer that took its xid after the last one to complete is
+   * above it while still running (measured: snapshot `771:771:` with xid 771 running and
+   * holding an uncommitted serverSeq). pg_locks has 32-bit xids: each is widened next to this
+   * statement's xmax (live xids are within 2^31 of it).
+   */
+  feedHorizon: `WITH ${blockersCte} m AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS m)
+    SELECT COALESCE(max(m.m + CASE WHEN w.d < 2147483648 THEN w.d ELSE w.d - 4294967296 END) + 1, 0)::text AS x
+    FROM m LEFT JOIN LATERAL (
+      SELECT ((t.transactionid::text::bigint - m.m % 4294967296) % 4294967296 + 4294967296) % 4294967296 AS d
+      FROM l AS t WHERE t.locktype = 'transactionid' AND EXISTS (
+        SELECT 1 FROM l AS r WHERE r.locktype = 'relation' AND r.virtualtransaction = t.virtualtransaction
+      )
+    ) w ON true`,
+  /** The all-collections feed's first read: the events after $1 as they are, $2 at most (see `listAfterServerSeq`). */
+  feedAsIs: `SELECT ${columns} FROM eventsync_events WHERE server_seq > $1 ORDER BY server_seq LIMIT $2`,
   /**
    * $1 horizon (xid8), $2 after, $3 limit, $4 the feed limit, $5 the collection (when
    * `byCollection`). One row with `settled` false and no event, or `settled` true and the
@@ -272,34 +326,6 @@ export const feedSql = (slow: boolean, byCollection: boolean): string => sql.fee
 const feedOfCollection = `(collection, server_seq) > ($5::text, $2::bigint)
         AND (collection, server_seq) <= ($5::text, $4::bigint)
       ORDER BY collection, server_seq`;
-
-/** Settled: no transaction that was running when the horizon was read (xid < $1) still runs. */
-const settledFast = 'pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8';
-
-/**
- * The slow path, once the fast check has failed: a transaction still running (in this
- * statement's snapshot, xid < horizon) holds us up only if it may have inserted an event, i.e.
- * unless the lock table shows it alive *and* without any lock on `eventsync_events`. An event
- * writer locks that table (RowExclusiveLock, taken before the INSERT evaluates the serverSeq
- * default) and keeps the lock until it ends; `pg_locks` is read once (MATERIALIZED) and
- * `pg_lock_status` copies the fast-path relation locks before the main lock table (where
- * transaction id locks live), so a writer seen alive by its xid lock was seen with its table
- * lock too. Unrelated long transactions (a batch job writing other tables) then don't stall the feed.
- */
-const blockersCte = `l AS MATERIALIZED (
-      SELECT locktype, transactionid, virtualtransaction FROM pg_locks
-      WHERE granted AND ((locktype = 'transactionid' AND mode = 'ExclusiveLock')
-        OR (locktype = 'relation' AND relation = 'eventsync_events'::regclass))
-    ),`;
-const settledSlow = `NOT EXISTS (
-        SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-        WHERE x < $1::xid8 AND NOT EXISTS (
-          SELECT 1 FROM l AS t
-          WHERE t.locktype = 'transactionid' AND t.transactionid = xid(x) AND NOT EXISTS (
-            SELECT 1 FROM l AS r WHERE r.locktype = 'relation' AND r.virtualtransaction = t.virtualtransaction
-          )
-        )
-      )`;
 
 interface StateVectorRow {
   vector_clock: VectorClock;
@@ -432,27 +458,36 @@ export class SqlEventBackend implements EventBackend {
    * The feed. PostgreSQL hands out sequence values before commit, so a transaction that commits
    * later can carry a smaller serverSeq than one already committed: reading "everything committed
    * after N" could return N+2 while N+1 is still in flight, and a reader that moves on to N+2
-   * would never see N+1. So:
+   * would never see N+1.
+   *
+   * The common case takes one statement: read the events after `after` as they are. When their
+   * serverSeqs run after+1, after+2, … without a hole, nothing can still commit among them
+   * (a serverSeq is taken once, and the unique index keeps a compaction's merged event from
+   * reusing one twice), so they are returned as they are. A hole is a writer still in flight, one
+   * that rolled back, or events deleted by compaction; only then, and for one collection's feed
+   * (other collections' events are holes to it), is the settled read below used:
    *
    * 1. L = how far the sequence has been handed out (`last_value`; CACHE 1, so every value <= L
    *    was taken by a writer before this read). L <= after: nothing to return.
-   * 2. In a later statement, X = the first unassigned transaction id (`pg_snapshot_xmax`).
-   * 3. Return the events with after < serverSeq <= L, read in a snapshot whose xmin >= X (every
-   *    transaction with an xid < X has ended, and this snapshot sees the ones that committed);
-   *    while that does not hold, wait a little and re-check.
+   * 2. In a later statement, X = one past the xid of every transaction alive then that holds a
+   *    lock on the events table (`feedHorizon`).
+   * 3. Return the events with after < serverSeq <= L, read in a snapshot in which every xid
+   *    below X has ended (`settledFast`, `settledSlow`); while that does not hold, wait a little
+   *    and re-check.
    *
    * Why no event with serverSeq <= L can commit after step 3: the column default
    * (`eventsync_next_server_seq()`) makes the writing transaction take its xid *before* its
-   * serverSeq. A writer holding s <= L took s before step 1, so its xid was assigned before
-   * step 2 and is < X: it has ended (committed: visible to step 3; rolled back: never visible)
-   * once xmin >= X. Events > L are left for the next call, which repeats the argument.
+   * serverSeq, and the INSERT locks the events table before that. A writer holding s <= L took s
+   * before step 1, so during step 2 it had either ended (and step 3's later snapshot sees it if
+   * it committed) or was alive with its xid and table lock, so its xid is below X and step 3
+   * waits for it. Events > L are left for the next call, which repeats the argument.
    *
    * Waiting: an event writer's transaction usually ends within milliseconds; after the first
    * failed check, `settledSlow` also ignores running transactions that never touched the events
    * table. If writers are still in flight after `settleTimeoutMs`, this returns `[]` (nothing
    * past `after` is certain yet): callers poll again, and the writer's commit notifies them.
    * PGlite has one connection, so no other transaction runs during these statements: the first
-   * check always holds there.
+   * read has a hole only after a rollback or a compaction, and the check always holds there.
    */
   async listAfterServerSeq(
     collection: string | undefined,
@@ -464,10 +499,25 @@ export class SqlEventBackend implements EventBackend {
       this.#ctx.assertOpen();
       return [];
     }
+    if (collection === undefined) {
+      const rows = await this.#run<EventRow>(doing, sql.feedAsIs, [afterServerSeq, limit]);
+      if (rows.length === 0) return [];
+      if (rows.every((r, i) => Number(r.server_seq) === afterServerSeq + 1 + i)) return rows.map(toEvent);
+    }
+    return this.#settledRead(doing, collection, afterServerSeq, limit);
+  }
+
+  /** Steps 1–3 of `listAfterServerSeq`. */
+  async #settledRead(
+    doing: string,
+    collection: string | undefined,
+    afterServerSeq: number,
+    limit: number,
+  ): Promise<SyncEvent[]> {
     const [{ l } = { l: 0 }] = await this.#run<{ l: number | string }>(doing, sql.feedLimit, []);
     const handedOut = Number(l);
     if (handedOut <= afterServerSeq) return [];
-    const [{ x } = { x: '' }] = await this.#run<{ x: string }>(doing, sql.feedHorizon, []);
+    const [{ x } = { x: '0' }] = await this.#run<{ x: string }>(doing, sql.feedHorizon, []);
     const params = [x, afterServerSeq, limit, handedOut];
     if (collection !== undefined) params.push(collection);
     const deadline = Date.now() + this.#settleTimeoutMs;
@@ -486,8 +536,9 @@ export class SqlEventBackend implements EventBackend {
   /**
    * A serverSeq at or below which every event has committed or never will (a feed started after
    * it misses nothing that commits later): how far the sequence was handed out, once the
-   * writers that may hold a value up to there have ended (as in `listAfterServerSeq`). When they
-   * are still running after `settleTimeoutMs`, the last value this backend found settled (0 at first).
+   * writers that may hold a value up to there have ended (steps 1–3 of `listAfterServerSeq`).
+   * When they are still running after `settleTimeoutMs`, the last value this backend found
+   * settled (0 at first).
    */
   async latestServerSeq(): Promise<number> {
     const doing = 'read the latest settled serverSeq';
