@@ -293,6 +293,62 @@ describe('pg: event log across connections and processes', () => {
     }
   });
 
+  it('waits for a writer whose xid is past the snapshot’s xmax (it took its xid after the last one to complete)', async () => {
+    const reader = await openPg({ feed: { settleTimeoutMs: 300 } });
+    const [a, b] = [
+      new pg.Client({ connectionString: databaseUrl() }),
+      new pg.Client({ connectionString: databaseUrl() }),
+    ];
+    await Promise.all([a.connect(), b.connect()]);
+    const insert = async (c: pg.Client, id: string) =>
+      Number(
+        (
+          await c.query<{ server_seq: string }>(
+            `INSERT INTO eventsync_events (collection, document_id, seq, id, at, operation, version, client_id, actor_seq, vector_clock)
+             VALUES ($1, $2, 1, $2, 0, 'update', 1, 'c', 1, '{}') RETURNING server_seq`,
+            [name, id],
+          )
+        ).rows[0]!.server_seq,
+      );
+    const name = uniqueCollection('feed');
+    try {
+      const events = await reader.events();
+      const start = (
+        await events.append({
+          collection: name,
+          documentId: 's',
+          operation: 'update',
+          version: 1,
+          clientId: 'w',
+        })
+      ).serverSeq;
+      // a takes an xid, then b a larger one; b takes serverSeq n and stays open, a takes n + 1 and
+      // commits. Unless some other transaction completes meanwhile, b's xid is the snapshot's
+      // xmax: not in its running list, so "xmin >= xmax of an earlier snapshot" held while b ran.
+      await a.query('BEGIN');
+      await a.query('SELECT pg_current_xact_id()');
+      await b.query('BEGIN');
+      await b.query('SELECT pg_current_xact_id()');
+      const held = await insert(b, 'b');
+      const committed = await insert(a, 'a');
+      await a.query('COMMIT');
+      expect(committed).toBeGreaterThan(held);
+      expect(await events.listAfterServerSeq(undefined, start, 10_000)).not.toContainEqual(
+        expect.objectContaining({ collection: name, documentId: 'a' }),
+      );
+      expect(await events.listAfterServerSeq(name, start, 100)).toEqual([]);
+      expect(await (events as SqlEventBackend).latestServerSeq()).toBeLessThan(held);
+      await b.query('COMMIT');
+      expect((await events.listAfterServerSeq(name, start, 100)).map((e) => e.serverSeq)).toEqual([
+        held,
+        committed,
+      ]);
+    } finally {
+      await Promise.all([a.query('ROLLBACK').catch(() => {}), b.query('ROLLBACK').catch(() => {})]);
+      await Promise.all([a.end(), b.end(), reader.close()]);
+    }
+  });
+
   it('is not held up by a running transaction that never touched the events table', async () => {
     const [writer, reader] = await Promise.all([openPg(), openPg({ feed: { settleTimeoutMs: 10_000 } })]);
     const bystander = new pg.Client({ connectionString: databaseUrl() });
