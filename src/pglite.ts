@@ -8,6 +8,7 @@
  */
 import type { PGlite } from '@electric-sql/pglite';
 import { createSqlDatabase, type SqlDatabase } from './backends/sql/database.js';
+import { lockDataDir } from './backends/sql/drivers/data-dir-lock.js';
 import { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
 import type { FeedOptions } from './backends/sql/events.js';
 
@@ -17,7 +18,10 @@ export { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
 export type { FeedOptions } from './backends/sql/events.js';
 
 export interface PgliteDatabaseOptions {
-  /** Directory of the data (created on first use). Omitted: in memory, gone on close. */
+  /**
+   * Directory of the data (created on first use), used by one process at a time: opening one that
+   * another open database holds throws, naming the process. Omitted: in memory, gone on close.
+   */
   dataDir?: string;
   /** Use this PGlite instead (not closed by `close()`). */
   db?: PGlite;
@@ -29,8 +33,20 @@ export interface PgliteDatabaseOptions {
 
 /** Opens (and migrates) a PGlite database. */
 export async function pgliteDatabase(options: PgliteDatabaseOptions = {}): Promise<SqlDatabase> {
-  const db = options.db ?? (await openPglite(options.dataDir));
-  const driver = pgliteDriver(db, { closeDb: options.db === undefined });
+  // One process at a time on a data directory (see lockDataDir): taken before PGlite touches it.
+  const lock =
+    options.db === undefined && options.dataDir !== undefined ? lockDataDir(options.dataDir) : undefined;
+  let db: PGlite;
+  try {
+    db = options.db ?? (await openPglite(options.dataDir));
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+  const driver = pgliteDriver(db, {
+    closeDb: options.db === undefined,
+    ...(lock ? { onClose: lock.release } : {}),
+  });
   try {
     return await createSqlDatabase(driver, {
       ...(options.notify === undefined ? {} : { notify: options.notify }),

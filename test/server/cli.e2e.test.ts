@@ -67,4 +67,22 @@ describe('eventsync serve (the built binary)', () => {
     second.child.kill('SIGINT');
     expect(await second.exit).toEqual({ code: 0, signal: null });
   });
+
+  it('refuses a second process on the same data directory, and takes over the lock of a killed one', async () => {
+    const dataDir = join(dir, 'locked');
+    const first = await start(dataDir);
+    expect((await http(first.url, 'POST', '/api/games', { body: { _id: 'kept' } })).status).toBe(201);
+
+    await expect(start(dataDir)).rejects.toThrow(new RegExp(`in use by process ${first.child.pid}`));
+    // The first one never noticed: it still serves, and has every write.
+    expect((await http(first.url, 'POST', '/api/games', { body: { _id: 'after' } })).status).toBe(201);
+
+    first.child.kill('SIGKILL');
+    await first.exit;
+    const restarted = await start(dataDir);
+    const ids = await http<{ _id: string }[]>(restarted.url, 'GET', '/api/games?sort={"_id":1}');
+    expect(ids.body.map((d) => d._id)).toEqual(['after', 'kept']);
+    restarted.child.kill('SIGTERM');
+    expect((await restarted.exit).code).toBe(0);
+  });
 });

@@ -10,6 +10,8 @@ import { NOTIFY_SQL, type SqlDriver, type SqlQueryable } from '../driver.js';
 export interface PgliteDriverOptions {
   /** Close `db` when the driver closes. Default false: whoever created it closes it. */
   closeDb?: boolean;
+  /** Runs after the driver closed (and closed `db`, with `closeDb`): e.g. gives back the data directory's lock. */
+  onClose?: () => void;
 }
 
 /**
@@ -54,7 +56,11 @@ export function pgliteDriver(db: PGlite, options: PgliteDriverOptions = {}): Sql
       await query(NOTIFY_SQL, [channel, JSON.stringify(payloads)]);
     },
     async close() {
-      if (options.closeDb && !db.closed) await db.close();
+      try {
+        if (options.closeDb && !db.closed) await db.close();
+      } finally {
+        options.onClose?.();
+      }
     },
   };
 }
