@@ -1,7 +1,8 @@
+import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import jsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
-import { EventSyncError } from '../protocol/errors.js';
+import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { compareValues } from '../storage/diff.js';
 import type { JsonObject, JsonPatchOperation, JsonValue } from '../storage/types.js';
 import { applyEvent, applyEvents } from './apply.js';
@@ -197,5 +198,81 @@ describe('applyEvents', () => {
     expect(() => applyEvents({ n: 0 }, [at(1), at(2), at(3, { fromSeq: 2 })])).toThrow(/overlap/);
     expect(() => applyEvents({ n: 0 }, [at(4)], 2)).toThrow(/does not follow seq 2/);
     expect(codeOf(() => applyEvents({ n: 0 }, [at(2), at(2)]))).toBe('internal');
+  });
+});
+
+describe('applyEvent against the json-patch-test-suite package', () => {
+  interface Case {
+    comment?: string;
+    doc: JsonValue;
+    patch: { op: string; path: string; from?: string; value?: JsonValue }[];
+    expected?: JsonValue;
+    error?: string;
+    disabled?: boolean;
+  }
+  const require = createRequire(import.meta.url);
+  const cases = [
+    ...(require('json-patch-test-suite/tests.json') as Case[]),
+    ...(require('json-patch-test-suite/spec_tests.json') as Case[]),
+  ].filter((c) => !c.disabled && (c.expected !== undefined || c.error !== undefined));
+  // Documents are objects here: each case's document sits under /root, and so do its paths.
+  const under = (pointer: string) => `/root${pointer}`;
+  const eventOf = (c: Case): SyncEvent =>
+    ({
+      id: 'e',
+      collection: 'c',
+      documentId: 'd',
+      seq: 2,
+      serverSeq: 2,
+      timestamp: 0,
+      operation: 'update',
+      clientId: 'x',
+      vectorClock: {},
+      diff: {
+        hasChanges: true,
+        version: 2,
+        jsonPatch: c.patch.map((op) => ({
+          ...op,
+          path: under(op.path),
+          ...(op.from === undefined ? {} : { from: under(op.from) }),
+        })),
+        mergePatch: {},
+        mongoUpdate: {},
+      },
+    }) as unknown as SyncEvent;
+
+  it.each(cases.map((c, i) => [`${i}: ${c.comment ?? c.error ?? ''}`, c] as const))('%s', (_name, c) => {
+    const apply = () => applyEvent({ root: c.doc } as JsonObject, eventOf(c));
+    if (c.error !== undefined) expect(apply).toThrow(EventSyncError);
+    else expect(apply()).toEqual({ root: c.expected });
+  });
+});
+
+describe('applyEvent: malformed JSON Pointers (RFC 6901) are ValidationError', () => {
+  const update = (ops: JsonPatchOperation[]): SyncEvent =>
+    ({
+      collection: 'c',
+      documentId: 'd',
+      seq: 2,
+      operation: 'update',
+      diff: { hasChanges: true, version: 2, jsonPatch: ops, mergePatch: {}, mongoUpdate: {} },
+    }) as unknown as SyncEvent;
+  const state = { _id: 'd', a: [1, 2, 3], o: { '01': 'key' } } as JsonObject;
+
+  it.each([
+    ['an array index with a leading zero', { op: 'replace', path: '/a/01', value: 9 }],
+    ['an array index with an exponent', { op: 'remove', path: '/a/1e0' }],
+    ['a ~ that is not ~0 or ~1', { op: 'add', path: '/~2', value: 1 }],
+    ['a pointer that does not start with /', { op: 'add', path: 'a', value: 1 }],
+    ['a malformed from', { op: 'copy', from: '/a/00', path: '/b' }],
+  ])('%s', (_name, op) => {
+    expect(() => applyEvent(state, update([op as JsonPatchOperation]))).toThrow(ValidationError);
+  });
+
+  it('still takes "01" as an object key', () => {
+    expect(applyEvent(state, update([{ op: 'replace', path: '/o/01', value: 'x' }]))).toEqual({
+      ...state,
+      o: { '01': 'x' },
+    });
   });
 });

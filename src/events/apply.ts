@@ -126,6 +126,8 @@ function applyOp(doc: JsonValue | null, op: AnyOperation, owned: Owned, index: n
   if (typeof op !== 'object' || op === null || typeof op.path !== 'string') {
     throw new JsonPatchError('Operation is not an object with a string path', 'OPERATION_NOT_AN_OBJECT');
   }
+  assertPointer(doc, op.path);
+  if (typeof op.from === 'string') assertPointer(doc, op.from);
   // Root operations replace the whole value; the event's value is shared, not copied (see the header).
   if (op.path === '') {
     return applyOperation(doc, op as never, true, true, true, index).newDocument as JsonValue;
@@ -138,6 +140,42 @@ function applyOp(doc: JsonValue | null, op: AnyOperation, owned: Owned, index: n
   if (op.op === 'move' && typeof op.from === 'string') root = ownPath(root, op.from, owned);
   // `validateOperation = true`: a path that is not there throws instead of being invented.
   return applyOperation(root, op as never, true, true, true, index).newDocument as JsonValue;
+}
+
+/** RFC 6901: `/`-separated tokens, `~` only as `~0` or `~1`. */
+const POINTER = /^(?:\/(?:[^~/]|~[01])*)*$/;
+/** An array index: no sign, no leading zero, no exponent (`-` is the end, for `add`). */
+const ARRAY_INDEX = /^(?:0|[1-9]\d*|-)$/;
+
+/**
+ * Throws `OPERATION_PATH_INVALID` (a malformed patch: `ValidationError`) for a pointer RFC 6901
+ * forbids, or one that indexes an array with anything but a plain index (`01`, `1e0`, `+1`).
+ * fast-json-patch reads those as numbers and would apply them.
+ */
+function assertPointer(doc: JsonValue | null, pointer: string): void {
+  if (!POINTER.test(pointer)) {
+    throw new JsonPatchError(
+      `${JSON.stringify(pointer)} is not a JSON Pointer (RFC 6901)`,
+      'OPERATION_PATH_INVALID',
+    );
+  }
+  let node: JsonValue | undefined | null = doc;
+  const segments = pointer.split('/');
+  for (let i = 1; i < segments.length && typeof node === 'object' && node !== null; i++) {
+    const token = segments[i]!;
+    if (Array.isArray(node)) {
+      if (!ARRAY_INDEX.test(token)) {
+        throw new JsonPatchError(
+          `${JSON.stringify(pointer)}: ${JSON.stringify(token)} is not an array index`,
+          'OPERATION_PATH_INVALID',
+        );
+      }
+      node = token === '-' ? undefined : node[Number(token)];
+    } else {
+      const key = token.replace(/~1/g, '/').replace(/~0/g, '~');
+      node = Object.hasOwn(node, key) ? node[key] : undefined;
+    }
+  }
 }
 
 /** `value` itself if this call owns it, else a shallow copy that it owns from now on. */
