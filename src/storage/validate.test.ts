@@ -330,3 +330,26 @@ describe('newObjectId', () => {
     for (let i = 1; i < counters.length; i++) expect(counters[i]).toBe((counters[i - 1]! + 1) & 0xffffff);
   });
 });
+
+describe('strings PostgreSQL jsonb cannot hold are refused everywhere', () => {
+  it.each([
+    ['a lone high surrogate in a value', { s: 'a\ud800b' }, '/s'],
+    ['a lone low surrogate deep in an array', { a: [['x', '\udc00']] }, '/a/0/1'],
+    ['NUL in a value', { s: 'a\u0000b' }, '/s'],
+    ['a lone surrogate in a key', { 'k\ud800': 1 }, ''],
+  ])('%s', (_name, doc, path) => {
+    const error = refusal(() => assertJsonDocument(doc));
+    expect(error.path.startsWith(path)).toBe(true);
+  });
+
+  it('takes surrogate pairs (emoji) and other Unicode', () => {
+    expect(() => assertJsonDocument({ s: '😀 é € \u{10FFFF}', '😀': ['\uffff'] })).not.toThrow();
+  });
+
+  it('checks values written by patch operations too', () => {
+    expect(() => assertPatchValues([{ op: 'add', path: '/x', value: 'bad\u0000' }])).toThrow(ValidationError);
+    expect(() => assertPatchValues([{ op: 'replace', path: '/x', value: ['\ud800'] }])).toThrow(
+      ValidationError,
+    );
+  });
+});

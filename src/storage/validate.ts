@@ -34,6 +34,28 @@ export function keyProblem(key: string): string | undefined {
     return `keys must not contain "." (it separates the parts of dotted paths): rename ${JSON.stringify(key)}`;
   }
   if (key.indexOf('\0') !== -1) return 'keys must not contain the NUL character: rename the member';
+  if (!wellFormed(key)) return 'keys must be valid Unicode (a lone surrogate is not): rename the member';
+  return undefined;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed: (s: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function'
+    ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !LONE_SURROGATE.test(s);
+
+/**
+ * Why `text` cannot be stored as a string (a value or a key), or `undefined` when it can. What
+ * PostgreSQL's `jsonb` cannot hold is refused on every backend, so memory, PGlite and PostgreSQL
+ * accept exactly the same documents: a NUL character, and a lone UTF-16 surrogate (half of a
+ * pair, not Unicode text; it has no UTF-8 form).
+ */
+export function stringProblem(text: string): string | undefined {
+  if (text.indexOf('\0') !== -1)
+    return 'strings must not contain the NUL character (\\u0000): PostgreSQL cannot store it';
+  if (!wellFormed(text)) {
+    return 'strings must be valid Unicode: this one holds half of a surrogate pair (e.g. a string cut in the middle of an emoji)';
+  }
   return undefined;
 }
 
@@ -122,7 +144,11 @@ class Checker {
   /** Checks `value` sitting at nesting `level`; returns the height of its subtree (0 for scalars). */
   check(value: unknown, level: number): number {
     switch (typeof value) {
-      case 'string':
+      case 'string': {
+        const problem = stringProblem(value);
+        if (problem) this.fail(problem);
+        return 0;
+      }
       case 'boolean':
         return 0;
       case 'number':
@@ -179,7 +205,9 @@ class Checker {
         } else if (
           typeof item === 'number'
             ? !Number.isFinite(item)
-            : typeof item !== 'string' && typeof item !== 'boolean' && item !== null
+            : typeof item === 'string'
+              ? stringProblem(item) !== undefined
+              : typeof item !== 'boolean' && item !== null
         ) {
           this.segments.push(String(i));
           this.check(item, level + 1);
@@ -205,7 +233,9 @@ class Checker {
         } else if (
           typeof item === 'number'
             ? !Number.isFinite(item)
-            : typeof item !== 'string' && typeof item !== 'boolean' && item !== null
+            : typeof item === 'string'
+              ? stringProblem(item) !== undefined
+              : typeof item !== 'boolean' && item !== null
         ) {
           if (item === undefined) {
             this.fail(

@@ -165,6 +165,38 @@ const attacks: Attack[] = [
     },
   },
   {
+    name: 'strings PostgreSQL cannot hold (a lone surrogate, NUL), created and patched',
+    async run(t) {
+      const json = { 'content-type': 'application/json' };
+      for (const text of ['"\\ud800"', '"a\\u0000b"']) {
+        restError(
+          400,
+          'validation',
+        )(
+          await http(t.url, 'POST', `/api/${COLLECTION}`, {
+            body: `{"_id":"s1","name":${text}}`,
+            headers: json,
+          }),
+        );
+        restError(
+          400,
+          'validation',
+        )(
+          await http(t.url, 'PATCH', `/api/${COLLECTION}/${ID}`, {
+            body: `{"$set":{"name":${text}}}`,
+            headers: json,
+          }),
+        );
+        restError(
+          400,
+          'validation',
+        )(
+          await http(t.url, 'PATCH', `/api/${COLLECTION}/${ID}`, { body: `{"name":${text}}`, headers: json }),
+        );
+      }
+    },
+  },
+  {
     name: '1,100 WebSocket upgrades to a path nobody serves',
     many: true,
     async run(t) {
