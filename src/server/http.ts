@@ -125,7 +125,11 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
 function bodyReadBefore(req: IncomingMessage, maxBytes: number, tooLarge: () => Error): string {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
   if (parsed === undefined) {
-    throw new EventSyncError('internal', 'the request body was read before eventsync saw the request');
+    throw new EventSyncError(
+      'internal',
+      'the request body was read before eventsync saw the request: mount the handler before body ' +
+        'parsers (Fastify: in an onRequest hook), or leave the parsed body on req.body',
+    );
   }
   const text =
     typeof parsed === 'string'
