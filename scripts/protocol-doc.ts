@@ -399,7 +399,7 @@ const limitNotes: Record<keyof SyncLimits, string> = {
     'The server pings every this many ms; a connection that has not answered the previous ping is terminated.',
   helloTimeoutMs: 'A connection that has not sent `hello` within this many ms is closed (4408).',
   maxConnections:
-    'Open WebSocket connections and SSE streams in total. Over: the upgrade is answered 503 (SSE: 503 `rate_limited`).',
+    'Open WebSocket connections and SSE streams in total. Over: the upgrade is answered 503 (SSE: 429 `rate_limited`).',
   maxConnectionsPerAddress:
     'Open WebSocket connections and SSE streams from one remote address. Over: 429 on the upgrade (SSE: 429 `rate_limited`).',
   maxPageBytes:
