@@ -20,6 +20,7 @@ import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
 import { Session } from './session.js';
 import {
+  type AccessOptions,
   type Action,
   type Authenticate,
   type Authorize,
@@ -39,6 +40,8 @@ export interface SyncEngineOptions {
   logger?: Logger;
   /** Automatic snapshot interval of the collections' EventSyncStorage. Default 100. */
   snapshotEvery?: number;
+  /** Which web pages (`Origin`) and host names (`Host`) the transports serve; see `AccessOptions`. Default: same origin, any host. */
+  access?: AccessOptions;
 }
 
 /** What a session needs to know about one event; built once per event, shared by all sessions. */
@@ -66,6 +69,8 @@ export class SyncEngine {
   readonly metrics = new SyncMetrics();
   /** Open WebSockets and SSE streams, in total and per address (both transports share them). */
   readonly connections: ConnectionLimits;
+  /** Checked by every transport before anything else (see `AccessOptions`). */
+  readonly access: AccessOptions;
   readonly logger: Logger;
   readonly #db: Database;
   readonly #authenticate: Authenticate;
@@ -87,10 +92,15 @@ export class SyncEngine {
   private constructor(options: SyncEngineOptions, events: EventStore) {
     this.#db = options.db;
     this.events = events;
-    this.service = new SyncService(events.backend);
     this.limits = { ...defaultLimits, ...options.limits };
     this.connections = new ConnectionLimits(this.limits);
+    this.access = options.access ?? {};
     this.logger = options.logger ?? consoleLogger;
+    this.service = new SyncService(events.backend, {
+      ackFlushMs: this.limits.ackFlushMs,
+      onAckFlushError: (error) =>
+        this.logger.warn({ err: error }, 'eventsync: writing acknowledgements failed; retrying'),
+    });
     this.#authenticate = options.authenticate ?? anonymous;
     this.#authorize = options.authorize ?? allowAll;
     this.#snapshotEvery = options.snapshotEvery;
@@ -206,11 +216,15 @@ export class SyncEngine {
     if (this.#sessions.delete(session)) this.metrics.connections--;
   }
 
-  /** Stops the feed and closes every session (with `code`/`reason`), e.g. on shutdown. */
+  /**
+   * Stops the feed and closes every session (with `code`/`reason`), e.g. on shutdown; writes the
+   * acknowledgements still held in memory. Call it before closing the database.
+   */
   async close(code = 1001, reason = 'server shutting down'): Promise<void> {
     for (const session of [...this.#sessions]) session.close(code, reason);
     this.#stopFeed.abort();
     await this.#feed;
+    await this.service.close();
     const open = [...this.#collections.values()];
     this.#collections.clear();
     await Promise.all(open.map((storage) => storage.then((s) => s.close()).catch(() => undefined)));
