@@ -5,6 +5,7 @@
  */
 import type { EventBackend, EventRecord } from '../events/backend.js';
 import type { SyncEvent } from '../events/types.js';
+import type { FindOptions } from './find.js';
 import type { ChangeOperation, Diff, Filter, JsonObject } from './types.js';
 
 /** A document as stored: `data` holds the whole document, `_id` and version field included. */
@@ -66,10 +67,13 @@ export interface CollectionBackend {
   readonly readIsRoundTrip: boolean;
   get(id: string): Promise<StoredDocument | undefined>;
   /**
-   * Documents that may match `filter`: a superset is fine (the storage re-checks every document
-   * with mingo), fewer is a bug. SQL backends translate what they can to narrow the read.
+   * The documents matching `filter` (exactly as mingo matches), in mingo's order of `options.sort`
+   * with ties, and everything when there is no sort, in the backend's natural order (memory:
+   * insertion; SQL: the id column's), after `skip`, at most `limit` (0 or absent: all). What a
+   * backend cannot answer in its database it leaves to `findInPages` (find.ts), so every backend
+   * gives mingo's answer. The storage applies the projection.
    */
-  find(filter: Filter): Promise<JsonObject[]>;
+  find(filter: Filter, options?: FindOptions): Promise<JsonObject[]>;
   /*
    * Writes. Each returns `undefined` when it did not happen (the id exists, the version moved on,
    * the document is gone). Given an `EventRecord`, a write also appends its event (see

@@ -10,6 +10,7 @@ import { ClosedError, NotFoundError, ValidationError } from '../protocol/errors.
 import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
+import { assertFindOptions } from './find.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { type LastWriteCache, LastWrites } from './last-writes.js';
 import { applyPipeline, applyUpdateOperators, assertFilter, findInMemory } from './mongo.js';
@@ -128,8 +129,11 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   async findMany(filter: Filter = {}, options: FindManyOptions = {}): Promise<T[]> {
     this.#open();
     assertFilter(filter);
-    const candidates = await this.#backend.find(filter);
-    return findInMemory(candidates, filter, options) as unknown as T[];
+    assertFindOptions(options);
+    const { projection, ...order } = options;
+    const found = await this.#backend.find(filter, order);
+    // The backend answered filter, sort, skip and limit exactly; only the projection is left.
+    return (projection ? findInMemory(found, {}, { projection }) : found) as unknown as T[];
   }
 
   async findOneAndUpsert(input: NewDocument<T>): Promise<{ doc: T; created: boolean }> {

@@ -68,8 +68,15 @@ export interface EditResult<T> {
 }
 
 export interface FindManyOptions {
-  /** MongoDB sort spec, e.g. `{ level: -1, name: 1 }`. */
+  /**
+   * MongoDB sort spec, e.g. `{ level: -1, name: 1 }`, ordered as mingo orders. Ties, and every
+   * result without a sort, come in the backend's natural order: insertion order in memory, `_id`
+   * in the database's collation on PostgreSQL and PGlite. On those, the database sorts, skips and
+   * limits when it can evaluate the whole filter; otherwise a sort with a limit holds at most
+   * 10,000 documents in process (`too_large` beyond: lower `skip` or narrow the filter).
+   */
   sort?: Record<string, 1 | -1>;
+  /** At most this many documents; 0 or absent: all. */
   limit?: number;
   skip?: number;
   /** MongoDB projection, e.g. `{ name: 1, gold: 1 }` or `{ secret: 0 }`. */

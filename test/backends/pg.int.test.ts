@@ -4,9 +4,9 @@
  */
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { findStatement } from '../../src/backends/sql/collection.js';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import { feedSql, type SqlEventBackend } from '../../src/backends/sql/events.js';
+import { findPlan } from '../../src/backends/sql/find.js';
 import { filterIndexName } from '../../src/backends/sql/schema.js';
 import type { SyncEvent } from '../../src/events/types.js';
 import { pgDatabase } from '../../src/pg.js';
@@ -174,7 +174,7 @@ describe('pg: entry point and PostgreSQL specifics', () => {
       await db.driver.query('SELECT gin_clean_pending_list($1::regclass)', [index]);
       await db.driver.query('ANALYZE eventsync_documents');
       const plan = async (filterIndex: boolean) => {
-        const read = findStatement(name, filterIndex, { status: 'rare' })!;
+        const read = findPlan(name, filterIndex, { status: 'rare' }, {})!.pushed!;
         const rows = await db.driver.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${read.text}`, read.params);
         return rows.map((r) => r['QUERY PLAN']).join('\n');
       };

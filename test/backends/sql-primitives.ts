@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import { EventSyncError } from '../../src/protocol/errors.js';
 import type { CollectionBackend, CommittedChange, StoredDocument } from '../../src/storage/backend.js';
+import { findInMemory } from '../../src/storage/mongo.js';
 import type { Diff, JsonObject } from '../../src/storage/types.js';
 import { filterCorpus, filterDocuments } from '../conformance/filter-corpus.js';
 import { uniqueCollection } from '../support/databases.js';
@@ -229,6 +230,64 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
         }
         // Most filters are selective, and the database did narrow them.
         expect(narrowed).toBeGreaterThan(filterCorpus.length / 2);
+      }));
+
+    it('finds over many pages as mingo does: sort, skip, limit, arrays at the sort path, the buffer cap', () =>
+      withDb(async (db) => {
+        const name = uniqueCollection('pages');
+        const c = await db.collection(name);
+        // 2,500 documents: more than one page of candidates and of ids; every 7th has an array
+        // score (only mingo can place those), every 5th no score, ties on purpose.
+        await db.driver.query(
+          `INSERT INTO eventsync_documents (collection, id, version, data)
+           SELECT $1, 'p' || lpad(i::text, 5, '0'), 1, jsonb_build_object('_id', 'p' || lpad(i::text, 5, '0'),
+             'k', i % 3, 's', CASE WHEN i % 5 = 0 THEN NULL WHEN i % 11 = 0 THEN to_jsonb('x' || i) ELSE to_jsonb(i % 97) END,
+             'a', CASE WHEN i % 7 = 0 THEN jsonb_build_array(i % 13, 1) ELSE to_jsonb(i % 13) END)
+           FROM generate_series(1, 2500) i`,
+          [name],
+        );
+        const all = await c.find({});
+        expect(all).toHaveLength(2500);
+        const cases: [
+          Record<string, unknown>,
+          { sort?: Record<string, 1 | -1>; skip?: number; limit?: number },
+        ][] = [
+          [{ k: { $ne: 1 } }, { sort: { s: -1 }, skip: 30, limit: 50 }],
+          [{ k: { $ne: 1 } }, { skip: 1400, limit: 20 }],
+          [{ k: { $ne: 1 } }, { sort: { a: 1, _id: -1 }, limit: 40 }],
+          [{ k: 2 }, { sort: { a: -1 }, skip: 5, limit: 10 }],
+          [{ k: 2 }, { sort: { s: 1, k: -1 }, skip: 700, limit: 10 }],
+          [{}, { sort: { s: -1 }, skip: 2490 }],
+        ];
+        for (const [filter, options] of cases) {
+          const expected = findInMemory(all, filter, options).map((d) => d._id);
+          const found = (await c.find(filter, options)).map((d) => d._id);
+          expect(found, JSON.stringify([filter, options])).toEqual(expected);
+        }
+      }));
+
+    it('refuses, with too_large, a sort it cannot run in the database that would hold over 10,000 documents', () =>
+      withDb(async (db) => {
+        const name = uniqueCollection('cap');
+        const c = await db.collection(name);
+        await db.driver.query(
+          `INSERT INTO eventsync_documents (collection, id, version, data)
+           SELECT $1, 'c' || i, 1, jsonb_build_object('_id', 'c' || i, 'n', i, 'tags', jsonb_build_array(i))
+           FROM generate_series(1, 10050) i`,
+          [name],
+        );
+        // In the database: any skip.
+        expect((await c.find({ n: { $gt: 0 } }, { sort: { n: 1 }, skip: 10040, limit: 5 })).length).toBe(5);
+        // In process: the heap would hold skip + limit; arrays at the sort path need every match.
+        for (const find of [
+          c.find({ n: { $ne: 0 } }, { sort: { n: 1 }, skip: 10040, limit: 5 }),
+          c.find({ n: { $gt: 0 } }, { sort: { tags: 1 }, limit: 5 }),
+        ]) {
+          const error = await find.catch((e: unknown) => e);
+          expect(EventSyncError.is(error, 'too_large'), String(error)).toBe(true);
+        }
+        // No sort: nothing is held, any skip.
+        expect((await c.find({ n: { $ne: 0 } }, { skip: 10040, limit: 5 })).length).toBe(5);
       }));
 
     it('maps errors to codes: a NUL character is a validation error', () =>

@@ -168,3 +168,80 @@ export const filterCorpus: FilterCase[] = [
   { name: 'tiny and huge numbers', filter: { $or: [{ level: 1e-7 }, { gold: { $gte: 1e20 } }] } },
   { name: 'top-level numeric key', filter: { '0': 'zero' } },
 ];
+
+/** Sorts for `findMany` against mingo: scalars of every type, missing fields, nested paths, arrays, ties. */
+export const sortCorpus: Record<string, 1 | -1>[] = [
+  { level: 1 },
+  { level: -1 },
+  { name: 1 },
+  { gold: -1, name: 1 },
+  { status: 1, level: -1 },
+  { 'owner.age': 1 },
+  { 'owner.name': -1, _id: 1 },
+  { 'owner.address.city': 1 },
+  { 'items.0.qty': -1 },
+  { tags: 1 },
+  { 'items.qty': 1 },
+  { missing: -1 },
+  { _id: -1 },
+];
+
+/** Skip and limit around the sorts: none, a page, a page past ties, past the end. */
+export const pageCorpus: { skip?: number; limit?: number }[] = [
+  {},
+  { limit: 3 },
+  { skip: 2, limit: 4 },
+  { skip: 25 },
+  { skip: 100, limit: 1 },
+];
+
+/** Filters the sort cases run with: exact in SQL and not, selective and not. */
+export const sortFilterNames = [
+  'empty filter',
+  'implicit eq string',
+  '$gt number',
+  '$in mixed types',
+  '$ne string',
+  'array contains scalar',
+  'nested path',
+  '$or',
+  '$regex',
+  '$exists true',
+  '_id $in with other fields',
+];
+
+/**
+ * Documents whose `score` (and `p.q`) holds every scalar type, with ties, missing values and
+ * strings whose order differs between UTF-16 code units and code points (U+E000–U+FFFF against
+ * characters above U+FFFF, U+10FFFF).
+ */
+export const mixedDocuments: JsonObject[] = [
+  { _id: 'm01', score: 3, p: { q: 'b' } },
+  { _id: 'm02', score: -1.5, p: { q: 2 } },
+  { _id: 'm03', score: 'apple', p: { q: null } },
+  { _id: 'm04', score: null, p: {} },
+  { _id: 'm05', p: { q: true } },
+  { _id: 'm06', score: true, p: 'flat' },
+  { _id: 'm07', score: false, p: { q: 'b' } },
+  { _id: 'm08', score: 3, p: { q: 2 } },
+  { _id: 'm09', score: '\uffff', p: { q: '\ue000x' } },
+  { _id: 'm10', score: '😀', p: { q: '😀' } },
+  { _id: 'm11', score: '\u{10ffff}', p: { q: '\u{10ffff}a' } },
+  { _id: 'm12', score: '\ue000', p: { q: '\u{10ffff}' } },
+  { _id: 'm13', score: '', p: { q: '' } },
+  { _id: 'm14', score: 'Apple', p: { q: 'a\u{10000}' } },
+  { _id: 'm15', score: 1e21, p: { q: 'a\uffff' } },
+  { _id: 'm16', score: 0.1, p: { q: -0.5 } },
+  { _id: 'm17', score: 'é', p: { q: false } },
+  { _id: 'm18', score: 3, p: { q: 'b' } },
+  { _id: 'M19', score: 'apple', p: { q: 2 } },
+  { _id: 'm_20', score: -1e-7, p: null },
+];
+
+export const mixedSorts: Record<string, 1 | -1>[] = [
+  { score: 1 },
+  { score: -1 },
+  { 'p.q': 1 },
+  { 'p.q': -1, score: 1 },
+  { score: 1, 'p.q': -1 },
+];

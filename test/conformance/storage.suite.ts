@@ -3,12 +3,24 @@
  * `open()` returns a new handle on the same data each time (a new pool on PostgreSQL), so
  * "several instances" means what it means in production.
  */
+
+import fc from 'fast-check';
 import { applyPatch } from 'fast-json-patch';
 import { apply as applyMergePatch } from 'json-merge-patch';
 import { update as mingoUpdate, Query } from 'mingo';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createStorage, type Database, EventSyncError, type Storage } from '../../src/index.js';
-import { filterCorpus, filterDocuments } from './filter-corpus.js';
+import { findInMemory } from '../../src/storage/mongo.js';
+import type { Filter, JsonObject } from '../../src/storage/types.js';
+import {
+  filterCorpus,
+  filterDocuments,
+  mixedDocuments,
+  mixedSorts,
+  pageCorpus,
+  sortCorpus,
+  sortFilterNames,
+} from './filter-corpus.js';
 
 export interface StorageBackendFactory {
   name: string;
@@ -562,6 +574,89 @@ export function storageSuite(backend: StorageBackendFactory): void {
           }
         },
       );
+
+      it('sorts, skips and limits as mingo does over the natural order (filter corpus)', async () => {
+        const games = await one();
+        for (const doc of filterDocuments) await games.findOneAndUpsert(clone(doc) as never);
+        // The backend's natural order: mingo's sort is stable, so ties keep it.
+        const stored = (await games.findMany({})) as unknown as JsonObject[];
+        const filters = filterCorpus.filter((c) => sortFilterNames.includes(c.name));
+        expect(filters).toHaveLength(sortFilterNames.length);
+        for (const { name, filter } of filters) {
+          for (const sort of sortCorpus) {
+            for (const page of pageCorpus) {
+              const options = { sort, ...page };
+              const expected = findInMemory(stored, filter, options).map((d) => d._id);
+              const actual = (await games.findMany(filter, options)).map((d) => d._id);
+              expect(actual, `${name}: ${JSON.stringify(filter)} ${JSON.stringify(options)}`).toEqual(
+                expected,
+              );
+            }
+          }
+        }
+        // Without a sort: the natural order, skipped and limited.
+        for (const { name, filter } of filterCorpus) {
+          const expected = findInMemory(stored, filter, { skip: 1, limit: 5 }).map((d) => d._id);
+          const actual = (await games.findMany(filter, { skip: 1, limit: 5 })).map((d) => d._id);
+          expect(actual, name).toEqual(expected);
+        }
+      });
+
+      it('orders mixed types, missing fields, nested paths and ties as mingo does', async () => {
+        const docs = await one();
+        for (const doc of mixedDocuments) await docs.findOneAndUpsert(clone(doc) as never);
+        const stored = (await docs.findMany({})) as unknown as JsonObject[];
+        for (const sort of mixedSorts) {
+          for (const page of [{}, { limit: 1 }, { limit: 7 }, { skip: 5, limit: 6 }, { skip: 19 }]) {
+            const options = { sort, ...page };
+            const expected = findInMemory(stored, {}, options).map((d) => d._id);
+            expect(
+              (await docs.findMany({}, options)).map((d) => d._id),
+              JSON.stringify(options),
+            ).toEqual(expected);
+          }
+        }
+      });
+
+      it('matches mingo for random data, filters, sorts, skips and limits', async () => {
+        const docs = await one();
+        const scalar = fc.oneof(
+          fc.integer({ min: -2, max: 3 }),
+          fc.constantFrom(0.5, 'x', 'X', '', '\uffff', '😀', true, false, null),
+        );
+        const value = fc.oneof(
+          { weight: 6, arbitrary: scalar },
+          { weight: 1, arbitrary: fc.array(scalar, { maxLength: 2 }) },
+          { weight: 2, arbitrary: fc.dictionary(fc.constantFrom('c', '0'), scalar, { maxKeys: 2 }) },
+        );
+        const document = fc.dictionary(fc.constantFrom('a', 'b'), value, { maxKeys: 2 });
+        const data = fc
+          .sample(document, { numRuns: 40, seed: 11 })
+          .map((d, i) => ({ ...d, _id: `r${i % 7}${i}` }));
+        for (const doc of data) await docs.findOneAndUpsert(clone(doc) as never);
+        const stored = (await docs.findMany({})) as unknown as JsonObject[];
+        const filter = fc.constantFrom<Filter>(
+          {},
+          { a: { $gte: 0 } },
+          { $or: [{ a: 'x' }, { b: { $in: [1, true, ''] } }] },
+          { b: { $exists: true } },
+          { a: { $ne: 1 } },
+          { 'a.c': { $lt: 3 } },
+        );
+        const path = fc.constantFrom('a', 'b', 'a.c', 'b.0', '_id');
+        const sort = fc.dictionary(path, fc.constantFrom<1 | -1>(1, -1), { minKeys: 1, maxKeys: 2 });
+        const options = fc.record(
+          { sort, skip: fc.integer({ min: 0, max: 5 }), limit: fc.integer({ min: 0, max: 6 }) },
+          { requiredKeys: [] },
+        );
+        await fc.assert(
+          fc.asyncProperty(filter, options, async (f, o) => {
+            const expected = findInMemory(stored, f, o).map((d) => d._id);
+            expect((await docs.findMany(f, o)).map((d) => d._id)).toEqual(expected);
+          }),
+          { numRuns: 150, seed: 5 },
+        );
+      });
 
       it('sorts, skips, limits and projects', async () => {
         const games = await one();

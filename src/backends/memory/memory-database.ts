@@ -16,6 +16,7 @@ import type {
   Written,
 } from '../../storage/backend.js';
 import { getIn } from '../../storage/edit.js';
+import { type FindOptions, findInPages, pagesOf } from '../../storage/find.js';
 import type { Diff, Filter, JsonObject } from '../../storage/types.js';
 import { MemoryEventLog, nextEvent } from './memory-events.js';
 
@@ -23,6 +24,13 @@ type Rows = Map<string, StoredDocument>;
 type Listener = (change: CommittedChange) => void;
 
 const clone = <V>(value: V): V => structuredClone(value);
+
+/** Rows handed to `findInPages` at a time (it can stop between pages). */
+const PAGE_ROWS = 1000;
+
+function* dataOf(pages: Iterable<StoredDocument[]>): Generator<JsonObject[]> {
+  for (const page of pages) yield page.map((row) => row.data);
+}
 
 /** A one-slot async lock: transactions hold it for their whole run; single writes wait for it. */
 class Lock {
@@ -235,8 +243,11 @@ class MemoryCollection implements CollectionBackend {
     return row && clone(row);
   }
 
-  async find(_filter: Filter): Promise<JsonObject[]> {
-    return [...this.state.rows.values()].map((row) => clone(row.data));
+  async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
+    // The stored documents themselves are read (synchronously, one state of the rows); only
+    // what is returned is cloned.
+    const rows = () => pagesOf(this.state.rows.values(), PAGE_ROWS);
+    return (await findInPages(() => dataOf(rows()), filter, options)).map(clone);
   }
 
   insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
@@ -332,13 +343,17 @@ class MemoryTransaction implements CollectionBackend {
     return row && clone(row);
   }
 
-  async find(_filter: Filter): Promise<JsonObject[]> {
+  async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
     this.#active();
     const ids = new Set([...this.rows.keys(), ...this.#overlay.keys()]);
-    return [...ids].flatMap((id) => {
-      const row = this.#writer.sink.read(id);
-      return row ? [clone(row.data)] : [];
-    });
+    const rows = function* (sink: WriteSink) {
+      for (const id of ids) {
+        const row = sink.read(id);
+        if (row) yield row;
+      }
+    };
+    const pages = () => dataOf(pagesOf(rows(this.#writer.sink), PAGE_ROWS));
+    return (await findInPages(pages, filter, options)).map(clone);
   }
 
   async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {

@@ -18,6 +18,7 @@ import type {
   StoredDocument,
   Written,
 } from '../../storage/backend.js';
+import { type FindOptions, findInPages } from '../../storage/find.js';
 import type { ChangeOperation, Diff, Filter, JsonObject } from '../../storage/types.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
@@ -30,7 +31,7 @@ import {
   recordingParams,
   type SqlEventBackend,
 } from './events.js';
-import { translateFilter } from './filter.js';
+import { type FindPlan, findPlan, ID_ROWS, MAX_SORT_BUFFER, PAGE_ROWS, type Statement } from './find.js';
 import { mapSqlError } from './sqlstate.js';
 
 export { CHANGES_CHANNEL };
@@ -86,11 +87,6 @@ const sql = {
   // ids are never reused (short of wraparound, and VACUUM's freezing keeps the raw xmin), so a
   // row deleted and re-created at the same version carries another one.
   get: `SELECT version, data, xmin::text AS token FROM ${table} WHERE collection = $1 AND id = $2`,
-  find: (where: string) => `SELECT data FROM ${table} WHERE collection = $1 AND ${where}`,
-  // With a filter index (schema.ts): the collection as a literal (a checked name), which the
-  // partial index's predicate can be matched against; the filter's parameters start at $1.
-  findIndexed: (collection: string, where: string) =>
-    `SELECT data FROM ${table} WHERE collection = '${collection}' AND ${where}`,
   insert: `INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
     ON CONFLICT DO NOTHING RETURNING xmin::text AS token`,
   // $6: the expected token, or NULL.
@@ -135,19 +131,6 @@ const sql = {
     SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock FROM e CROSS JOIN w`,
 };
 
-/** The read behind `find(filter)` (exported for a plan test); undefined when the filter matches nothing. */
-export function findStatement(
-  collection: string,
-  filterIndex: boolean,
-  filter: Filter,
-): { text: string; params: unknown[] } | undefined {
-  const where = translateFilter(filter, filterIndex ? 1 : 2);
-  if (where.sql === 'FALSE') return undefined;
-  return filterIndex
-    ? { text: sql.findIndexed(collection, where.sql), params: where.params }
-    : { text: sql.find(where.sql), params: [collection, ...where.params] };
-}
-
 /** A transaction's state, shared by the backends bound to it (nested ones included). */
 interface TxState {
   open: boolean;
@@ -190,14 +173,43 @@ export class SqlCollection implements CollectionBackend {
       : { id, version: Number(row.version), data: row.data, token: row.token };
   }
 
-  async find(filter: Filter): Promise<JsonObject[]> {
-    const statement = findStatement(this.collection, this.#filterIndex, filter);
-    if (statement === undefined) {
+  async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
+    const plan = findPlan(this.collection, this.#filterIndex, filter, options);
+    if (plan === undefined) {
       this.#assertOpen();
       return [];
     }
-    const rows = await this.#run<{ data: JsonObject }>('find', statement.text, statement.params);
-    return rows.map((r) => r.data);
+    if (plan.pushed) {
+      const { text, params } = plan.pushed;
+      const rows = await this.#run<{ data: JsonObject | null; unordered?: boolean }>('find', text, params);
+      // A sort value only mingo can place (see find.ts): the pages below decide.
+      if (!rows[0]?.unordered) return rows.flatMap((r) => (r.data === null ? [] : [r.data]));
+    }
+    return findInPages(() => this.#pages(plan), filter, options, MAX_SORT_BUFFER);
+  }
+
+  /** The candidates of `plan` in id order, page by page, until the caller stops asking (see find.ts). */
+  async *#pages(plan: FindPlan): AsyncGenerator<JsonObject[]> {
+    const query = <R>(s: Statement, more: unknown[]) => this.#run<R>('find', s.text, [...s.params, ...more]);
+    const first = await query<{ id: string; data: JsonObject }>(plan.page, ['', PAGE_ROWS]);
+    if (first.length > 0) yield first.map((r) => r.data);
+    if (first.length < PAGE_ROWS) return;
+    let after = first[first.length - 1]!.id;
+    for (;;) {
+      const ids = (await query<{ id: string }>(plan.ids, [after, ID_ROWS])).map((r) => r.id);
+      for (let i = 0; i < ids.length; i += PAGE_ROWS) {
+        const chunk = ids.slice(i, i + PAGE_ROWS);
+        const rows = await query<{ id: string; data: JsonObject }>(plan.byIds, [chunk]);
+        const byId = new Map(rows.map((r) => [r.id, r.data]));
+        // In id order; a document deleted since its id was read is gone.
+        yield chunk.flatMap((id) => {
+          const doc = byId.get(id);
+          return doc ? [doc] : [];
+        });
+      }
+      if (ids.length < ID_ROWS) return;
+      after = ids[ids.length - 1]!;
+    }
   }
 
   sharesDatabaseWith(events: EventBackend): boolean {

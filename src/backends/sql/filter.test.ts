@@ -117,27 +117,52 @@ describe('filterToJsonPath', () => {
 
 describe('translateFilter', () => {
   it('numbers parameters from the given index and casts the path', () => {
-    expect(translateFilter({ a: 1 }, 2)).toEqual({ sql: 'data @@ $2::jsonpath', params: ['$."a" == 1'] });
-    expect(translateFilter({}, 2)).toEqual({ sql: 'TRUE', params: [] });
-    expect(translateFilter({ a: { $in: [] } }, 2)).toEqual({ sql: 'FALSE', params: [] });
+    expect(translateFilter({ a: 1 }, 2)).toEqual({
+      sql: 'data @@ $2::jsonpath',
+      params: ['$."a" == 1'],
+      exact: true,
+    });
+    expect(translateFilter({}, 2)).toEqual({ sql: 'TRUE', params: [], exact: true });
+    expect(translateFilter({ a: { $in: [] } }, 2)).toEqual({ sql: 'FALSE', params: [], exact: true });
   });
 
   it('narrows top-level _id by the primary key', () => {
-    expect(translateFilter({ _id: 'x' }, 2)).toEqual({ sql: 'id = $2::text', params: ['x'] });
+    expect(translateFilter({ _id: 'x' }, 2)).toEqual({ sql: 'id = $2::text', params: ['x'], exact: true });
     expect(translateFilter({ _id: { $eq: 'x' }, a: 1 }, 3)).toEqual({
       sql: 'id = $3::text AND data @@ $4::jsonpath',
       params: ['x', '$."a" == 1'],
+      exact: true,
     });
     expect(translateFilter({ _id: { $in: ['x', 'y', 'x'] } }, 2)).toEqual({
       sql: 'id = ANY($2::text[])',
       params: [['x', 'y']],
+      exact: true,
     });
-    expect(translateFilter({ _id: { $in: [] } }, 2)).toEqual({ sql: 'FALSE', params: [] });
+    expect(translateFilter({ _id: { $in: [] } }, 2)).toEqual({ sql: 'FALSE', params: [], exact: true });
     // Anything else about _id goes through jsonpath like any field.
     expect(translateFilter({ _id: { $gt: 'm' } }, 2)).toEqual({
       sql: 'data @@ $2::jsonpath',
       params: ['$."_id" > "m"'],
+      exact: true,
     });
+  });
+
+  it.each([
+    [{ a: 1, b: { $gt: 'x' } }, true],
+    [{ $or: [{ a: { $in: [1, 'x', true] } }, { b: { $exists: true } }] }, true],
+    [{ _id: { $in: ['x', 'y'] }, a: { $lte: 2.5 } }, true],
+    [{ 'a.b': 1 }, false],
+    [{ '0': 1 }, false],
+    [{ a: null }, false],
+    [{ a: { $ne: 1 } }, false],
+    [{ a: { $exists: false } }, false],
+    [{ a: { $size: 1 } }, false],
+    [{ a: { b: 1 } }, false],
+    [{ a: { $gt: '\ue000' } }, false],
+    [{ $nor: [{ a: 1 }] }, false],
+    [{ $or: [{ a: 1 }, { 'b.c': 2 }] }, false],
+  ])('%j is exact: %s', (filter, exact) => {
+    expect(translateFilter(filter, 2).exact).toBe(exact);
   });
 
   it('narrows every selective filter of the corpus', () => {

@@ -1,8 +1,10 @@
 /**
  * MongoDB filter → SQL condition on `eventsync_documents`, returning a SUPERSET of the documents
- * mingo matches: the storage re-checks every row with mingo, so matching more costs a little
+ * mingo matches: a find re-checks every row with mingo, so matching more costs a little
  * reading, matching fewer loses documents. Whatever cannot be translated safely becomes `TRUE`,
  * or a weaker condition every match must meet ("the path's first key exists").
+ * `translateFilter` also says when nothing was weakened (`exact`): then sort, skip and limit can
+ * run in the database too (find.ts).
  *
  * Everything translatable becomes ONE SQL/JSON path predicate, `data @@ $n::jsonpath` (the path
  * text is a bound parameter, so the SQL text stays the same and statements can be prepared).
@@ -46,6 +48,18 @@ export interface TranslatedFilter {
   /** A boolean SQL expression: `TRUE`, `FALSE`, or conditions joined by AND. */
   sql: string;
   params: unknown[];
+  /**
+   * Whether `sql` matches exactly what mingo matches (no part was weakened or left out), so that
+   * the database can also sort, skip and limit (see find.ts). Only the translations a property
+   * test checks for equality with mingo count: `_id` by the primary key, and single-key paths
+   * with `$eq $gt $gte $lt $lte $in` of scalars, `$exists: true`, joined by `$and`/`$or`.
+   */
+  exact: boolean;
+}
+
+/** Set to false by any part of a translation that only narrows (a superset of mingo's matches). */
+interface Exactness {
+  exact: boolean;
 }
 
 /**
@@ -55,6 +69,7 @@ export interface TranslatedFilter {
 export function translateFilter(filter: Record<string, unknown>, firstParamIndex: number): TranslatedFilter {
   const params: unknown[] = [];
   const sql: string[] = [];
+  const ctx: Exactness = { exact: true };
   const param = (value: unknown, cast: string) => {
     params.push(value);
     return `$${firstParamIndex + params.length - 1}::${cast}`;
@@ -63,14 +78,15 @@ export function translateFilter(filter: Record<string, unknown>, firstParamIndex
   for (const [key, value] of Object.entries(filter)) {
     const ids = key === '_id' ? idCondition(value) : undefined;
     if (ids === undefined) rest[key] = value;
-    else if (ids.length === 0) return { sql: 'FALSE', params: [] };
+    else if (ids.length === 0) return { sql: 'FALSE', params: [], exact: true };
     else if (ids.length === 1) sql.push(`id = ${param(ids[0], 'text')}`);
     else sql.push(`id = ANY(${param(ids, 'text[]')})`);
   }
-  const path = filterToJsonPath(rest);
-  if (path === false) return { sql: 'FALSE', params: [] };
+  const path = filterToJsonPath(rest, 0, ctx);
+  // FALSE only ever comes from `$in: []`, which matches nothing in mingo either.
+  if (path === false) return { sql: 'FALSE', params: [], exact: true };
   if (path !== true) sql.push(`data @@ ${param(path, 'jsonpath')}`);
-  return { sql: sql.length === 0 ? 'TRUE' : sql.join(' AND '), params };
+  return { sql: sql.length === 0 ? 'TRUE' : sql.join(' AND '), params, exact: ctx.exact };
 }
 
 /** The ids `{_id: …}` allows, when it is a string, `{$eq: string}` or `{$in: strings}`; else undefined. */
@@ -90,59 +106,75 @@ function idCondition(value: unknown): string[] | undefined {
 }
 
 /** The filter as one jsonpath predicate; `true` when nothing narrows, `false` when nothing can match. */
-export function filterToJsonPath(filter: Record<string, unknown>, depth = 0): JsonPathCondition {
-  if (depth > MAX_DEPTH || !isPlainObject(filter)) return true;
+export function filterToJsonPath(
+  filter: Record<string, unknown>,
+  depth = 0,
+  ctx: Exactness = { exact: true },
+): JsonPathCondition {
+  if (depth > MAX_DEPTH || !isPlainObject(filter)) return inexact(ctx, true);
   const parts: JsonPathCondition[] = [];
   for (const [key, value] of Object.entries(filter)) {
     if (key === '$and' || key === '$or') {
-      if (!Array.isArray(value) || value.length === 0 || !value.every(isPlainObject)) continue;
-      const each = value.map((f) => filterToJsonPath(f, depth + 1));
+      if (!Array.isArray(value) || value.length === 0 || !value.every(isPlainObject)) {
+        inexact(ctx, true);
+        continue;
+      }
+      const each = value.map((f) => filterToJsonPath(f, depth + 1, ctx));
       parts.push(key === '$and' ? and(each) : or(each));
     } else if (key.startsWith('$')) {
       // $nor, $expr, $where, $jsonSchema, $comment, $text …: left to mingo.
+      inexact(ctx, true);
     } else {
-      parts.push(fieldCondition(key, value));
+      parts.push(fieldCondition(key, value, ctx));
     }
   }
   return and(parts);
 }
 
-function fieldCondition(key: string, value: unknown): JsonPathCondition {
+/** Notes that the translation is a superset only, and passes `condition` on. */
+function inexact(ctx: Exactness, condition: JsonPathCondition): JsonPathCondition {
+  ctx.exact = false;
+  return condition;
+}
+
+function fieldCondition(key: string, value: unknown, ctx: Exactness): JsonPathCondition {
   const keys = key.split('.');
-  if (keys.some((k) => k === '' || k === '__proto__' || !encodable(k))) return true;
+  if (keys.some((k) => k === '' || k === '__proto__' || !encodable(k))) return inexact(ctx, true);
   const path = new KeyPath(keys);
+  // Dotted and numeric paths are widened (see KeyPath): never exact.
+  if (!path.exact) inexact(ctx, true);
   if (isPlainObject(value)) {
     const ops = Object.keys(value);
     const dollar = ops.filter((k) => k.startsWith('$'));
-    if (dollar.length === 0) return path.weak(); // object equality
-    if (dollar.length !== ops.length) return true; // mingo rejects a mix; leave it to mingo
-    return and(ops.map((op) => operatorCondition(path, op, value[op])));
+    if (dollar.length === 0) return inexact(ctx, path.weak()); // object equality
+    if (dollar.length !== ops.length) return inexact(ctx, true); // mingo rejects a mix; leave it to mingo
+    return and(ops.map((op) => operatorCondition(path, op, value[op], ctx)));
   }
-  return operatorCondition(path, '$eq', value);
+  return operatorCondition(path, '$eq', value, ctx);
 }
 
 const comparisons: Record<string, string> = { $eq: '==', $gt: '>', $gte: '>=', $lt: '<', $lte: '<=' };
 /** Operators that never match a missing field (so the first key must exist) but aren't translated. */
 const requireField = new Set(['$regex', '$size', '$elemMatch', '$all', '$mod']);
 
-function operatorCondition(path: KeyPath, op: string, operand: unknown): JsonPathCondition {
+function operatorCondition(path: KeyPath, op: string, operand: unknown, ctx: Exactness): JsonPathCondition {
   const cmp = comparisons[op];
   if (cmp !== undefined) {
-    if (operand === null || operand === undefined) return true; // matches missing fields too
+    if (operand === null || operand === undefined) return inexact(ctx, true); // matches missing fields too
     const literal = op === '$eq' ? eqLiteral(operand) : rangeLiteral(operand);
-    return literal === undefined ? path.weak() : path.compare(cmp, literal);
+    return literal === undefined ? inexact(ctx, path.weak()) : path.compare(cmp, literal);
   }
   if (op === '$in') {
-    if (!Array.isArray(operand)) return true;
-    if (operand.some((v) => v === null || v === undefined)) return true;
+    if (!Array.isArray(operand)) return inexact(ctx, true);
+    if (operand.some((v) => v === null || v === undefined)) return inexact(ctx, true);
     if (operand.length === 0) return false;
     const literals = operand.length <= MAX_IN ? operand.map(eqLiteral) : [undefined];
-    if (literals.some((l) => l === undefined)) return path.weak();
+    if (literals.some((l) => l === undefined)) return inexact(ctx, path.weak());
     return path.anyEquals([...new Set(literals as string[])]);
   }
-  if (op === '$exists') return operand ? path.exists() : true;
-  if (requireField.has(op)) return path.weak();
-  return true;
+  if (op === '$exists') return operand ? path.exists() : inexact(ctx, true);
+  if (requireField.has(op)) return inexact(ctx, path.weak());
+  return inexact(ctx, true);
 }
 
 /** A jsonpath literal for equality with `value`, or undefined when it has none. */
@@ -179,6 +211,11 @@ class KeyPath {
     this.#keys = keys;
     this.#quoted = keys.map((k) => `.${JSON.stringify(k)}`);
     this.#numeric = keys.some((k) => /^\d+$/.test(k));
+  }
+
+  /** Whether conditions on this path translate exactly: one key, not all digits. */
+  get exact(): boolean {
+    return this.#keys.length === 1 && !this.#numeric;
   }
 
   /** The necessary condition for anything that can't match a missing field: the first key exists. */
