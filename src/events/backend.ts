@@ -27,6 +27,17 @@ export interface StreamHead {
   vectorClock: VectorClock;
 }
 
+/** An acknowledgement to write (`putStateVectors`): a state vector whose clock may be left to the backend. */
+export interface Acknowledgement {
+  clientId: string;
+  collection: string;
+  documentId: string;
+  lastSeq: number;
+  /** The document's clock at `lastSeq`; when absent, the clock of the event at `lastSeq` (`{}` when compacted away). */
+  vectorClock?: VectorClock;
+  updatedAt: number;
+}
+
 export interface EventRange {
   /** Events with seq > afterSeq (default 0). */
   afterSeq?: number;
@@ -90,6 +101,13 @@ export interface EventBackend {
    * so racing acknowledgements never leave the older one. Returns what is stored afterwards.
    */
   putStateVector(vector: StateVector): Promise<StateVector>;
+  /**
+   * Writes a batch of acknowledgements in one step (one statement on SQL): registers `clients`
+   * and every client in `acks`, and moves each state vector forwards as `putStateVector` does.
+   * An acknowledgement past its document's head (or of a document without events) is dropped:
+   * nobody can have applied what was never written.
+   */
+  putStateVectors(acks: readonly Acknowledgement[], clients: readonly string[]): Promise<void>;
   getStateVector(clientId: string, collection: string, documentId: string): Promise<StateVector | undefined>;
   /** Registers a client (idempotent). */
   registerClient(clientId: string): Promise<void>;

@@ -95,9 +95,9 @@ describe('SyncService.getMissingEvents', () => {
 });
 
 describe('SyncService client registry', () => {
-  it('acknowledges only for registered clients and seqs that exist, and resumes from there', async () => {
+  it('acknowledges only for registered clients and seqs that exist, in batches, and resumes from there', async () => {
     const h = await standardHistory();
-    const sync = new SyncService(h.backend);
+    const sync = new SyncService(h.backend, { ackFlushMs: 60_000 });
     await rejectsWith(
       sync.acknowledge('phone', h.collection, h.documentId, 3, h.clockAt(3)),
       'not_found',
@@ -111,13 +111,34 @@ describe('SyncService client registry', () => {
       'validation',
       /last seq is 24/,
     );
-    const vector = await sync.acknowledge('phone', h.collection, h.documentId, 20, h.clockAt(20));
-    expect(vector).toMatchObject({ clientId: 'phone', lastSeq: 20, vectorClock: h.clockAt(20) });
-    // A late, older acknowledgement does not move it back.
+    await sync.acknowledge('phone', h.collection, h.documentId, 20, h.clockAt(20));
+    expect(await sync.stateVectors.get('phone', h.collection, h.documentId)).toMatchObject({
+      clientId: 'phone',
+      lastSeq: 20,
+      vectorClock: h.clockAt(20),
+    });
+    // A late, older acknowledgement does not move it back; one without a clock gets the event's.
     await sync.acknowledge('phone', h.collection, h.documentId, 18, h.clockAt(18));
     expect(seqs(await sync.getMissingEvents('phone', h.collection, h.documentId))).toEqual([21, 22, 23, 24]);
+    await sync.acknowledge('phone', h.collection, h.documentId, 22);
+    expect(await sync.stateVectors.get('phone', h.collection, h.documentId)).toMatchObject({
+      lastSeq: 22,
+      vectorClock: h.clockAt(22),
+    });
     // Another document it never acknowledged: from the start.
     expect(await sync.getMissingEvents('phone', h.collection, 'other')).toEqual({ events: [] });
+    // Nothing was written yet; a flush writes the newest position and the registration.
+    expect(await h.backend.getStateVector('phone', h.collection, h.documentId)).toBeUndefined();
+    expect(await h.backend.isRegistered('phone')).toBe(false);
+    await sync.flush();
+    expect(await h.backend.isRegistered('phone')).toBe(true);
+    expect(await h.backend.getStateVector('phone', h.collection, h.documentId)).toMatchObject({
+      lastSeq: 22,
+      vectorClock: h.clockAt(22),
+    });
+    expect(
+      seqs(await new SyncService(h.backend).getMissingEvents('phone', h.collection, h.documentId)),
+    ).toEqual([23, 24]);
 
     await sync.unregisterClient('phone');
     expect(await sync.isRegistered('phone')).toBe(false);

@@ -32,7 +32,7 @@ import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from 
 import type { EventBackend, StreamHead } from './backend.js';
 import { replay } from './replay.js';
 import { StateVectorManager } from './state-vectors.js';
-import type { Snapshot, StateVector, SyncEvent, VectorClock } from './types.js';
+import type { Snapshot, SyncEvent, VectorClock } from './types.js';
 
 /** Where a client is: the last seq it applied, or the vector clock of what it has seen. */
 export type ClientPosition = { afterSeq: number } | { vectorClock: VectorClock };
@@ -50,6 +50,10 @@ export interface SyncServiceOptions {
    * than its position exists, send the snapshot and the events after it instead. Default 1,000.
    */
   maxTailEvents?: number;
+  /** Write acknowledgements and registrations at most this often, in ms (see `StateVectorManager`). Default 1,000. */
+  ackFlushMs?: number;
+  /** Told when writing acknowledgements failed (they are tried again with the next write). */
+  onAckFlushError?: (error: unknown) => void;
 }
 
 /** Reads again this often when a concurrent compaction moved the log under a catch-up. */
@@ -65,13 +69,18 @@ export class SyncService {
   ) {
     this.#maxTail = options.maxTailEvents ?? 1000;
     assertSeq(this.#maxTail, 'maxTailEvents');
-    this.stateVectors = new StateVectorManager(backend);
+    this.stateVectors = new StateVectorManager(backend, {
+      ...(options.ackFlushMs === undefined ? {} : { flushMs: options.ackFlushMs }),
+      ...(options.onAckFlushError === undefined ? {} : { onFlushError: options.onAckFlushError }),
+    });
   }
 
-  /** Registers a client (idempotent): its acknowledgements are kept until it is unregistered. */
+  /**
+   * Registers a client (idempotent): its acknowledgements are kept until it is unregistered.
+   * Noted in this instance at once, written with the next batch of acknowledgements.
+   */
   async registerClient(clientId: string): Promise<void> {
-    assertClientId(clientId);
-    return this.backend.registerClient(clientId);
+    this.stateVectors.register(clientId);
   }
 
   /** Forgets a client and everything it acknowledged. */
@@ -80,40 +89,58 @@ export class SyncService {
   }
 
   async isRegistered(clientId: string): Promise<boolean> {
-    assertClientId(clientId);
-    return this.backend.isRegistered(clientId);
+    return this.stateVectors.isRegistered(clientId);
   }
 
   /**
    * Records that a registered client has applied the document up to `seq` (whose clock is
-   * `vectorClock`). Throws `not_found` for an unregistered client and `validation` for a seq
-   * the document has not reached.
+   * `vectorClock`; when omitted, the clock of the event at `seq`, looked up when written).
+   * Throws `not_found` for an unregistered client and `validation` for a seq the document has not
+   * reached. Noted in this instance and written in a batch (see `StateVectorManager`).
+   *
+   * Checking the seq reads the document's head: pass `reached: true` when the caller knows the
+   * document got there (a server session acknowledges only what it sent), and the
+   * acknowledgement costs no statement at all once the client is known here. A batch drops what
+   * is past the head anyway.
    */
   async acknowledge(
     clientId: string,
     collection: string,
     documentId: string,
     seq: number,
-    vectorClock: VectorClock,
-  ): Promise<StateVector> {
+    vectorClock?: VectorClock,
+    options: { reached?: boolean } = {},
+  ): Promise<void> {
     assertClientId(clientId);
     assertDocumentRef(collection, documentId);
     assertSeq(seq, 'seq');
-    assertVectorClock(vectorClock);
-    if (!(await this.backend.isRegistered(clientId))) {
+    if (vectorClock !== undefined) assertVectorClock(vectorClock);
+    if (!(await this.stateVectors.isRegistered(clientId))) {
       throw new EventSyncError(
         'not_found',
         `client ${JSON.stringify(clientId)} is not registered: call registerClient first`,
       );
     }
-    const lastSeq = (await this.backend.head(collection, documentId))?.lastSeq ?? 0;
-    if (seq > lastSeq) {
-      throw new ValidationError(
-        `cannot acknowledge seq ${seq} of ${collection}/${documentId}: its last seq is ${lastSeq}`,
-        '/seq',
-      );
+    if (!options.reached) {
+      const lastSeq = (await this.backend.head(collection, documentId))?.lastSeq ?? 0;
+      if (seq > lastSeq) {
+        throw new ValidationError(
+          `cannot acknowledge seq ${seq} of ${collection}/${documentId}: its last seq is ${lastSeq}`,
+          '/seq',
+        );
+      }
     }
-    return this.stateVectors.update(clientId, collection, documentId, seq, vectorClock);
+    this.stateVectors.record(clientId, collection, documentId, seq, vectorClock);
+  }
+
+  /** Writes the acknowledgements and registrations noted so far (also done every `ackFlushMs`). */
+  flush(): Promise<void> {
+    return this.stateVectors.flush();
+  }
+
+  /** Writes what is noted; call before closing the database. */
+  close(): Promise<void> {
+    return this.stateVectors.close();
   }
 
   /**
@@ -130,8 +157,8 @@ export class SyncService {
     assertClientId(clientId);
     assertDocumentRef(collection, documentId);
     if (position === undefined) {
-      const acknowledged = (await this.backend.isRegistered(clientId))
-        ? await this.backend.getStateVector(clientId, collection, documentId)
+      const acknowledged = (await this.stateVectors.isRegistered(clientId))
+        ? await this.stateVectors.get(clientId, collection, documentId)
         : undefined;
       return this.#afterSeq(collection, documentId, acknowledged?.lastSeq ?? 0);
     }

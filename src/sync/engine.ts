@@ -87,10 +87,14 @@ export class SyncEngine {
   private constructor(options: SyncEngineOptions, events: EventStore) {
     this.#db = options.db;
     this.events = events;
-    this.service = new SyncService(events.backend);
     this.limits = { ...defaultLimits, ...options.limits };
     this.connections = new ConnectionLimits(this.limits);
     this.logger = options.logger ?? consoleLogger;
+    this.service = new SyncService(events.backend, {
+      ackFlushMs: this.limits.ackFlushMs,
+      onAckFlushError: (error) =>
+        this.logger.warn({ err: error }, 'eventsync: writing acknowledgements failed; retrying'),
+    });
     this.#authenticate = options.authenticate ?? anonymous;
     this.#authorize = options.authorize ?? allowAll;
     this.#snapshotEvery = options.snapshotEvery;
@@ -206,11 +210,15 @@ export class SyncEngine {
     if (this.#sessions.delete(session)) this.metrics.connections--;
   }
 
-  /** Stops the feed and closes every session (with `code`/`reason`), e.g. on shutdown. */
+  /**
+   * Stops the feed and closes every session (with `code`/`reason`), e.g. on shutdown; writes the
+   * acknowledgements still held in memory. Call it before closing the database.
+   */
   async close(code = 1001, reason = 'server shutting down'): Promise<void> {
     for (const session of [...this.#sessions]) session.close(code, reason);
     this.#stopFeed.abort();
     await this.#feed;
+    await this.service.close();
     const open = [...this.#collections.values()];
     this.#collections.clear();
     await Promise.all(open.map((storage) => storage.then((s) => s.close()).catch(() => undefined)));

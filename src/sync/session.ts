@@ -295,13 +295,15 @@ export class Session {
         'ack',
       );
     }
-    let clock = tracked.lastClock;
-    if (seq !== tracked.lastSeq) {
-      const [event] = await this.#engine.events.getEvents(collection, documentId, Math.max(0, seq - 1), 1);
-      clock = event?.seq === seq ? event.vectorClock : {};
-    }
+    // Held in memory and written in batches (no statement per ack). The clock of a seq this
+    // session holds no clock for (older than the last sent, or the client's own position) is
+    // looked up when written: a document's clock after its first event is never empty.
+    const known = seq === tracked.lastSeq && Object.keys(tracked.lastClock).length > 0;
+    const clock = known ? tracked.lastClock : undefined;
     await this.#engine.service.registerClient(this.clientId!);
-    await this.#engine.service.acknowledge(this.clientId!, collection, documentId, seq, clock);
+    await this.#engine.service.acknowledge(this.clientId!, collection, documentId, seq, clock, {
+      reached: true,
+    });
   }
 
   // ---- documents: catch-up, live events, membership ----

@@ -11,7 +11,7 @@ import type { SqlEventBackend } from '../../src/backends/sql/events.js';
 import type { EventBackend, EventRecord } from '../../src/events/backend.js';
 import { creationDiff } from '../../src/events/drafts.js';
 import type { EventDraft, SyncEvent } from '../../src/events/types.js';
-import { memoryDatabase } from '../../src/index.js';
+import { memoryDatabase, SyncService } from '../../src/index.js';
 import type { CollectionBackend, CommittedChange, StoredDocument } from '../../src/storage/backend.js';
 import type { Diff, JsonObject } from '../../src/storage/types.js';
 import { countingDatabase } from '../support/counting-driver.js';
@@ -576,6 +576,57 @@ export function sqlEventsSuite(target: SqlEventsTarget): void {
         expect(await events.isRegistered(client)).toBe(false);
         expect(await events.getStateVector(client, name, 'd')).toBeUndefined();
         expect(await events.getStateVector(client, name, 'e')).toBeUndefined();
+      }));
+
+    it('writes a flush of acknowledgements in one statement, whatever their number', () =>
+      withDb(async (db) => {
+        const counted = await countingDatabase(db);
+        try {
+          const [c, , name] = await open(db);
+          const r: EventRecord = { clientId: 'w' };
+          for (const id of ['a', 'b']) {
+            await c.insert(doc(id, 1), r);
+            for (let v = 2; v <= 5; v++) await c.replace(doc(id, v), v - 1, diff(v), r);
+          }
+          const service = new SyncService(await counted.db.events(), { ackFlushMs: 60_000 });
+          const clients = Array.from({ length: 100 }, (_, i) => `${name}_c${i}`);
+          // 100 clients × 2 documents × 5 acknowledgements each, as a server's sessions make them.
+          const { statements: noted } = await counted.during(async () => {
+            for (const client of clients) await service.registerClient(client);
+            for (let seq = 1; seq <= 5; seq++)
+              for (const client of clients)
+                for (const id of ['a', 'b'])
+                  await service.acknowledge(client, name, id, seq, undefined, { reached: true });
+          });
+          expect(noted).toEqual([]);
+          const { statements: flushed } = await counted.during(() => service.flush());
+          expect(flushed.length).toBe(1);
+          const events = await db.events();
+          expect(await events.getStateVector(clients[42]!, name, 'b')).toMatchObject({
+            lastSeq: 5,
+            vectorClock: { w: 5 },
+          });
+          expect(await events.isRegistered(clients[99]!)).toBe(true);
+          // Nothing noted since: a flush sends nothing.
+          expect((await counted.during(() => service.flush())).statements).toEqual([]);
+          // Older positions in a later batch leave the stored ones, and an older seq gets its own clock.
+          const other = new SyncService(await counted.db.events(), { ackFlushMs: 60_000 });
+          await other.registerClient(clients[0]!);
+          await other.acknowledge(clients[0]!, name, 'a', 3, undefined, { reached: true });
+          await expect(other.acknowledge(`${name}_new`, name, 'a', 3)).rejects.toMatchObject({
+            code: 'not_found',
+          });
+          await other.registerClient(`${name}_new`);
+          await other.acknowledge(`${name}_new`, name, 'a', 3, undefined, { reached: true });
+          expect((await counted.during(() => other.close())).statements.length).toBe(1);
+          expect((await events.getStateVector(clients[0]!, name, 'a'))?.lastSeq).toBe(5);
+          expect(await events.getStateVector(`${name}_new`, name, 'a')).toMatchObject({
+            lastSeq: 3,
+            vectorClock: { w: 3 },
+          });
+        } finally {
+          await counted.db.close();
+        }
       }));
 
     it('pages through streams (documents with events or snapshots) in a stable order', () =>

@@ -17,6 +17,7 @@ import {
   PersistentVectorClockManager,
   type Storage,
   type SyncEvent,
+  SyncService,
 } from '../../src/index.js';
 
 export interface EventsBackendFactory {
@@ -36,6 +37,7 @@ interface Game {
 }
 
 let collections = 0;
+const seqs = (answer: { events: SyncEvent[] }) => answer.events.map((e) => e.seq);
 const clone = <V>(v: V): V => structuredClone(v);
 
 /** Rebuilds a document from its events, the way a client would. */
@@ -352,6 +354,74 @@ export function eventsSuite(backend: EventsBackendFactory): void {
         'create',
         'update',
       ]);
+    });
+
+    it('batches acknowledgements: read here at once, written in one step (newest per client and document, forwards only, never past the head)', async () => {
+      const { db, sync, collection } = await setup();
+      await sync.findOneAndUpsert({ _id: 'g', name: 'g', gold: 0 }, { clientId: 'a' });
+      for (const actor of ['b', 'a', 'b', 'c'])
+        await sync.updateOne('g', { $inc: { gold: 1 } }, { clientId: actor });
+      await sync.findOneAndUpsert({ _id: 'h', name: 'h', gold: 0 }, { clientId: 'a' });
+      const backend = await db.events();
+      const clocks = (await backend.list(collection, 'g')).map((e) => e.vectorClock);
+      const [phone, tablet, liar] = ['phone', 'tablet', 'liar'].map((c) => `${collection}_${c}`) as [
+        string,
+        string,
+        string,
+      ];
+      const here = new SyncService(backend, { ackFlushMs: 60_000 });
+      const elsewhere = new SyncService(backend);
+      for (const client of [phone, tablet, liar]) await here.registerClient(client);
+      // Out of order, without clocks: the newest (4) is kept, its clock looked up when written.
+      for (const seq of [1, 3, 2, 4, 2])
+        await here.acknowledge(phone, collection, 'g', seq, undefined, { reached: true });
+      await here.acknowledge(tablet, collection, 'g', 5);
+      await here.acknowledge(tablet, collection, 'h', 1, { a: 1 });
+      // A caller that claims a seq the document never reached: dropped when written.
+      await here.acknowledge(liar, collection, 'g', 9, undefined, { reached: true });
+
+      expect(await here.stateVectors.get(phone, collection, 'g')).toMatchObject({
+        lastSeq: 4,
+        vectorClock: clocks[3],
+      });
+      expect(await here.stateVectors.get(liar, collection, 'g')).toBeUndefined();
+      expect(seqs(await here.getMissingEvents(phone, collection, 'g'))).toEqual([5]);
+      // Not written yet: another instance does not see them.
+      expect(await elsewhere.isRegistered(phone)).toBe(false);
+      expect(await elsewhere.stateVectors.get(phone, collection, 'g')).toBeUndefined();
+
+      await here.flush();
+      expect(await elsewhere.isRegistered(phone)).toBe(true);
+      expect(await backend.getStateVector(phone, collection, 'g')).toMatchObject({
+        lastSeq: 4,
+        vectorClock: clocks[3],
+      });
+      expect(await backend.getStateVector(tablet, collection, 'g')).toMatchObject({
+        lastSeq: 5,
+        vectorClock: clocks[4],
+      });
+      expect(await backend.getStateVector(tablet, collection, 'h')).toMatchObject({
+        lastSeq: 1,
+        vectorClock: { a: 1 },
+      });
+      expect(await backend.getStateVector(liar, collection, 'g')).toBeUndefined();
+      expect(seqs(await elsewhere.getMissingEvents(phone, collection, 'g'))).toEqual([5]);
+
+      // A later batch from another instance with an older position changes nothing; closing writes.
+      const late = new SyncService(backend, { ackFlushMs: 60_000 });
+      await late.registerClient(phone);
+      await late.acknowledge(phone, collection, 'g', 2, clocks[1], { reached: true });
+      await late.acknowledge(tablet, collection, 'h', 1, { a: 1 }, { reached: true });
+      await late.flush();
+      expect((await backend.getStateVector(phone, collection, 'g'))?.lastSeq).toBe(4);
+      await late.acknowledge(phone, collection, 'g', 5, undefined, { reached: true });
+      await late.close();
+      expect(await backend.getStateVector(phone, collection, 'g')).toMatchObject({
+        lastSeq: 5,
+        vectorClock: clocks[4],
+      });
+      await elsewhere.unregisterClient(phone);
+      expect(await backend.getStateVector(phone, collection, 'g')).toBeUndefined();
     });
 
     it('keeps vector clocks in the persistent manager from the event log', async () => {

@@ -4,7 +4,7 @@
  * made it happen in one step; a transaction stages its events and publishes them at commit,
  * which is also when they get their serverSeq (so the feed never skips one).
  */
-import type { EventBackend, EventRange, StreamHead } from '../../events/backend.js';
+import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../events/backend.js';
 import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from '../../events/types.js';
 import { newObjectId } from '../../storage/validate.js';
 
@@ -186,6 +186,22 @@ export class MemoryEventLog implements EventBackend {
     const stored = this.#stateVectors.get(k);
     if (stored === undefined || stored.lastSeq < vector.lastSeq) this.#stateVectors.set(k, clone(vector));
     return clone(this.#stateVectors.get(k)!);
+  }
+
+  async putStateVectors(acks: readonly Acknowledgement[], clients: readonly string[]): Promise<void> {
+    for (const clientId of clients) this.#clients.add(clientId);
+    for (const ack of acks) {
+      this.#clients.add(ack.clientId);
+      const k = key(ack.collection, ack.documentId);
+      const head = this.#heads.get(k);
+      if (!head || ack.lastSeq > head.lastSeq) continue;
+      const vectorClock =
+        ack.vectorClock ??
+        (ack.lastSeq === head.lastSeq
+          ? head.vectorClock
+          : (this.#streams.get(k)?.findLast((e) => e.seq === ack.lastSeq)?.vectorClock ?? {}));
+      await this.putStateVector({ ...ack, vectorClock });
+    }
   }
 
   async getStateVector(

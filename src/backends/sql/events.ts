@@ -7,7 +7,7 @@
  * same head upsert and insert behind a document write in one CTE (`recordingCte`), so a change and
  * its event commit together or not at all (I1) in one round trip.
  */
-import type { EventBackend, EventRange, StreamHead } from '../../events/backend.js';
+import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../events/backend.js';
 import type {
   EventDraft,
   EventOperation,
@@ -312,6 +312,37 @@ const sql = {
     UNION ALL
     SELECT vector_clock, last_seq, updated_at FROM eventsync_state_vectors
     WHERE client_id = $1 AND collection = $2 AND document_id = $3 AND NOT EXISTS (SELECT 1 FROM u)`,
+  /**
+   * A batch of acknowledgements (`putStateVectors`), one statement: $1..$6 arrays of client id,
+   * collection, document id, last seq, vector clock (JSON text or NULL), updated at; $7 clients
+   * to register besides the acknowledging ones. The conditional upsert of `putStateVector`, for
+   * the rows whose seq the document has reached (the join with its head drops the others); a
+   * missing clock is the head's, or the event's at that seq, or {} when compacted away. The
+   * furthest of a key's duplicates is kept (one upsert may not touch a row twice). Rows go in key order, so two instances' batches lock shared rows in the same order (no deadlock).
+   */
+  putStateVectors: `WITH a AS (
+      SELECT DISTINCT ON (client_id, collection, document_id) *
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
+        AS a(client_id, collection, document_id, last_seq, vector_clock, updated_at)
+      ORDER BY client_id, collection, document_id, last_seq DESC
+    ), c AS (
+      INSERT INTO eventsync_clients (client_id)
+      SELECT client_id FROM (SELECT client_id FROM a UNION SELECT unnest($7::text[])) k ORDER BY client_id
+      ON CONFLICT DO NOTHING
+    )
+    INSERT INTO eventsync_state_vectors AS v (client_id, collection, document_id, vector_clock, last_seq, updated_at)
+    SELECT a.client_id, a.collection, a.document_id,
+      COALESCE(a.vector_clock::jsonb, CASE WHEN a.last_seq = s.last_seq THEN s.vector_clock END,
+        (SELECT e.vector_clock FROM eventsync_events e
+          WHERE e.collection = a.collection AND e.document_id = a.document_id AND e.seq = a.last_seq),
+        '{}'::jsonb),
+      a.last_seq, a.updated_at
+    FROM a JOIN eventsync_streams s ON s.collection = a.collection AND s.document_id = a.document_id
+    WHERE a.last_seq <= s.last_seq
+    ORDER BY a.client_id, a.collection, a.document_id
+    ON CONFLICT (client_id, collection, document_id) DO UPDATE SET vector_clock = EXCLUDED.vector_clock,
+      last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at
+    WHERE v.last_seq < EXCLUDED.last_seq`,
   getStateVector: `SELECT vector_clock, last_seq, updated_at FROM eventsync_state_vectors
     WHERE client_id = $1 AND collection = $2 AND document_id = $3`,
   registerClient: 'INSERT INTO eventsync_clients (client_id) VALUES ($1) ON CONFLICT DO NOTHING',
@@ -702,6 +733,22 @@ export class SqlEventBackend implements EventBackend {
     // No row: a racing writer's row committed after this statement's snapshot; read it now.
     if (row === undefined) return (await this.getStateVector(clientId, collection, documentId)) ?? vector;
     return stateVectorOf(clientId, collection, documentId, row);
+  }
+
+  async putStateVectors(acks: readonly Acknowledgement[], clients: readonly string[]): Promise<void> {
+    if (acks.length === 0 && clients.length === 0) {
+      this.#ctx.assertOpen();
+      return;
+    }
+    await this.#run(`store ${acks.length} acknowledgements`, sql.putStateVectors, [
+      acks.map((a) => a.clientId),
+      acks.map((a) => a.collection),
+      acks.map((a) => a.documentId),
+      acks.map((a) => a.lastSeq),
+      acks.map((a) => (a.vectorClock === undefined ? null : JSON.stringify(a.vectorClock))),
+      acks.map((a) => a.updatedAt),
+      clients,
+    ]);
   }
 
   async getStateVector(
