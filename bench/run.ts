@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { acks } from './acks.js';
 import { catchUp } from './catch-up.js';
 import { editDiff } from './edit-diff.js';
 import { fanOut } from './fan-out.js';
@@ -19,7 +20,7 @@ import type { BenchModule } from './harness.js';
 import { serve } from './serve.js';
 import { writePath } from './write-path.js';
 
-const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut, serve];
+const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut, serve, acks];
 
 const OUTPUT = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
 

@@ -20,19 +20,24 @@ export interface BenchPostgres {
 
 const DATABASE = 'bench';
 
-export async function startPostgres(): Promise<BenchPostgres> {
-  const server = await startEmbeddedPostgres({ database: DATABASE, dirPrefix: 'eventsync-bench-pg-' });
+/** `settings`: more `postgres -c name=value` settings (e.g. `shared_preload_libraries=pg_stat_statements`). */
+export async function startPostgres(settings: string[] = []): Promise<BenchPostgres> {
+  const server = await startEmbeddedPostgres({
+    database: DATABASE,
+    dirPrefix: 'eventsync-bench-pg-',
+    settings,
+  });
   const { url } = server;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   let version = 'PostgreSQL (unknown version)';
-  const settings: Record<string, string> = {};
+  const reported: Record<string, string> = {};
   try {
     const [row] = (await client.query<{ v: string }>('SELECT version() AS v')).rows;
     version = /PostgreSQL [\d.]+/.exec(row?.v ?? '')?.[0] ?? row?.v ?? version;
     for (const name of ['fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers']) {
       const [s] = (await client.query<{ setting: string }>(`SHOW ${name}`)).rows;
-      settings[name] = s ? Object.values(s)[0]! : '?';
+      reported[name] = s ? Object.values(s)[0]! : '?';
     }
   } finally {
     await client.end();
@@ -40,7 +45,7 @@ export async function startPostgres(): Promise<BenchPostgres> {
   return {
     url,
     version,
-    settings,
+    settings: reported,
     stop: () => server.stop(),
   };
 }
