@@ -9,6 +9,7 @@
  * |------------------------------------|-----------------------------------------------------------|
  * | `POST   /api/:c`                   | create (body: the document) → 201 + document               |
  * | `GET    /api/:c?filter=&sort=&limit=&skip=` | the matching documents the principal may read    |
+ * |                                    | (pages bounded in bytes too, `Link: rel="next"`: pages.ts)  |
  * | `GET    /api/:c/:id`               | the document                                               |
  * | `PATCH  /api/:c/:id`               | update operators (`$set`, `$inc`, …) or an RFC 7396 merge patch; `If-Match: <version>` |
  * | `DELETE /api/:c/:id`               | delete → the deleted document                              |
@@ -41,6 +42,7 @@ import {
   sendJson,
 } from './http.js';
 import { applyMergePatch, assertMergePatch } from './merge-patch.js';
+import { documentPage, eventPage, sendPage } from './pages.js';
 
 export interface RestOptions {
   /** Where the routes live. Default `/api`. */
@@ -120,16 +122,9 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const limit = intParam(url, 'limit', defaultLimit, maxLimit);
     const skip = intParam(url, 'skip', 0);
     await mustAuthorize(engine, p, 'read', c);
-    const docs = await storage.findMany(filter, {
-      ...(sort === undefined ? {} : { sort }),
-      limit,
-      skip,
-    });
-    const readable: BaseDocument[] = [];
-    for (const doc of docs) {
-      if (await engine.authorize(p, 'read', c, doc._id)) readable.push(doc);
-    }
-    sendJson(res, 200, readable);
+    const readable = (doc: BaseDocument) => engine.authorize(p, 'read', c, doc._id);
+    const page = await documentPage(storage, filter, { sort, skip, limit }, limits.maxPageBytes, readable);
+    sendPage(res, page, url, 'skip');
   }
 
   async function patch(
@@ -206,7 +201,8 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const after = intParam(url, 'after', 0);
     const limit = intParam(url, 'limit', 1000, MAX_EVENTS);
     await mustAuthorize(engine, p, 'read', c, id);
-    sendJson(res, 200, { events: await engine.events.getEvents(c, id, after, limit) });
+    const read = (from: number, count: number) => engine.events.getEvents(c, id, from, count);
+    sendPage(res, await eventPage(read, after, limit, limits.maxPageBytes), url, 'after');
   }
 
   async function sync(

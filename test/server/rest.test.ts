@@ -469,3 +469,86 @@ describe('REST: routing and failures', () => {
     expect(res.text).toBe('');
   });
 });
+
+describe('REST: pages bounded in bytes (maxPageBytes)', () => {
+  const MAX = 1000;
+  let small: SyncEngine;
+  let smallServer: Server;
+  let smallBase: string;
+  const get = (path: string) => http(smallBase, 'GET', path, { headers: auth() });
+  const nextOf = (res: { headers: Record<string, unknown> }) =>
+    /^<([^>]+)>; rel="next"$/.exec(String(res.headers.link ?? ''))?.[1];
+
+  beforeAll(async () => {
+    small = await SyncEngine.create({
+      db: memoryDatabase(),
+      authenticate: ({ token }) => (token ? { id: token } : undefined),
+      authorize: (_p, _a, _c, documentId) => !documentId?.startsWith('secret'),
+      limits: { maxPageBytes: MAX },
+    });
+    smallServer = createServer();
+    attach(smallServer, small);
+    await new Promise<void>((resolve) => smallServer.listen(0, '127.0.0.1', resolve));
+    smallBase = `http://127.0.0.1:${(smallServer.address() as AddressInfo).port}`;
+    const docs = await small.collection<Game>('big');
+    for (let i = 0; i < 10; i++) {
+      await docs.findOneAndUpsert({ _id: `${i < 3 ? 'secret' : 'd'}${i}`, name: 'x'.repeat(250), gold: i });
+    }
+    await docs.findOneAndUpsert({ _id: 'huge', name: 'y'.repeat(3000), gold: 100 });
+    for (let i = 0; i < 12; i++) await docs.updateOne('d5', { $set: { name: `${i}`.repeat(200) } });
+  });
+
+  afterAll(async () => {
+    await small.close();
+    await new Promise((resolve) => smallServer.close(resolve));
+  });
+
+  it('a list stops after the document that reaches maxPageBytes and links to the rest', async () => {
+    const sort = encodeURIComponent(JSON.stringify({ gold: 1 }));
+    let path: string | undefined = `/api/big?sort=${sort}&limit=50&token=alice`;
+    const seen: string[] = [];
+    const pages: number[] = [];
+    while (path !== undefined) {
+      const res = await get(path);
+      expect(res.status).toBe(200);
+      const docs = res.body as Game[];
+      // Under the limit without its last document, which took it there or past it (or the end).
+      const withoutLast = Buffer.byteLength(JSON.stringify(docs.slice(0, -1)));
+      expect(withoutLast).toBeLessThan(MAX);
+      seen.push(...docs.map((d) => d._id));
+      pages.push(docs.length);
+      path = nextOf(res);
+      if (path) {
+        expect(path).not.toContain('token');
+        expect(path).toContain(`sort=${sort}`);
+        path += '&token=alice';
+      }
+    }
+    // Every readable document once, in order; the 3 KB one alone on its page.
+    expect(seen).toEqual(['d3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9', 'huge']);
+    expect(pages.length).toBeGreaterThan(2);
+    expect(pages[pages.length - 1]).toBe(1);
+  });
+
+  it('a full page by count links on; the last page does not', async () => {
+    const res = await get('/api/big?limit=2&skip=3');
+    expect((res.body as Game[]).map((d) => d._id)).toEqual(['d3', 'd4']);
+    expect(nextOf(res)).toBe('/api/big?limit=2&skip=5');
+    expect(nextOf(await get('/api/big?skip=10'))).toBeUndefined();
+    expect((await get('/api/big?limit=0')).body).toEqual([]);
+  });
+
+  it('an event page stops after the event that reaches maxPageBytes and says the after to continue', async () => {
+    let path: string | undefined = '/api/big/d5/events?after=0';
+    const seqs: number[] = [];
+    while (path !== undefined) {
+      const res = await get(path);
+      const { events } = res.body as { events: SyncEvent[] };
+      expect(Buffer.byteLength(JSON.stringify({ events: events.slice(0, -1) }))).toBeLessThan(MAX);
+      seqs.push(...events.map((e) => e.seq));
+      path = nextOf(res);
+      if (path) expect(path).toBe(`/api/big/d5/events?after=${events[events.length - 1]!.seq}`);
+    }
+    expect(seqs).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
+  });
+});
