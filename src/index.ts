@@ -35,5 +35,6 @@ export * from './protocol/errors.js';
 export type { CollectionBackend, CommittedChange, Database, StoredDocument } from './storage/backend.js';
 export { type CreateStorageOptions, createStorage } from './storage/create-storage.js';
 export { DocumentStorage, type StorageOptions } from './storage/document-storage.js';
+export type { StorageLimits } from './storage/limits.js';
 export type * from './storage/types.js';
 export { newObjectId } from './storage/validate.js';

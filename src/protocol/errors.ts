@@ -90,6 +90,22 @@ export class VersionConflictError extends EventSyncError {
   }
 }
 
+/** A write whose document would be larger than the storage's `limits.maxDocumentBytes`. Nothing was written. */
+export class TooLargeError extends EventSyncError {
+  constructor(
+    /** The size the document would have had, in bytes of JSON (UTF-8). */
+    readonly bytes: number,
+    /** The limit it exceeds, in the same unit. */
+    readonly limit: number,
+    what = 'the document',
+  ) {
+    super(
+      'too_large',
+      `${what} would be ${bytes} bytes of JSON, over the limit of ${limit} (limits.maxDocumentBytes)`,
+    );
+  }
+}
+
 export class ClosedError extends EventSyncError {
   constructor(what: string) {
     super('closed', `${what} is closed`);

@@ -13,6 +13,7 @@ import { getIn, runEdit } from './edit.js';
 import { assertFindOptions } from './find.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { type LastWriteCache, LastWrites } from './last-writes.js';
+import { jsonWithin, type ResolvedLimits, resolveLimits, type StorageLimits } from './limits.js';
 import { applyPipeline, applyUpdateOperators, assertFilter, findInMemory } from './mongo.js';
 import { CONFLICT, retryOnConflict } from './retry.js';
 import type {
@@ -51,6 +52,8 @@ export interface StorageOptions {
    * it a filter reads the whole collection and mingo picks the matches.
    */
   filterIndex?: boolean;
+  /** What one write may do: `maxDocumentBytes` (default 1 MiB) and `maxArrayGrowth` (default 1); see limits.ts. */
+  limits?: StorageLimits;
 }
 
 const DEFAULT_LAST_WRITES_MAX_CHARS = 16 * 1024 * 1024;
@@ -74,6 +77,7 @@ interface Shared {
   queue: KeyedQueue | undefined;
   /** What this instance wrote last, for edits that skip the read (inside transactions: only forgets). */
   lastWrites: LastWriteCache | undefined;
+  limits: ResolvedLimits;
   closed: boolean;
   watchers: Set<() => void>;
 }
@@ -98,6 +102,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
       queue: new KeyedQueue(),
       lastWrites:
         backend.readIsRoundTrip && lastWritesMaxChars > 0 ? new LastWrites(lastWritesMaxChars) : undefined,
+      limits: resolveLimits(options.limits),
       closed: false,
       watchers: new Set(),
     };
@@ -142,13 +147,16 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     const id = (input as { _id?: unknown })._id ?? newObjectId();
     assertId(id);
     const data: JsonObject = { ...(input as JsonObject), [ID]: id, [this.versionField]: 1 };
+    const measured = jsonWithin(data, this.#shared.limits.maxDocumentBytes, this.#describe(id));
+    // SQL backends store the JSON text: hand them the one made for measuring. (The memory
+    // backend keeps objects; it would keep the text too.)
+    const json = this.#backend.readIsRoundTrip ? measured : undefined;
     return this.#serial(id, async () => {
-      const json = this.#shared.lastWrites && JSON.stringify(data);
       // An insert racing a delete can find neither the row nor room for it: try again.
       for (;;) {
         const written = await this.#backend.insert({ id, version: 1, data, json }, this.#recorder?.record);
         if (written) {
-          if (json !== undefined) this.#shared.lastWrites?.remember(id, 1, written.token, json);
+          this.#shared.lastWrites?.remember(id, 1, written.token, measured);
           await this.#heard(written, data);
           return { doc: toDoc<T>(data), created: true };
         }
@@ -168,6 +176,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
           versionField: this.versionField,
           version: stored.version,
           lockedFields: [ID],
+          sizeLimit: { maxBytes: this.#shared.limits.maxDocumentBytes, what: this.#describe(id) },
         });
       } catch (error) {
         // On remembered state, a throw may come from its being stale: decide on fresh state.
@@ -181,7 +190,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
       const version = stored.version + 1;
       const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
       const lastWrites = this.#shared.lastWrites;
-      const json = lastWrites && JSON.stringify(outcome.after);
+      const json = this.#backend.readIsRoundTrip ? JSON.stringify(outcome.after) : undefined;
       const written = await this.#backend.replace(
         { id, version, data: outcome.after, json },
         stored.version,
@@ -197,7 +206,12 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   }
 
   async updateOne(id: string, operators: UpdateOperators, options?: RetryOptions): Promise<EditResult<T>> {
-    return this.findOneAndUpdate(id, (draft) => applyUpdateOperators(toJson(draft), operators), options);
+    const { maxArrayGrowth } = this.#shared.limits;
+    return this.findOneAndUpdate(
+      id,
+      (draft) => applyUpdateOperators(toJson(draft), operators, maxArrayGrowth),
+      options,
+    );
   }
 
   async updateOneWithPipeline(
@@ -226,12 +240,25 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
         throw new ValidationError('a section must be an object inside an object', formatPointer(segments));
       }
       const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
+      const { maxDocumentBytes } = this.#shared.limits;
       const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
         versionField: this.versionField,
         version: sectionVersion,
         lockedFields: [],
+        // A section larger than the limit is refused before its diff; the document just below.
+        sizeLimit: {
+          maxBytes: maxDocumentBytes,
+          what: `section ${JSON.stringify(path)} of ${this.#describe(id)}`,
+        },
       });
       if (!outcome) return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+      // Measured as read: the section write keeps what others changed elsewhere meanwhile, whose
+      // own writes were measured.
+      jsonWithin(
+        setIn(stored.data, segments, outcome.after, this.versionField, stored.version),
+        maxDocumentBytes,
+        this.#describe(id),
+      );
       const sectionOps =
         current === undefined ? [{ op: 'add' as const, path: '', value: outcome.after }] : outcome.ops;
       const diffAt = memoizeLast((newVersion: number) =>
@@ -355,6 +382,10 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
         },
       );
     });
+  }
+
+  #describe(id: string): string {
+    return `document ${JSON.stringify(id)} of ${JSON.stringify(this.collection)}`;
   }
 
   #serial<R>(id: string, task: () => Promise<R>): Promise<R> {

@@ -123,3 +123,30 @@ describe('runEdit', () => {
     ).rejects.toThrow(TypeError);
   });
 });
+
+describe('runEdit: size and proportion', () => {
+  it('refuses a result over sizeLimit before any diff, naming it', async () => {
+    const limit = { maxBytes: 200, what: 'document "g"' };
+    await expect(
+      runEdit(doc(), (d: JsonObject) => ({ ...d, big: 'x'.repeat(200) }), { ...target, sizeLimit: limit }),
+    ).rejects.toMatchObject({ code: 'too_large', limit: 200 });
+    await expect(
+      runEdit(
+        doc(),
+        (d: JsonObject) => {
+          d.big = 'x'.repeat(200);
+        },
+        { ...target, sizeLimit: limit },
+      ),
+    ).rejects.toThrow(/^document "g" would be \d+ bytes/);
+    expect(
+      await runEdit(
+        doc(),
+        (d: JsonObject) => {
+          d.gold = 2;
+        },
+        { ...target, sizeLimit: limit },
+      ),
+    ).toBeDefined();
+  });
+});

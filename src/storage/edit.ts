@@ -6,6 +6,7 @@
 import { create, isDraft, rawReturn } from 'mutative';
 import { ValidationError } from '../protocol/errors.js';
 import { compareValues, formatPointer, parsePointer } from './diff.js';
+import { jsonWithin } from './limits.js';
 import type { EditFunction, JsonObject, JsonPatchOperation, JsonValue } from './types.js';
 import { assertJsonDocument, assertPatchValues } from './validate.js';
 
@@ -22,6 +23,8 @@ export interface EditTarget {
   version: number;
   /** Fields of the root that must keep their value (`_id` for documents). */
   lockedFields: readonly string[];
+  /** Refuse (`TooLargeError`) a result larger than this many bytes of JSON, naming it `what`. */
+  sizeLimit?: { maxBytes: number; what: string };
 }
 
 const isPlainObject = (v: unknown): v is JsonObject =>
@@ -69,10 +72,12 @@ export async function runEdit<T>(
     after = { ...after };
     for (const field of target.lockedFields) restoreLocked(before, after, field);
     after[versionField] = before[versionField] as JsonValue;
+    assertSize(after, target);
     ops = compareValues(before, after);
   } else {
     ops = patches as JsonPatchOperation[];
     assertPatchValues(ops);
+    assertSize(after, target);
     for (const op of ops) {
       const first = parsePointer(op.path)[0];
       if (first !== undefined && target.lockedFields.includes(first)) {
@@ -103,6 +108,14 @@ export async function runEdit<T>(
     value: target.version + 1,
   });
   return { after, ops };
+}
+
+/**
+ * Checked once the edit's result is known to be JSON and before any diff work on it. The version
+ * fields the storage sets afterwards are not counted: they change the size by a few digits.
+ */
+function assertSize(after: JsonObject, target: EditTarget): void {
+  if (target.sizeLimit) jsonWithin(after, target.sizeLimit.maxBytes, target.sizeLimit.what);
 }
 
 /**

@@ -5,7 +5,8 @@
 import fc from 'fast-check';
 import { update } from 'mingo/updater';
 import { describe, expect, it } from 'vitest';
-import { applySimpleOperators } from './mongo.js';
+import { ValidationError } from '../protocol/errors.js';
+import { applySimpleOperators, applyUpdateOperators } from './mongo.js';
 import type { JsonObject } from './types.js';
 
 const key = fc.constantFrom('a', 'b', 'c', 'n');
@@ -83,3 +84,117 @@ describe('applySimpleOperators', () => {
     }
   });
 });
+
+describe('applyUpdateOperators: array indexes', () => {
+  const base = (): JsonObject => ({ a: [1, 2, 3], o: { b: [[0], []] }, n: null });
+  const refused = (doc: JsonObject, ops: Record<string, Record<string, unknown>>, growth?: number) => {
+    let error: unknown;
+    try {
+      applyUpdateOperators(doc, ops, growth);
+    } catch (e) {
+      error = e;
+    }
+    return error instanceof ValidationError;
+  };
+
+  it('refuses an index past the end at once, before anything is applied', () => {
+    const doc = base();
+    const started = performance.now();
+    expect(refused(doc, { $set: { 'a.10000000': 1 } })).toBe(true);
+    expect(refused(doc, { $inc: { gold: 1, 'a.99999999999999999999': 1 } })).toBe(true);
+    expect(refused(doc, { $set: { 'a.4': 1 } })).toBe(true);
+    expect(refused(doc, { $max: { 'a.7.x': 1 } })).toBe(true);
+    expect(refused(doc, { $push: { 'o.b.1.1': 1 } })).toBe(true);
+    expect(refused(doc, { $set: { 'o.b.$[].1': 1 } })).toBe(true); // o.b.1 is empty
+    expect(refused(doc, { $rename: { n: 'a.9' } })).toBe(true);
+    expect(performance.now() - started).toBeLessThan(100);
+    expect(doc).toEqual(base());
+  });
+
+  it('lets an index append, counting the lower indexes the same update writes', () => {
+    const doc = base();
+    applyUpdateOperators(doc, { $set: { 'a.4': 5, 'a.3': 4, 'a.5.x': 6 }, $push: { 'o.b.1.0': 7 } });
+    expect(doc).toEqual({ a: [1, 2, 3, 4, 5, { x: 6 }], o: { b: [[0], [[7]]] }, n: null });
+  });
+
+  it('leaves numeric keys of objects, and operators that create nothing, unbounded', () => {
+    const doc = base();
+    applyUpdateOperators(doc, { $set: { 'o.99999999999999999999': 1, 'm.5': 2 } });
+    applyUpdateOperators(doc, { $unset: { 'a.10000000': '' }, $pop: { 'o.b.10000000': 1 } });
+    applyUpdateOperators(doc, { $pull: { 'a.10000000': 1 } });
+    expect(doc).toEqual({ ...base(), o: { b: [[0], []], '99999999999999999999': 1 }, m: { '5': 2 } });
+  });
+
+  it('with maxArrayGrowth 0 refuses any extension by index; past 1 fills the gap with nulls (MongoDB)', () => {
+    expect(refused(base(), { $set: { 'a.3': 4 } }, 0)).toBe(true);
+    const doc = base();
+    applyUpdateOperators(doc, { $set: { 'a.5': 6 }, $inc: { 'o.b.1.2': 1 } }, 3);
+    expect(doc).toEqual({ a: [1, 2, 3, null, null, 6], o: { b: [[0], [null, null, 1]] }, n: null });
+  });
+
+  it('refuses exactly the updates whose gaps reach maxArrayGrowth, else gives what mingo gives, gaps as null', () => {
+    const index = fc.integer({ min: 0, max: 7 });
+    const arrayPath = fc.constantFrom('a', 'o.b.0', 'o.b.1', 'o.b.$[]');
+    const path = fc
+      .tuple(arrayPath, index, fc.boolean())
+      .map(([p, i, deeper]) => `${p}.${i}${deeper ? '.x' : ''}`);
+    const ops = fc
+      .record(
+        {
+          $set: fc.dictionary(path, fc.integer(), { minKeys: 1, maxKeys: 3 }),
+          $inc: fc.dictionary(path, fc.integer(), { minKeys: 1, maxKeys: 2 }),
+        },
+        { requiredKeys: [] },
+      )
+      .filter((o) => Object.keys(o).length > 0);
+    const outcomes = { refused: 0, applied: 0 };
+    fc.assert(
+      fc.property(ops, fc.integer({ min: 1, max: 3 }), (operators, growth) => {
+        let theirs: JsonObject = base();
+        try {
+          update(theirs as never, operators as never);
+        } catch {
+          return; // conflicting paths and the like: mingo's own refusal, not ours
+        }
+        theirs = theirs as JsonObject;
+        const gap = longestGap(theirs, base());
+        const ours = base();
+        if (gap >= growth) {
+          outcomes.refused++;
+          expect(refused(ours, operators, growth)).toBe(true);
+          expect(ours).toEqual(base());
+        } else {
+          outcomes.applied++;
+          applyUpdateOperators(ours, operators, growth);
+          expect(ours).toEqual(JSON.parse(JSON.stringify(theirs)));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    // Both sides of the rule are reached often (each in about a tenth of the runs or more).
+    expect(outcomes.refused).toBeGreaterThan(100);
+    expect(outcomes.applied).toBeGreaterThan(100);
+  });
+});
+
+/** The longest run of holes that mingo left in an array of `after` past that array's end in `before`. */
+function longestGap(after: JsonObject, before: JsonObject): number {
+  let longest = 0;
+  const visit = (a: unknown, b: unknown) => {
+    if (Array.isArray(a)) {
+      const from = Array.isArray(b) ? b.length : 0;
+      let run = 0;
+      for (let i = from; i < a.length; i++) {
+        run = i in a ? 0 : run + 1;
+        longest = Math.max(longest, run);
+      }
+      a.forEach((v, i) => {
+        if (i in a) visit(v, Array.isArray(b) ? b[i] : undefined);
+      });
+    } else if (a !== null && typeof a === 'object') {
+      for (const [k, v] of Object.entries(a)) visit(v, (b as Record<string, unknown> | undefined)?.[k]);
+    }
+  };
+  visit(after, before);
+  return longest;
+}

@@ -10,7 +10,16 @@ import { Aggregator, find, Query } from 'mingo';
 // per call for two $inc (scratch measurement, Node 20, this machine).
 import { update } from 'mingo/updater';
 import { ValidationError } from '../protocol/errors.js';
-import type { Filter, FindManyOptions, JsonObject, UpdateOperators, UpdatePipeline } from './types.js';
+import { formatPointer } from './diff.js';
+import { DEFAULT_MAX_ARRAY_GROWTH } from './limits.js';
+import type {
+  Filter,
+  FindManyOptions,
+  JsonObject,
+  JsonValue,
+  UpdateOperators,
+  UpdatePipeline,
+} from './types.js';
 import { assertJsonValue } from './validate.js';
 
 const updateOperators = new Set([
@@ -48,7 +57,15 @@ function assertFieldPath(path: string, where: string): void {
 
 const forbiddenKey = (key: string) => key === '__proto__' || key === 'constructor' || key === 'prototype';
 
-export function applyUpdateOperators(draft: JsonObject, operators: UpdateOperators): void {
+/**
+ * Applies MongoDB update operators to `draft` (a mutative draft of the stored document, or a
+ * plain object). `maxArrayGrowth`: see `StorageLimits`; checked before anything is applied.
+ */
+export function applyUpdateOperators(
+  draft: JsonObject,
+  operators: UpdateOperators,
+  maxArrayGrowth = DEFAULT_MAX_ARRAY_GROWTH,
+): void {
   if (!isPlainObject(operators) || Object.keys(operators).length === 0) {
     throw new ValidationError('update operators must be a non-empty object like { $set: { field: value } }');
   }
@@ -68,10 +85,108 @@ export function applyUpdateOperators(draft: JsonObject, operators: UpdateOperato
     }
   }
   if (applySimpleOperators(draft, operators)) return;
+  const extended = arraysExtended(draft, operators, maxArrayGrowth);
   try {
     update(draft, operators as never);
   } catch (error) {
     throw new ValidationError(`update failed: ${(error as Error).message}`, '', { cause: error });
+  }
+  fillGaps(extended);
+}
+
+/** Operators that create what their path names (mingo walks them with `buildGraph`); the others only read or remove. */
+const creatingOperators = new Set(['$set', '$inc', '$mul', '$min', '$max', '$push', '$addToSet', '$rename']);
+
+const isPositional = (segment: string) => segment.startsWith('$');
+
+/** An array the update writes past the end of: its length before, and the indexes written there (with where they come from). */
+interface Extension {
+  length: number;
+  writes: { index: number; where: string }[];
+}
+
+/**
+ * Refuses (ValidationError) an update whose paths would make an array longer by more than
+ * `maxArrayGrowth` past its end, or past the highest lower index the same update writes there.
+ * mingo (like MongoDB) pads the gap, element by element, so without this a 27-byte
+ * `{"$set":{"arr.10000000":1}}` costs seconds and gigabytes before any other check can run.
+ * Walks the paths on the current document (for `$[]`, every element, as mingo will). Numeric
+ * segments on objects are keys and need no bound. Returns the arrays written past their end.
+ */
+function arraysExtended(
+  doc: JsonObject,
+  operators: UpdateOperators,
+  maxArrayGrowth: number,
+): Map<JsonValue[], Extension> {
+  const extended = new Map<JsonValue[], Extension>();
+  for (const [operator, fields] of Object.entries(operators)) {
+    if (!creatingOperators.has(operator)) continue;
+    for (const [path, value] of Object.entries(fields)) {
+      // $rename reads and removes its source; it creates its target.
+      const created = operator === '$rename' ? String(value) : path;
+      const where = formatPointer([operator, path]);
+      // $push also descends into the elements of an array when the next segment is no index.
+      reachPastEnd(doc, created.split('.'), 0, operator === '$push', (array, index) => {
+        const extension = extended.get(array) ?? { length: array.length, writes: [] };
+        extended.set(array, extension);
+        extension.writes.push({ index, where });
+      });
+    }
+  }
+  for (const { length, writes } of extended.values()) {
+    let end = length;
+    for (const { index, where } of writes.sort((a, b) => a.index - b.index)) {
+      if (index - end + 1 > maxArrayGrowth) {
+        throw new ValidationError(
+          `index ${index} is past the end of an array of length ${length}: an update may extend an ` +
+            `array by at most ${maxArrayGrowth} element${maxArrayGrowth === 1 ? '' : 's'} beyond its ` +
+            'end or the indexes it also writes (limits.maxArrayGrowth)',
+          where,
+        );
+      }
+      end = Math.max(end, index + 1);
+    }
+  }
+  return extended;
+}
+
+/** Calls `found` for each array along `segments` that an index segment reaches past the end of. */
+function reachPastEnd(
+  node: JsonValue | undefined,
+  segments: string[],
+  from: number,
+  descend: boolean,
+  found: (array: JsonValue[], index: number) => void,
+): void {
+  for (let i = from; i < segments.length; i++) {
+    const segment = segments[i]!;
+    if (Array.isArray(node)) {
+      if (isPositional(segment) || (descend && !/^\d+$/.test(segment))) {
+        const next = isPositional(segment) ? i + 1 : i;
+        for (const element of node) reachPastEnd(element, segments, next, descend, found);
+        return;
+      }
+      // Not an index: a mutative draft refuses to set it on an array.
+      if (!/^\d+$/.test(segment)) return;
+      const index = Number(segment);
+      if (index >= node.length) {
+        found(node, index); // the rest of the path is created
+        return;
+      }
+      node = node[index];
+    } else if (node !== null && typeof node === 'object' && node[segment] !== undefined) {
+      node = node[segment];
+    } else {
+      // Missing, null or a scalar: what mingo creates below is objects, never arrays.
+      return;
+    }
+  }
+}
+
+/** MongoDB fills the gap before an index past the end with nulls; mingo leaves holes, which JSON cannot hold. */
+function fillGaps(extended: Map<JsonValue[], Extension>): void {
+  for (const [array, { length }] of extended) {
+    for (let i = length; i < array.length; i++) if (array[i] === undefined) array[i] = null;
   }
 }
 

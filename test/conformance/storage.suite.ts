@@ -745,5 +745,86 @@ export function storageSuite(backend: StorageBackendFactory): void {
         await expectCode(games.findOne('g'), 'closed');
       });
     });
+
+    describe('limits', () => {
+      async function limited(limits?: { maxDocumentBytes?: number; maxArrayGrowth?: number }) {
+        const db = await backend.open();
+        opened.push(db);
+        const collection = `conf_${process.pid}_${++collections}`;
+        return createStorage<Game>({ db, collection, ...(limits ? { limits } : {}) });
+      }
+
+      it('refuses with too_large every write that would leave a document over maxDocumentBytes', async () => {
+        const games = await limited({ maxDocumentBytes: 2048 });
+        const big = 'x'.repeat(2048);
+        await expectCode(games.findOneAndUpsert({ _id: 'new', name: big, gold: 0 }), 'too_large');
+        expect(await games.findOne('new')).toBeUndefined();
+        const { doc } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 0, inventory: {} });
+        await expectCode(games.updateOne('g', { $set: { name: big } }), 'too_large');
+        await expectCode(games.updateOne('g', { $push: { tags: big } }), 'too_large');
+        await expectCode(games.updateOneWithPipeline('g', [{ $set: { name: big } }]), 'too_large');
+        await expectCode(
+          games.findOneAndUpdate('g', (d) => {
+            d.name = big;
+          }),
+          'too_large',
+        );
+        await expectCode(
+          games.findOneAndUpdate('g', (d) => ({ ...d, name: big })),
+          'too_large',
+        );
+        await expectCode(
+          games.updateSection('g', 'inventory', (s) => {
+            s.note = big;
+          }),
+          'too_large',
+        );
+        // A section that fits, in a document that would not.
+        await games.updateOne('g', { $set: { name: 'y'.repeat(1500) } });
+        await expectCode(
+          games.updateSection('g', 'inventory', (s) => {
+            s.note = 'z'.repeat(600);
+          }),
+          'too_large',
+        );
+        expect(await games.findOne('g')).toEqual({ ...doc, name: 'y'.repeat(1500), version: 2 });
+      });
+
+      it('counts bytes of UTF-8, and allows 1 MiB by default', async () => {
+        const small = await limited({ maxDocumentBytes: 200 });
+        // 60 × "é" is 120 bytes in UTF-8 (60 characters).
+        await small.findOneAndUpsert({ _id: 'a', name: 'é'.repeat(60), gold: 0 });
+        await expectCode(small.findOneAndUpsert({ _id: 'b', name: 'é'.repeat(90), gold: 0 }), 'too_large');
+        const games = await limited();
+        await games.findOneAndUpsert({ _id: 'g', name: 'x'.repeat(1000 * 1024), gold: 0 });
+        await expectCode(games.updateOne('g', { $set: { more: 'x'.repeat(50 * 1024) } }), 'too_large');
+      });
+
+      it('refuses the 27-byte {"$set":{"arr.10000000":1}} at once with validation, changing nothing', async () => {
+        const games = await limited();
+        const { doc } = await games.findOneAndUpsert({
+          _id: 'g',
+          name: 'n',
+          gold: 0,
+          tags: ['a', 'b', 'c'],
+          arr: [1],
+        });
+        const body = '{"$set":{"arr.10000000":1}}';
+        expect(Buffer.byteLength(body)).toBe(27);
+        const before = await games.findOne('g');
+        const started = performance.now();
+        await expectCode(games.updateOne('g', JSON.parse(body)), 'validation');
+        await expectCode(games.updateOne('g', { $set: { 'tags.4': 'e' } }), 'validation');
+        expect(performance.now() - started).toBeLessThan(1000);
+        expect(await games.findOne('g')).toEqual(before);
+        // Appending by index is fine, and so is a gap when the storage allows one.
+        const { doc: appended } = await games.updateOne('g', { $set: { 'tags.3': 'd' } });
+        expect(appended.tags).toEqual(['a', 'b', 'c', 'd']);
+        const gaps = await limited({ maxArrayGrowth: 3 });
+        await gaps.findOneAndUpsert({ ...doc });
+        const { doc: padded } = await gaps.updateOne('g', { $set: { 'tags.5': 'f' } });
+        expect(padded.tags).toEqual(['a', 'b', 'c', null, null, 'f']);
+      });
+    });
   });
 }
