@@ -226,8 +226,13 @@ function verify(start: Doc, bucketed: boolean): void {
   const diff = buildDiff(start.doc, next, patches, 2);
   const dotted = [...(bucketed ? ['buckets', ...path] : path), 'gold'].join('.');
   const gold = (playerIn(start.doc, path, bucketed).gold as number) + 1;
-  const set = diff.mongoUpdate.$set ?? {};
-  if (Object.keys(set).length !== 2 || set[dotted] !== gold || set.version !== 2 || diff.mongoUpdate.$unset) {
+  const set = diff.mongoUpdate?.$set ?? {};
+  if (
+    Object.keys(set).length !== 2 ||
+    set[dotted] !== gold ||
+    set.version !== 2 ||
+    diff.mongoUpdate?.$unset
+  ) {
     throw new Error(
       `unexpected diff ${JSON.stringify(diff.mongoUpdate)}; expected $set of ${dotted} and version`,
     );

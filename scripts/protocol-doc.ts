@@ -196,7 +196,8 @@ export const messages: MessageDoc[] = [
     notes:
       'Apply `event.diff.jsonPatch` (RFC 6902) to the document at `seq - 1` (at `fromSeq - 1` when set) to ' +
       'get the document at `seq`; `mergePatch` (RFC 7396) and `mongoUpdate` say the same change in other ' +
-      'forms. A `create` adds the whole document at path `""`; a `delete` has no `diff`. Over SSE its event ' +
+      'forms, when they can say it in about as few bytes (a change in a large array comes with `jsonPatch` ' +
+      'only). A `create` adds the whole document at path `""`; a `delete` has no `diff`. Over SSE its event ' +
       'id is `collection/documentId/seq`.',
   },
   {
@@ -289,8 +290,10 @@ const fieldNotes: Record<string, string> = {
   'Diff.hasChanges': 'Whether the write changed anything',
   'Diff.version': "The document's version after the write",
   'Diff.jsonPatch': 'The change as RFC 6902 operations, applied in order',
-  'Diff.mergePatch': 'The change as an RFC 7396 merge patch (`null` removes a field)',
-  'Diff.mongoUpdate': 'The change as MongoDB update operators (`$set`, `$unset`)',
+  'Diff.mergePatch':
+    'The change as an RFC 7396 merge patch (`null` removes a field); absent when much larger than `jsonPatch` (a change in a large array)',
+  'Diff.mongoUpdate':
+    'The change as MongoDB update operators (`$set`, `$unset`); absent when much larger than `jsonPatch` (an insert or removal in a large array)',
 };
 
 // ---- protocol facts that are not in the schemas ----------------------------------------------------

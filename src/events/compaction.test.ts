@@ -150,7 +150,7 @@ describe('compact: merging updates', () => {
       mingoUpdate(viaMongo, merged.diff!.mongoUpdate as never);
       expect(viaMongo).toEqual(after);
       // The merge patch too, except that RFC 7396 cannot set a member to null (it removes it).
-      expect(applyMergePatch(structuredClone(before), merged.diff!.mergePatch)).toEqual(
+      expect(applyMergePatch(structuredClone(before), merged.diff!.mergePatch!)).toEqual(
         withoutNullMembers(after),
       );
     }

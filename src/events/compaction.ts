@@ -171,7 +171,8 @@ async function mergeRuns(
 /**
  * One event standing for `run`: identity, clock, actor, serverSeq and version of its last event;
  * `jsonPatch` is the run's patches in order (applies to the state before the run); `mergePatch`
- * and `mongoUpdate` are the net change from the state before the run to the state after it.
+ * and `mongoUpdate` are the net change from the state before the run to the state after it,
+ * when `buildDiff` keeps them.
  * The last event's metadata is kept, with `mergedFrom` = the first seq covered.
  */
 function mergedEvent(
@@ -187,9 +188,10 @@ function mergedEvent(
     hasChanges: true,
     version: last.version,
     jsonPatch: run.flatMap((e) => e.diff?.jsonPatch ?? []),
-    mergePatch: net.mergePatch,
-    mongoUpdate: net.mongoUpdate,
   };
+  // Absent where the net change would be much larger in them than in jsonPatch (see buildDiff).
+  if (net.mergePatch) diff.mergePatch = net.mergePatch;
+  if (net.mongoUpdate) diff.mongoUpdate = net.mongoUpdate;
   return { ...last, fromSeq, diff, metadata: { ...last.metadata, mergedFrom: fromSeq } };
 }
 

@@ -43,11 +43,13 @@ export const Diff = z.strictObject({
   hasChanges: z.boolean(),
   version: Seq,
   jsonPatch: z.array(JsonPatchOperation),
-  mergePatch: z.record(z.string(), Json),
-  mongoUpdate: z.strictObject({
-    $set: z.record(z.string(), Json).optional(),
-    $unset: z.record(z.string(), z.literal('')).optional(),
-  }),
+  mergePatch: z.record(z.string(), Json).optional(),
+  mongoUpdate: z
+    .strictObject({
+      $set: z.record(z.string(), Json).optional(),
+      $unset: z.record(z.string(), z.literal('')).optional(),
+    })
+    .optional(),
 });
 
 export const SyncEvent = z

@@ -14,9 +14,11 @@ import {
   emptyDiff,
   formatPointer,
   jsonEqual,
+  jsonSize,
   parsePointer,
   prefixPatch,
 } from './diff.js';
+import { runEdit } from './edit.js';
 import type { Diff, JsonObject, JsonPatchOperation, JsonValue } from './types.js';
 import { assertPatchValues, keyProblem } from './validate.js';
 
@@ -350,38 +352,51 @@ describe('buildDiff (properties)', () => {
     );
   });
 
+  // The documents here are small, so the derived notations are nearly always kept (they are left
+  // out only when much larger than jsonPatch): each property holds whenever one is there, and
+  // counts that it was there often enough to mean something.
   it('mergePatch applied with json-merge-patch gives `after` (no null members)', () => {
+    const present = counter();
     fc.assert(
       caseProperty(strict, ({ before, after, diff }) => {
-        expect(applyMergePatch(before, diff.mergePatch)).toEqual(after);
+        if (!present(diff.mergePatch)) return;
+        expect(applyMergePatch(before, diff.mergePatch!)).toEqual(after);
       }),
       { numRuns: RUNS },
     );
+    expect(present.share()).toBeGreaterThan(0.9);
   });
 
   it('mergePatch with null members: `after` up to null members, and no spurious nulls (the RFC 7396 limit)', () => {
+    const present = counter();
     fc.assert(
       caseProperty(loose, ({ before, after, diff }) => {
-        const result = applyMergePatch(before, diff.mergePatch);
+        if (!present(diff.mergePatch)) return;
+        const result = applyMergePatch(before, diff.mergePatch!);
         expect(stripNullMembers(result)).toEqual(stripNullMembers(after));
         expect(nullsAreGenuine(result, after)).toBe(true);
       }),
       { numRuns: RUNS },
     );
+    expect(present.share()).toBeGreaterThan(0.9);
   });
 
   it('mongoUpdate applied with mingo gives `after`', () => {
+    const present = counter();
     fc.assert(
       caseProperty(loose, ({ before, after, diff }) => {
+        if (!present(diff.mongoUpdate)) return;
         expect(applyMongoUpdate(before, diff)).toEqual(after);
       }),
       { numRuns: RUNS },
     );
+    expect(present.share()).toBeGreaterThan(0.9);
   });
 
-  it('mongoUpdate is well formed: no overlapping paths, no paths through arrays', () => {
+  it('mongoUpdate is well formed: no overlapping paths, indexes only of arrays, in range', () => {
     fc.assert(
       caseProperty(loose, ({ after, diff }) => {
+        if (!diff.mongoUpdate) return;
         const { $set = {}, $unset = {} } = diff.mongoUpdate;
         const setPaths = Object.keys($set);
         const unsetPaths = Object.keys($unset);
@@ -389,21 +404,143 @@ describe('buildDiff (properties)', () => {
         expect(new Set(paths).size).toBe(paths.length);
         for (let i = 1; i < paths.length; i++) expect(paths[i]!.startsWith(`${paths[i - 1]}.`)).toBe(false);
         for (const p of paths) {
-          // Every proper prefix is a plain object in `after`.
+          // Every proper prefix is a plain object, or an array the next segment indexes.
           let cur: JsonValue | undefined = after;
           const segs = p.split('.');
           for (const seg of segs.slice(0, -1)) {
-            expect(cur !== null && typeof cur === 'object' && !Array.isArray(cur)).toBe(true);
-            cur = (cur as JsonObject)[seg];
+            cur = childOf(cur, seg);
+            expect(cur).toBeDefined();
           }
-          expect(cur !== null && typeof cur === 'object' && !Array.isArray(cur)).toBe(true);
           const last = segs[segs.length - 1]!;
-          if (p in $set) expect((cur as JsonObject)[last]).toBe($set[p]);
-          else expect(Object.hasOwn(cur as JsonObject, last)).toBe(false);
+          if (p in $set) expect(childOf(cur, last)).toBe($set[p]);
+          else {
+            // Only object members are unset: $unset of an array element would leave a null.
+            expect(cur !== null && typeof cur === 'object' && !Array.isArray(cur)).toBe(true);
+            expect(Object.hasOwn(cur as JsonObject, last)).toBe(false);
+          }
         }
         if (!diff.hasChanges) expect(diff.mongoUpdate).toEqual({});
       }),
       { numRuns: RUNS },
+    );
+  });
+
+  it('keeps a derived notation only when it is at most twice the size of jsonPatch plus 1 KiB', () => {
+    fc.assert(
+      caseProperty(loose, ({ diff }) => {
+        const budget = 2 * jsonSize(diff.jsonPatch as never, Infinity) + 1024;
+        if (diff.mergePatch) expect(jsonSize(diff.mergePatch, Infinity)).toBeLessThanOrEqual(budget);
+        if (diff.mongoUpdate)
+          expect(jsonSize(diff.mongoUpdate as never, Infinity)).toBeLessThanOrEqual(budget);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+/** Counts calls and how many were given a value; the call answers whether it was. */
+function counter() {
+  let calls = 0;
+  let given = 0;
+  const count = (value: unknown) => {
+    calls++;
+    if (value !== undefined) given++;
+    return value !== undefined;
+  };
+  return Object.assign(count, { share: () => given / Math.max(1, calls) });
+}
+
+/** The member `key` of an object, or element `key` (a canonical index) of an array; else undefined. */
+function childOf(value: JsonValue | undefined, key: string): JsonValue | undefined {
+  if (Array.isArray(value)) return /^(0|[1-9]\d*)$/.test(key) ? value[Number(key)] : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  return Object.hasOwn(value, key) ? value[key] : undefined;
+}
+
+describe('array changes stay proportional (properties)', () => {
+  // Elements without null members, so the merge patch is exact too.
+  const element = fc.oneof(
+    fc.integer({ min: 0, max: 9 }),
+    fc.record({ k: fc.integer({ min: 0, max: 9 }), s: fc.string({ maxLength: 6 }) }),
+  );
+  type Change =
+    | { kind: 'append'; items: JsonValue[] }
+    | { kind: 'truncate'; count: number }
+    | { kind: 'set'; at: number; item: JsonValue }
+    | { kind: 'field'; at: number; k: number }
+    | { kind: 'splice'; at: number; count: number; items: JsonValue[] };
+  const items = fc.array(element, { minLength: 1, maxLength: 4 });
+  const change: fc.Arbitrary<Change> = fc.oneof(
+    fc.record({ kind: fc.constant('append' as const), items }),
+    fc.record({ kind: fc.constant('truncate' as const), count: fc.integer({ min: 1, max: 4 }) }),
+    fc.record({ kind: fc.constant('set' as const), at: fc.nat(), item: element }),
+    fc.record({ kind: fc.constant('field' as const), at: fc.nat(), k: fc.integer({ min: 10, max: 99 }) }),
+    fc.record({
+      kind: fc.constant('splice' as const),
+      at: fc.nat(),
+      count: fc.integer({ min: 0, max: 4 }),
+      items: fc.array(element, { maxLength: 4 }),
+    }),
+  );
+
+  /** Applies `c` to the draft's array; returns the values it wrote and how many elements it touched. */
+  function apply(arr: JsonValue[], c: Change): { written: JsonValue[]; touched: number } {
+    const at = 'at' in c ? c.at % arr.length : 0;
+    switch (c.kind) {
+      case 'append':
+        arr.push(...clone(c.items));
+        return { written: c.items, touched: c.items.length };
+      case 'truncate':
+        arr.splice(arr.length - c.count);
+        return { written: [], touched: c.count };
+      case 'set':
+        arr[at] = clone(c.item);
+        return { written: [c.item], touched: 1 };
+      case 'field':
+        arr[at] = { k: c.k, s: 'f' };
+        return { written: [arr[at]!], touched: 1 };
+      case 'splice':
+        arr.splice(at, c.count, ...clone(c.items));
+        return { written: c.items, touched: c.count + c.items.length };
+    }
+  }
+
+  it('an append, truncation, element change or splice costs O(change) in every notation, all exact', async () => {
+    const record = fc.record({
+      k: fc.integer({ min: 0, max: 9 }),
+      s: fc.string({ minLength: 8, maxLength: 12 }),
+    });
+    const big = fc.array(fc.oneof(element, record, record), { minLength: 400, maxLength: 600 });
+    await fc.assert(
+      fc.asyncProperty(big, change, async (arr, c) => {
+        const before: JsonObject = { _id: 'd', version: 1, arr, other: { n: 1 } };
+        let effect = { written: [] as JsonValue[], touched: 0 };
+        const outcome = await runEdit(
+          before,
+          (draft: JsonObject) => {
+            effect = apply(draft.arr as JsonValue[], c);
+          },
+          { versionField: 'version', version: 1, lockedFields: ['_id'] },
+        );
+        if (!outcome) return; // e.g. an element set to what it was
+        const { after, ops } = outcome;
+        const diff = buildDiff(before, after, ops, 2);
+        // O(change): the values written, about 64 bytes per element touched, the version op;
+        // and up to 8 elements an element-wise recording may shift before the compare is tried.
+        const bound = JSON.stringify(effect.written).length + 64 * effect.touched + 8 * 64 + 128;
+        const size = (v: unknown) => JSON.stringify(v).length;
+        expect(size(diff.jsonPatch)).toBeLessThanOrEqual(bound);
+        if (diff.mergePatch) expect(size(diff.mergePatch)).toBeLessThanOrEqual(3 * bound + 1200);
+        if (diff.mongoUpdate) expect(size(diff.mongoUpdate)).toBeLessThanOrEqual(3 * bound + 1200);
+        // The array is larger than any of those bounds: it is never sent whole.
+        expect(size(arr)).toBeGreaterThan(3 * bound + 1200);
+        // Changes in place and appends keep the MongoDB update (by index).
+        if (c.kind !== 'truncate' && c.kind !== 'splice') expect(diff.mongoUpdate).toBeDefined();
+        expect(applyJsonPatch(before, diff.jsonPatch)).toEqual(after);
+        if (diff.mergePatch) expect(applyMergePatch(before, diff.mergePatch)).toEqual(after);
+        if (diff.mongoUpdate) expect(applyMongoUpdate(before, diff)).toEqual(after);
+      }),
+      { numRuns: 300 },
     );
   });
 });
@@ -439,7 +576,7 @@ describe('compareValues (properties)', () => {
           expect(ops.length).toBeLessThanOrEqual(Math.max(1, edited.length));
           const diff = buildDiff(before, after, ops, 1);
           expect(applyMongoUpdate(before, diff)).toEqual(after);
-          expect(applyMergePatch(before, diff.mergePatch)).toEqual(after);
+          expect(applyMergePatch(before, diff.mergePatch!)).toEqual(after);
         },
       ),
       { numRuns: 1000 },
@@ -488,17 +625,35 @@ describe('buildDiff (examples)', () => {
     });
   });
 
-  it('expresses a change under an array at the array', () => {
+  it('expresses an insert or removal in an array at the array', () => {
     const { after, diff } = edit({ p: { items: [{ n: 1 }, { n: 2 }] } }, (d) => {
       const items = (d.p as JsonObject).items as JsonObject[];
-      items[1]!.n = 3;
-      items.unshift({ n: 0 });
+      items.splice(0, 1);
     });
     const items = (after.p as JsonObject).items;
+    expect(diff.jsonPatch).toEqual([
+      { op: 'replace', path: '/p/items/0', value: { n: 2 } },
+      { op: 'remove', path: '/p/items/1' },
+    ]);
     expect(diff.mongoUpdate).toEqual({ $set: { 'p.items': items } });
     expect(diff.mergePatch).toEqual({ p: { items } });
     // Shares structure with `after` rather than copying it.
-    expect(diff.mongoUpdate.$set!['p.items']).toBe(items);
+    expect(diff.mongoUpdate!.$set!['p.items']).toBe(items);
+  });
+
+  it('expresses changes in place and appends in an array by index, the merge patch by the array', () => {
+    const { after, diff } = edit({ p: { items: [{ n: 1 }, { n: 2 }] }, t: [[0]] }, (d) => {
+      const items = (d.p as JsonObject).items as JsonObject[];
+      items[1]!.n = 3;
+      items.push({ n: 4 });
+      delete items[0]!.n;
+      ((d.t as JsonValue[])[0] as JsonValue[]).push(1);
+    });
+    expect(diff.mongoUpdate).toEqual({
+      $set: { 'p.items.1.n': 3, 'p.items.2': { n: 4 }, 't.0.1': 1 },
+      $unset: { 'p.items.0.n': '' },
+    });
+    expect(diff.mergePatch).toEqual({ p: { items: (after.p as JsonObject).items }, t: after.t });
   });
 
   it('unsets removed members and nulls them in the merge patch', () => {
@@ -543,7 +698,7 @@ describe('buildDiff (examples)', () => {
       { op: 'replace', path: '/a', value: 2 },
       { op: 'add', path: '/b/c/2', value: 3 },
     ]);
-    expect(diff.mongoUpdate).toEqual({ $set: { a: 2, 'b.c': [1, 2, 3] } });
+    expect(diff.mongoUpdate).toEqual({ $set: { a: 2, 'b.c.2': 3 } });
   });
 
   it('keeps nulls exact in jsonPatch and mongoUpdate, but not in the merge patch', () => {
@@ -553,7 +708,7 @@ describe('buildDiff (examples)', () => {
     });
     expect(applyJsonPatch({ a: 1, o: {} }, diff.jsonPatch)).toEqual(after);
     expect(diff.mongoUpdate).toEqual({ $set: { a: null, o: { n: null } } });
-    expect(applyMergePatch({ a: 1, o: {} }, diff.mergePatch)).toEqual({ o: {} });
+    expect(applyMergePatch({ a: 1, o: {} }, diff.mergePatch!)).toEqual({ o: {} });
   });
 
   it('says "no changes" for an empty op list', () => {

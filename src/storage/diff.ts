@@ -177,7 +177,7 @@ export function emptyDiff(version: number): Diff {
   return { hasChanges: false, version, jsonPatch: [], mergePatch: {}, mongoUpdate: {} };
 }
 
-/** One node of the trie of changed paths (object keys only). */
+/** One node of the trie of changed paths (object keys, and indexes of arrays that change in place). */
 interface PathNode {
   children: Map<string, PathNode> | undefined;
   /** This path changed as a whole: its descendants are covered by it. */
@@ -185,10 +185,12 @@ interface PathNode {
   /** Whether the path exists in `after` (else it was removed), and its value there. */
   present: boolean;
   value: JsonValue | undefined;
+  /** Set on a non-terminal node whose value is an array changed in place: its children are indexes. */
+  array: JsonValue[] | undefined;
 }
 
 function newNode(): PathNode {
-  return { children: undefined, terminal: false, present: false, value: undefined };
+  return { children: undefined, terminal: false, present: false, value: undefined, array: undefined };
 }
 
 function isRootOp(op: JsonPatchOperation): boolean {
@@ -199,6 +201,16 @@ function isRootOp(op: JsonPatchOperation): boolean {
 }
 
 /**
+ * A derived notation is left out of the Diff when it would be larger than this many times the
+ * size of `jsonPatch`, plus {@link DERIVED_SLACK} bytes: what an RFC 7396 merge patch (any change
+ * in an array) or a MongoDB `$set` (an insert or removal in an array) must send whole, when the
+ * array is large. Twice leaves room for the notations' own overhead (a `$set` path or a merge
+ * patch's nesting against an op's path); the slack keeps them for small arrays, where whole is cheap.
+ */
+const DERIVED_FACTOR = 2;
+const DERIVED_SLACK = 1024;
+
+/**
  * Builds the whole Diff from a correct RFC 6902 op list (mutative's recording, or
  * {@link compareValues}' output), `before` and `after` (which may share structure).
  *
@@ -206,19 +218,24 @@ function isRootOp(op: JsonPatchOperation): boolean {
  * object, the widths of those two objects (for the merge patch). The document itself is never
  * walked or copied; values in the Diff share structure with `after`.
  *
- * Each op path is cut at the first point where `after` no longer has a plain object to descend
- * into: at an array (index-wise `$set`/merge cannot express inserts and removals, so a change
- * anywhere under an array re-sends the whole array), at a scalar, or at a missing key (a removal).
- * Paths covered by a shorter changed path are dropped, so `$set a` and `$set a.b` never both appear.
+ * Each op path is cut at the first point where `after` no longer has a container to descend into:
+ * at a scalar, at a missing key (a removal), or at an array whose elements the ops insert or
+ * remove (index-wise `$set` cannot express a shift: the whole array is set). An array the ops
+ * only change in place or append to is descended into: `$set` of `"a.3"`, `"a.3.b"`. Paths
+ * covered by a shorter changed path are dropped, so `$set a` and `$set a.b` never both appear.
  *
  * A root replacement (mutative's answer when the edit returns a new document) is first turned into
  * structural ops with {@link compareValues}; the returned `jsonPatch` then holds those.
  *
- * RFC 7396 limit: a merge patch cannot say "set this member to null", because null means
- * "remove". An object member that is null in `after` therefore comes out of `mergePatch` as a
- * removal (a changed member set to null), or is dropped when it sits inside an object the patch
- * adds: applying `mergePatch` yields `after` with those null members removed. `jsonPatch` and
- * `mongoUpdate` carry nulls exactly.
+ * RFC 7396 limits: a merge patch replaces an array whole, and cannot say "set this member to
+ * null", because null means "remove". An object member that is null in `after` therefore comes
+ * out of `mergePatch` as a removal (a changed member set to null), or is dropped when it sits
+ * inside an object the patch adds: applying `mergePatch` yields `after` with those null members
+ * removed. `jsonPatch` and `mongoUpdate` carry nulls exactly.
+ *
+ * Proportion: `mergePatch` and `mongoUpdate` are left out when they would be much larger than
+ * `jsonPatch` (see {@link DERIVED_FACTOR}), so a one-element change of a large array never stores
+ * the array; `jsonPatch` is always there.
  */
 export function buildDiff(
   before: JsonObject,
@@ -235,8 +252,9 @@ export function buildDiff(
   }
   if (ops.length === 0) return emptyDiff(version);
 
+  const shifted = shiftedArrays(before, ops);
   const root = newNode();
-  for (const op of ops) insertChangedPath(root, after, parsePointer(op.path));
+  for (const op of ops) insertChangedPath(root, after, parsePointer(op.path), shifted);
 
   const out: Emitted = { before, $set: {}, $unset: {}, setCount: 0, unsetCount: 0, segments: [] };
   const mergePatch: JsonObject = {};
@@ -245,7 +263,76 @@ export function buildDiff(
   const mongoUpdate: MongoUpdate = {};
   if (out.setCount > 0) mongoUpdate.$set = out.$set;
   if (out.unsetCount > 0) mongoUpdate.$unset = out.$unset;
-  return { hasChanges: true, version, jsonPatch: ops, mergePatch, mongoUpdate };
+  const diff: Diff = { hasChanges: true, version, jsonPatch: ops };
+  const budget =
+    DERIVED_FACTOR * jsonSize(ops as unknown as JsonValue, Number.POSITIVE_INFINITY) + DERIVED_SLACK;
+  if (jsonSize(mergePatch, budget) <= budget) diff.mergePatch = mergePatch;
+  if (jsonSize(mongoUpdate as JsonObject, budget) <= budget) diff.mongoUpdate = mongoUpdate;
+  return diff;
+}
+
+/**
+ * About the length of `JSON.stringify(value)` (strings counted without escapes, in UTF-16
+ * units), or some number over `budget` as soon as it passes it: the walk stops there, so
+ * measuring a notation that sends a large array whole costs the budget, not the array.
+ */
+export function jsonSize(value: JsonValue, budget: number): number {
+  switch (typeof value) {
+    case 'string':
+      return value.length + 2;
+    case 'number':
+    case 'boolean':
+      return String(value).length;
+    default:
+      break;
+  }
+  if (value === null) return 4;
+  let size = 2;
+  if (Array.isArray(value)) {
+    for (const element of value) {
+      size += 1 + jsonSize(element, budget - size);
+      if (size > budget) return size;
+    }
+  } else {
+    for (const key in value) {
+      size += key.length + 4 + jsonSize(value[key]!, budget - size);
+      if (size > budget) return size;
+    }
+  }
+  return size;
+}
+
+/**
+ * JSON Pointers of the arrays that `ops` insert into or remove from (as opposed to changing
+ * elements in place, or appending at the current end): those a MongoDB `$set` of indexes cannot
+ * express. Lengths are followed through the ops in order, from `before`; an array not in
+ * `before` counts as shifted (an earlier op that made it covers it anyway).
+ */
+function shiftedArrays(before: JsonObject, ops: readonly JsonPatchOperation[]): Set<string> {
+  const shifted = new Set<string>();
+  const lengths = new Map<string, number | undefined>();
+  for (const op of ops) {
+    const segments = parsePointer(op.path);
+    if (segments.length === 0) continue;
+    const parent = formatPointer(segments.slice(0, -1));
+    if (shifted.has(parent)) continue;
+    let length = lengths.get(parent);
+    if (!lengths.has(parent)) {
+      const value = getAt(before, segments.slice(0, -1), true);
+      length = Array.isArray(value) ? value.length : undefined;
+      lengths.set(parent, length);
+    }
+    if (length === undefined) continue; // the parent is no array (or none of `before`'s)
+    const key = segments[segments.length - 1]!;
+    const index = /^(0|[1-9]\d*)$/.test(key) ? Number(key) : -1;
+    if (op.op === 'replace' && index >= 0 && index < length) continue;
+    if (op.op === 'add' && index === length) {
+      lengths.set(parent, length + 1);
+      continue;
+    }
+    shifted.add(parent);
+  }
+  return shifted;
 }
 
 interface Emitted {
@@ -258,8 +345,11 @@ interface Emitted {
   segments: string[];
 }
 
-/** Walks the trie once, emitting the MongoDB update into `out` and the merge patch into `merge`. */
-function emit(node: PathNode, merge: JsonObject, out: Emitted): void {
+/**
+ * Walks the trie once, emitting the MongoDB update into `out` and the merge patch into `merge`
+ * (`undefined` inside an array, which the merge patch carries whole).
+ */
+function emit(node: PathNode, merge: JsonObject | undefined, out: Emitted): void {
   if (!node.children) return;
   const segments = out.segments;
   for (const [key, child] of node.children) {
@@ -270,20 +360,23 @@ function emit(node: PathNode, merge: JsonObject, out: Emitted): void {
         const value = child.value!;
         out.$set[dotted] = value;
         out.setCount++;
-        if (isPlainObject(value)) {
+        if (merge && isPlainObject(value)) {
           const old = getAt(out.before, segments);
           merge[key] = isPlainObject(old) ? mergeDiff(old, value) : value;
-        } else {
+        } else if (merge) {
           merge[key] = value;
         }
       } else {
         out.$unset[dotted] = '';
         out.unsetCount++;
-        merge[key] = null;
+        if (merge) merge[key] = null;
       }
+    } else if (child.array) {
+      if (merge) merge[key] = child.array;
+      emit(child, undefined, out);
     } else {
-      const sub: JsonObject = {};
-      merge[key] = sub;
+      const sub: JsonObject | undefined = merge && {};
+      if (merge) merge[key] = sub!;
       emit(child, sub, out);
     }
     segments.pop();
@@ -291,12 +384,14 @@ function emit(node: PathNode, merge: JsonObject, out: Emitted): void {
 }
 
 /** Adds the changed path of one op (cut as described in {@link buildDiff}) to the trie. */
-function insertChangedPath(root: PathNode, after: JsonObject, segs: string[]): void {
+function insertChangedPath(root: PathNode, after: JsonObject, segs: string[], shifted: Set<string>): void {
   let node = root;
-  let cur: JsonObject = after;
+  let cur: JsonObject | JsonValue[] = after;
+  let pointer = '';
   for (let i = 0; i < segs.length; i++) {
     const key = segs[i]!;
     if (node.terminal) return; // covered by a shorter changed path
+    const parent = node;
     let children = node.children;
     if (!children) {
       children = new Map();
@@ -308,29 +403,53 @@ function insertChangedPath(root: PathNode, after: JsonObject, segs: string[]): v
       children.set(key, child);
     }
     node = child;
-    if (!Object.hasOwn(cur, key)) {
+    let next: JsonValue | undefined;
+    if (Array.isArray(cur)) {
+      // Arrays descended into only grow (shiftedArrays), so every index op names an element.
+      next = /^(0|[1-9]\d*)$/.test(key) ? cur[Number(key)] : undefined;
+      if (next === undefined) {
+        markTerminal(parent, true, cur);
+        return;
+      }
+    } else if (!Object.hasOwn(cur, key)) {
       markTerminal(node, false, undefined);
       return;
+    } else {
+      next = cur[key]!;
     }
-    const next: JsonValue = cur[key]!;
-    if (!isPlainObject(next) || i === segs.length - 1) {
+    pointer += `/${escapePointerSegment(key)}`;
+    if (i === segs.length - 1) {
       markTerminal(node, true, next);
       return;
     }
-    cur = next;
+    if (isPlainObject(next)) {
+      cur = next;
+    } else if (Array.isArray(next) && !shifted.has(pointer)) {
+      node.array = next;
+      cur = next;
+    } else {
+      markTerminal(node, true, next);
+      return;
+    }
   }
 }
 
 function markTerminal(node: PathNode, present: boolean, value: JsonValue | undefined): void {
   node.terminal = true;
   node.children = undefined; // everything below is covered
+  node.array = undefined;
   node.present = present;
   node.value = value;
 }
 
-function getAt(obj: JsonObject, segs: readonly string[]): JsonValue | undefined {
+/** The value at `segs` (object keys; also array indexes with `throughArrays`), or `undefined`. */
+function getAt(obj: JsonObject, segs: readonly string[], throughArrays = false): JsonValue | undefined {
   let cur: JsonValue | undefined = obj;
   for (const key of segs) {
+    if (throughArrays && Array.isArray(cur)) {
+      cur = /^(0|[1-9]\d*)$/.test(key) ? cur[Number(key)] : undefined;
+      continue;
+    }
     if (!isPlainObject(cur) || !Object.hasOwn(cur, key)) return undefined;
     cur = cur[key];
   }

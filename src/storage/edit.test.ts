@@ -149,4 +149,13 @@ describe('runEdit: size and proportion', () => {
       ),
     ).toBeDefined();
   });
+
+  it('says a removal at the front of an array as one op, not one per shifted element', async () => {
+    const before: JsonObject = { ...doc(), list: Array.from({ length: 1000 }, (_, i) => ({ i })) };
+    const outcome = await runEdit(before, (d: { list: unknown[] }) => void d.list.shift(), target);
+    expect(outcome!.ops).toEqual([
+      { op: 'remove', path: '/list/0' },
+      { op: 'replace', path: '/version', value: 4 },
+    ]);
+  });
 });

@@ -18,9 +18,15 @@ export interface MongoUpdate {
 }
 
 /**
- * What one write changed, in three interchangeable notations.
- * `mergePatch` (RFC 7396) cannot say "set this member to null": null means "remove" there, so a
- * change that stores a null object member comes out of `mergePatch` as a removal. `jsonPatch` and
+ * What one write changed, in up to three interchangeable notations.
+ * `jsonPatch` (RFC 6902) is always there and exact, and costs about the size of the change.
+ * `mergePatch` (RFC 7396) and `mongoUpdate` are there unless they would be much larger than
+ * `jsonPatch` (more than twice its size plus 1 KiB): a merge patch carries any changed array
+ * whole, and a `$set` carries whole an array whose elements were inserted or removed (changes in
+ * place and appends are `$set`s of `"array.index"`), so a one-element change of a large array
+ * comes with `jsonPatch` alone.
+ * `mergePatch` cannot say "set this member to null": null means "remove" there, so a change that
+ * stores a null object member comes out of `mergePatch` as a removal. `jsonPatch` and
  * `mongoUpdate` carry nulls exactly.
  */
 export interface Diff {
@@ -28,8 +34,8 @@ export interface Diff {
   /** The document's version after the write (unchanged when `hasChanges` is false). */
   version: number;
   jsonPatch: JsonPatchOperation[];
-  mergePatch: JsonObject;
-  mongoUpdate: MongoUpdate;
+  mergePatch?: JsonObject;
+  mongoUpdate?: MongoUpdate;
 }
 
 /** Every stored document has a string `_id` (default: a new 24-hex ObjectId) and a version field. */

@@ -147,7 +147,7 @@ export function storageSuite(backend: StorageBackendFactory): void {
         expect(diff.hasChanges).toBe(true);
         expect(diff.version).toBe(2);
         expect(applyPatch(clone(doc), clone(diff.jsonPatch)).newDocument).toEqual(next);
-        expect(applyMergePatch(clone(doc), clone(diff.mergePatch))).toEqual(next);
+        expect(applyMergePatch(clone(doc), clone(diff.mergePatch!))).toEqual(next);
         const viaMongo = clone(doc);
         mingoUpdate(viaMongo, diff.mongoUpdate as never);
         expect(viaMongo).toEqual(next);
@@ -818,12 +818,42 @@ export function storageSuite(backend: StorageBackendFactory): void {
         expect(performance.now() - started).toBeLessThan(1000);
         expect(await games.findOne('g')).toEqual(before);
         // Appending by index is fine, and so is a gap when the storage allows one.
-        const { doc: appended } = await games.updateOne('g', { $set: { 'tags.3': 'd' } });
+        const { doc: appended, diff } = await games.updateOne('g', { $set: { 'tags.3': 'd' } });
         expect(appended.tags).toEqual(['a', 'b', 'c', 'd']);
+        expect(diff.mongoUpdate).toEqual({ $set: { 'tags.3': 'd', version: 2 } });
         const gaps = await limited({ maxArrayGrowth: 3 });
         await gaps.findOneAndUpsert({ ...doc });
         const { doc: padded } = await gaps.updateOne('g', { $set: { 'tags.5': 'f' } });
         expect(padded.tags).toEqual(['a', 'b', 'c', null, null, 'f']);
+      });
+
+      it('stores a change in a large array at about the size of the change', async () => {
+        const games = await limited();
+        const items = Array.from({ length: 5000 }, (_, i) => ({ name: `item ${i}`, qty: i }));
+        const { doc } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 0, items });
+        const pushed = await games.updateOne('g', { $push: { items: { name: 'new', qty: 1 } } });
+        expect(pushed.diff.jsonPatch).toEqual([
+          { op: 'add', path: '/items/5000', value: { name: 'new', qty: 1 } },
+          { op: 'replace', path: '/version', value: 2 },
+        ]);
+        expect(pushed.diff.mongoUpdate).toEqual({
+          $set: { 'items.5000': { name: 'new', qty: 1 }, version: 2 },
+        });
+        expect(pushed.diff.mergePatch).toBeUndefined(); // RFC 7396 would resend the array
+        const popped = await games.updateOne('g', { $pop: { items: -1 } });
+        expect(popped.diff.jsonPatch).toEqual([
+          { op: 'remove', path: '/items/0' },
+          { op: 'replace', path: '/version', value: 3 },
+        ]);
+        expect(popped.diff.mongoUpdate).toBeUndefined();
+        const changed = await games.updateOne('g', { $inc: { 'items.7.qty': 1 } });
+        expect(changed.diff.mongoUpdate).toEqual({ $set: { 'items.7.qty': 9, version: 4 } });
+        for (const { diff } of [pushed, popped, changed])
+          expect(JSON.stringify(diff).length).toBeLessThan(400);
+        let state: unknown = clone(doc);
+        for (const { diff } of [pushed, popped, changed])
+          state = applyPatch(state, clone(diff.jsonPatch)).newDocument;
+        expect(state).toEqual(await games.findOne('g'));
       });
     });
   });
