@@ -17,10 +17,11 @@ import { catchUp } from './catch-up.js';
 import { editDiff } from './edit-diff.js';
 import { fanOut } from './fan-out.js';
 import type { BenchModule } from './harness.js';
+import { list } from './list.js';
 import { serve } from './serve.js';
 import { writePath } from './write-path.js';
 
-const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut, serve, acks];
+const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut, serve, acks, list];
 
 const OUTPUT = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
 
