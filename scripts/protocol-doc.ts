@@ -378,6 +378,8 @@ const errorWhen: Record<ErrorCode, string> = {
   version_conflict:
     'A document kept changing while the server read a consistent snapshot of it (subscribe again). HTTP: an ' +
     'edit kept losing the race for the document until its retries or timeout ran out.',
+  unsupported_media_type:
+    'HTTP only: a write (POST, PATCH) whose body is not declared `Content-Type: application/json`.',
   too_large:
     'HTTP: a request body over `maxMessageBytes`. WebSocket: see close code 1009 (no error frame arrives).',
   rate_limited:

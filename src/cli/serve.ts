@@ -11,6 +11,7 @@ import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { memoryDatabase } from '../backends/memory/memory-database.js';
 import type { Logger } from '../events/logger.js';
+import { LOOPBACK_HOSTS } from '../server/access.js';
 import { type Attached, type AttachOptions, attach } from '../server/attach.js';
 import { requestUrl } from '../server/http.js';
 import type { Database } from '../storage/backend.js';
@@ -81,7 +82,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
 
   let engine: SyncEngine;
   try {
-    engine = await SyncEngine.create({ authenticate: nameFromToken, ...options.engine, db, logger });
+    // On a loopback address, answer only to loopback names: a DNS-rebound page cannot reach it.
+    const access = isLoopback(options.host) ? { allowedHosts: LOOPBACK_HOSTS } : {};
+    engine = await SyncEngine.create({ authenticate: nameFromToken, access, ...options.engine, db, logger });
   } catch (error) {
     await db.close().catch(() => {});
     throw error;

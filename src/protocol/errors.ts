@@ -18,6 +18,8 @@ export const ErrorCodes = {
   already_exists: { status: 409 },
   version_conflict: { status: 409 },
   too_large: { status: 413 },
+  /** REST: a write whose body is not declared `Content-Type: application/json`. */
+  unsupported_media_type: { status: 415 },
   /** Too many messages per second, or too many subscriptions on one connection. */
   rate_limited: { status: 429 },
   timeout: { status: 504 },

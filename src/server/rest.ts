@@ -26,6 +26,7 @@ import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../stora
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';
 import type { Principal } from '../sync/types.js';
+import { accessProblem, isJsonContentType } from './access.js';
 import {
   authenticateRequest,
   intParam,
@@ -77,6 +78,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
   };
 
   const body = async (req: IncomingMessage): Promise<unknown> => {
+    assertJsonBody(req);
     const text = await readBody(req, limits.maxMessageBytes);
     return parseJson(text, BODY_DEPTH);
   };
@@ -214,6 +216,8 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
   ): Promise<void> {
     assertCollectionName(c);
     assertId(id);
+    if (Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'])
+      assertJsonBody(req);
     const text = await readBody(req, limits.maxMessageBytes);
     const parsed = SyncRequest.safeParse(text.trim() === '' ? {} : parseJson(text, limits.maxMessageDepth));
     if (!parsed.success) {
@@ -237,6 +241,8 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]) {
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    const refused = accessProblem(req, engine.access);
+    if (refused) throw new EventSyncError('forbidden', refused);
     const [a = '', b = '', c = ''] = segments;
     const auth = () => authenticateRequest(engine, req, url);
     switch (segments.length) {
@@ -279,6 +285,19 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
       return true;
     },
   };
+}
+
+/**
+ * Writes take JSON only: a form or `text/plain` body is what a page on another origin can send
+ * without a CORS preflight, so refusing it keeps such pages out even where `Origin` is missing.
+ */
+function assertJsonBody(req: IncomingMessage): void {
+  if (!isJsonContentType(req)) {
+    throw new EventSyncError(
+      'unsupported_media_type',
+      'send the body as JSON with Content-Type: application/json',
+    );
+  }
 }
 
 /** `If-Match: 3`, `"3"` or `W/"3"`: the version the change expects; `*` and absent: any. */

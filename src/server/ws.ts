@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { SyncEngine } from '../sync/engine.js';
 import { TOO_SLOW } from '../sync/types.js';
+import { accessProblem } from './access.js';
 import { CatchUpWindow } from './catch-up-window.js';
 import { encodeOnce } from './encode-once.js';
 import { refuseUpgrade, requestUrl } from './http.js';
@@ -60,6 +61,8 @@ export function attachWebSocket(
       return;
     }
     if (closing) return refuseUpgrade(socket, 503, 'the server is shutting down');
+    const refused = accessProblem(request, engine.access);
+    if (refused) return refuseUpgrade(socket, 403, refused);
     const slot = engine.connections.acquire(request.socket.remoteAddress);
     if (!slot.ok) return refuseUpgrade(socket, slot.status, slot.message);
     socket.once('close', slot.release);

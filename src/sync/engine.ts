@@ -20,6 +20,7 @@ import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
 import { Session } from './session.js';
 import {
+  type AccessOptions,
   type Action,
   type Authenticate,
   type Authorize,
@@ -39,6 +40,8 @@ export interface SyncEngineOptions {
   logger?: Logger;
   /** Automatic snapshot interval of the collections' EventSyncStorage. Default 100. */
   snapshotEvery?: number;
+  /** Which web pages (`Origin`) and host names (`Host`) the transports serve; see `AccessOptions`. Default: same origin, any host. */
+  access?: AccessOptions;
 }
 
 /** What a session needs to know about one event; built once per event, shared by all sessions. */
@@ -66,6 +69,8 @@ export class SyncEngine {
   readonly metrics = new SyncMetrics();
   /** Open WebSockets and SSE streams, in total and per address (both transports share them). */
   readonly connections: ConnectionLimits;
+  /** Checked by every transport before anything else (see `AccessOptions`). */
+  readonly access: AccessOptions;
   readonly logger: Logger;
   readonly #db: Database;
   readonly #authenticate: Authenticate;
@@ -89,6 +94,7 @@ export class SyncEngine {
     this.events = events;
     this.limits = { ...defaultLimits, ...options.limits };
     this.connections = new ConnectionLimits(this.limits);
+    this.access = options.access ?? {};
     this.logger = options.logger ?? consoleLogger;
     this.service = new SyncService(events.backend, {
       ackFlushMs: this.limits.ackFlushMs,

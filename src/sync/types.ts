@@ -33,6 +33,19 @@ export type Authorize = (
   documentId?: string,
 ) => boolean | Promise<boolean>;
 
+/**
+ * Which web pages may use the transports (checked on every upgrade, SSE stream and REST request).
+ * `Origin` is checked because WebSockets have no CORS and a `text/plain` POST needs no preflight:
+ * any website could otherwise act through its visitors' browsers. `Host` is checked because a
+ * page whose name an attacker points at 127.0.0.1 (DNS rebinding) is same-origin with itself.
+ */
+export interface AccessOptions {
+  /** Origins (`https://app.example.com`) allowed besides the server's own (same origin); `'*'`: every origin. */
+  allowedOrigins?: readonly string[] | '*';
+  /** Host names, without port, the server answers to (e.g. `['localhost', '127.0.0.1', '[::1]']`); absent: any. */
+  allowedHosts?: readonly string[];
+}
+
 /** What remote callers may send; filter limits: see `assertRemoteFilter`. */
 export interface SyncLimits extends FilterLimits {
   /** Largest accepted frame or request body, in bytes. Default 64 KiB. */
@@ -96,6 +109,9 @@ export const TOO_SLOW = {
   code: 1013,
   reason: 'too slow: the send buffer is full; reconnect and catch up',
 } as const;
+
+/** The close of a WebSocket that did not send `hello` within `helloTimeoutMs` (the reason gets the ms appended). */
+export const HELLO_TIMEOUT = { code: 4408, reason: 'no hello' } as const;
 
 /**
  * Where a session's frames go: a WebSocket, an SSE response, a test.

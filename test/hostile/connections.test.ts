@@ -10,7 +10,7 @@ import { http } from '../server/http-client.js';
 import { rawRequest, startTarget } from './support.js';
 
 const UPGRADE =
-  'GET /sync HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+  'GET /sync HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
   'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
 
 function open(url: string): Promise<WebSocket> {
@@ -70,7 +70,7 @@ describe('shutdown', () => {
     // A request in flight: headers and half a body, the rest never comes.
     const inFlight = rawRequest(
       target.port,
-      'POST /api/games HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"_id":',
+      'POST /api/games HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"_id":',
       { end: false, waitMs: 10_000 },
     );
     // Stuck sockets: half a request line, and a WebSocket that never says hello.

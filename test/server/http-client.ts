@@ -13,7 +13,13 @@ export interface JsonResponse<T = unknown> {
   text: string;
 }
 
-/** One HTTP request; the body is JSON-encoded unless it is a string or Buffer. */
+/** A body given as a value is sent as JSON, and says so (the server takes writes as JSON only). */
+const jsonType = (body: unknown): Record<string, string> =>
+  body === undefined || typeof body === 'string' || Buffer.isBuffer(body)
+    ? {}
+    : { 'content-type': 'application/json' };
+
+/** One HTTP request; the body is JSON-encoded (with its Content-Type) unless it is a string or Buffer. */
 // biome-ignore lint/suspicious/noExplicitAny: tests read response bodies loosely
 export function http<T = any>(
   base: string,
@@ -30,7 +36,7 @@ export function http<T = any>(
   return new Promise((resolve, reject) => {
     const req = request(
       new URL(path, base),
-      { method, headers: options.headers ?? {}, agent: false },
+      { method, headers: { ...jsonType(options.body), ...options.headers }, agent: false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

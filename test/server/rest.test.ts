@@ -122,7 +122,10 @@ describe('REST: create', () => {
     const streamed = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(
         new URL('/api/games', base),
-        { method: 'POST', headers: { ...auth(), 'transfer-encoding': 'chunked' } },
+        {
+          method: 'POST',
+          headers: { ...auth(), 'transfer-encoding': 'chunked', 'content-type': 'application/json' },
+        },
         (res) => {
           let body = '';
           res.on('data', (c) => {

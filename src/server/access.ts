@@ -1,0 +1,53 @@
+/**
+ * Which web pages may use the server, checked on every WebSocket upgrade, SSE stream and REST
+ * request before anything else runs.
+ *
+ * - **Origin**: a browser names the page that makes a request (`Origin`). WebSockets have no CORS,
+ *   and a `text/plain` POST needs no preflight, so without this check any website a user visits
+ *   could read and write through the user's browser (with cookie-based `authenticate`, as the
+ *   user: cross-site WebSocket hijacking). Default: same origin only (the `Origin`'s host equals
+ *   the request's `Host`); `allowedOrigins` adds others, `'*'` allows every origin. Requests
+ *   without `Origin` (servers, curl, same-origin navigations) pass.
+ * - **Host**: a page on `evil.example` whose name an attacker re-points at 127.0.0.1 (DNS
+ *   rebinding) is same-origin with itself; only a list of the names the server answers to stops
+ *   it. `eventsync serve` on a loopback address answers only to `localhost`, `127.0.0.1` and `[::1]`.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { AccessOptions } from '../sync/types.js';
+
+export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]', '::1'];
+
+/** Why the request may not go on (a 403 message), or `undefined` when it may. */
+export function accessProblem(req: IncomingMessage, access: AccessOptions): string | undefined {
+  const host = req.headers.host?.toLowerCase();
+  if (access.allowedHosts && !access.allowedHosts.includes(hostName(host))) {
+    return `this server does not answer to the host ${JSON.stringify(host ?? '')}`;
+  }
+  const origin = req.headers.origin;
+  if (origin === undefined || access.allowedOrigins === '*') return undefined;
+  if (access.allowedOrigins?.includes(origin)) return undefined;
+  let originHost: string | undefined;
+  try {
+    originHost = new URL(origin).host; // `null` (sandboxed pages, file:) does not parse: refused
+  } catch {
+    originHost = undefined;
+  }
+  if (originHost !== undefined && originHost === host) return undefined;
+  return `pages from ${JSON.stringify(origin)} may not use this server (allowedOrigins)`;
+}
+
+/** `Host: example.com:8080` → `example.com`; `[::1]:80` → `[::1]`. */
+function hostName(host: string | undefined): string {
+  if (!host) return '';
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
+  const colon = host.indexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+/** `application/json`, with or without parameters (`; charset=utf-8`). */
+export function isJsonContentType(req: IncomingMessage): boolean {
+  const type = req.headers['content-type'];
+  if (type === undefined) return false;
+  const essence = type.split(';', 1)[0]!.trim().toLowerCase();
+  return essence === 'application/json' || (essence.startsWith('application/') && essence.endsWith('+json'));
+}
