@@ -102,7 +102,8 @@ export const messages: MessageDoc[] = [
       'Must be the first message. The server runs its `authenticate` hook with the HTTP upgrade request and ' +
       '`token`, then answers `welcome`. A protocol version it does not speak gets `error unsupported_protocol` ' +
       'and close 4000; refused credentials get `error unauthorized` and close 4001. A second `hello` on the ' +
-      'same connection gets `error bad_message`.',
+      'same connection gets `error bad_message`. A connection that has not been welcomed within ' +
+      '`helloTimeoutMs` is closed with 4408.',
   },
   {
     id: 'SubscribeDocument',
@@ -353,6 +354,14 @@ export const closeCodes: { code: string; name: string; when: string }[] = [
     name: 'unauthorized',
     when: '`authenticate` refused the credentials of `hello` (after `error unauthorized`).',
   },
+  {
+    code: '4408',
+    name: 'no hello',
+    when:
+      'The connection was not welcomed within `helloTimeoutMs` of opening (reason `no hello within <ms> ms`): ' +
+      'no `hello`, or `authenticate` still deciding. No `error` frame. Connect again and send `hello` first. ' +
+      'SSE streams are authenticated on their request and never get it.',
+  },
 ];
 
 /** When each error code is sent. A new code in errors.ts fails to compile until it is described here. */
@@ -402,7 +411,8 @@ const limitNotes: Record<keyof SyncLimits, string> = {
   maxBufferedBytes: 'Bytes waiting to be sent to one client. Over: close 1013.',
   heartbeatMs:
     'The server pings every this many ms; a connection that has not answered the previous ping is terminated.',
-  helloTimeoutMs: 'A connection that has not sent `hello` within this many ms is closed (4408).',
+  helloTimeoutMs:
+    'A WebSocket connection not welcomed (no `hello`, or one still being authenticated) within this many ms of opening is closed (4408). SSE streams are authenticated on their request and not subject to it.',
   maxConnections:
     'Open WebSocket connections and SSE streams in total. Over: the upgrade is answered 503 (SSE: 429 `rate_limited`).',
   maxConnectionsPerAddress:

@@ -12,7 +12,14 @@ import type { JsonObject } from '../storage/types.js';
 import type { Delivery, SyncEngine } from './engine.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
-import { type AuthRequest, documentKey, type Principal, type Sink, TOO_SLOW } from './types.js';
+import {
+  type AuthRequest,
+  documentKey,
+  HELLO_TIMEOUT,
+  type Principal,
+  type Sink,
+  TOO_SLOW,
+} from './types.js';
 
 type Subscription =
   | { kind: 'document'; collection: string; documentId: string }
@@ -69,12 +76,20 @@ export class Session {
   #throttled = false;
   /** Frames are handled one after another, in arrival order. */
   #queue: Promise<void> = Promise.resolve();
+  /** Closes a connection not welcomed in time: one that never says who it is must not hold a socket. */
+  #helloTimer: NodeJS.Timeout | undefined;
 
   constructor(engine: SyncEngine, request: Omit<AuthRequest, 'token'>, sink: Sink) {
     this.#engine = engine;
     this.#request = request;
     this.#sink = sink;
     this.#tokens = engine.limits.maxMessagesPerSecond;
+    const ms = engine.limits.helloTimeoutMs;
+    this.#helloTimer = setTimeout(() => {
+      if (!this.principal) this.close(HELLO_TIMEOUT.code, `${HELLO_TIMEOUT.reason} within ${ms} ms`);
+    }, ms);
+    // A pending hello is no reason to keep a process alive.
+    this.#helloTimer.unref();
   }
 
   get closed(): boolean {
@@ -139,6 +154,7 @@ export class Session {
   close(code = 1000, reason = ''): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#helloTimer);
     for (const tracked of this.#docs.values())
       this.#engine.unfollow(this, tracked.collection, tracked.documentId);
     for (const sub of this.#subs.values()) {
@@ -186,6 +202,7 @@ export class Session {
     }
     this.principal = principal;
     this.clientId = message.clientId;
+    clearTimeout(this.#helloTimer);
     this.#send({
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
@@ -198,6 +215,7 @@ export class Session {
   accept(principal: Principal, clientId: string): void {
     this.principal = principal;
     this.clientId = clientId;
+    clearTimeout(this.#helloTimer);
   }
 
   async #subscribeDocument(

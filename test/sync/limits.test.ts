@@ -1,7 +1,7 @@
 /**
  * The limits of a sync connection, each with a small configured value, over real WebSockets on
  * loopback: frame size, frames per second, subscriptions per connection, the send buffer of a
- * client too slow to read, and heartbeats.
+ * client too slow to read, heartbeats, and the time a connection has to say hello.
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -13,9 +13,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { memoryDatabase } from '../../src/index.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
+import { attach } from '../../src/server/attach.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import { SyncEngine } from '../../src/sync/engine.js';
-import type { SyncLimits } from '../../src/sync/types.js';
+import { HELLO_TIMEOUT, type SyncLimits } from '../../src/sync/types.js';
+import { SseClient } from '../server/http-client.js';
 import { TestClient } from '../support/ws-client.js';
 
 interface Running {
@@ -287,5 +289,43 @@ describe('heartbeat', () => {
     expect(answering.closed).toBeUndefined();
     answering.send({ type: 'unsubscribe', sub: 'still-here' });
     await answering.until(() => answering.of('error').some((e) => e.ref === 'still-here'));
+  });
+});
+
+describe('helloTimeoutMs', () => {
+  it('closes a WebSocket that sends no hello with 4408 and a reason; one that did, and SSE streams, stay', async () => {
+    // WebSocket and SSE on one server (SSE streams are authenticated on their request).
+    const engine = await SyncEngine.create({ db: memoryDatabase(), limits: { helloTimeoutMs: 200 } });
+    const server = createServer();
+    const attached = attach(server, engine);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    cleanups.push(async () => {
+      await attached.close();
+      await engine.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const games = await engine.collection<{ _id: string; version: number; gold: number }>('games');
+    await games.findOneAndUpsert({ _id: 'g1', gold: 0 });
+
+    const silent = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
+    cleanups.push(() => silent.terminate());
+    // Frames other than hello do not count.
+    silent.send({ type: 'subscribe', sub: 's', collection: 'games' });
+    const greeted = await client(`ws://127.0.0.1:${port}/sync`, 'greeted');
+    const stream = await SseClient.open(`http://127.0.0.1:${port}`, '/sse/games');
+    cleanups.push(() => stream.destroy());
+
+    await until(() => silent.closed !== undefined, 'the silent connection to close');
+    expect(silent.closed).toEqual({ code: HELLO_TIMEOUT.code, reason: 'no hello within 200 ms' });
+    expect(silent.received.map((m) => m.type)).toEqual(['error']); // unauthorized: send hello first
+    await sleep(300);
+    expect(greeted.closed).toBeUndefined();
+    expect(stream.ended).toBe(false);
+    await games.updateOne('g1', { $inc: { gold: 1 } });
+    await stream.until((s) => s.of('event').length === 1);
+    greeted.send({ type: 'subscribe', sub: 'g', collection: 'games', documentId: 'g1' });
+    await greeted.next('synced');
   });
 });
