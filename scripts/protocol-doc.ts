@@ -132,10 +132,18 @@ export const messages: MessageDoc[] = [
       'and `filter` matches neither and is refused). The server asks `authorize(principal, "subscribe", ' +
       'collection)`, checks the filter (`$where`, `$function`, `$accumulator` and `__proto__`/`constructor`/' +
       '`prototype` keys are refused with `error validation`), answers `subscribed`, sends a `snapshot` of ' +
-      'each matching document the principal may read (documents this connection already follows get ' +
-      'none), then `synced`. Live: events of the covered documents; a document that starts matching arrives ' +
-      'as a `snapshot` (or as its `create` event); one that stops matching (or is deleted) gets `leave` after ' +
-      'the event that made it leave. The filter is judged on the document as it is when the event is handled.',
+      'each matching document the principal may read, then `synced`. The snapshots come in `_id` order, read ' +
+      'a page at a time and paced to the client (one that stops reading holds the rest up, and is not ' +
+      'disconnected for it); each carries its document as it was when its page was read, at the seq of that ' +
+      'state. Documents this connection already follows get none; one that no longer matches (or is gone) ' +
+      'when its page is read gets none. Live events flow meanwhile: each event of a covered document after ' +
+      'its snapshot, once and in order. Live: events of the covered documents; a document that starts ' +
+      'matching arrives as a `snapshot` (or as its `create` event); one that stops matching (or is deleted) ' +
+      'gets `leave` after the event that made it leave. The filter is judged on the document as it is when ' +
+      'the event is handled. A subscription covers at most `maxSubscriptionDocuments` documents: when its ' +
+      'snapshot, or a document entering later, would take it past that, it ends with `error too_large` (ref: ' +
+      '`sub`): as after `unsubscribed`, nothing more comes for it and the documents only it covered are no ' +
+      'longer followed. Narrow the filter.',
   },
   {
     id: 'Unsubscribe',
@@ -390,7 +398,9 @@ const errorWhen: Record<ErrorCode, string> = {
   unsupported_media_type:
     'HTTP only: a write (POST, PATCH) whose body is not declared `Content-Type: application/json`.',
   too_large:
-    'HTTP: a request body over `maxMessageBytes`. WebSocket: see close code 1009 (no error frame arrives).',
+    'A collection subscription that would cover more than `maxSubscriptionDocuments` documents (ref: `sub`; ' +
+    'the subscription ends). HTTP: a request body over `maxMessageBytes`. A frame over it: see close code ' +
+    '1009 (no error frame arrives).',
   rate_limited:
     'More than `maxMessagesPerSecond` frames in a second (that frame is dropped, the connection stays ' +
     'open), or a `subscribe` beyond `maxSubscriptions`.',
@@ -420,7 +430,7 @@ const limitNotes: Record<keyof SyncLimits, string> = {
   maxPageBytes:
     'Bytes of one REST list or event page: the page ends after the item that crosses it and says where to continue.',
   maxSubscriptionDocuments:
-    'Documents one collection subscription snapshots and follows. Over: `error too_large` for the `subscribe`.',
+    'Documents one collection subscription covers (snapshots and follows). Past it, in its snapshot or when a document enters later: `error too_large` (ref: `sub`), and the subscription ends.',
   ackFlushMs: 'Acknowledged positions are written to the database in one batch at most this often.',
   maxFilterBytes:
     'Largest filter (collection subscription, SSE `?filter=`, REST `?filter=`), as JSON bytes. Over: `error validation` (HTTP 400).',

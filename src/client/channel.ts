@@ -12,8 +12,18 @@ import type { Link, LinkHandlers, LinkOutcome, ServerMessage } from './transport
 
 const MAX_ACKS_PER_FLUSH = 20;
 
-/** Codes after which subscribing again cannot help. */
-const PERMANENT = new Set(['forbidden', 'bad_message', 'validation', 'not_found', 'unauthorized']);
+/**
+ * Codes after which subscribing again cannot help. `too_large`: a collection subscription whose
+ * filter matches more than the server's `maxSubscriptionDocuments` (it would only fail again).
+ */
+const PERMANENT = new Set([
+  'forbidden',
+  'bad_message',
+  'validation',
+  'not_found',
+  'unauthorized',
+  'too_large',
+]);
 
 /** One transport connection and its reconnect loop. */
 export class Channel {

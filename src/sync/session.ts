@@ -9,6 +9,14 @@ import type { SyncEvent, VectorClock } from '../events/types.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
 import type { JsonObject } from '../storage/types.js';
+import {
+  FIRST_PAGE_DOCUMENTS,
+  nextPageSize,
+  nextTurn,
+  type PageSnapshot,
+  readPage,
+  readSnapshots,
+} from './collection-snapshot.js';
 import type { Delivery, SyncEngine } from './engine.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
@@ -23,7 +31,14 @@ import {
 
 type Subscription =
   | { kind: 'document'; collection: string; documentId: string }
-  | { kind: 'collection'; collection: string; query: Query | undefined };
+  | {
+      kind: 'collection';
+      collection: string;
+      query: Query | undefined;
+      /** How many documents it covers now (at most `maxSubscriptionDocuments`). */
+      documents: number;
+    };
+type CollectionSubscription = Subscription & { kind: 'collection' };
 
 /** What this connection has of one document. */
 interface Tracked {
@@ -47,7 +62,7 @@ interface Held {
 
 /** What a document's log says a client is missing (`SyncService.getMissingEvents`). */
 interface Missing {
-  snapshot?: { seq: number; version: number; state: JsonObject | null; vectorClock: VectorClock };
+  snapshot?: PageSnapshot;
   events: SyncEvent[];
 }
 
@@ -231,7 +246,7 @@ export class Session {
     this.#addSub(sub, { kind: 'document', collection, documentId });
     this.#send({ type: 'subscribed', sub });
     const existing = this.#docs.get(documentKey(collection, documentId));
-    if (existing) existing.subs.add(sub);
+    if (existing) this.#cover(existing, sub);
     else {
       await this.#catchUp(
         collection,
@@ -262,20 +277,121 @@ export class Session {
       assertRemoteFilter(filter, this.#engine.limits);
       query = new Query(filter);
     }
-    this.#addSub(sub, { kind: 'collection', collection, query });
+    const subscription: CollectionSubscription = { kind: 'collection', collection, query, documents: 0 };
+    this.#addSub(sub, subscription);
+    // Followed before the first read: every event committed after it reaches this session.
     this.#engine.followCollection(this, collection);
     const storage = await this.#engine.collection(collection);
-    // Run the query before answering, so a filter mingo refuses fails the subscribe itself.
-    const initial = await storage.findMany(filter ?? {});
+    const limits = this.#engine.limits;
+    // The first page is read before answering, so a filter mingo refuses fails the subscribe itself.
+    let asked = Math.min(FIRST_PAGE_DOCUMENTS, limits.maxSubscriptionDocuments + 1);
+    await nextTurn();
+    let page = await readPage(storage, filter ?? {}, undefined, asked);
     this.#send({ type: 'subscribed', sub });
-    for (const doc of initial) {
+    for (;;) {
+      const sent = await this.#snapshotPage(sub, subscription, storage, page);
+      // A page shorter than asked for was the last one.
+      if (page.length < asked || !this.#subs.has(sub)) break;
+      // A client that stopped reading costs no more reads until it reads again.
+      if (!sent.more) await this.#sink.drained?.();
+      await nextTurn();
       if (!this.#subs.has(sub)) return;
-      const documentId = doc._id;
-      const tracked = this.#docs.get(documentKey(collection, documentId));
-      if (tracked) tracked.subs.add(sub);
-      else if (await this.#mayRead(collection, documentId)) await this.#enter(collection, documentId, sub);
+      // One more than the cap leaves room for: reading it says the filter matches too many.
+      asked = Math.min(
+        nextPageSize(limits.maxBufferedBytes, sent.bytes, sent.frames),
+        limits.maxSubscriptionDocuments - subscription.documents + 1,
+      );
+      page = await readPage(storage, filter ?? {}, page[page.length - 1]!._id as string, asked);
     }
     if (this.#subs.has(sub)) this.#send({ type: 'synced', sub });
+  }
+
+  /**
+   * One page of a collection subscription's snapshot: its documents are followed first (live
+   * events of them are held from then on), then read at one seq each, then sent, paced to the
+   * client, each followed by the events held for it. A document this connection follows already
+   * gets no snapshot. One that no longer matches (or is gone) when read, with no event since it
+   * was followed, is left out: membership is judged on the latest state seen.
+   */
+  async #snapshotPage(
+    sub: string,
+    subscription: CollectionSubscription,
+    storage: Awaited<ReturnType<SyncEngine['collection']>>,
+    page: JsonObject[],
+  ): Promise<{ more: boolean; bytes: number; frames: number }> {
+    const sent = { more: true, bytes: 0, frames: 0 };
+    const fresh = await this.#trackPage(sub, subscription, page);
+    if (fresh.length === 0) return sent;
+    let snapshots: PageSnapshot[];
+    try {
+      snapshots = await readSnapshots(
+        this.#engine,
+        storage,
+        subscription.collection,
+        fresh.map((t) => t.documentId),
+      );
+    } catch (error) {
+      for (const tracked of fresh) if (this.#follows(tracked)) this.#untrack(tracked);
+      throw error;
+    }
+    const { query } = subscription;
+    for (const [i, tracked] of fresh.entries()) {
+      const snapshot = snapshots[i]!;
+      if (!sent.more) await this.#sink.drained?.();
+      await nextTurn();
+      if (!this.#follows(tracked)) continue;
+      if (tracked.held!.length === 0 && !(snapshot.state && (!query || query.test(snapshot.state)))) {
+        this.#uncover(tracked, sub);
+        if (tracked.subs.size === 0) {
+          this.#untrack(tracked);
+          continue;
+        }
+      }
+      const frame = this.#snapshotFrame(tracked, snapshot);
+      sent.more = this.#catchUpFrame(
+        frame,
+        `${documentKey(tracked.collection, tracked.documentId)}/${snapshot.seq}`,
+      );
+      sent.bytes += Buffer.byteLength(frame);
+      sent.frames++;
+      this.#release(tracked);
+    }
+    return sent;
+  }
+
+  /**
+   * Follows the documents of a page this connection does not follow yet (holding their live
+   * events) and counts every readable one against `maxSubscriptionDocuments`. Returns the newly
+   * followed, also when the subscription ended meanwhile (past the cap, or by a live event): any
+   * of them another subscription took up since still needs its snapshot, and its held events.
+   */
+  async #trackPage(
+    sub: string,
+    subscription: CollectionSubscription,
+    page: JsonObject[],
+  ): Promise<Tracked[]> {
+    const { collection } = subscription;
+    const fresh: Tracked[] = [];
+    for (const doc of page) {
+      await nextTurn();
+      const documentId = doc._id as string;
+      if (!(await this.#mayRead(collection, documentId))) continue;
+      if (!this.#subs.has(sub)) return fresh;
+      let tracked = this.#docs.get(documentKey(collection, documentId));
+      if (tracked?.subs.has(sub)) continue;
+      if (this.#full(sub)) {
+        this.#tooMany(sub);
+        return fresh;
+      }
+      if (!tracked) {
+        tracked = { collection, documentId, lastSeq: 0, lastClock: {}, held: [], subs: new Set() };
+        this.#docs.set(documentKey(collection, documentId), tracked);
+        this.#engine.follow(this, collection, documentId);
+        fresh.push(tracked);
+      }
+      this.#cover(tracked, sub);
+    }
+    return fresh;
   }
 
   async #unsubscribe(sub: string): Promise<void> {
@@ -340,10 +456,11 @@ export class Session {
       lastSeq: clientSeq ?? 0,
       lastClock: {},
       held: [],
-      subs: new Set([sub]),
+      subs: new Set(),
     };
     this.#docs.set(documentKey(collection, documentId), tracked);
     this.#engine.follow(this, collection, documentId);
+    this.#cover(tracked, sub);
     try {
       await this.#sendMissing(tracked, await missing());
     } catch (error) {
@@ -380,19 +497,9 @@ export class Session {
     let more = true;
     if (snapshot) {
       more = this.#catchUpFrame(
-        JSON.stringify({
-          type: 'snapshot',
-          collection: tracked.collection,
-          documentId: tracked.documentId,
-          seq: snapshot.seq,
-          version: snapshot.version,
-          state: snapshot.state,
-          vectorClock: snapshot.vectorClock,
-        } satisfies ServerMessage),
+        this.#snapshotFrame(tracked, snapshot),
         `${documentKey(tracked.collection, tracked.documentId)}/${snapshot.seq}`,
       );
-      tracked.lastSeq = snapshot.seq;
-      tracked.lastClock = snapshot.vectorClock;
     }
     for (const event of events) {
       if (!more) {
@@ -401,6 +508,21 @@ export class Session {
       }
       more = this.#emit(tracked, event, eventFrame(event), true);
     }
+  }
+
+  /** The `snapshot` frame of a followed document; from now on it is at the snapshot's seq. */
+  #snapshotFrame(tracked: Tracked, snapshot: PageSnapshot): string {
+    tracked.lastSeq = snapshot.seq;
+    tracked.lastClock = snapshot.vectorClock;
+    return JSON.stringify({
+      type: 'snapshot',
+      collection: tracked.collection,
+      documentId: tracked.documentId,
+      seq: snapshot.seq,
+      version: snapshot.version,
+      state: snapshot.state,
+      vectorClock: snapshot.vectorClock,
+    } satisfies ServerMessage);
   }
 
   /** A live event of a followed document: sent now, or held while the document catches up. */
@@ -506,7 +628,7 @@ export class Session {
     subs: [string, Subscription & { kind: 'collection' }][],
   ): Promise<void> {
     const { event } = delivery;
-    const matching: string[] = [];
+    let matching: string[] = [];
     for (const [sub, { query }] of subs) {
       const state = query ? await delivery.state() : undefined;
       const matches = query ? state != null && query.test(state) : event.operation !== 'delete';
@@ -514,15 +636,18 @@ export class Session {
     }
     if (this.#closed) return;
     const current = this.#docs.get(documentKey(event.collection, event.documentId)) ?? tracked;
+    // A subscription at its cap takes no further document: it ends instead (see #tooMany).
+    for (const sub of matching) if (!current?.subs.has(sub) && this.#full(sub)) this.#tooMany(sub);
+    matching = matching.filter((sub) => this.#subs.has(sub));
     if (current) {
       this.#deliverLive(current, event, delivery.frame(), delivery.eventId);
       for (const [sub] of subs) {
         if (current.subs.has(sub) && !matching.includes(sub)) {
-          current.subs.delete(sub);
+          this.#uncover(current, sub);
           this.#send({ type: 'leave', sub, collection: event.collection, documentId: event.documentId });
         }
       }
-      for (const sub of matching) current.subs.add(sub);
+      for (const sub of matching) this.#cover(current, sub);
       if (current.subs.size === 0) this.#untrack(current);
       return;
     }
@@ -535,16 +660,17 @@ export class Session {
         lastSeq: (event.fromSeq ?? event.seq) - 1,
         lastClock: {},
         held: undefined,
-        subs: new Set(matching),
+        subs: new Set(),
       };
       this.#docs.set(documentKey(event.collection, event.documentId), fresh);
       this.#engine.follow(this, event.collection, event.documentId);
+      for (const sub of matching) this.#cover(fresh, sub);
       this.#deliverLive(fresh, event, delivery.frame(), delivery.eventId);
       return;
     }
     await this.#enter(event.collection, event.documentId, matching[0]!);
     const entered = this.#docs.get(documentKey(event.collection, event.documentId));
-    for (const sub of matching) entered?.subs.add(sub);
+    for (const sub of matching) if (entered && this.#subs.has(sub)) this.#cover(entered, sub);
   }
 
   // ---- helpers ----
@@ -584,7 +710,46 @@ export class Session {
     this.#engine.metrics.subscriptions++;
   }
 
+  /** `sub` covers `tracked` from now on (counted against `maxSubscriptionDocuments`). */
+  #cover(tracked: Tracked, sub: string): void {
+    if (tracked.subs.has(sub)) return;
+    tracked.subs.add(sub);
+    const subscription = this.#subs.get(sub);
+    if (subscription?.kind === 'collection') subscription.documents++;
+  }
+
+  #uncover(tracked: Tracked, sub: string): void {
+    if (!tracked.subs.delete(sub)) return;
+    const subscription = this.#subs.get(sub);
+    if (subscription?.kind === 'collection') subscription.documents--;
+  }
+
+  /** Whether `sub` is a collection subscription that covers as many documents as it may. */
+  #full(sub: string): boolean {
+    const subscription = this.#subs.get(sub);
+    return (
+      subscription?.kind === 'collection' &&
+      subscription.documents >= this.#engine.limits.maxSubscriptionDocuments
+    );
+  }
+
+  /**
+   * A collection subscription that would cover more than `maxSubscriptionDocuments` ends, and
+   * the client is told why (an error with `ref: sub` ends a subscription, as after a failed
+   * set-up): following part of what it asked for would look like the whole.
+   */
+  #tooMany(sub: string): void {
+    const max = this.#engine.limits.maxSubscriptionDocuments;
+    this.#error(
+      'too_large',
+      `a collection subscription covers at most ${max} documents and this filter matches more; narrow it`,
+      sub,
+    );
+    this.#drop(sub);
+  }
+
   #untrack(tracked: Tracked): void {
+    for (const sub of [...tracked.subs]) this.#uncover(tracked, sub);
     for (const h of tracked.held ?? []) this.#heldBytes -= h.bytes;
     tracked.held = undefined;
     this.#docs.delete(documentKey(tracked.collection, tracked.documentId));

@@ -223,6 +223,33 @@ describe('EventSyncClient on a real server', () => {
     expect(again.state).toEqual(await current('f1'));
   });
 
+  it('a collection over the server maxSubscriptionDocuments fails once with too_large, without subscribing again', async () => {
+    const capped = await startServer({ limits: { maxSubscriptionDocuments: 2 } });
+    try {
+      for (const id of ['a', 'b', 'c']) await rest(capped.base, 'POST', '/api/many', { _id: id, gold: 1 });
+      const errors: string[] = [];
+      const c = new EventSyncClient({
+        serverUrl: capped.base,
+        WebSocket: NodeWebSocket,
+        onError: (e) => errors.push(e.code),
+        reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
+      });
+      clients.push(c);
+      const many = c.collection<Game>('many');
+      const few = c.collection<Game>('many', { _id: { $in: ['a', 'b'] } });
+      await c.connect();
+      await expect(many.whenSynced()).rejects.toMatchObject({ code: 'too_large' });
+      await few.whenSynced();
+      expect([...few.docs.keys()].sort()).toEqual(['a', 'b']);
+      // A retry would fail again every backoff: none comes.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(errors).toEqual(['too_large']);
+      expect(c.state).toBe('connected');
+    } finally {
+      await capped.stop();
+    }
+  });
+
   it('an unauthorized hello closes the client and rejects connect()', async () => {
     const locked = await startServer({
       authenticate: ({ token }) => (token === 'ok' ? { id: 'u' } : undefined),
