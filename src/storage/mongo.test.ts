@@ -7,7 +7,7 @@ import { update } from 'mingo/updater';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../protocol/errors.js';
 import { applySimpleOperators, applyUpdateOperators } from './mongo.js';
-import type { JsonObject } from './types.js';
+import type { JsonObject, UpdateOperators } from './types.js';
 
 const key = fc.constantFrom('a', 'b', 'c', 'n');
 const path = fc.array(key, { minLength: 1, maxLength: 3 }).map((keys) => keys.join('.'));
@@ -198,3 +198,34 @@ function longestGap(after: JsonObject, before: JsonObject): number {
   visit(after, before);
   return longest;
 }
+
+describe('update operators follow MongoDB type rules', () => {
+  const doc = () => ({ _id: 'x', name: 'n', gold: 1, list: [1], nothing: null, o: { a: [2] } }) as JsonObject;
+
+  it.each([
+    ['$inc on a string', { $inc: { name: 1 } }],
+    ['$inc on null', { $inc: { nothing: 1 } }],
+    ['$inc with a string', { $inc: { gold: '1' } }],
+    ['$mul on an array', { $mul: { list: 2 } }],
+    ['$push on a string', { $push: { name: 1 } }],
+    ['$push on a number', { $push: { gold: 1 } }],
+    ['$addToSet on an object', { $addToSet: { o: 1 } }],
+    ['$pop on a number', { $pop: { gold: 1 } }],
+    ['$pull on a string', { $pull: { name: 'n' } }],
+    ['$pullAll on a number', { $pullAll: { gold: [1] } }],
+    ['$inc on an array element that is an array', { $inc: { 'o.a': 1 } }],
+  ])('refuses %s with ValidationError and changes nothing', (_name, operators) => {
+    const target = doc();
+    expect(() => applyUpdateOperators(target, operators as UpdateOperators)).toThrow(ValidationError);
+    expect(target).toEqual(doc());
+  });
+
+  it('still applies to missing fields and matching types', () => {
+    const target = doc();
+    applyUpdateOperators(target, {
+      $inc: { gold: 2, fresh: 1 },
+      $push: { list: 2, newList: 1 },
+    } as UpdateOperators);
+    expect(target).toMatchObject({ gold: 3, fresh: 1, list: [1, 2], newList: [1] });
+  });
+});

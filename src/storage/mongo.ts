@@ -84,6 +84,7 @@ export function applyUpdateOperators(
       assertJsonValue(value, `/${operator}/${path}`);
     }
   }
+  assertOperandTypes(draft, operators);
   if (applySimpleOperators(draft, operators)) return;
   const extended = arraysExtended(draft, operators, maxArrayGrowth);
   try {
@@ -92,6 +93,53 @@ export function applyUpdateOperators(
     throw new ValidationError(`update failed: ${(error as Error).message}`, '', { cause: error });
   }
   fillGaps(extended);
+}
+
+const numericOperators = new Set(['$inc', '$mul']);
+const arrayOperators = new Set(['$push', '$addToSet', '$pop', '$pull', '$pullAll']);
+
+const typeName = (value: unknown) =>
+  value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+
+/**
+ * MongoDB's type rules, which mingo leaves out (it skips such a field silently): `$inc`/`$mul`
+ * take a number and apply to a number or a missing field; `$push`, `$addToSet`, `$pop`, `$pull`,
+ * `$pullAll` apply to an array or a missing field. A mismatch is a `ValidationError` and nothing
+ * changes. Paths with positional segments (`$`, `$[]`) are left to mingo.
+ */
+function assertOperandTypes(doc: JsonObject, operators: UpdateOperators): void {
+  for (const [operator, fields] of Object.entries(operators)) {
+    const numeric = numericOperators.has(operator);
+    if (!numeric && !arrayOperators.has(operator)) continue;
+    for (const [path, operand] of Object.entries(fields as Record<string, unknown>)) {
+      const where = `/${operator}/${path}`;
+      if (numeric && typeof operand !== 'number') {
+        throw new ValidationError(`${operator} takes a number, not ${typeName(operand)}`, where);
+      }
+      const current = valueAt(doc, path);
+      if (current === undefined) continue;
+      if (numeric ? typeof current !== 'number' : !Array.isArray(current)) {
+        throw new ValidationError(
+          `cannot apply ${operator} to ${JSON.stringify(path)}: it holds ${typeName(current)}, ` +
+            `not ${numeric ? 'a number' : 'an array'}`,
+          where,
+        );
+      }
+    }
+  }
+}
+
+/** The value at a dotted path (array elements by index), `undefined` when missing or positional. */
+function valueAt(doc: JsonObject, path: string): unknown {
+  let node: unknown = doc;
+  for (const segment of path.split('.')) {
+    if (isPositional(segment)) return undefined;
+    if (Array.isArray(node) && /^(0|[1-9]\d*)$/.test(segment)) node = node[Number(segment)];
+    else if (isPlainObject(node)) node = Object.hasOwn(node, segment) ? node[segment] : undefined;
+    else return undefined; // mingo reports paths through scalars itself
+    if (node === undefined) return undefined;
+  }
+  return node;
 }
 
 /** Operators that create what their path names (mingo walks them with `buildGraph`); the others only read or remove. */

@@ -169,6 +169,14 @@ const attacks: Attack[] = [
     },
   },
   {
+    name: 'operators on the wrong type ($inc a string, $push on a number)',
+    async run(t) {
+      for (const body of [{ $inc: { name: 1 } }, { $push: { gold: 1 } }, { $mul: { arr: 2 } }]) {
+        restError(400, 'validation')(await http(t.url, 'PATCH', `/api/${COLLECTION}/${ID}`, { body }));
+      }
+    },
+  },
+  {
     name: '1,100 WebSocket upgrades to a path nobody serves',
     many: true,
     async run(t) {
