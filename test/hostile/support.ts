@@ -6,7 +6,7 @@
  * more than 100 ms by one request.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +16,10 @@ import { runInNewContext } from 'node:vm';
 import { memoryDatabase } from '../../src/backends/memory/memory-database.js';
 import { type RunningServer, serve } from '../../src/cli/serve.js';
 import type { Logger } from '../../src/events/logger.js';
-import { attach } from '../../src/server/attach.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import type { SyncLimits } from '../../src/sync/types.js';
 import { http } from '../server/http-client.js';
+import { loopbackServer } from '../support/loopback-server.js';
 
 export type Backend = 'memory' | 'pglite';
 
@@ -72,21 +72,14 @@ export async function startAttachHost(): Promise<{
 }> {
   const db = memoryDatabase();
   const engine = await SyncEngine.create({ db, logger: quietLogger });
-  const server = createServer((_req, res) => {
-    res.end('app');
-  });
-  const attached = attach(server, engine);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
+  const { server, port, close } = await loopbackServer(engine);
+  server.on('request', (_req, res) => res.end('app'));
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     server,
     async close() {
-      await attached.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await engine.close();
+      await close();
       await db.close();
     },
   };

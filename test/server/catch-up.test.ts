@@ -7,8 +7,7 @@
  * catch-up is still disconnected once its live events pass the limit.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -19,6 +18,7 @@ import { attach } from '../../src/server/attach.js';
 import type { JsonObject } from '../../src/storage/types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { TOO_SLOW } from '../../src/sync/types.js';
+import { loopbackServer } from '../support/loopback-server.js';
 import { SseClient } from './http-client.js';
 
 interface Game {
@@ -47,19 +47,10 @@ async function start() {
     limits: { maxBufferedBytes: MAX_BUFFERED },
     snapshotEvery: 0,
   });
-  const server = createServer();
-  /** The server side of every TCP connection, by the client's port. */
-  const serverSockets = new Map<number, Socket>();
-  server.on('connection', (socket) => serverSockets.set(socket.remotePort!, socket));
-  const attached = attach(server, engine, { sse: { lingerMs: 500 } });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  cleanups.push(async () => {
-    await attached.close();
-    await engine.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  const { port, serverSockets, close } = await loopbackServer(engine, (server) =>
+    attach(server, engine, { sse: { lingerMs: 500 } }),
+  );
+  cleanups.push(close);
   const games = await engine.collection<Game>('games');
   return { engine, games, port, serverSockets };
 }

@@ -1,13 +1,4 @@
-/**
- * Collection subscriptions snapshot in pages, paced to the client, over real WebSocket and SSE
- * connections on loopback: a client that stops reading in the middle of a 5,000-document
- * snapshot costs the server no more than the catch-up window and leaves other requests served;
- * once it reads again it gets every document once, and the live events committed meanwhile
- * (to documents sent, being sent and not reached yet, entering and leaving) each once and in
- * order. Also: `maxSubscriptionDocuments`, and a reading subscriber does not hold the event loop.
- */
-import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,6 +14,7 @@ import type { Filter, JsonObject } from '../../src/storage/types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import type { SyncLimits } from '../../src/sync/types.js';
 import { SseClient } from '../server/http-client.js';
+import { loopbackServer } from '../support/loopback-server.js';
 import { TestClient } from '../support/ws-client.js';
 
 interface Game {
@@ -47,18 +39,11 @@ afterEach(async () => {
 
 async function start(limits: Partial<SyncLimits> = {}, db: Database = memoryDatabase()) {
   const engine = await SyncEngine.create({ db, limits: { maxBufferedBytes: MAX_BUFFERED, ...limits } });
-  const server = createServer();
-  /** The server side of every TCP connection, by the client's port. */
-  const serverSockets = new Map<number, Socket>();
-  server.on('connection', (socket) => serverSockets.set(socket.remotePort!, socket));
-  const attached = attach(server, engine, { sse: { lingerMs: 500 } });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, serverSockets, close } = await loopbackServer(engine, (server) =>
+    attach(server, engine, { sse: { lingerMs: 500 } }),
+  );
   cleanups.push(async () => {
-    await attached.close();
-    await engine.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await close();
     await db.close();
   });
   const games = await engine.collection<Game>('games');

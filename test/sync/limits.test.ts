@@ -5,19 +5,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { memoryDatabase } from '../../src/index.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
-import { attach } from '../../src/server/attach.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { HELLO_TIMEOUT, type SyncLimits } from '../../src/sync/types.js';
 import { SseClient } from '../server/http-client.js';
+import { loopbackServer } from '../support/loopback-server.js';
 import { TestClient } from '../support/ws-client.js';
 
 interface Running {
@@ -36,18 +36,10 @@ afterEach(async () => {
 
 async function start(limits: Partial<SyncLimits>): Promise<Running> {
   const engine = await SyncEngine.create({ db: memoryDatabase(), limits });
-  const server = createServer();
-  const serverSockets = new Map<number, Socket>();
-  server.on('connection', (socket) => serverSockets.set(socket.remotePort!, socket));
-  const transport = attachWebSocket(server, engine);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  cleanups.push(async () => {
-    await transport.close();
-    await engine.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  const { server, port, serverSockets, close } = await loopbackServer(engine, (s) =>
+    attachWebSocket(s, engine),
+  );
+  cleanups.push(close);
   return { engine, server, port, url: `ws://127.0.0.1:${port}/sync`, serverSockets };
 }
 
@@ -296,16 +288,8 @@ describe('helloTimeoutMs', () => {
   it('closes a WebSocket that sends no hello with 4408 and a reason; one that did, and SSE streams, stay', async () => {
     // WebSocket and SSE on one server (SSE streams are authenticated on their request).
     const engine = await SyncEngine.create({ db: memoryDatabase(), limits: { helloTimeoutMs: 200 } });
-    const server = createServer();
-    const attached = attach(server, engine);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
-    cleanups.push(async () => {
-      await attached.close();
-      await engine.close();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
+    const { port, close } = await loopbackServer(engine);
+    cleanups.push(close);
     const games = await engine.collection<{ _id: string; version: number; gold: number }>('games');
     await games.findOneAndUpsert({ _id: 'g1', gold: 0 });
 
