@@ -49,20 +49,9 @@ export function attachWebSocket(
 
   let closing = false;
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    let pathname: string;
-    try {
-      pathname = requestUrl(request).pathname;
-    } catch {
-      return refuseUpgrade(socket, 400, 'the request target is not a valid URL');
-    }
-    if (pathname !== path) {
-      // Someone else's upgrade when someone else listens; otherwise nobody will ever answer it.
-      if (server.listenerCount('upgrade') === 1) refuseUpgrade(socket, 404, `no WebSocket at ${pathname}`);
-      return;
-    }
-    if (closing) return refuseUpgrade(socket, 503, 'the server is shutting down');
-    const refused = accessProblem(request, engine.access);
-    if (refused) return refuseUpgrade(socket, 403, refused);
+    const verdict = judgeUpgrade(request, server, engine, path, closing);
+    if (verdict === 'elsewhere') return;
+    if (verdict) return refuseUpgrade(socket, verdict.status, verdict.message);
     const slot = engine.connections.acquire(request.socket.remoteAddress);
     if (!slot.ok) return refuseUpgrade(socket, slot.status, slot.message);
     socket.once('close', slot.release);
@@ -144,4 +133,31 @@ export function attachWebSocket(
       clearTimeout(stragglers);
     },
   };
+}
+
+/**
+ * Whether an upgrade is ours to take: `undefined` when it is, `'elsewhere'` when another upgrade
+ * listener of the server will answer it, else the status and message to refuse it with (an
+ * upgrade to a path nobody serves is refused too: left alone, its socket would stay open forever).
+ */
+function judgeUpgrade(
+  request: IncomingMessage,
+  server: Server,
+  engine: SyncEngine,
+  path: string,
+  closing: boolean,
+): { status: number; message: string } | 'elsewhere' | undefined {
+  let pathname: string;
+  try {
+    pathname = requestUrl(request).pathname;
+  } catch {
+    return { status: 400, message: 'the request target is not a valid URL' };
+  }
+  if (pathname !== path) {
+    if (server.listenerCount('upgrade') > 1) return 'elsewhere';
+    return { status: 404, message: `no WebSocket at ${pathname}` };
+  }
+  if (closing) return { status: 503, message: 'the server is shutting down' };
+  const refused = accessProblem(request, engine.access);
+  return refused ? { status: 403, message: refused } : undefined;
 }
