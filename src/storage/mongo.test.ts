@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { update } from 'mingo/updater';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../protocol/errors.js';
-import { applySimpleOperators, applyUpdateOperators } from './mongo.js';
+import { applySimpleOperators, applyUpdateOperators, assertFilter } from './mongo.js';
 import type { JsonObject, UpdateOperators } from './types.js';
 
 const key = fc.constantFrom('a', 'b', 'c', 'n');
@@ -227,5 +227,20 @@ describe('update operators follow MongoDB type rules', () => {
       $push: { list: 2, newList: 1 },
     } as UpdateOperators);
     expect(target).toMatchObject({ gold: 3, fresh: 1, list: [1, 2], newList: [1] });
+  });
+});
+
+describe('assertFilter: list operators take arrays', () => {
+  it.each([
+    { a: { $in: 5 } },
+    { a: { $nin: 'x' } },
+    { a: { $all: { b: 1 } } },
+    { $or: [{ a: { $in: null } }] },
+  ])('refuses %j (mingo would throw later, on the first document that has the field)', (filter) => {
+    expect(() => assertFilter(filter as never)).toThrow(ValidationError);
+  });
+
+  it('takes arrays', () => {
+    expect(() => assertFilter({ a: { $in: [1] }, b: { $nin: [] }, c: { $all: ['x'] } })).not.toThrow();
   });
 });

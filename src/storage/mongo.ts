@@ -335,10 +335,32 @@ function assertNoForbiddenOperators(value: unknown, where: string): void {
   }
 }
 
+/**
+ * `$in`, `$nin` and `$all` take an array, as in MongoDB. mingo accepts `{ a: { $in: 5 } }` when
+ * the query is built and throws only when it meets a document that has `a`: on a live event
+ * that was a delivery failure instead of a refused filter.
+ */
+function assertListOperands(filter: Filter): void {
+  const stack: unknown[] = [filter];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (Array.isArray(node)) stack.push(...node);
+    else if (isPlainObject(node)) {
+      for (const [key, child] of Object.entries(node)) {
+        if ((key === '$in' || key === '$nin' || key === '$all') && !Array.isArray(child)) {
+          throw new ValidationError(`${key} needs an array, like { ${key}: [1, 2] }`);
+        }
+        stack.push(child);
+      }
+    }
+  }
+}
+
 /** Throws `ValidationError` for a filter mingo would refuse, or one that would run code. */
 export function assertFilter(filter: Filter): void {
   if (!isPlainObject(filter)) throw new ValidationError('a filter is an object like { level: { $gte: 2 } }');
   assertNoForbiddenOperators(filter, '');
+  assertListOperands(filter);
   try {
     new Query(filter);
   } catch (error) {

@@ -98,6 +98,8 @@ const attacks: Attack[] = [
   }),
   filterAttack('a REST filter nested 30 levels deep', nested(30)),
   filterAttack('an SSE collection stream with a $regex filter', { name: { $regex: '^(a+)+$' } }, '/sse'),
+  // mingo builds it, then throws on each document that has the field: live deliveries failed.
+  filterAttack('an SSE collection stream whose $in is not a list', { gold: { $in: 5 } }, '/sse'),
   {
     name: 'a WebSocket collection subscription with $where',
     async run(t) {
