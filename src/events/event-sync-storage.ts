@@ -9,7 +9,9 @@ import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
 import type {
   BaseDocument,
   ChangeStream,
+  DeleteOptions,
   EditFunction,
+  EditOptions,
   EditResult,
   Filter,
   FindManyOptions,
@@ -128,7 +130,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   async findOneAndUpdate(
     id: string,
     edit: EditFunction<T>,
-    options?: RetryOptions & EventCallOptions,
+    options?: EditOptions & EventCallOptions,
   ): Promise<EditResult<T>> {
     return this.#write(options, (s) => s.findOneAndUpdate(id, edit, options), this.#updateDraft);
   }
@@ -136,7 +138,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   async updateOne(
     id: string,
     operators: UpdateOperators,
-    options?: RetryOptions & EventCallOptions,
+    options?: EditOptions & EventCallOptions,
   ): Promise<EditResult<T>> {
     return this.#write(options, (s) => s.updateOne(id, operators, options), this.#updateDraft);
   }
@@ -144,7 +146,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   async updateOneWithPipeline(
     id: string,
     pipeline: UpdatePipeline,
-    options?: RetryOptions & EventCallOptions,
+    options?: EditOptions & EventCallOptions,
   ): Promise<EditResult<T>> {
     return this.#write(options, (s) => s.updateOneWithPipeline(id, pipeline, options), this.#updateDraft);
   }
@@ -165,10 +167,10 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     );
   }
 
-  async deleteOne(id: string, options?: EventCallOptions): Promise<T | undefined> {
+  async deleteOne(id: string, options?: DeleteOptions & EventCallOptions): Promise<T | undefined> {
     return this.#write(
       options,
-      (s) => s.deleteOne(id),
+      (s) => s.deleteOne(id, options),
       (deleted) =>
         deleted ? this.#draftOf('delete', deleted, { deletedDocument: asJson(deleted) }) : undefined,
     );

@@ -92,6 +92,25 @@ export class VersionConflictError extends EventSyncError {
   }
 }
 
+/**
+ * A write that named the version it expects (`expectedVersion`, REST `If-Match`) found another:
+ * someone changed the document since the caller read it. Read it again and decide anew.
+ */
+export class StaleVersionError extends EventSyncError {
+  constructor(
+    readonly collection: string,
+    readonly id: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(
+      'version_conflict',
+      `document ${JSON.stringify(id)} in ${JSON.stringify(collection)} is at version ${actual}, ` +
+        `not ${expected}: it changed since it was read; read it again and retry`,
+    );
+  }
+}
+
 /** A write whose document would be larger than the storage's `limits.maxDocumentBytes`. Nothing was written. */
 export class TooLargeError extends EventSyncError {
   constructor(

@@ -12,7 +12,7 @@
  * |                                    | (pages bounded in bytes too, `Link: rel="next"`: pages.ts)  |
  * | `GET    /api/:c/:id`               | the document                                               |
  * | `PATCH  /api/:c/:id`               | update operators (`$set`, `$inc`, …) or an RFC 7396 merge patch; `If-Match: <version>` |
- * | `DELETE /api/:c/:id`               | delete → the deleted document                              |
+ * | `DELETE /api/:c/:id`               | delete → the deleted document; `If-Match: <version>`        |
  * | `GET    /api/:c/:id/events?after=&limit=` | `{ events }` after a seq                            |
  * | `POST   /api/sync/:c/:id`          | `{ afterSeq } \| { vectorClock }` (+ `clientId`) → `{ snapshot?, events }` |
  */
@@ -20,7 +20,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { AlreadyExistsError, EventSyncError, NotFoundError, ValidationError } from '../protocol/errors.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
-import { applyUpdateOperators } from '../storage/mongo.js';
 import type { BaseDocument, JsonObject, UpdateOperators } from '../storage/types.js';
 import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
@@ -152,29 +151,14 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     }
     if (operators === 0) assertMergePatch(change);
     await mustAuthorize(engine, p, 'write', c, id);
-
-    const checkVersion = (draft: JsonObject) => {
-      const current = draft[storage.versionField];
-      if (expected !== undefined && current !== expected) {
-        throw new EventSyncError(
-          'version_conflict',
-          `document ${JSON.stringify(id)} is at version ${String(current)}, not ${expected} (If-Match)`,
-        );
-      }
-    };
-    const call = { clientId: p.id };
+    const options = { clientId: p.id, expectedVersion: expected };
     const result =
-      operators > 0 && expected === undefined
-        ? await storage.updateOne(id, change as UpdateOperators, call)
+      operators > 0
+        ? await storage.updateOne(id, change as UpdateOperators, options)
         : await storage.findOneAndUpdate(
             id,
-            (draft) => {
-              const doc = draft as unknown as JsonObject;
-              checkVersion(doc);
-              if (operators > 0) applyUpdateOperators(doc, change as UpdateOperators);
-              else applyMergePatch(doc, change);
-            },
-            call,
+            (draft) => applyMergePatch(draft as unknown as JsonObject, change),
+            options,
           );
     sendJson(res, 200, result.doc, { etag: etag(storage, result.doc) });
   }
@@ -188,11 +172,9 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
   ): Promise<void> {
     const storage = await collection(c);
     assertId(id);
-    if (req.headers['if-match'] !== undefined) {
-      throw new ValidationError('If-Match is not supported on DELETE (deletes are not version-checked)');
-    }
+    const expected = ifMatch(req);
     await mustAuthorize(engine, p, 'write', c, id);
-    const deleted = await storage.deleteOne(id, { clientId: p.id });
+    const deleted = await storage.deleteOne(id, { clientId: p.id, expectedVersion: expected });
     if (!deleted) throw new NotFoundError(c, id);
     sendJson(res, 200, deleted);
   }

@@ -99,8 +99,15 @@ export interface CollectionBackend {
    * `undefined` on a section version mismatch or a missing document. Records an `update_section` event.
    */
   replaceSection(write: SectionWrite, record?: EventRecord): Promise<(StoredDocument & Written) | undefined>;
-  /** Deletes and returns what was deleted, or `undefined` when absent. Records a `delete` event. */
-  delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined>;
+  /**
+   * Deletes and returns what was deleted, or `undefined` when absent, or when `expectedVersion` is
+   * given and the document is at another version (nothing deleted). Records a `delete` event.
+   */
+  delete(
+    id: string,
+    record?: EventRecord,
+    expectedVersion?: number,
+  ): Promise<(StoredDocument & Written) | undefined>;
   /** Runs `fn` with a backend whose writes commit together when `fn` resolves and roll back when it throws. Changes are announced after commit. */
   transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R>;
   /** Whether `events` is the event log of this collection's own database (what atomic recording needs). */

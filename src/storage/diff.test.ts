@@ -773,10 +773,21 @@ describe('compareValues (examples)', () => {
   });
 
   it('escapes keys and honours basePath', () => {
-    expect(compareValues({ 'x/y': 1, 'a~b': 1 }, { 'x/y': 2 }, '/s~1t')).toEqual([
+    expect(compareValues({ 'x/y': 1, 'a~b': 1, k: 0 }, { 'x/y': 2, k: 0 }, '/s~1t')).toEqual([
       { op: 'replace', path: '/s~1t/x~1y', value: 2 },
       { op: 'remove', path: '/s~1t/a~0b' },
     ]);
+  });
+
+  it('replaces an object of which nothing survives whole, when that is fewer ops (never the root)', () => {
+    expect(compareValues({ s: { a: 1, b: { c: 1 } } }, { s: { a: 2, d: 3 } })).toEqual([
+      { op: 'replace', path: '/s', value: { a: 2, d: 3 } },
+    ]);
+    // A member kept (here an object, which may have changed inside) keeps the ops member-wise.
+    expect(compareValues({ s: { a: 1, b: { c: 1 } } }, { s: { a: 2, b: { c: 1 } } })).toEqual([
+      { op: 'replace', path: '/s/a', value: 2 },
+    ]);
+    expect(compareValues({ a: 1, b: 2 }, { a: 2, c: 3 })).toHaveLength(3);
   });
 
   it('replaces on a change of type, including at the root', () => {

@@ -64,8 +64,18 @@ export function prefixPatch(
 // Structural comparison
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * A plain object (prototype `Object.prototype` or null): anything else assigned by an edit (a
+ * `Date`, a `Map`, a class instance) compares as a replaced value, which validation then refuses.
+ */
 function isPlainObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function isPlainArray(value: unknown): value is JsonValue[] {
+  return Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype;
 }
 
 /** Deep equality of JSON values (key order ignored); shared references are O(1). */
@@ -73,11 +83,11 @@ export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
   if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
+    if (!Array.isArray(b) || a.length !== b.length || !isPlainArray(a) || !isPlainArray(b)) return false;
     for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i]!, b[i]!)) return false;
     return true;
   }
-  if (Array.isArray(b)) return false;
+  if (!isPlainObject(a) || !isPlainObject(b)) return false;
   const keys = Object.keys(a);
   if (keys.length !== Object.keys(b).length) return false;
   for (const k of keys) {
@@ -103,7 +113,7 @@ export function compareValues(before: JsonValue, after: JsonValue, basePath = ''
 function compareInto(before: JsonValue, after: JsonValue, path: string, ops: JsonPatchOperation[]): void {
   if (before === after) return;
   if (Array.isArray(before)) {
-    if (Array.isArray(after)) compareArrays(before, after, path, ops);
+    if (isPlainArray(after)) compareArrays(before, after, path, ops);
     else ops.push({ op: 'replace', path, value: after });
     return;
   }
@@ -115,21 +125,40 @@ function compareInto(before: JsonValue, after: JsonValue, path: string, ops: Jso
   ops.push({ op: 'replace', path, value: after });
 }
 
+/**
+ * Member by member; but an object of which nothing survives (every member of `after` is new or a
+ * changed scalar, e.g. a section replaced by another object) is one `replace` when that is fewer
+ * ops: the same values travel either way, and the event reads as what the edit did.
+ */
 function compareObjects(
   before: JsonObject,
   after: JsonObject,
   path: string,
   ops: JsonPatchOperation[],
 ): void {
+  const start = ops.length;
+  let survivors = false;
   for (const key of Object.keys(before)) {
     const p = `${path}/${escapePointerSegment(key)}`;
-    if (!Object.hasOwn(after, key)) ops.push({ op: 'remove', path: p });
-    else compareInto(before[key]!, after[key]!, p, ops);
+    if (!Object.hasOwn(after, key)) {
+      ops.push({ op: 'remove', path: p });
+      continue;
+    }
+    const a = after[key]!;
+    const b = before[key]!;
+    if (a === b || (typeof a === 'object' && a !== null) || (typeof b === 'object' && b !== null)) {
+      survivors = true;
+    }
+    compareInto(b, a, p, ops);
   }
   for (const key of Object.keys(after)) {
     if (!Object.hasOwn(before, key)) {
       ops.push({ op: 'add', path: `${path}/${escapePointerSegment(key)}`, value: after[key]! });
     }
+  }
+  if (!survivors && path !== '' && ops.length - start > 1) {
+    ops.length = start;
+    ops.push({ op: 'replace', path, value: after });
   }
 }
 

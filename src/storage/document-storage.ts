@@ -6,7 +6,7 @@
 
 import type { EventRecord } from '../events/backend.js';
 import type { SyncEvent } from '../events/types.js';
-import { ClosedError, NotFoundError, ValidationError } from '../protocol/errors.js';
+import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
@@ -20,7 +20,9 @@ import type {
   BaseDocument,
   ChangeEvent,
   ChangeStream,
+  DeleteOptions,
   EditFunction,
+  EditOptions,
   EditResult,
   Filter,
   FindManyOptions,
@@ -32,7 +34,7 @@ import type {
   UpdatePipeline,
   WatchOptions,
 } from './types.js';
-import { assertId, assertJsonDocument, newObjectId } from './validate.js';
+import { assertId, assertJsonDocument, assertVersion, newObjectId } from './validate.js';
 
 export interface StorageOptions {
   /** Name of the version field the storage owns. Default `"version"`. */
@@ -166,10 +168,20 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     });
   }
 
-  async findOneAndUpdate(id: string, edit: EditFunction<T>, options?: RetryOptions): Promise<EditResult<T>> {
+  async findOneAndUpdate(
+    id: string,
+    edit: EditFunction<T>,
+    options: EditOptions = {},
+  ): Promise<EditResult<T>> {
     this.#open();
     assertId(id);
+    const { expectedVersion } = options;
+    if (expectedVersion !== undefined) assertVersion(expectedVersion, 'expectedVersion');
     return this.#editWithRetries(id, options, async (stored, speculative) => {
+      if (expectedVersion !== undefined && stored.version !== expectedVersion) {
+        if (speculative) return UNSURE;
+        throw new StaleVersionError(this.collection, id, expectedVersion, stored.version);
+      }
       let outcome: Awaited<ReturnType<typeof runEdit>>;
       try {
         outcome = await runEdit(stored.data, edit, {
@@ -205,7 +217,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     });
   }
 
-  async updateOne(id: string, operators: UpdateOperators, options?: RetryOptions): Promise<EditResult<T>> {
+  async updateOne(id: string, operators: UpdateOperators, options?: EditOptions): Promise<EditResult<T>> {
     const { maxArrayGrowth } = this.#shared.limits;
     return this.findOneAndUpdate(
       id,
@@ -217,7 +229,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   async updateOneWithPipeline(
     id: string,
     pipeline: UpdatePipeline,
-    options?: RetryOptions,
+    options?: EditOptions,
   ): Promise<EditResult<T>> {
     return this.findOneAndUpdate(id, (draft) => toDoc<T>(applyPipeline(toJson(draft), pipeline)), options);
   }
@@ -290,14 +302,22 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     });
   }
 
-  async deleteOne(id: string): Promise<T | undefined> {
+  async deleteOne(id: string, options: DeleteOptions = {}): Promise<T | undefined> {
     this.#open();
     assertId(id);
+    const { expectedVersion } = options;
+    if (expectedVersion !== undefined) assertVersion(expectedVersion, 'expectedVersion');
     return this.#serial(id, async () => {
       this.#shared.lastWrites?.forget(id);
-      const deleted = await this.#backend.delete(id, this.#recorder?.record);
-      if (deleted) await this.#heard(deleted, undefined);
-      return toDoc<T>(deleted?.data);
+      const deleted = await this.#backend.delete(id, this.#recorder?.record, expectedVersion);
+      if (deleted) {
+        await this.#heard(deleted, undefined);
+        return toDoc<T>(deleted.data);
+      }
+      // Absent, or at another version: only the second is the caller's mistake.
+      const current = expectedVersion === undefined ? undefined : await this.#backend.get(id);
+      if (current) throw new StaleVersionError(this.collection, id, expectedVersion!, current.version);
+      return undefined;
     });
   }
 

@@ -1,3 +1,4 @@
+import jsonpatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import { EventSyncError } from '../protocol/errors.js';
 import { runEdit } from './edit.js';
@@ -83,10 +84,61 @@ describe('runEdit', () => {
       target,
     );
     expect(outcome!.after.inventory).toEqual({ potions: 9, version: 8 });
-    expect(outcome!.ops.filter((op) => op.path.endsWith('/version')).map((op) => op.path)).toEqual([
-      '/inventory/version',
-      '/version',
+    expect(outcome!.ops).toEqual([
+      { op: 'replace', path: '/inventory', value: { potions: 9, version: 8 } },
+      { op: 'replace', path: '/version', value: 4 },
     ]);
+  });
+
+  it('gives a valid patch when a section is replaced, created or deleted (each op names what is there)', async () => {
+    const edits: ((d: JsonObject) => void)[] = [
+      (d) => void Object.assign(d, { inventory: { q: 2 } }),
+      (d) => void Object.assign(d, { inventory: { bag: { coins: 9 } } }),
+      (d) => void Object.assign(d, { fresh: { version: 0, hp: 1 } }),
+      (d) => void delete d.inventory,
+      (d) => {
+        (d.inventory as JsonObject).bag = { coins: 1 };
+      },
+    ];
+    for (const edit of edits) {
+      const before = doc();
+      const outcome = await runEdit(before, edit, target);
+      const applied = jsonpatch.applyPatch(structuredClone(before), structuredClone(outcome!.ops), true);
+      expect(applied.newDocument).toEqual(outcome!.after);
+    }
+    const replaced = await runEdit(doc(), edits[0]!, target);
+    expect(replaced!.ops).toEqual([
+      { op: 'replace', path: '/inventory', value: { version: 8, q: 2 } },
+      { op: 'replace', path: '/version', value: 4 },
+    ]);
+  });
+
+  it('takes a deep-equal reassignment as no change', async () => {
+    const same = await runEdit(
+      doc(),
+      (d: JsonObject) => {
+        d.tags = ['a'];
+        d.inventory = { version: 7, potions: 1, bag: { version: 2, coins: 0 } };
+        d.gold = 1;
+      },
+      target,
+    );
+    expect(same).toBeUndefined();
+    expect(await runEdit(doc(), (d: JsonObject) => JSON.parse(JSON.stringify(d)), target)).toBeUndefined();
+  });
+
+  it('refuses a non-plain object even where an empty object was (it would compare equal)', async () => {
+    const before = { ...doc(), meta: {} };
+    for (const value of [new Date(0), new Map(), Object.create({ inherited: 1 })]) {
+      const error = await runEdit(
+        before,
+        (d: JsonObject) => {
+          d.meta = value;
+        },
+        target,
+      ).catch((e: unknown) => e);
+      expect(EventSyncError.is(error, 'validation')).toBe(true);
+    }
   });
 
   it('refuses to change a locked field and to mix mutation with a returned document', async () => {

@@ -1,16 +1,18 @@
 /**
  * Runs one edit function on a copy-on-write draft and returns the new value with the RFC 6902
- * operations that lead to it. The cost is the size of the change, not of the document:
- * mutative copies only the objects on the edited paths and records the patch as it goes.
+ * operations that lead to it. mutative copies only the objects on the edited paths; the ops are
+ * then computed structurally ({@link compareValues}) from the finished result, version bumps
+ * included, so they are valid and exact by construction: every `replace`/`remove` names a member
+ * that exists, a deep-equal reassignment is no change, and a section replaced whole carries its
+ * new version inside the replacing value. Comparing skips subtrees shared with `before`, so the
+ * cost stays about the size of the change.
  */
 import { create, isDraft, rawReturn } from 'mutative';
 import { ValidationError } from '../protocol/errors.js';
-import { compareValues, formatPointer, parsePointer } from './diff.js';
+import { compareValues, escapePointerSegment, parsePointer } from './diff.js';
 import { jsonWithin } from './limits.js';
 import type { EditFunction, JsonObject, JsonPatchOperation, JsonValue } from './types.js';
 import { assertJsonDocument, assertPatchValues } from './validate.js';
-
-const patchOptions = { enablePatches: { pathAsArray: false, arrayLengthAssignment: false } } as const;
 
 export interface EditOutcome {
   after: JsonObject;
@@ -33,24 +35,69 @@ const isPlainObject = (v: unknown): v is JsonObject =>
 /**
  * Returns `undefined` when the edit changed nothing (besides version fields, which the storage owns).
  * Otherwise the root's version field is `version + 1`, and so is the version of every section
- * (a nested object with a numeric version field, reached through object keys only) the edit touched.
+ * (an object of `before` with a numeric version field, reached through object keys only) that
+ * contains a change or is replaced by another object.
  */
 export async function runEdit<T>(
   before: JsonObject,
   edit: EditFunction<T>,
   target: EditTarget,
 ): Promise<EditOutcome | undefined> {
-  const { versionField } = target;
-  let produced: [JsonObject, { op: string; path: unknown; value?: unknown }[]];
+  const { result, returned } = await produce(before, edit);
+  if (result === before) return undefined;
+  if (returned) assertJsonDocument(result);
+  // Our own root: versions are written into it (and into copies along their paths) below.
+  const after = new CopyOnWrite({ ...result });
+  if (returned) {
+    for (const field of target.lockedFields) restoreLocked(before, after.root, field);
+    after.root[target.versionField] = before[target.versionField] as JsonValue;
+  }
+  const changes = compareValues(before, after.root);
+  // Values written through the draft were not checked yet (a returned document was, whole).
+  if (!returned) assertPatchValues(changes);
+  if (target.sizeLimit) jsonWithin(after.root, target.sizeLimit.maxBytes, target.sizeLimit.what);
+  const edits = changes.filter((op) => !restoreOwnedVersion(before, after, op, target));
+  if (edits.length === 0) return undefined;
+  for (const op of edits) {
+    const first = parsePointer(op.path)[0];
+    if (first !== undefined && target.lockedFields.includes(first)) {
+      throw new ValidationError(`${first} is owned by the storage and cannot change`, `/${first}`);
+    }
+  }
+  for (const section of touchedSections(before, edits, target.versionField)) {
+    const value = getIn(after.root, section.path);
+    if (isPlainObject(value)) {
+      after.writable(section.path)[target.versionField] = section.version + 1;
+    }
+  }
+  after.root[target.versionField] = target.version + 1;
+  return { after: after.root, ops: versionLast(compareValues(before, after.root), target.versionField) };
+}
+
+/** The root's version op moved to the end, where readers of an event expect it (no other op touches it). */
+function versionLast(ops: JsonPatchOperation[], versionField: string): JsonPatchOperation[] {
+  const path = `/${escapePointerSegment(versionField)}`;
+  const index = ops.findIndex((op) => op.path === path);
+  if (index !== -1 && index !== ops.length - 1) ops.push(...ops.splice(index, 1));
+  return ops;
+}
+
+/** Runs `edit` on a draft of `before`; `returned` says the edit returned a new document. */
+async function produce<T>(
+  before: JsonObject,
+  edit: EditFunction<T>,
+): Promise<{ result: JsonObject; returned: boolean }> {
+  let returned = false;
   try {
     const recipe = async (draft: T) => {
-      const returned = await edit(draft);
+      const value = await edit(draft);
+      if (value === undefined || value === draft) return value;
+      returned = true;
       // A new document without drafts inside is taken as is (mutative would warn about it).
-      return returned === undefined || returned === draft || holdsDraft(returned)
-        ? returned
-        : rawReturn(returned as object);
+      return holdsDraft(value) ? value : rawReturn(value as object);
     };
-    produced = (await create(before, recipe as never, patchOptions)) as never;
+    const result = (await create(before, recipe as never)) as JsonObject;
+    return { result, returned };
   } catch (error) {
     if (error instanceof Error && error.message.startsWith('Either the value is returned')) {
       throw new ValidationError('an edit must either mutate the draft or return a new document, not both');
@@ -63,83 +110,43 @@ export async function runEdit<T>(
     }
     throw error;
   }
-  let [after, patches] = produced;
-  let ops: JsonPatchOperation[];
-  const replacedRoot = patches.length === 1 && (patches[0]!.path === '' || Array.isArray(patches[0]!.path));
-  if (replacedRoot) {
-    assertJsonDocument(after);
-    // A returned document keeps the locked fields and the version of the one it replaces.
-    after = { ...after };
-    for (const field of target.lockedFields) restoreLocked(before, after, field);
-    after[versionField] = before[versionField] as JsonValue;
-    assertSize(after, target);
-    ops = compareValues(before, after);
-  } else {
-    ops = patches as JsonPatchOperation[];
-    assertPatchValues(ops);
-    assertSize(after, target);
-    ops = fewerOps(before, after, ops);
-    for (const op of ops) {
-      const first = parsePointer(op.path)[0];
-      if (first !== undefined && target.lockedFields.includes(first)) {
-        throw new ValidationError(`${first} is owned by the storage and cannot change`, `/${first}`);
+}
+
+/**
+ * The finished document, written in place only through containers made here: an edit may have
+ * assigned one object in several places, or one the caller still holds, so each container on a
+ * written path is copied once before its first write.
+ */
+class CopyOnWrite {
+  readonly #made = new WeakSet<object>();
+
+  constructor(readonly root: JsonObject) {
+    this.#made.add(root);
+  }
+
+  /** The object at `path` (object keys), copied along the way where not made here. */
+  writable(path: readonly string[]): JsonObject {
+    let node = this.root;
+    for (const key of path) {
+      let child = node[key] as JsonObject;
+      if (!this.#made.has(child)) {
+        child = { ...child };
+        this.#made.add(child);
+        node[key] = child;
       }
+      node = child;
     }
+    return node;
   }
-  ops = ops.filter((op) => !ownsVersion(before, after, op, target));
-  if (ops.length === 0) return undefined;
-
-  for (const section of touchedSections(before, ops, versionField)) {
-    const parent = getIn(after, section.path.slice(0, -1)) as JsonObject;
-    const key = section.path[section.path.length - 1]!;
-    const value = parent[key];
-    if (!isPlainObject(value)) continue;
-    // Copied, because the edit may have assigned an object that is also used elsewhere.
-    parent[key] = { ...value, [versionField]: section.version + 1 };
-    ops.push({
-      op: 'replace',
-      path: formatPointer([...section.path, versionField]),
-      value: section.version + 1,
-    });
-  }
-  after[versionField] = target.version + 1;
-  ops.push({
-    op: versionField in before ? 'replace' : 'add',
-    path: `/${versionField}`,
-    value: target.version + 1,
-  });
-  return { after, ops };
 }
 
 /**
- * Checked once the edit's result is known to be JSON and before any diff work on it. The version
- * fields the storage sets afterwards are not counted: they change the size by a few digits.
+ * The storage owns the version field of the root and of every section: a change of one is
+ * undone in `after` (returns true), and is not an edit.
  */
-function assertSize(after: JsonObject, target: EditTarget): void {
-  if (target.sizeLimit) jsonWithin(after, target.sizeLimit.maxBytes, target.sizeLimit.what);
-}
-
-/**
- * mutative lists a changed array index by index: removing the first of n elements comes out as
- * n - 1 replaces and a remove, each carrying an element. The structural compare strips the
- * common prefix and suffix first (one remove). Tried only past a few ops, where the difference
- * can matter; it costs about what mutative spent on the same containers.
- */
-function fewerOps(before: JsonObject, after: JsonObject, ops: JsonPatchOperation[]): JsonPatchOperation[] {
-  if (ops.length <= RECOMPARE_ABOVE) return ops;
-  const compared = compareValues(before, after);
-  return compared.length < ops.length ? compared : ops;
-}
-
-const RECOMPARE_ABOVE = 8;
-
-/**
- * The storage owns the version field of the root and of every section: an operation on one is
- * dropped, and `after` gets the value back (its parent was copied by the edit, so this is safe).
- */
-function ownsVersion(
+function restoreOwnedVersion(
   before: JsonObject,
-  after: JsonObject,
+  after: CopyOnWrite,
   op: JsonPatchOperation,
   target: EditTarget,
 ): boolean {
@@ -148,14 +155,13 @@ function ownsVersion(
   const parentPath = segments.slice(0, -1);
   const parentBefore = getIn(before, parentPath);
   const isRoot = parentPath.length === 0;
-  if (!isRoot && !(isPlainObject(parentBefore) && typeof parentBefore[target.versionField] === 'number')) {
-    return false;
-  }
-  const parentAfter = getIn(after, parentPath);
-  if (isPlainObject(parentAfter) && isPlainObject(parentBefore)) {
-    if (target.versionField in parentBefore)
-      parentAfter[target.versionField] = parentBefore[target.versionField]!;
-    else delete parentAfter[target.versionField];
+  if (!isPlainObject(parentBefore)) return false;
+  if (!isRoot && typeof parentBefore[target.versionField] !== 'number') return false;
+  const parentAfter = after.writable(parentPath);
+  if (target.versionField in parentBefore) {
+    parentAfter[target.versionField] = parentBefore[target.versionField]!;
+  } else {
+    delete parentAfter[target.versionField];
   }
   return true;
 }
@@ -196,7 +202,7 @@ function touchedSections(before: JsonObject, ops: JsonPatchOperation[], versionF
       const replacedWhole = depth === segments.length;
       if (typeof version === 'number' && !(replacedWhole && op.op === 'remove')) {
         const path = segments.slice(0, depth);
-        found.set(formatPointer(path), { path, version });
+        found.set(path.join('\u0000'), { path, version });
       }
     }
   }

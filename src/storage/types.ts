@@ -66,6 +66,16 @@ export interface RetryOptions {
   timeout?: number;
 }
 
+/** Options of a whole-document edit (`findOneAndUpdate`, `updateOne`, `updateOneWithPipeline`). */
+export interface EditOptions extends RetryOptions {
+  /**
+   * Edit only the document at this version (what the caller last read), with no retry on
+   * another: a `StaleVersionError` (`version_conflict`) then, and nothing changes. Optimistic
+   * concurrency across a round trip, e.g. an HTTP `If-Match`.
+   */
+  expectedVersion?: number;
+}
+
 export interface EditResult<T> {
   doc: T;
   diff: Diff;
@@ -97,6 +107,11 @@ export type UpdateOperators = Record<string, Record<string, unknown>>;
 
 /** An aggregation-pipeline update: `$set`/`$addFields`/`$unset`/`$project`/`$replaceRoot` stages with expressions. */
 export type UpdatePipeline = Record<string, unknown>[];
+
+export interface DeleteOptions {
+  /** Delete only if the document is still at this version (what the caller last read). */
+  expectedVersion?: number;
+}
 
 export type ChangeOperation = 'create' | 'update' | 'delete';
 
@@ -131,9 +146,9 @@ export interface Storage<T extends BaseDocument> {
   findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]>;
   /** Creates the document if its `_id` is absent, otherwise returns the stored one unchanged. */
   findOneAndUpsert(doc: NewDocument<T>): Promise<{ doc: T; created: boolean }>;
-  findOneAndUpdate(id: string, edit: EditFunction<T>, options?: RetryOptions): Promise<EditResult<T>>;
-  updateOne(id: string, operators: UpdateOperators, options?: RetryOptions): Promise<EditResult<T>>;
-  updateOneWithPipeline(id: string, pipeline: UpdatePipeline, options?: RetryOptions): Promise<EditResult<T>>;
+  findOneAndUpdate(id: string, edit: EditFunction<T>, options?: EditOptions): Promise<EditResult<T>>;
+  updateOne(id: string, operators: UpdateOperators, options?: EditOptions): Promise<EditResult<T>>;
+  updateOneWithPipeline(id: string, pipeline: UpdatePipeline, options?: EditOptions): Promise<EditResult<T>>;
   /**
    * Edits the object at `path` (dotted, e.g. `"inventory"`) as a section with its own version
    * field: edits of different sections never conflict; edits of one section are checked like
@@ -145,8 +160,12 @@ export interface Storage<T extends BaseDocument> {
     edit: EditFunction<S>,
     options?: RetryOptions,
   ): Promise<EditResult<T>>;
-  /** Deletes and returns the document; `undefined` when there was none. */
-  deleteOne(id: string): Promise<T | undefined>;
+  /**
+   * Deletes and returns the document; `undefined` when there was none. With `expectedVersion`,
+   * deletes only the document at that version: another version throws `StaleVersionError`
+   * (`version_conflict`) and nothing is deleted.
+   */
+  deleteOne(id: string, options?: DeleteOptions): Promise<T | undefined>;
   /** Runs `fn` so that all its writes commit together, or none do when it throws. */
   withTransaction<R>(fn: (tx: Storage<T>) => Promise<R>): Promise<R>;
   watch(options?: WatchOptions): ChangeStream<T>;

@@ -295,6 +295,15 @@ const ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$/;
  * Asserts `id` is a document id: 1 to {@link MAX_ID_LENGTH} characters of `A-Z a-z 0-9 _ . : @ -`,
  * not starting with `.`, `:`, `@` or `-`. No `/`: SSE event ids are `collection/id/seq`.
  */
+/** A document version a caller names (e.g. `expectedVersion`): a positive safe integer. */
+export function assertVersion(value: unknown, name: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new ValidationError(
+      `${name} must be a positive integer (a version the document had), not ${String(value)}`,
+    );
+  }
+}
+
 export function assertId(id: unknown): asserts id is string {
   if (typeof id !== 'string')
     throw new ValidationError(`a document id must be a string, not ${describe(id)}`, '');

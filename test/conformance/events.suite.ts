@@ -171,6 +171,21 @@ export function eventsSuite(backend: EventsBackendFactory): void {
       await expect(events.getEvents(collection, 'bad/id', 0)).rejects.toMatchObject({ code: 'validation' });
     });
 
+    it('a version-checked delete or edit that finds another version records no event', async () => {
+      const { sync, events, collection } = await setup();
+      await sync.findOneAndUpsert({ _id: 'g', name: 'g', gold: 0 });
+      await sync.updateOne('g', { $inc: { gold: 1 } });
+      const stale = { code: 'version_conflict' };
+      await expect(sync.deleteOne('g', { expectedVersion: 1 })).rejects.toMatchObject(stale);
+      await expect(sync.updateOne('g', { $inc: { gold: 1 } }, { expectedVersion: 1 })).rejects.toMatchObject(
+        stale,
+      );
+      expect(await events.getLatestSequence(collection, 'g')).toBe(2);
+      expect(await sync.deleteOne('g', { expectedVersion: 2 })).toMatchObject({ gold: 1 });
+      const log = await events.getEvents(collection, 'g');
+      expect(log.map((e) => e.operation)).toEqual(['create', 'update', 'delete']);
+    });
+
     it('keeps seq gapless across delete and re-create, and vector clock counters gapless per actor', async () => {
       const { sync, events, collection } = await setup();
       await sync.findOneAndUpsert({ _id: 'g', name: 'g', gold: 0 }, { clientId: 'a' });

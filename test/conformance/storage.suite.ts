@@ -476,6 +476,34 @@ export function storageSuite(backend: StorageBackendFactory): void {
         expect(again.version).toBe(1);
       });
 
+      it('expectedVersion: deletes and edits only the version the caller read, else version_conflict and nothing changes', async () => {
+        const [games, other] = await storages(2);
+        await games!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        await other!.updateOne('g', { $inc: { gold: 1 } }); // version 2, made by another instance
+        await expectCode(games!.deleteOne('g', { expectedVersion: 1 }), 'version_conflict');
+        await expectCode(
+          games!.updateOne('g', { $set: { gold: 9 } }, { expectedVersion: 1 }),
+          'version_conflict',
+        );
+        await expectCode(
+          games!.findOneAndUpdate(
+            'g',
+            (d) => {
+              d.gold = 9;
+            },
+            { expectedVersion: 1 },
+          ),
+          'version_conflict',
+        );
+        await expectCode(games!.deleteOne('g', { expectedVersion: 0 }), 'validation');
+        expect(await games!.findOne('g')).toMatchObject({ version: 2, gold: 2 });
+        const { doc } = await games!.updateOne('g', { $set: { gold: 3 } }, { expectedVersion: 2 });
+        expect(doc).toMatchObject({ version: 3, gold: 3 });
+        expect(await games!.deleteOne('g', { expectedVersion: 3 })).toEqual(doc);
+        expect(await games!.findOne('g')).toBeUndefined();
+        expect(await games!.deleteOne('g', { expectedVersion: 3 })).toBeUndefined();
+      });
+
       it('withTransaction commits all writes together, and a throw rolls back all of them', async () => {
         const games = await one();
         await games.findOneAndUpsert({ _id: 'a', name: 'a', gold: 1 });

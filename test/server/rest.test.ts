@@ -362,17 +362,27 @@ describe('REST: DELETE', () => {
     ]);
   });
 
-  it('refuses If-Match (deletes are not version-checked) and unauthorized writers', async () => {
+  it('If-Match on DELETE: deletes at that version, else 409 version_conflict and nothing is deleted', async () => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'd2', name: 'd', gold: 3 });
-    expect(
-      errorOf(await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': '"1"' })),
-    ).toEqual({
-      status: 400,
-      code: 'validation',
-    });
+    await g.updateOne('d2', { $inc: { gold: 1 } });
+    const stale = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': '"1"' });
+    expect(errorOf(stale)).toEqual({ status: 409, code: 'version_conflict' });
+    expect(await g.findOne('d2')).toMatchObject({ version: 2, gold: 4 });
+    const bad = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': 'soon' });
+    expect(errorOf(bad)).toEqual({ status: 400, code: 'validation' });
+    const ok = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': '"2"' });
+    expect(ok.status).toBe(200);
+    expect(await g.findOne('d2')).toBeUndefined();
+    const gone = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': '"2"' });
+    expect(errorOf(gone)).toEqual({ status: 404, code: 'not_found' });
+  });
+
+  it('refuses unauthorized writers', async () => {
+    const g = await games();
+    await g.findOneAndUpsert({ _id: 'secret-d', name: 'd', gold: 3 });
     expect(errorOf(await api('DELETE', '/api/games/secret-d'))).toEqual({ status: 403, code: 'forbidden' });
-    expect(await g.findOne('d2')).toBeDefined();
+    expect(await g.findOne('secret-d')).toBeDefined();
   });
 });
 

@@ -193,9 +193,10 @@ class Writer {
     };
   }
 
-  delete(id: string, record?: EventRecord): (StoredDocument & Written) | undefined {
+  delete(id: string, record?: EventRecord, expectedVersion?: number): (StoredDocument & Written) | undefined {
     const current = this.sink.read(id);
     if (!current) return undefined;
+    if (expectedVersion !== undefined && current.version !== expectedVersion) return undefined;
     const change: CommittedChange = {
       collection: this.collection,
       id,
@@ -267,8 +268,12 @@ class MemoryCollection implements CollectionBackend {
     return this.state.lock.whenFree(() => this.#writer.replaceSection(write, record));
   }
 
-  delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.delete(id, record));
+  delete(
+    id: string,
+    record?: EventRecord,
+    expectedVersion?: number,
+  ): Promise<(StoredDocument & Written) | undefined> {
+    return this.state.lock.whenFree(() => this.#writer.delete(id, record, expectedVersion));
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
@@ -379,9 +384,13 @@ class MemoryTransaction implements CollectionBackend {
     return this.#writer.replaceSection(write, record);
   }
 
-  async delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
+  async delete(
+    id: string,
+    record?: EventRecord,
+    expectedVersion?: number,
+  ): Promise<(StoredDocument & Written) | undefined> {
     this.#active();
-    return this.#writer.delete(id, record);
+    return this.#writer.delete(id, record, expectedVersion);
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {

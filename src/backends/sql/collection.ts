@@ -104,7 +104,10 @@ const sql = {
       AND CASE WHEN $8::jsonb IS NULL THEN (data #> $3::text[]) IS NULL
         ELSE COALESCE(NULLIF((data #> $3::text[]) -> $7::text, 'null'::jsonb), '0'::jsonb) = $8::jsonb END
     RETURNING version, data`,
-  delete: `DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data`,
+  // $3 the expected version, or NULL for any.
+  delete: `DELETE FROM ${table}
+    WHERE collection = $1 AND id = $2 AND ($3::bigint IS NULL OR version = $3::bigint)
+    RETURNING version, data`,
 
   /*
    * The same writes recording their event (see `recordingCte` in events.ts for why seq stays
@@ -124,9 +127,12 @@ const sql = {
       RETURNING xmin::text AS token
     ), ${recordingCte('w', 6, "'update'", '$3')}
     SELECT e.seq, e.server_seq, e.vector_clock, w.token FROM e CROSS JOIN w`,
-  // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here).
+  // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here);
+  // $8 the expected version, or NULL for any.
   deleteRecord: `WITH w AS (
-      DELETE FROM ${table} WHERE collection = $1 AND id = $2 RETURNING version, data
+      DELETE FROM ${table}
+      WHERE collection = $1 AND id = $2 AND ($8::bigint IS NULL OR version = $8::bigint)
+      RETURNING version, data
     ), ${recordingCte('w', 3, "'delete'", 'w.version', `COALESCE($7::jsonb, '{}'::jsonb) || jsonb_build_object('deletedDocument', w.data)`)}
     SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock FROM e CROSS JOIN w`,
 };
@@ -328,19 +334,31 @@ export class SqlCollection implements CollectionBackend {
     return written;
   }
 
-  async delete(id: string, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
+  async delete(
+    id: string,
+    record?: EventRecord,
+    expectedVersion?: number,
+  ): Promise<(StoredDocument & Written) | undefined> {
     const doing = `delete ${JSON.stringify(id)}`;
+    const expected = expectedVersion ?? null;
     let deleted: StoredDocument & Written;
     if (record) {
       // The version and the deleted document come from the row: the draft is completed below.
       const draft = eventDraft(this.collection, id, 'delete', 0, record, {});
-      const [row] = await this.#recording<VersionRow>(doing, sql.deleteRecord, [this.collection, id], draft);
+      const [row] = await this.#recording<VersionRow>(
+        doing,
+        sql.deleteRecord,
+        [this.collection, id],
+        draft,
+        undefined,
+        [expected],
+      );
       if (row === undefined) return undefined;
       const version = Number(row.version);
       const done = eventDraft(this.collection, id, 'delete', version, record, { deletedDocument: row.data });
       deleted = { id, version, data: row.data, event: { ...row.event, version, metadata: done.metadata! } };
     } else {
-      const [row] = await this.#run<VersionRow>(doing, sql.delete, [this.collection, id]);
+      const [row] = await this.#run<VersionRow>(doing, sql.delete, [this.collection, id, expected]);
       if (row === undefined) return undefined;
       deleted = { id, version: Number(row.version), data: row.data };
     }
