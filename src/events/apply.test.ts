@@ -117,7 +117,7 @@ describe('applyEvent', () => {
     expect(after).toEqual({ a: {}, c: { b: [1, 2] }, d: [1, 2] });
   });
 
-  it('refuses events that do not fit the state (internal)', () => {
+  it('refuses an operation that does not fit the state (internal: the state and the log disagree)', () => {
     const state = { a: 1 };
     expect(codeOf(() => applyEvent(null, update([{ op: 'replace', path: '/a', value: 1 }])))).toBe(
       'internal',
@@ -126,15 +126,28 @@ describe('applyEvent', () => {
     expect(codeOf(() => applyEvent(state, event('create', undefined, { diff: creationDiff({}, 1) })))).toBe(
       'internal',
     );
-    expect(codeOf(() => applyEvent(state, update([{ op: 'replace', path: '/missing', value: 1 }])))).toBe(
-      'internal',
-    );
-    expect(codeOf(() => applyEvent(state, update([{ op: 'remove', path: '/x/y' }])))).toBe('internal');
-    expect(codeOf(() => applyEvent(state, update([{ op: 'add', path: '/x/y', value: 1 }])))).toBe('internal');
-    expect(codeOf(() => applyEvent(state, update([{ op: 'test', path: '/a', value: 2 }])))).toBe('internal');
-    expect(codeOf(() => applyEvent({ l: [1] }, update([{ op: 'add', path: '/l/5', value: 1 }])))).toBe(
-      'internal',
-    );
+  });
+
+  it('refuses a patch that does not apply to the document (validation, as the RFC 6902 test suite expects)', () => {
+    const state = { a: 1 };
+    const doesNotApply = [
+      [state, { op: 'replace', path: '/missing', value: 1 }],
+      [state, { op: 'remove', path: '/x/y' }],
+      [state, { op: 'add', path: '/x/y', value: 1 }],
+      [state, { op: 'test', path: '/a', value: 2 }],
+      [{ l: [1] }, { op: 'add', path: '/l/5', value: 1 }],
+    ] as const;
+    for (const [doc, op] of doesNotApply) {
+      const error = (() => {
+        try {
+          applyEvent(doc as JsonObject, update([op as JsonPatchOperation]));
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(EventSyncError.is(error, 'validation')).toBe(true);
+      expect((error as Error).message).toMatch(/does not apply/);
+    }
   });
 
   it('refuses malformed events (validation)', () => {
@@ -243,7 +256,7 @@ describe('applyEvent against the json-patch-test-suite package', () => {
 
   it.each(cases.map((c, i) => [`${i}: ${c.comment ?? c.error ?? ''}`, c] as const))('%s', (_name, c) => {
     const apply = () => applyEvent({ root: c.doc } as JsonObject, eventOf(c));
-    if (c.error !== undefined) expect(apply).toThrow(EventSyncError);
+    if (c.error !== undefined) expect(apply).toThrow(ValidationError);
     else expect(apply()).toEqual({ root: c.expected });
   });
 });

@@ -44,10 +44,11 @@ const describe = (event: SyncEvent) =>
  * - `update` / `update_section` need a document and apply `diff.jsonPatch` in order;
  * - `delete` needs a document and yields `null`.
  *
- * Throws `ValidationError` when the event itself is malformed (unknown operation, missing diff,
- * a patch that is not RFC 6902), and `EventSyncError('internal')` when a well-formed event does
- * not fit the state (an update of nothing, a path that is not there): the state and the log
- * disagree, which is a bug or lost data, never something to paper over.
+ * Throws `ValidationError` when the event is malformed (unknown operation, missing diff) or its
+ * patch does not apply to `state` (not RFC 6902, or a path that is not there, a failed `test`),
+ * and `EventSyncError('internal')` when the operation does not fit the state (an update or delete
+ * of nothing, a create of something): the state and the log disagree, which is a bug or lost
+ * data, never something to paper over.
  */
 export function applyEvent(state: JsonObject | null, event: SyncEvent): JsonObject | null {
   return applyOne(state, event, new Set());
@@ -221,18 +222,8 @@ function ownPath(root: JsonObject | JsonValue[], pointer: string, owned: Owned):
 function asEventError(event: SyncEvent, op: AnyOperation, index: number, error: unknown): Error {
   const where = `/diff/jsonPatch/${index}`;
   const detail = error instanceof Error ? error.message.split('\n')[0] : String(error);
-  const name = (error as { name?: unknown })?.name;
-  // Malformed operations are the event's fault whatever the state; the rest is a state mismatch.
-  const malformed =
-    error instanceof TypeError ||
-    name === 'OPERATION_NOT_AN_OBJECT' ||
-    name === 'OPERATION_OP_INVALID' ||
-    name === 'OPERATION_PATH_INVALID' ||
-    name === 'OPERATION_FROM_REQUIRED' ||
-    name === 'OPERATION_VALUE_REQUIRED' ||
-    name === 'OPERATION_VALUE_CANNOT_CONTAIN_UNDEFINED';
   const message = `${describe(event)}: ${JSON.stringify(op?.op)} at ${JSON.stringify(op?.path)} does not apply: ${detail}`;
-  return malformed
-    ? new ValidationError(message, where, { cause: error })
-    : new EventSyncError('internal', `${message} (at ${where})`, { cause: error });
+  // Malformed, or well-formed but not fitting this document (a path that is not there, a failed
+  // `test`): either way the patch is invalid for the state it was given.
+  return new ValidationError(message, where, { cause: error });
 }

@@ -3,11 +3,9 @@
  * (fast-json-patch for RFC 6902, json-merge-patch for RFC 7396, mingo for MongoDB updates).
  */
 import fc from 'fast-check';
-import jsonpatch from 'fast-json-patch';
-import jmp from 'json-merge-patch';
-import { update as mongoApply } from 'mingo';
 import { create, rawReturn } from 'mutative';
 import { describe, expect, it } from 'vitest';
+import { applyJsonPatch, applyMergePatch, applyMongoUpdate } from '../../test/support/appliers.js';
 import {
   buildDiff,
   compareValues,
@@ -300,20 +298,7 @@ const caseProperty = (arbs: typeof strict, check: (c: Case) => void) =>
 // Independent appliers
 // ---------------------------------------------------------------------------------------------
 
-function applyJsonPatch(doc: JsonValue, ops: JsonPatchOperation[]): JsonValue {
-  return jsonpatch.applyPatch(clone(doc), clone(ops) as jsonpatch.Operation[], true).newDocument as JsonValue;
-}
-
-function applyMergePatch(doc: JsonObject, patch: JsonObject): JsonValue {
-  return jmp.apply(clone(doc), clone(patch)) as JsonValue;
-}
-
-function applyMongoUpdate(doc: JsonObject, diff: Diff): JsonObject {
-  const target = clone(doc);
-  const modifier = clone(diff.mongoUpdate) as Record<string, Record<string, unknown>>;
-  if (Object.keys(modifier).length > 0) mongoApply(target, modifier);
-  return target;
-}
+const applyMongoUpdateOf = (doc: JsonObject, diff: Diff) => applyMongoUpdate(doc, diff.mongoUpdate ?? {});
 
 /** Removes null object members everywhere (what a merge patch cannot express). */
 function stripNullMembers(value: JsonValue): JsonValue {
@@ -386,7 +371,7 @@ describe('buildDiff (properties)', () => {
     fc.assert(
       caseProperty(loose, ({ before, after, diff }) => {
         if (!present(diff.mongoUpdate)) return;
-        expect(applyMongoUpdate(before, diff)).toEqual(after);
+        expect(applyMongoUpdateOf(before, diff)).toEqual(after);
       }),
       { numRuns: RUNS },
     );
@@ -538,7 +523,7 @@ describe('array changes stay proportional (properties)', () => {
         if (c.kind !== 'truncate' && c.kind !== 'splice') expect(diff.mongoUpdate).toBeDefined();
         expect(applyJsonPatch(before, diff.jsonPatch)).toEqual(after);
         if (diff.mergePatch) expect(applyMergePatch(before, diff.mergePatch)).toEqual(after);
-        if (diff.mongoUpdate) expect(applyMongoUpdate(before, diff)).toEqual(after);
+        if (diff.mongoUpdate) expect(applyMongoUpdateOf(before, diff)).toEqual(after);
       }),
       { numRuns: 300 },
     );
@@ -575,7 +560,7 @@ describe('compareValues (properties)', () => {
           // Never more ops than elements in the result (else it replaces the array).
           expect(ops.length).toBeLessThanOrEqual(Math.max(1, edited.length));
           const diff = buildDiff(before, after, ops, 1);
-          expect(applyMongoUpdate(before, diff)).toEqual(after);
+          expect(applyMongoUpdateOf(before, diff)).toEqual(after);
           expect(applyMergePatch(before, diff.mergePatch!)).toEqual(after);
         },
       ),

@@ -1,10 +1,13 @@
 import type { MemoryEventLog } from '../../src/backends/memory/memory-events.js';
 import { memoryDatabase } from '../../src/index.js';
+import { diffsSuite } from '../conformance/diffs.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 
 const shared = memoryDatabase();
 storageSuite({ name: 'memory', open: async () => shared });
+// A database of its own: the suite closes it.
+diffsSuite({ name: 'memory', open: async () => memoryDatabase(), runs: 2000 });
 eventsSuite({
   name: 'memory',
   open: async () => shared,

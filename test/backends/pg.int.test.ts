@@ -12,6 +12,7 @@ import type { SyncEvent } from '../../src/events/types.js';
 import { pgDatabase } from '../../src/pg.js';
 import type { CollectionBackend } from '../../src/storage/backend.js';
 import { catchupSuite } from '../conformance/catchup.suite.js';
+import { diffsSuite } from '../conformance/diffs.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { databaseUrl, openPg, uniqueCollection } from '../support/databases.js';
@@ -26,6 +27,8 @@ sqlPrimitivesSuite({ name: 'pg', open: (options) => openPg(options) });
 sqlEventsSuite({ name: 'pg', open: (options) => openPg(options) });
 
 storageSuite({ name: 'pg', open: () => openPg() });
+
+diffsSuite({ name: 'pg', open: () => openPg(), runs: 300 });
 
 // Each database its own application_name, so that a fault injected into one fails it alone.
 catchupSuite({ name: 'pg', open: () => openPg(), propertyRuns: 20 });

@@ -10,6 +10,7 @@ import { translateFilter } from '../../src/backends/sql/filter.js';
 import { pgliteDatabase, pgliteDriver } from '../../src/pglite.js';
 import type { JsonObject, JsonValue } from '../../src/storage/types.js';
 import { catchupSuite } from '../conformance/catchup.suite.js';
+import { diffsSuite } from '../conformance/diffs.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { closeSharedPglite, openPgliteDb, sharedPglite, uniqueCollection } from '../support/databases.js';
@@ -24,6 +25,8 @@ sqlPrimitivesSuite({ name: 'pglite', open: (options) => openPgliteDb(options) })
 sqlEventsSuite({ name: 'pglite', open: (options) => openPgliteDb(options) });
 
 storageSuite({ name: 'pglite', open: () => openPgliteDb() });
+
+diffsSuite({ name: 'pglite', open: () => openPgliteDb(), runs: 300 });
 
 catchupSuite({ name: 'pglite', open: () => openPgliteDb(), propertyRuns: 20 });
 
