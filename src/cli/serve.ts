@@ -84,7 +84,12 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   try {
     // On a loopback address, answer only to loopback names: a DNS-rebound page cannot reach it.
     const access = isLoopback(options.host) ? { allowedHosts: LOOPBACK_HOSTS } : {};
-    engine = await SyncEngine.create({ authenticate: nameFromToken, access, ...options.engine, db, logger });
+    // The token-as-name default lets everyone do everything, explicitly; an app's own
+    // `authenticate` comes with its own `authorize` (the engine refuses one without the other).
+    const auth: Partial<SyncEngineOptions> = options.engine?.authenticate
+      ? {}
+      : { authenticate: nameFromToken, authorize: 'allow-all' };
+    engine = await SyncEngine.create({ ...auth, access, ...options.engine, db, logger });
   } catch (error) {
     await db.close().catch(() => {});
     throw error;
