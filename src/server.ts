@@ -7,6 +7,7 @@
  * attach(server, engine);          // WebSocket /sync, SSE /sse/…, REST /api/…
  * ```
  */
+export type { AuthSpec, JwtSpec } from './cli/args.js';
 export { type RunningServer, type ServeOptions, serve } from './cli/serve.js';
 export {
   type Attached,

@@ -33,7 +33,8 @@ async function runServe(command: ServeCommand): Promise<void> {
   const logger = pino({ level: command.logLevel, base: { pid: process.pid } });
   let running: Awaited<ReturnType<typeof serve>>;
   try {
-    running = await serve({ db: command.db, port: command.port, host: command.host, logger });
+    const { db, port, host, auth } = command;
+    running = await serve({ db, port, host, auth, logger });
   } catch (error) {
     logger.fatal({ err: error }, 'eventsync: could not start');
     process.exit(1);

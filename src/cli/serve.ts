@@ -11,13 +11,21 @@ import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { memoryDatabase } from '../backends/memory/memory-database.js';
 import type { Logger } from '../events/logger.js';
+import { ValidationError } from '../protocol/errors.js';
 import { LOOPBACK_HOSTS } from '../server/access.js';
 import { type Attached, type AttachOptions, attach } from '../server/attach.js';
 import { requestUrl } from '../server/http.js';
 import type { Database } from '../storage/backend.js';
 import { SyncEngine, type SyncEngineOptions } from '../sync/engine.js';
-import type { Authenticate } from '../sync/types.js';
-import { type DatabaseSpec, databaseSpec, describeDatabase } from './args.js';
+import {
+  type AuthSpec,
+  type DatabaseSpec,
+  databaseSpec,
+  describeDatabase,
+  isLoopback,
+  unauthenticatedHostProblem,
+} from './args.js';
+import { serveAuth } from './auth.js';
 
 export interface ServeOptions {
   /** A PGlite data directory, a `postgres://` URL, or `memory`. */
@@ -25,6 +33,12 @@ export interface ServeOptions {
   port: number;
   host: string;
   logger: Logger;
+  /**
+   * Who requests come from and what they may do, as the CLI's `--auth` and `--rules` say. Default
+   * `{ mode: 'none' }` (a token names the actor), which a non-loopback `host` needs written out.
+   * Not with `engine.authenticate`; `engine.authorize` may stand in for `rules`.
+   */
+  auth?: AuthSpec;
   /** Engine options besides the database and logger (authenticate, authorize, limits, …). */
   engine?: Omit<SyncEngineOptions, 'db' | 'logger'>;
   /** Transport options (paths, heartbeats). */
@@ -62,17 +76,10 @@ const PAGE = `<!doctype html>
 </body></html>
 `;
 
-/**
- * Without an `authenticate` of the caller's, a token is taken at its word as the actor's name
- * (the demo's tabs send their client id), and no token means `anonymous`. It names who made each
- * change in events and vector clocks; it proves nothing, so it is for the demo and local use only.
- */
-const nameFromToken: Authenticate = ({ token }) => ({
-  id: token !== undefined && /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,63}$/.test(token) ? token : 'anonymous',
-});
-
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const { logger } = options;
+  // Before the database opens: a refused host or a broken rules module should cost nothing.
+  const auth = await chooseAuth(options);
   const given = databaseSpec(options.db);
   const spec: DatabaseSpec =
     given.kind === 'pglite' ? { kind: 'pglite', dataDir: resolve(given.dataDir) } : given;
@@ -84,7 +91,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   try {
     // On a loopback address, answer only to loopback names: a DNS-rebound page cannot reach it.
     const access = isLoopback(options.host) ? { allowedHosts: LOOPBACK_HOSTS } : {};
-    engine = await SyncEngine.create({ authenticate: nameFromToken, access, ...options.engine, db, logger });
+    engine = await SyncEngine.create({ ...auth.hooks, access, ...options.engine, db, logger });
   } catch (error) {
     await db.close().catch(() => {});
     throw error;
@@ -157,16 +164,17 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     {
       url,
       db: describeDatabase(spec),
+      auth: auth.summary,
       openDbMs,
       startupMs: Math.round(process.uptime() * 1000),
       rssMB: Math.round(process.memoryUsage().rss / 2 ** 20),
     },
     'eventsync: listening',
   );
-  if (!isLoopback(options.host) && !options.engine?.authenticate) {
+  if (auth.anyone && !isLoopback(options.host)) {
     logger.warn(
       { host: options.host },
-      'eventsync: no authentication is configured (a token only names the actor): anyone who reaches this address can read and write every document',
+      'eventsync: no authentication is configured (--auth none: a token only names the actor): anyone who reaches this address can act as anyone',
     );
   }
 
@@ -193,6 +201,29 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       return closed;
     },
   };
+}
+
+/**
+ * The engine's `authenticate`/`authorize` and the `listening` line's summary of them: the
+ * caller's own `engine.authenticate`, else `options.auth` (default `--auth none`). `anyone`:
+ * nothing is authenticated.
+ */
+async function chooseAuth(
+  options: ServeOptions,
+): Promise<{ hooks: Partial<SyncEngineOptions>; summary: string; anyone: boolean }> {
+  const { auth, engine, host } = options;
+  if (engine?.authenticate) {
+    if (auth) throw new ValidationError('serve: pass auth or engine.authenticate, not both', '/auth');
+    return { hooks: {}, summary: 'the authenticate hook given', anyone: false };
+  }
+  const problem = unauthenticatedHostProblem(host, auth !== undefined);
+  if (problem)
+    throw new ValidationError(`serve: ${problem}; pass auth: { mode: 'none' } to accept that`, '/auth');
+  if (auth?.rules !== undefined && engine?.authorize) {
+    throw new ValidationError('serve: pass auth.rules or engine.authorize, not both', '/auth/rules');
+  }
+  const { summary, ...hooks } = await serveAuth(auth ?? { mode: 'none' }, host, options.logger);
+  return { hooks, summary, anyone: auth?.mode !== 'jwt' };
 }
 
 /**
@@ -301,10 +332,6 @@ async function importPeer<T>(load: () => Promise<T>, pkg: string): Promise<T> {
     }
     throw error;
   }
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function processMetrics(): string {

@@ -11,7 +11,7 @@ import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
 import { SyncService } from '../events/sync-service.js';
 import type { Snapshot, SyncEvent } from '../events/types.js';
-import { EventSyncError } from '../protocol/errors.js';
+import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import type { Database } from '../storage/backend.js';
 import { createStorage } from '../storage/create-storage.js';
 import type { BaseDocument, JsonObject } from '../storage/types.js';
@@ -34,8 +34,13 @@ import {
 
 export interface SyncEngineOptions {
   db: Database;
+  /** Who a client is. Default: everyone is `{ id: 'anonymous' }` (then `authorize` may be left out: all is allowed). */
   authenticate?: Authenticate;
-  authorize?: Authorize;
+  /**
+   * What a principal may do. Required with `authenticate` (deny by default: `create` throws without
+   * it); `'allow-all'` lets every authenticated principal read and write everything.
+   */
+  authorize?: Authorize | 'allow-all';
   limits?: Partial<SyncLimits>;
   logger?: Logger;
   /** Automatic snapshot interval of the collections' EventSyncStorage. Default 100. */
@@ -89,7 +94,7 @@ export class SyncEngine {
   readonly #stopFeed = new AbortController();
   #feed: Promise<void> | undefined;
 
-  private constructor(options: SyncEngineOptions, events: EventStore) {
+  private constructor(options: SyncEngineOptions, authorize: Authorize, events: EventStore) {
     this.#db = options.db;
     this.events = events;
     this.limits = { ...defaultLimits, ...options.limits };
@@ -102,13 +107,14 @@ export class SyncEngine {
         this.logger.warn({ err: error }, 'eventsync: writing acknowledgements failed; retrying'),
     });
     this.#authenticate = options.authenticate ?? anonymous;
-    this.#authorize = options.authorize ?? allowAll;
+    this.#authorize = authorize;
     this.#snapshotEvery = options.snapshotEvery;
   }
 
   /** Opens the event log and starts following it from now. */
   static async create(options: SyncEngineOptions): Promise<SyncEngine> {
-    const engine = new SyncEngine(options, new EventStore(await options.db.events()));
+    const authorize = chooseAuthorize(options);
+    const engine = new SyncEngine(options, authorize, new EventStore(await options.db.events()));
     await engine.#startFeed();
     return engine;
   }
@@ -324,6 +330,27 @@ export class SyncEngine {
       },
     };
   }
+}
+
+/**
+ * The `authorize` hook to run. Deny by default: an app that says who its users are but forgot to
+ * say what they may do would otherwise let every user read and delete everyone's documents, so
+ * that must be written out (`'allow-all'`). Without `authenticate` everyone is the same
+ * anonymous principal, and allowing all is what the app asked for.
+ */
+function chooseAuthorize({ authenticate, authorize }: SyncEngineOptions): Authorize {
+  if (typeof authorize === 'function') return authorize;
+  if (authorize === 'allow-all' || (authorize === undefined && authenticate === undefined)) return allowAll;
+  if (authorize === undefined) {
+    throw new ValidationError(
+      "SyncEngine.create: authenticate without authorize would let every principal do everything; pass authorize, or authorize: 'allow-all' to let every authenticated principal do everything",
+      '/authorize',
+    );
+  }
+  throw new ValidationError(
+    `SyncEngine.create: authorize must be a function or 'allow-all', not ${JSON.stringify(authorize)}`,
+    '/authorize',
+  );
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -24,7 +24,7 @@ export type Authenticate = (request: AuthRequest) => Principal | undefined | Pro
  * Whether `principal` may `action` the collection (and document, when one is named). `'read'`
  * covers snapshots and events of a document (also inside collection subscriptions) and REST
  * reads; `'subscribe'` is asked once for a collection subscription; `'write'` for REST changes.
- * Default: everything is allowed.
+ * Required with `authenticate` (or `'allow-all'`, written out); without `authenticate`, all is allowed.
  */
 export type Authorize = (
   principal: Principal,

@@ -253,6 +253,7 @@ describe('EventSyncClient on a real server', () => {
   it('an unauthorized hello closes the client and rejects connect()', async () => {
     const locked = await startServer({
       authenticate: ({ token }) => (token === 'ok' ? { id: 'u' } : undefined),
+      authorize: 'allow-all',
     });
     try {
       const errors: string[] = [];

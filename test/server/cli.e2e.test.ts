@@ -3,9 +3,10 @@
  * source is newer), started on a fresh PGlite data directory, used over WebSocket and REST,
  * stopped with SIGTERM, started again on the same directory.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SyncEvent } from '../../src/events/types.js';
 import { ensureBuilt, killAll, startServe } from '../support/serve-process.js';
@@ -84,5 +85,54 @@ describe('eventsync serve (the built binary)', () => {
     expect(ids.body.map((d) => d._id)).toEqual(['after', 'kept']);
     restarted.child.kill('SIGTERM');
     expect((await restarted.exit).code).toBe(0);
+  });
+
+  it('--auth jwt verifies bearer tokens and asks --rules; --auth none beyond loopback must be written out', async () => {
+    const secret = 'a-test-secret-of-at-least-32-bytes!';
+    const rules = join(dir, 'rules.mjs');
+    await writeFile(
+      rules,
+      "export default (principal, action) => action !== 'write' || principal.id === 'alice';\n",
+    );
+    const server = await startServe(
+      [
+        '--db',
+        'memory',
+        '--port',
+        '0',
+        '--auth',
+        'jwt',
+        '--jwt-secret',
+        secret,
+        '--jwt-audience',
+        'app',
+      ].concat(['--rules', rules]),
+    );
+    expect(server.logs.find((l) => l.msg === 'eventsync: listening')).toMatchObject({
+      auth: `jwt (HS256 secret), rules ${rules}`,
+    });
+    const sign = (sub: string, exp: number) =>
+      new SignJWT({ sub, aud: 'app', exp })
+        .setProtectedHeader({ alg: 'HS256' })
+        .sign(new TextEncoder().encode(secret));
+    const inAnHour = Math.floor(Date.now() / 1000) + 3600;
+    const post = async (token: string) =>
+      (
+        await http(server.url, 'POST', '/api/games', {
+          body: {},
+          headers: { authorization: `Bearer ${token}` },
+        })
+      ).status;
+    expect(await post(await sign('alice', inAnHour))).toBe(201);
+    expect(await post(await sign('bob', inAnHour))).toBe(403);
+    expect(await post(await sign('alice', inAnHour - 7200))).toBe(401);
+    expect(await post('alice')).toBe(401); // --auth none's way of naming oneself
+    server.child.kill('SIGTERM');
+    expect((await server.exit).code).toBe(0);
+
+    // Refused before it opens or binds anything: exit 2 with the usage.
+    await expect(startServe(['--db', 'memory', '--port', '0', '--host', '0.0.0.0'])).rejects.toThrow(
+      /exited \(2\) before listening:[\s\S]*not a loopback address/,
+    );
   });
 });

@@ -8,6 +8,7 @@ import {
   DEFAULT_PORT,
   databaseSpec,
   describeDatabase,
+  isLoopback,
   parseCommand,
   UsageError,
 } from '../../src/cli/args.js';
@@ -36,6 +37,7 @@ describe('eventsync serve: arguments', () => {
       port: DEFAULT_PORT,
       host: DEFAULT_HOST,
       logLevel: 'info',
+      auth: { mode: 'none' },
     });
     expect([DEFAULT_DB, DEFAULT_PORT, DEFAULT_HOST]).toEqual(['./data', 8080, '127.0.0.1']);
   });
@@ -51,8 +53,17 @@ describe('eventsync serve: arguments', () => {
         '0.0.0.0',
         '--log-level',
         'warn',
+        '--auth',
+        'none',
       ]),
-    ).toEqual({ command: 'serve', db: 'postgres://u:p@h/db', port: 0, host: '0.0.0.0', logLevel: 'warn' });
+    ).toEqual({
+      command: 'serve',
+      db: 'postgres://u:p@h/db',
+      port: 0,
+      host: '0.0.0.0',
+      logLevel: 'warn',
+      auth: { mode: 'none' },
+    });
     expect(parseCommand(['--help'])).toEqual({ command: 'help' });
     expect(parseCommand(['serve', '-h'])).toEqual({ command: 'help' });
     expect(parseCommand(['-v'])).toEqual({ command: 'version' });
@@ -72,6 +83,74 @@ describe('eventsync serve: arguments', () => {
     ]) {
       expect(() => parseCommand(argv), argv.join(' ')).toThrow(UsageError);
     }
+  });
+
+  it('refuses --auth none beyond loopback unless it is written out', () => {
+    for (const host of ['0.0.0.0', '192.168.1.5', '::', '127.evil.example']) {
+      expect(() => parseCommand(['serve', '--host', host]), host).toThrow(
+        /not a loopback address.*anyone who reaches it may act as anyone: pass --auth jwt …, or --auth none/,
+      );
+      expect(parseCommand(['serve', '--host', host, '--auth', 'none'])).toMatchObject({
+        auth: { mode: 'none' },
+      });
+    }
+    for (const host of ['127.0.0.1', '127.0.0.2', 'localhost', '::1']) {
+      expect(parseCommand(['serve', '--host', host]), host).toMatchObject({ host, auth: { mode: 'none' } });
+    }
+    expect(parseCommand(['serve', '--rules', './r.js'])).toMatchObject({
+      auth: { mode: 'none', rules: './r.js' },
+    });
+  });
+
+  it('reads --auth jwt with a secret or a JWKS URL, audience, issuer and rules', () => {
+    const secret = 's'.repeat(32);
+    expect(
+      parseCommand([
+        'serve',
+        '--host=0.0.0.0',
+        '--auth=jwt',
+        `--jwt-secret=${secret}`,
+        '--jwt-audience=app',
+        '--jwt-issuer=https://id.example',
+        '--rules=./rules.js',
+      ]),
+    ).toMatchObject({
+      host: '0.0.0.0',
+      auth: { mode: 'jwt', secret, audience: 'app', issuer: 'https://id.example', rules: './rules.js' },
+    });
+    for (const jwksUrl of ['https://id.example/jwks.json', 'http://127.0.0.1:9/jwks', 'http://localhost/k']) {
+      expect(
+        parseCommand(['serve', '--auth', 'jwt', '--jwks-url', jwksUrl, '--rules', 'allow-all']),
+      ).toMatchObject({
+        auth: { mode: 'jwt', jwksUrl, rules: 'allow-all' },
+      });
+    }
+  });
+
+  it('refuses --auth jwt without a key, with two, with a short secret, an http JWKS elsewhere, or no rules', () => {
+    const key = ['--jwt-secret', 's'.repeat(32)];
+    for (const [argv, message] of [
+      [['--auth', 'jwt', '--rules', 'allow-all'], /needs one of --jwt-secret/],
+      [['--auth', 'jwt', ...key, '--jwks-url', 'https://x/k', '--rules', 'allow-all'], /needs one of/],
+      [['--auth', 'jwt', '--jwt-secret', 'short', '--rules', 'allow-all'], /at least 32 bytes/],
+      [['--auth', 'jwt', '--jwks-url', 'http://id.example/k', '--rules', 'allow-all'], /must be https/],
+      [['--auth', 'jwt', '--jwks-url', 'not a url', '--rules', 'allow-all'], /must be a URL/],
+      [['--auth', 'jwt', ...key], /needs --rules .*--rules allow-all/],
+      [['--auth', 'jwt', ...key, '--rules', ''], /--rules must not be empty/],
+      [['--auth', 'none', ...key], /--jwt-secret needs --auth jwt/],
+      [['--jwt-audience', 'app'], /--jwt-audience needs --auth jwt/],
+      [['--auth', 'basic'], /--auth must be none or jwt/],
+    ] as const) {
+      expect(() => parseCommand(['serve', ...argv]), argv.join(' ')).toThrow(UsageError);
+      expect(() => parseCommand(['serve', ...argv]), argv.join(' ')).toThrow(message);
+    }
+  });
+
+  it('tells loopback addresses from others', () => {
+    for (const host of ['localhost', '127.0.0.1', '127.1.2.3', '::1', '[::1]'])
+      expect(isLoopback(host), host).toBe(true);
+    for (const host of ['0.0.0.0', '::', '10.0.0.1', '127.example.com', 'localhost.example.com', ''])
+      expect(isLoopback(host), host).toBe(false);
   });
 
   it('picks the database by --db, and logs it without a password', () => {
@@ -179,9 +258,27 @@ describe('eventsync serve: the server', () => {
     expect(lines.at(-1)?.message).toBe('eventsync: stopped');
   });
 
+  it('says on the listening line that anyone on this machine may act as anyone (--auth none)', async () => {
+    const { logger, lines } = recordingLogger();
+    const running = await serve({ db: 'memory', port: 0, host: '127.0.0.1', logger, demoDir: false });
+    await running.close();
+    const listening = lines.find((l) => l.message === 'eventsync: listening');
+    expect(listening?.details).toMatchObject({
+      auth: expect.stringMatching(/anyone on this machine may act as anyone/),
+    });
+  });
+
+  it('refuses a non-loopback host without auth, before opening anything', async () => {
+    const { logger, lines } = recordingLogger();
+    await expect(serve({ db: 'memory', port: 0, host: '0.0.0.0', logger })).rejects.toThrow(
+      /not a loopback address.*pass auth: \{ mode: 'none' \}/,
+    );
+    expect(lines).toEqual([]); // refused before opening anything
+  });
+
   it('warns when it listens beyond loopback without authentication', async () => {
     const { logger, lines } = recordingLogger();
-    const running = await serve({ db: 'memory', port: 0, host: '0.0.0.0', logger });
+    const running = await serve({ db: 'memory', port: 0, host: '0.0.0.0', logger, auth: { mode: 'none' } });
     await running.close();
     expect(lines.some((l) => l.level === 'warn' && /no authentication/.test(l.message ?? ''))).toBe(true);
   });
