@@ -165,8 +165,17 @@ describe('applyUpdateOperators: array indexes', () => {
           expect(ours).toEqual(base());
         } else {
           outcomes.applied++;
-          applyUpdateOperators(ours, operators, growth);
-          expect(ours).toEqual(JSON.parse(JSON.stringify(theirs)));
+          const error = (() => {
+            try {
+              applyUpdateOperators(ours, operators, growth);
+            } catch (e) {
+              return e as Error;
+            }
+          })();
+          // A field inside a number ("a.0.x"): MongoDB refuses it, mingo skips it.
+          if (error && /cannot create "x"/.test(error.message)) expect(ours).toEqual(base());
+          else if (error) throw error;
+          else expect(ours).toEqual(JSON.parse(JSON.stringify(theirs)));
         }
       }),
       { numRuns: 2000 },

@@ -85,6 +85,7 @@ export function applyUpdateOperators(
     }
   }
   assertOperandTypes(draft, operators);
+  assertPathsViable(draft, operators);
   if (applySimpleOperators(draft, operators)) return;
   const extended = arraysExtended(draft, operators, maxArrayGrowth);
   try {
@@ -127,6 +128,49 @@ function assertOperandTypes(doc: JsonObject, operators: UpdateOperators): void {
       }
     }
   }
+}
+
+/**
+ * MongoDB refuses to create a field inside a scalar, a null or (by name) an array ("Cannot create
+ * field 'x' in element {name: "n"}"); mingo skips such a path, or replaces the null, or, for a
+ * `$rename`, drops the value it moves. Checked for every path an operator creates, before anything
+ * changes. Paths with positional segments (`$`, `$[]`) are left to mingo.
+ */
+function assertPathsViable(doc: JsonObject, operators: UpdateOperators): void {
+  for (const [operator, fields] of Object.entries(operators)) {
+    if (!creatingOperators.has(operator)) continue;
+    for (const [path, operand] of Object.entries(fields as Record<string, unknown>)) {
+      const target = operator === '$rename' ? String(operand) : path;
+      const blocked = blockedAt(doc, target.split('.'));
+      if (blocked) {
+        throw new ValidationError(
+          `cannot create ${JSON.stringify(blocked.segment)} of ${JSON.stringify(target)}: ` +
+            `${JSON.stringify(blocked.at)} holds ${typeName(blocked.holder)}` +
+            (Array.isArray(blocked.holder) ? ' (array elements are named by index)' : ''),
+          `/${operator}/${path}`,
+        );
+      }
+    }
+  }
+}
+
+/** Where walking `segments` meets something that cannot hold the next one, if it does. */
+function blockedAt(
+  doc: JsonObject,
+  segments: string[],
+): { segment: string; at: string; holder: unknown } | undefined {
+  let node: unknown = doc;
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!;
+    if (isPositional(segment)) return undefined;
+    let child: unknown;
+    if (isPlainObject(node)) child = Object.hasOwn(node, segment) ? node[segment] : undefined;
+    else if (Array.isArray(node) && /^(0|[1-9]\d*)$/.test(segment)) child = node[Number(segment)];
+    else return { segment, at: segments.slice(0, i).join('.'), holder: node };
+    if (child === undefined) return undefined; // the rest of the path is created
+    node = child;
+  }
+  return undefined;
 }
 
 /** The value at a dotted path (array elements by index), `undefined` when missing or positional. */

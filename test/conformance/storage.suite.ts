@@ -351,6 +351,30 @@ export function storageSuite(backend: StorageBackendFactory): void {
         expect(({} as Record<string, unknown>).polluted).toBeUndefined();
       });
 
+      it('follows MongoDB type rules: an operator on the wrong type is validation, writing nothing', async () => {
+        const games = await one();
+        await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1, tags: ['a'], none: null });
+        await expectCode(games.updateOne('g', { $inc: { name: 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $mul: { name: 2 } }), 'validation');
+        await expectCode(games.updateOne('g', { $push: { gold: 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $pop: { name: 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $inc: { gold: 'lots' } }), 'validation');
+        // A field inside a string, a null or (by name) an array cannot be created; a $rename
+        // there would drop the value it moves.
+        await expectCode(games.updateOne('g', { $set: { 'tags.x': 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $inc: { 'name.x': 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $set: { 'none.x': 1 } }), 'validation');
+        await expectCode(games.updateOne('g', { $rename: { gold: 'tags.x' } }), 'validation');
+        expect(await games.findOne('g')).toEqual({
+          _id: 'g',
+          name: 'n',
+          gold: 1,
+          tags: ['a'],
+          none: null,
+          version: 1,
+        });
+      });
+
       it('runs $set/$unset pipeline stages with expressions that see pre-update values', async () => {
         const games = await one();
         const { doc: before } = await games.findOneAndUpsert({ _id: 'g', name: 'n', gold: 10, level: 2 });
@@ -727,6 +751,11 @@ export function storageSuite(backend: StorageBackendFactory): void {
         ['a prototype key', () => ({ name: 'x', gold: 1, prototype: 1 })],
         ['a $-prefixed key', () => ({ name: 'x', gold: 1, nested: { $set: 1 } })],
         ['a Date', () => ({ name: 'x', gold: 1, at: new Date() })],
+        // What PostgreSQL's jsonb cannot hold is refused on every backend alike.
+        ['NUL in a string', () => ({ name: 'x\u0000y', gold: 1 })],
+        ['NUL in a key', () => ({ name: 'x', gold: 1, nested: { 'a\u0000b': 1 } })],
+        ['a lone surrogate in a string', () => ({ name: 'x\ud800', gold: 1 })],
+        ['a lone surrogate in a key', () => ({ name: 'x', gold: 1, nested: { '\udc00': 1 } })],
         ['an invalid id', () => ({ _id: 'has/slash', name: 'x', gold: 1 })],
         ['an empty id', () => ({ _id: '', name: 'x', gold: 1 })],
         ['a numeric id', () => ({ _id: 5, name: 'x', gold: 1 })],
