@@ -1,9 +1,10 @@
 /**
  * The REST transport: documents under `/api/:collection`, their events, and catch-up, on plain
  * `node:http` (a small hand-written router). Every request is authenticated; reads ask
- * `authorize(principal, 'read', …)`, changes `'write'`. Changes go through the engine's
- * `EventSyncStorage`, recorded with the principal as the acting client, so they reach every
- * subscriber. Errors are `{ error: { code, message } }` with the status of their code.
+ * `authorize(principal, 'read', …)`, changes `'write'`; lists are scoped to what the principal
+ * may read before they are filtered, sorted and paged (src/sync/read-scope.ts). Changes go
+ * through the engine's `EventSyncStorage`, recorded with the principal as the acting client, so
+ * they reach every subscriber. Errors are `{ error: { code, message } }` with the status of their code.
  *
  * | route                              | does                                                      |
  * |------------------------------------|-----------------------------------------------------------|
@@ -25,6 +26,7 @@ import type { BaseDocument, JsonObject, UpdateOperators } from '../storage/types
 import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';
+import { andFilters } from '../sync/read-scope.js';
 import type { Principal } from '../sync/types.js';
 import { accessProblem, isJsonContentType } from './access.js';
 import {
@@ -43,7 +45,7 @@ import {
   sendJson,
 } from './http.js';
 import { applyMergePatch, assertMergePatch } from './merge-patch.js';
-import { documentPage, eventPage, sendPage } from './pages.js';
+import { documentPage, eventPage, readableFinder, sendPage } from './pages.js';
 
 export interface RestOptions {
   /** Where the routes live. Default `/api`. */
@@ -125,7 +127,19 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const skip = intParam(url, 'skip', 0);
     await mustAuthorize(engine, p, 'read', c);
     const readable = (doc: BaseDocument) => engine.authorize(p, 'read', c, doc._id);
-    const page = await documentPage(storage, filter, { sort, skip, limit }, limits.maxPageBytes, readable);
+    // Scoped first, then filtered, sorted and paged (see src/sync/read-scope.ts).
+    const scope = await engine.readScope(p, c);
+    const options = { sort, skip, limit };
+    const page =
+      scope === 'per-document'
+        ? await documentPage(
+            await readableFinder(storage, readable, limits.maxUnscopedListDocuments),
+            filter,
+            options,
+            limits.maxPageBytes,
+            () => true,
+          )
+        : await documentPage(storage, andFilters(scope, filter), options, limits.maxPageBytes, readable);
     sendPage(res, page, url, 'skip');
   }
 
