@@ -4,7 +4,9 @@
  * `authorize(principal, 'read', …)`, changes `'write'`; lists are scoped to what the principal
  * may read before they are filtered, sorted and paged (src/sync/read-scope.ts). Changes go
  * through the engine's `EventSyncStorage`, recorded with the principal as the acting client, so
- * they reach every subscriber. Errors are `{ error: { code, message } }` with the status of their code.
+ * they reach every subscriber. Errors are `{ error: { code, message } }` with the status of
+ * their code. A write answers with the document only when the principal may also read it, else
+ * with `{ _id, version }` (and an `If-Match` conflict does not say the current version).
  *
  * | route                              | does                                                      |
  * |------------------------------------|-----------------------------------------------------------|
@@ -88,6 +90,16 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
   const etag = (storage: Storage, doc: BaseDocument) =>
     `"${String((doc as unknown as JsonObject)[storage.versionField] ?? 0)}"`;
 
+  /**
+   * What a write answers: the document when the principal may read it, else only its id and
+   * version (the ETag says the same): may write is not may read.
+   */
+  const writeAnswer = (storage: Storage, doc: BaseDocument, mayRead: boolean) =>
+    mayRead
+      ? doc
+      : { _id: doc._id, [storage.versionField]: (doc as unknown as JsonObject)[storage.versionField] };
+  const mayRead = (p: Principal, c: string, id: string) => engine.authorize(p, 'read', c, id);
+
   // ---- routes ----
 
   async function create(req: IncomingMessage, res: ServerResponse, p: Principal, c: string): Promise<void> {
@@ -102,7 +114,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
       clientId: p.id,
     });
     if (!isNew) throw new AlreadyExistsError(c, id);
-    sendJson(res, 201, created, {
+    sendJson(res, 201, writeAnswer(storage, created, await mayRead(p, c, id)), {
       location: `${prefix}/${c}/${encodeURIComponent(id)}`,
       etag: etag(storage, created),
     });
@@ -166,14 +178,14 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     }
     if (operators === 0) assertMergePatch(change);
     await mustAuthorize(engine, p, 'write', c, id);
+    const readable = await mayRead(p, c, id);
 
     const checkVersion = (draft: JsonObject) => {
       const current = draft[storage.versionField];
       if (expected !== undefined && current !== expected) {
-        throw new EventSyncError(
-          'version_conflict',
-          `document ${JSON.stringify(id)} is at version ${String(current)}, not ${expected} (If-Match)`,
-        );
+        // The current version only to one who may read the document (it would GET it anyway).
+        const at = readable ? `at version ${String(current)}, not ${expected}` : `not at version ${expected}`;
+        throw new EventSyncError('version_conflict', `document ${JSON.stringify(id)} is ${at} (If-Match)`);
       }
     };
     const call = { clientId: p.id };
@@ -190,7 +202,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
             },
             call,
           );
-    sendJson(res, 200, result.doc, { etag: etag(storage, result.doc) });
+    sendJson(res, 200, writeAnswer(storage, result.doc, readable), { etag: etag(storage, result.doc) });
   }
 
   async function remove(
@@ -208,7 +220,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     await mustAuthorize(engine, p, 'write', c, id);
     const deleted = await storage.deleteOne(id, { clientId: p.id });
     if (!deleted) throw new NotFoundError(c, id);
-    sendJson(res, 200, deleted);
+    sendJson(res, 200, writeAnswer(storage, deleted, await mayRead(p, c, id)));
   }
 
   async function events(res: ServerResponse, url: URL, p: Principal, c: string, id: string): Promise<void> {

@@ -24,8 +24,8 @@ export type Authenticate = (request: AuthRequest) => Principal | undefined | Pro
 /**
  * Whether `principal` may `action` the collection (and document, when one is named). `'read'`
  * covers snapshots and events of a document (also inside collection subscriptions) and REST
- * reads; `'subscribe'` is asked once for a collection subscription; `'write'` for REST changes.
- * Default: everything is allowed.
+ * reads; `'subscribe'` is asked once for a collection subscription; `'write'` for REST changes
+ * (whose answer holds the document only when `'read'` is allowed too). Default: everything is allowed.
  */
 export type Authorize = (
   principal: Principal,
