@@ -132,7 +132,9 @@ export const messages: MessageDoc[] = [
       'and `filter` matches neither and is refused). The server asks `authorize(principal, "subscribe", ' +
       'collection)`, checks the filter (`$where`, `$function`, `$accumulator` and `__proto__`/`constructor`/' +
       '`prototype` keys are refused with `error validation`), answers `subscribed`, sends a `snapshot` of ' +
-      'each matching document the principal may read, then `synced`. The snapshots come in `_id` order, read ' +
+      'each matching document the principal may read, then `synced`. When the server has an ' +
+      '`authorizeQuery`, its scope is AND-ed into the filter before anything is read, snapshots and live ' +
+      'membership alike; documents outside it never enter. The snapshots come in `_id` order, read ' +
       'a page at a time and paced to the client (one that stops reading holds the rest up, and is not ' +
       'disconnected for it); each carries its document as it was when its page was read, at the seq of that ' +
       'state. Documents this connection already follows get none; one that no longer matches (or is gone) ' +
@@ -431,6 +433,8 @@ const limitNotes: Record<keyof SyncLimits, string> = {
     'Bytes of one REST list or event page: the page ends after the item that crosses it and says where to continue.',
   maxSubscriptionDocuments:
     'Documents one collection subscription covers (snapshots and follows). Past it, in its snapshot or when a document enters later: `error too_large` (ref: `sub`), and the subscription ends.',
+  maxUnscopedListDocuments:
+    'REST lists only: without `authorizeQuery`, a list under an `authorize` hook reads the whole collection and filters what `authorize` admits in memory; a larger collection is HTTP 413 `too_large`.',
   ackFlushMs: 'Acknowledged positions are written to the database in one batch at most this often.',
   maxFilterBytes:
     'Largest filter (collection subscription, SSE `?filter=`, REST `?filter=`), as JSON bytes. Over: `error validation` (HTTP 400).',

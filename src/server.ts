@@ -27,6 +27,7 @@ export {
   type Action,
   type Authenticate,
   type Authorize,
+  type AuthorizeQuery,
   type AuthRequest,
   defaultLimits,
   type Principal,

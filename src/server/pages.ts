@@ -14,7 +14,9 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { SyncEvent } from '../events/types.js';
-import type { BaseDocument, Filter, FindManyOptions } from '../storage/types.js';
+import { EventSyncError } from '../protocol/errors.js';
+import { findInMemory } from '../storage/mongo.js';
+import type { BaseDocument, Filter, FindManyOptions, JsonObject } from '../storage/types.js';
 
 /** Items read first: a page of 100 documents of 10 KB reaches 1 MiB in one read. */
 const FIRST_CHUNK = 100;
@@ -63,9 +65,36 @@ export interface Page {
   next?: number;
 }
 
-/** What `getMany` reads through: `EventSyncStorage.findMany`. */
-interface Finder {
+/** What `getMany` reads through: `EventSyncStorage.findMany`, or `readableFinder`. */
+export interface Finder {
   findMany(filter: Filter, options: FindManyOptions): Promise<BaseDocument[]>;
+}
+
+/**
+ * The documents of the collection that `readable` admits, filtered, sorted and paged in memory:
+ * how a list is scoped when only `authorize` knows what the principal may read (no
+ * `authorizeQuery`), so that the client's filter, sort and skip never see another document. It
+ * reads the whole collection and asks `readable` of each document, on every list: more than
+ * `max` documents is `too_large`, which says only how large the collection is.
+ */
+export async function readableFinder(
+  storage: Finder,
+  readable: (doc: BaseDocument) => boolean | Promise<boolean>,
+  max: number,
+): Promise<Finder> {
+  const all = await storage.findMany({}, { limit: max + 1 });
+  if (all.length > max) {
+    throw new EventSyncError(
+      'too_large',
+      `this collection holds more than ${max} documents, too many to list without authorizeQuery: ` +
+        'give SyncEngine.create an authorizeQuery (or raise limits.maxUnscopedListDocuments)',
+    );
+  }
+  const admitted: JsonObject[] = [];
+  for (const doc of all) if (await readable(doc)) admitted.push(doc as unknown as JsonObject);
+  return {
+    findMany: async (filter, options) => findInMemory(admitted, filter, options) as unknown as BaseDocument[],
+  };
 }
 
 /**

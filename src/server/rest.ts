@@ -1,9 +1,12 @@
 /**
  * The REST transport: documents under `/api/:collection`, their events, and catch-up, on plain
  * `node:http` (a small hand-written router). Every request is authenticated; reads ask
- * `authorize(principal, 'read', …)`, changes `'write'`. Changes go through the engine's
- * `EventSyncStorage`, recorded with the principal as the acting client, so they reach every
- * subscriber. Errors are `{ error: { code, message } }` with the status of their code.
+ * `authorize(principal, 'read', …)`, changes `'write'`; lists are scoped to what the principal
+ * may read before they are filtered, sorted and paged (src/sync/read-scope.ts). Changes go
+ * through the engine's `EventSyncStorage`, recorded with the principal as the acting client, so
+ * they reach every subscriber. Errors are `{ error: { code, message } }` with the status of
+ * their code. A write answers with the document only when the principal may also read it, else
+ * with `{ _id, version }` (and an `If-Match` conflict does not say the current version).
  *
  * | route                              | does                                                      |
  * |------------------------------------|-----------------------------------------------------------|
@@ -18,12 +21,19 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { AlreadyExistsError, EventSyncError, NotFoundError, ValidationError } from '../protocol/errors.js';
+import {
+  AlreadyExistsError,
+  EventSyncError,
+  NotFoundError,
+  StaleVersionError,
+  ValidationError,
+} from '../protocol/errors.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
 import type { BaseDocument, JsonObject, UpdateOperators } from '../storage/types.js';
 import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';
+import { andFilters } from '../sync/read-scope.js';
 import type { Principal } from '../sync/types.js';
 import { accessProblem, isJsonContentType } from './access.js';
 import {
@@ -42,7 +52,7 @@ import {
   sendJson,
 } from './http.js';
 import { applyMergePatch, assertMergePatch } from './merge-patch.js';
-import { documentPage, eventPage, sendPage } from './pages.js';
+import { documentPage, eventPage, readableFinder, sendPage } from './pages.js';
 
 export interface RestOptions {
   /** Where the routes live. Default `/api`. */
@@ -85,6 +95,16 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
   const etag = (storage: Storage, doc: BaseDocument) =>
     `"${String((doc as unknown as JsonObject)[storage.versionField] ?? 0)}"`;
 
+  /**
+   * What a write answers: the document when the principal may read it, else only its id and
+   * version (the ETag says the same): may write is not may read.
+   */
+  const writeAnswer = (storage: Storage, doc: BaseDocument, mayRead: boolean) =>
+    mayRead
+      ? doc
+      : { _id: doc._id, [storage.versionField]: (doc as unknown as JsonObject)[storage.versionField] };
+  const mayRead = (p: Principal, c: string, id: string) => engine.authorize(p, 'read', c, id);
+
   // ---- routes ----
 
   async function create(req: IncomingMessage, res: ServerResponse, p: Principal, c: string): Promise<void> {
@@ -99,7 +119,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
       clientId: p.id,
     });
     if (!isNew) throw new AlreadyExistsError(c, id);
-    sendJson(res, 201, created, {
+    sendJson(res, 201, writeAnswer(storage, created, await mayRead(p, c, id)), {
       location: `${prefix}/${c}/${encodeURIComponent(id)}`,
       etag: etag(storage, created),
     });
@@ -124,7 +144,19 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const skip = intParam(url, 'skip', 0);
     await mustAuthorize(engine, p, 'read', c);
     const readable = (doc: BaseDocument) => engine.authorize(p, 'read', c, doc._id);
-    const page = await documentPage(storage, filter, { sort, skip, limit }, limits.maxPageBytes, readable);
+    // Scoped first, then filtered, sorted and paged (see src/sync/read-scope.ts).
+    const scope = await engine.readScope(p, c);
+    const options = { sort, skip, limit };
+    const page =
+      scope === 'per-document'
+        ? await documentPage(
+            await readableFinder(storage, readable, limits.maxUnscopedListDocuments),
+            filter,
+            options,
+            limits.maxPageBytes,
+            () => true,
+          )
+        : await documentPage(storage, andFilters(scope, filter), options, limits.maxPageBytes, readable);
     sendPage(res, page, url, 'skip');
   }
 
@@ -151,16 +183,18 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     }
     if (operators === 0) assertMergePatch(change);
     await mustAuthorize(engine, p, 'write', c, id);
+    const readable = await mayRead(p, c, id);
     const options = { clientId: p.id, expectedVersion: expected };
-    const result =
+    const result = await hidingVersion(readable, () =>
       operators > 0
-        ? await storage.updateOne(id, change as UpdateOperators, options)
-        : await storage.findOneAndUpdate(
+        ? storage.updateOne(id, change as UpdateOperators, options)
+        : storage.findOneAndUpdate(
             id,
             (draft) => applyMergePatch(draft as unknown as JsonObject, change),
             options,
-          );
-    sendJson(res, 200, result.doc, { etag: etag(storage, result.doc) });
+          ),
+    );
+    sendJson(res, 200, writeAnswer(storage, result.doc, readable), { etag: etag(storage, result.doc) });
   }
 
   async function remove(
@@ -174,9 +208,25 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     assertId(id);
     const expected = ifMatch(req);
     await mustAuthorize(engine, p, 'write', c, id);
-    const deleted = await storage.deleteOne(id, { clientId: p.id, expectedVersion: expected });
+    const readable = await mayRead(p, c, id);
+    const deleted = await hidingVersion(readable, () =>
+      storage.deleteOne(id, { clientId: p.id, expectedVersion: expected }),
+    );
     if (!deleted) throw new NotFoundError(c, id);
-    sendJson(res, 200, deleted);
+    sendJson(res, 200, writeAnswer(storage, deleted, readable));
+  }
+
+  /** A stale `If-Match` names the current version only to one who may read the document (and so GET it). */
+  async function hidingVersion<R>(readable: boolean, write: () => Promise<R>): Promise<R> {
+    try {
+      return await write();
+    } catch (error) {
+      if (readable || !(error instanceof StaleVersionError)) throw error;
+      throw new EventSyncError(
+        'version_conflict',
+        `document ${JSON.stringify(error.id)} is not at version ${error.expected} (If-Match)`,
+      );
+    }
   }
 
   async function events(res: ServerResponse, url: URL, p: Principal, c: string, id: string): Promise<void> {

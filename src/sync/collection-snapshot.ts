@@ -7,6 +7,7 @@
 import type { VectorClock } from '../events/types.js';
 import type { Filter, JsonObject } from '../storage/types.js';
 import type { SyncEngine } from './engine.js';
+import { andFilters } from './read-scope.js';
 
 /** Documents in a collection subscription's first page, before their size is known. */
 export const FIRST_PAGE_DOCUMENTS = 32;
@@ -63,8 +64,7 @@ export async function readPage(
   after: string | undefined,
   limit: number,
 ): Promise<JsonObject[]> {
-  const past = after === undefined ? undefined : { _id: { $gt: after } };
-  const where = !past ? filter : Object.keys(filter).length === 0 ? past : { $and: [filter, past] };
+  const where = after === undefined ? filter : andFilters(filter, { _id: { $gt: after } });
   return (await storage.findMany(where, { sort: { _id: 1 }, limit })) as JsonObject[];
 }
 

@@ -18,12 +18,14 @@ import type { BaseDocument, JsonObject } from '../storage/types.js';
 import { assertCollectionName } from '../storage/validate.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
+import { checkedScope, type ReadScope } from './read-scope.js';
 import { Session } from './session.js';
 import {
   type AccessOptions,
   type Action,
   type Authenticate,
   type Authorize,
+  type AuthorizeQuery,
   type AuthRequest,
   defaultLimits,
   documentKey,
@@ -41,6 +43,8 @@ export interface SyncEngineOptions {
    * it); `'allow-all'` lets every authenticated principal read and write everything.
    */
   authorize?: Authorize | 'allow-all';
+  /** The documents a principal may read, as a filter lists and collection subscriptions are scoped by; see `AuthorizeQuery`. */
+  authorizeQuery?: AuthorizeQuery;
   limits?: Partial<SyncLimits>;
   logger?: Logger;
   /** Automatic snapshot interval of the collections' EventSyncStorage. Default 100. */
@@ -80,6 +84,7 @@ export class SyncEngine {
   readonly #db: Database;
   readonly #authenticate: Authenticate;
   readonly #authorize: Authorize;
+  readonly #authorizeQuery: AuthorizeQuery | undefined;
   readonly #snapshotEvery: number | undefined;
   readonly #collections = new Map<string, Promise<EventSyncStorage<BaseDocument>>>();
   /**
@@ -108,6 +113,7 @@ export class SyncEngine {
     });
     this.#authenticate = options.authenticate ?? anonymous;
     this.#authorize = authorize;
+    this.#authorizeQuery = options.authorizeQuery;
     this.#snapshotEvery = options.snapshotEvery;
   }
 
@@ -161,6 +167,17 @@ export class SyncEngine {
       );
       return false;
     }
+  }
+
+  /**
+   * What lists and collection subscriptions of `principal` in `collection` range over (see
+   * `ReadScope`): `authorizeQuery`'s filter; without it, everything when every read is allowed,
+   * else 'per-document' (only `authorize` knows). Throws when `authorizeQuery` throws or answers
+   * something that is not a scope: the transports log it and answer `internal`.
+   */
+  async readScope(principal: Principal, collection: string): Promise<ReadScope> {
+    if (this.#authorizeQuery) return checkedScope(await this.#authorizeQuery(principal, collection));
+    return this.#authorize === allowAll ? {} : 'per-document';
   }
 
   /** A new session for a connection; the transport passes it every frame the client sends. */

@@ -20,6 +20,7 @@ import {
 import type { Delivery, SyncEngine } from './engine.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
+import { andFilters } from './read-scope.js';
 import {
   type AuthRequest,
   documentKey,
@@ -272,11 +273,13 @@ export class Session {
     if (!(await this.#engine.authorize(this.principal!, 'subscribe', collection))) {
       return this.#error('forbidden', `you may not subscribe to ${collection}`, sub);
     }
-    let query: Query | undefined;
-    if (filter && Object.keys(filter).length > 0) {
-      assertRemoteFilter(filter, this.#engine.limits);
-      query = new Query(filter);
-    }
+    if (filter && Object.keys(filter).length > 0) assertRemoteFilter(filter, this.#engine.limits);
+    // Scoped before anything else: the snapshot's pages and, live, membership range only over
+    // documents in the principal's scope. Without `authorizeQuery` each document is checked
+    // (#mayRead), which keeps membership independent of unreadable documents as well.
+    const scope = await this.#engine.readScope(this.principal!, collection);
+    const where = andFilters(scope === 'per-document' ? {} : scope, filter ?? {});
+    const query = Object.keys(where).length > 0 ? new Query(where) : undefined;
     const subscription: CollectionSubscription = { kind: 'collection', collection, query, documents: 0 };
     this.#addSub(sub, subscription);
     // Followed before the first read: every event committed after it reaches this session.
@@ -286,7 +289,7 @@ export class Session {
     // The first page is read before answering, so a filter mingo refuses fails the subscribe itself.
     let asked = Math.min(FIRST_PAGE_DOCUMENTS, limits.maxSubscriptionDocuments + 1);
     await nextTurn();
-    let page = await readPage(storage, filter ?? {}, undefined, asked);
+    let page = await readPage(storage, where, undefined, asked);
     this.#send({ type: 'subscribed', sub });
     for (;;) {
       const sent = await this.#snapshotPage(sub, subscription, storage, page);
@@ -301,7 +304,7 @@ export class Session {
         nextPageSize(limits.maxBufferedBytes, sent.bytes, sent.frames),
         limits.maxSubscriptionDocuments - subscription.documents + 1,
       );
-      page = await readPage(storage, filter ?? {}, page[page.length - 1]!._id as string, asked);
+      page = await readPage(storage, where, page[page.length - 1]!._id as string, asked);
     }
     if (this.#subs.has(sub)) this.#send({ type: 'synced', sub });
   }

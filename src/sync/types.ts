@@ -1,4 +1,5 @@
 /** The pluggable parts of the sync service: who a client is, what it may do, and the limits. */
+import type { Filter } from '../storage/types.js';
 import type { FilterLimits } from './filter-policy.js';
 
 /** Whoever `authenticate` says the client is; `id` names it in logs. */
@@ -23,7 +24,8 @@ export type Authenticate = (request: AuthRequest) => Principal | undefined | Pro
 /**
  * Whether `principal` may `action` the collection (and document, when one is named). `'read'`
  * covers snapshots and events of a document (also inside collection subscriptions) and REST
- * reads; `'subscribe'` is asked once for a collection subscription; `'write'` for REST changes.
+ * reads; `'subscribe'` is asked once for a collection subscription; `'write'` for REST changes
+ * (whose answer holds the document only when `'read'` is allowed too).
  * Required with `authenticate` (or `'allow-all'`, written out); without `authenticate`, all is allowed.
  */
 export type Authorize = (
@@ -32,6 +34,26 @@ export type Authorize = (
   collection: string,
   documentId?: string,
 ) => boolean | Promise<boolean>;
+
+/**
+ * The documents of `collection` that `principal` may read, as a MongoDB filter (the language of
+ * `Storage.findMany`, `$regex` and `$expr` included: it is server code, not held to the limits of
+ * remote filters) that lists and collection subscriptions AND into the client's filter before
+ * anything else runs, so `filter`, `sort`, `skip` and `limit` only ever see documents in scope
+ * (Firestore's rules as query constraints). `true`: every document; `false`: none. Anything else
+ * (`undefined` from a rule that forgot to return, an invalid filter, a throw) fails the request
+ * as `internal` (logged), never opens the collection.
+ *
+ * It must admit only documents `authorize` lets the principal read: `authorize` still checks
+ * each document, and one the scope admits but `authorize` refuses is dropped from the page after
+ * `skip` and `limit` counted it, so it shapes the page. Without `authorizeQuery` (and with an
+ * `authorize`), a REST list reads the whole collection and filters it in memory (see
+ * `maxUnscopedListDocuments`). Asked once per list and per collection subscription.
+ */
+export type AuthorizeQuery = (
+  principal: Principal,
+  collection: string,
+) => Filter | boolean | Promise<Filter | boolean>;
 
 /**
  * Which web pages may use the transports (checked on every upgrade, SSE stream and REST request).
@@ -76,6 +98,13 @@ export interface SyncLimits extends FilterLimits {
   maxPageBytes: number;
   /** Documents one collection subscription may snapshot (and then follow). Default 10,000. */
   maxSubscriptionDocuments: number;
+  /**
+   * Without `authorizeQuery`, a REST list under an `authorize` hook reads the whole collection, keeps
+   * what `authorize` admits and only then filters, sorts and pages it in memory, so that no page
+   * depends on documents the principal may not read; a collection of more documents than this is
+   * 413 `too_large` (give `authorizeQuery`). Default 10,000.
+   */
+  maxUnscopedListDocuments: number;
   /** Acknowledged positions are written to the database in one batch at most this often, in ms. Default 1,000. */
   ackFlushMs: number;
 }
@@ -92,6 +121,7 @@ export const defaultLimits: SyncLimits = {
   maxConnectionsPerAddress: 6_000,
   maxPageBytes: 1024 * 1024,
   maxSubscriptionDocuments: 10_000,
+  maxUnscopedListDocuments: 10_000,
   ackFlushMs: 1_000,
   maxFilterBytes: 8 * 1024,
   maxFilterDepth: 8,

@@ -1,0 +1,85 @@
+/**
+ * Write answers carry only what the principal may read (issue 15, item 4): over REST, an owner
+ * (read and write), a reader (read only) and a write-only principal. The write-only one gets
+ * from POST, PATCH and DELETE the id and the new version (and the ETag), never the document, and
+ * an `If-Match` conflict that does not say which version the document is at.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { memoryDatabase } from '../../src/index.js';
+import { SyncEngine } from '../../src/sync/engine.js';
+import type { Action } from '../../src/sync/types.js';
+import { http } from '../server/http-client.js';
+import { type LoopbackServer, loopbackServer } from '../support/loopback-server.js';
+
+const rights: Record<string, Action[]> = {
+  owner: ['read', 'write'],
+  reader: ['read'],
+  writer: ['write'],
+};
+
+let server: LoopbackServer;
+let engine: SyncEngine;
+const as = (
+  who: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) =>
+  http(`http://127.0.0.1:${server.port}`, method, `/api/notes${path}`, {
+    body,
+    headers: { authorization: `Bearer ${who}`, ...headers },
+  });
+
+beforeAll(async () => {
+  engine = await SyncEngine.create({
+    db: memoryDatabase(),
+    authenticate: ({ token }) => (token && token in rights ? { id: token } : undefined),
+    authorize: (p, action) => rights[p.id]!.includes(action),
+  });
+  server = await loopbackServer(engine);
+});
+afterAll(() => server.close());
+
+describe('write answers', () => {
+  it('POST: the owner gets the document; the writer its id and version; the reader 403', async () => {
+    const owner = await as('owner', 'POST', '', { _id: 'o1', salary: 91001 });
+    expect([owner.status, owner.body]).toEqual([201, { _id: 'o1', salary: 91001, version: 1 }]);
+    const writer = await as('writer', 'POST', '', { _id: 'w1', salary: 91001 });
+    expect([writer.status, writer.body, writer.headers.etag]).toEqual([
+      201,
+      { _id: 'w1', version: 1 },
+      '"1"',
+    ]);
+    expect(writer.headers.location).toBe('/api/notes/w1');
+    expect((await as('reader', 'POST', '', { _id: 'r1' })).status).toBe(403);
+    expect((await as('writer', 'GET', '/w1')).status).toBe(403);
+  });
+
+  it('PATCH (operators, merge patch, If-Match): the writer gets only the new version', async () => {
+    const ops = await as('writer', 'PATCH', '/o1', { $inc: { salary: 1 } });
+    expect([ops.status, ops.body, ops.headers.etag]).toEqual([200, { _id: 'o1', version: 2 }, '"2"']);
+    const merge = await as('writer', 'PATCH', '/o1', { note: 'x' }, { 'if-match': '"2"' });
+    expect([merge.status, merge.body, merge.headers.etag]).toEqual([200, { _id: 'o1', version: 3 }, '"3"']);
+    const owner = await as('owner', 'PATCH', '/o1', { $set: { note: 'y' } });
+    expect(owner.body).toEqual({ _id: 'o1', salary: 91002, note: 'y', version: 4 });
+    expect((await as('reader', 'PATCH', '/o1', { note: 'z' })).status).toBe(403);
+  });
+
+  it('an If-Match conflict tells the current version only to one who may read the document', async () => {
+    const writer = await as('writer', 'PATCH', '/o1', { note: 'z' }, { 'if-match': '"1"' });
+    expect([writer.status, writer.body.error.code]).toEqual([409, 'version_conflict']);
+    expect(writer.body.error.message).toBe('document "o1" is not at version 1 (If-Match)');
+    expect(writer.headers.etag).toBeUndefined();
+    const owner = await as('owner', 'PATCH', '/o1', { note: 'z' }, { 'if-match': '"1"' });
+    expect(owner.body.error.message).toMatch(/^document "o1" in "notes" is at version 4, not 1: /);
+  });
+
+  it('DELETE: the owner gets the deleted document; the writer its id and last version', async () => {
+    const writer = await as('writer', 'DELETE', '/o1');
+    expect([writer.status, writer.body]).toEqual([200, { _id: 'o1', version: 4 }]);
+    const owner = await as('owner', 'DELETE', '/w1');
+    expect([owner.status, owner.body]).toEqual([200, { _id: 'w1', salary: 91001, version: 1 }]);
+    expect((await as('reader', 'DELETE', '/x')).status).toBe(403);
+  });
+});
