@@ -19,6 +19,7 @@ import type {
   NewDocument,
   RetryOptions,
   Storage,
+  StoredEntry,
   UpdateOperators,
   UpdatePipeline,
   WatchOptions,
@@ -105,6 +106,10 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     return this.#storage.findOne(id);
   }
 
+  findEntry(id: string): Promise<StoredEntry<T> | undefined> {
+    return this.#storage.findEntry(id);
+  }
+
   findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]> {
     return this.#storage.findMany(filter, options);
   }
@@ -116,7 +121,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   async findOneAndUpsert(
     doc: NewDocument<T>,
     options?: EventCallOptions,
-  ): Promise<{ doc: T; created: boolean }> {
+  ): Promise<{ doc: T; created: boolean; incarnation: string }> {
     return this.#write(
       options,
       (s) => s.findOneAndUpsert(doc),

@@ -92,22 +92,30 @@ export class VersionConflictError extends EventSyncError {
   }
 }
 
+/** A document's version and incarnation (see `StoredEntry`), as expected or as found. */
+export interface DocumentState {
+  version?: number;
+  incarnation?: string;
+}
+
 /**
- * A write that named the version it expects (`expectedVersion`, REST `If-Match`) found another:
- * someone changed the document since the caller read it. Read it again and decide anew.
+ * A write that named the state it expects (`expectedVersion`, `expectedIncarnation`, REST
+ * `If-Match`) found another: someone changed, or deleted and re-created, the document since the
+ * caller read it. Read it again and decide anew.
  */
 export class StaleVersionError extends EventSyncError {
   constructor(
     readonly collection: string,
     readonly id: string,
-    readonly expected: number,
-    readonly actual: number,
+    readonly states: { expected: DocumentState; actual: DocumentState },
   ) {
-    super(
-      'version_conflict',
-      `document ${JSON.stringify(id)} in ${JSON.stringify(collection)} is at version ${actual}, ` +
-        `not ${expected}: it changed since it was read; read it again and retry`,
-    );
+    const { expected, actual } = states;
+    const what = `document ${JSON.stringify(id)} in ${JSON.stringify(collection)}`;
+    const found =
+      expected.incarnation !== undefined && actual.incarnation !== expected.incarnation
+        ? 'was deleted and created again'
+        : `is at version ${actual.version}, not ${expected.version}`;
+    super('version_conflict', `${what} ${found}: it changed since it was read; read it again and retry`);
   }
 }
 

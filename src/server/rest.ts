@@ -14,8 +14,8 @@
  * | `GET    /api/:c?filter=&sort=&limit=&skip=` | the matching documents the principal may read    |
  * |                                    | (pages bounded in bytes too, `Link: rel="next"`: pages.ts)  |
  * | `GET    /api/:c/:id`               | the document                                               |
- * | `PATCH  /api/:c/:id`               | update operators (`$set`, `$inc`, …) or an RFC 7396 merge patch; `If-Match: <version>` |
- * | `DELETE /api/:c/:id`               | delete → the deleted document; `If-Match: <version>`        |
+ * | `PATCH  /api/:c/:id`               | update operators (`$set`, `$inc`, …) or an RFC 7396 merge patch; `If-Match: <ETag>` |
+ * | `DELETE /api/:c/:id`               | delete → the deleted document; `If-Match: <ETag>`        |
  * | `GET    /api/:c/:id/events?after=&limit=` | `{ events }` after a seq                            |
  * | `POST   /api/sync/:c/:id`          | `{ afterSeq } \| { vectorClock }` (+ `clientId`) → `{ snapshot?, events }` |
  */
@@ -92,8 +92,9 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     return parseJson(text, BODY_DEPTH);
   };
 
-  const etag = (storage: Storage, doc: BaseDocument) =>
-    `"${String((doc as unknown as JsonObject)[storage.versionField] ?? 0)}"`;
+  /** `"<incarnation>-<version>"`: never the same for a document deleted and created again (see `StoredEntry`). */
+  const etag = (storage: Storage, doc: BaseDocument, incarnation: string | undefined) =>
+    `"${incarnation ?? 0}-${String((doc as unknown as JsonObject)[storage.versionField] ?? 0)}"`;
 
   /**
    * What a write answers: the document when the principal may read it, else only its id and
@@ -115,13 +116,11 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const id = doc._id === undefined ? newObjectId() : doc._id;
     assertId(id);
     await mustAuthorize(engine, p, 'write', c, id);
-    const { doc: created, created: isNew } = await storage.findOneAndUpsert({ ...doc, _id: id } as never, {
-      clientId: p.id,
-    });
-    if (!isNew) throw new AlreadyExistsError(c, id);
-    sendJson(res, 201, writeAnswer(storage, created, await mayRead(p, c, id)), {
+    const upserted = await storage.findOneAndUpsert({ ...doc, _id: id } as never, { clientId: p.id });
+    if (!upserted.created) throw new AlreadyExistsError(c, id);
+    sendJson(res, 201, writeAnswer(storage, upserted.doc, await mayRead(p, c, id)), {
       location: `${prefix}/${c}/${encodeURIComponent(id)}`,
-      etag: etag(storage, created),
+      etag: etag(storage, upserted.doc, upserted.incarnation),
     });
   }
 
@@ -129,9 +128,9 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const storage = await collection(c);
     assertId(id);
     await mustAuthorize(engine, p, 'read', c, id);
-    const doc = await storage.findOne(id);
-    if (!doc) throw new NotFoundError(c, id);
-    sendJson(res, 200, doc, { etag: etag(storage, doc) });
+    const entry = await storage.findEntry(id);
+    if (!entry) throw new NotFoundError(c, id);
+    sendJson(res, 200, entry.doc, { etag: etag(storage, entry.doc, entry.incarnation) });
   }
 
   async function getMany(res: ServerResponse, url: URL, p: Principal, c: string): Promise<void> {
@@ -184,7 +183,11 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     if (operators === 0) assertMergePatch(change);
     await mustAuthorize(engine, p, 'write', c, id);
     const readable = await mayRead(p, c, id);
-    const options = { clientId: p.id, expectedVersion: expected };
+    const options = {
+      clientId: p.id,
+      expectedVersion: expected?.version,
+      expectedIncarnation: expected?.incarnation,
+    };
     const result = await hidingVersion(readable, () =>
       operators > 0
         ? storage.updateOne(id, change as UpdateOperators, options)
@@ -194,7 +197,9 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
             options,
           ),
     );
-    sendJson(res, 200, writeAnswer(storage, result.doc, readable), { etag: etag(storage, result.doc) });
+    sendJson(res, 200, writeAnswer(storage, result.doc, readable), {
+      etag: etag(storage, result.doc, result.incarnation),
+    });
   }
 
   async function remove(
@@ -210,7 +215,11 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     await mustAuthorize(engine, p, 'write', c, id);
     const readable = await mayRead(p, c, id);
     const deleted = await hidingVersion(readable, () =>
-      storage.deleteOne(id, { clientId: p.id, expectedVersion: expected }),
+      storage.deleteOne(id, {
+        clientId: p.id,
+        expectedVersion: expected?.version,
+        expectedIncarnation: expected?.incarnation,
+      }),
     );
     if (!deleted) throw new NotFoundError(c, id);
     sendJson(res, 200, writeAnswer(storage, deleted, readable));
@@ -224,7 +233,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
       if (readable || !(error instanceof StaleVersionError)) throw error;
       throw new EventSyncError(
         'version_conflict',
-        `document ${JSON.stringify(error.id)} is not at version ${error.expected} (If-Match)`,
+        `document ${JSON.stringify(error.id)} is not in the state If-Match names; read it again`,
       );
     }
   }
@@ -332,13 +341,18 @@ function assertJsonBody(req: IncomingMessage): void {
   }
 }
 
-/** `If-Match: 3`, `"3"` or `W/"3"`: the version the change expects; `*` and absent: any. */
-function ifMatch(req: IncomingMessage): number | undefined {
+/** `If-Match: "17-3"` (or `W/"17-3"`): the ETag, incarnation and version, the change expects; `*` and absent: any. */
+function ifMatch(req: IncomingMessage): { incarnation: string; version: number } | undefined {
   const raw = req.headers['if-match'];
   if (raw === undefined || raw.trim() === '*') return undefined;
-  const match = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(raw);
-  if (!match) throw new ValidationError('If-Match must name one version, e.g. If-Match: "3"');
-  return Number(match[1]);
+  const match = /^\s*(?:W\/)?"(\d{1,19})-(\d{1,15})"\s*$/.exec(raw);
+  if (!match) {
+    // A bare version ("3") is refused: it would match a document deleted and created again.
+    throw new ValidationError(
+      'If-Match must be one ETag this server gave, e.g. If-Match: "17-3" (incarnation-version)',
+    );
+  }
+  return { incarnation: match[1]!, version: Number(match[2]) };
 }
 
 /** A JSON query parameter (`undefined` when absent); `bad_message` when it is not JSON. */

@@ -19,6 +19,12 @@ export interface StoredDocument {
    * reached the same version again. Absent where the backend has no such mark (memory).
    */
   token?: string;
+  /**
+   * Names this incarnation of the document: given by the backend when the document is created,
+   * kept by every update, another one after a delete and re-create. On `replace`, when set, the
+   * write happens only in that incarnation. (Read back from every backend; optional on writes.)
+   */
+  incarnation?: string;
   /** On writes: `data` as JSON text, when the caller made it already (saves the backend a stringify). */
   json?: string;
 }
@@ -42,6 +48,14 @@ export interface Written {
   event?: SyncEvent;
   /** The written row's new `token` (see StoredDocument), where the backend has one. */
   token?: string;
+  /** On `insert`: the incarnation the backend gave the new document. */
+  incarnation?: string;
+}
+
+/** What a conditional delete requires of the document; each part left out is not checked. */
+export interface DeleteCondition {
+  version?: number;
+  incarnation?: string;
 }
 
 export interface SectionWrite {
@@ -100,13 +114,13 @@ export interface CollectionBackend {
    */
   replaceSection(write: SectionWrite, record?: EventRecord): Promise<(StoredDocument & Written) | undefined>;
   /**
-   * Deletes and returns what was deleted, or `undefined` when absent, or when `expectedVersion` is
-   * given and the document is at another version (nothing deleted). Records a `delete` event.
+   * Deletes and returns what was deleted, or `undefined` when absent, or when the document does
+   * not meet `expected` (nothing deleted). Records a `delete` event.
    */
   delete(
     id: string,
     record?: EventRecord,
-    expectedVersion?: number,
+    expected?: DeleteCondition,
   ): Promise<(StoredDocument & Written) | undefined>;
   /** Runs `fn` with a backend whose writes commit together when `fn` resolves and roll back when it throws. Changes are announced after commit. */
   transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R>;

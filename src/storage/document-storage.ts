@@ -30,11 +30,12 @@ import type {
   NewDocument,
   RetryOptions,
   Storage,
+  StoredEntry,
   UpdateOperators,
   UpdatePipeline,
   WatchOptions,
 } from './types.js';
-import { assertId, assertJsonDocument, assertVersion, newObjectId } from './validate.js';
+import { assertId, assertIncarnation, assertJsonDocument, assertVersion, newObjectId } from './validate.js';
 
 export interface StorageOptions {
   /** Name of the version field the storage owns. Default `"version"`. */
@@ -133,6 +134,13 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     return toDoc<T>((await this.#backend.get(id))?.data);
   }
 
+  async findEntry(id: string): Promise<StoredEntry<T> | undefined> {
+    this.#open();
+    assertId(id);
+    const stored = await this.#backend.get(id);
+    return stored && entryOf<T>(stored);
+  }
+
   async findMany(filter: Filter = {}, options: FindManyOptions = {}): Promise<T[]> {
     this.#open();
     assertFilter(filter);
@@ -143,7 +151,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     return (projection ? findInMemory(found, {}, { projection }) : found) as unknown as T[];
   }
 
-  async findOneAndUpsert(input: NewDocument<T>): Promise<{ doc: T; created: boolean }> {
+  async findOneAndUpsert(input: NewDocument<T>): Promise<{ doc: T; created: boolean; incarnation: string }> {
     this.#open();
     assertJsonDocument(input);
     const id = (input as { _id?: unknown })._id ?? newObjectId();
@@ -158,12 +166,13 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
       for (;;) {
         const written = await this.#backend.insert({ id, version: 1, data, json }, this.#recorder?.record);
         if (written) {
-          this.#shared.lastWrites?.remember(id, 1, written.token, measured);
+          this.#shared.lastWrites?.remember(id, 1, written.token, measured, written.incarnation);
           await this.#heard(written, data);
-          return { doc: toDoc<T>(data), created: true };
+          return { doc: toDoc<T>(data), created: true, incarnation: written.incarnation! };
         }
         const existing = await this.#backend.get(id);
-        if (existing) return { doc: toDoc<T>(existing.data), created: false };
+        if (existing)
+          return { doc: toDoc<T>(existing.data), created: false, incarnation: existing.incarnation! };
       }
     });
   }
@@ -175,12 +184,12 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   ): Promise<EditResult<T>> {
     this.#open();
     assertId(id);
-    const { expectedVersion } = options;
-    if (expectedVersion !== undefined) assertVersion(expectedVersion, 'expectedVersion');
+    const expected = this.#expectation(options);
     return this.#editWithRetries(id, options, async (stored, speculative) => {
-      if (expectedVersion !== undefined && stored.version !== expectedVersion) {
+      const stale = expected(stored);
+      if (stale) {
         if (speculative) return UNSURE;
-        throw new StaleVersionError(this.collection, id, expectedVersion, stored.version);
+        throw stale;
       }
       let outcome: Awaited<ReturnType<typeof runEdit>>;
       try {
@@ -197,23 +206,29 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
       }
       if (!outcome) {
         if (speculative) return UNSURE;
-        return { doc: toDoc<T>(stored.data), diff: emptyDiff(stored.version) };
+        return {
+          doc: toDoc<T>(stored.data),
+          diff: emptyDiff(stored.version),
+          incarnation: stored.incarnation,
+        };
       }
       const version = stored.version + 1;
       const diff = buildDiff(stored.data, outcome.after, outcome.ops, version);
       const lastWrites = this.#shared.lastWrites;
       const json = this.#backend.readIsRoundTrip ? JSON.stringify(outcome.after) : undefined;
+      const { incarnation } = stored;
+      // Written only in the incarnation it was read from (a delete and re-create in between makes it retry).
       const written = await this.#backend.replace(
-        { id, version, data: outcome.after, json },
+        { id, version, data: outcome.after, json, incarnation },
         stored.version,
         diff,
         this.#recorder?.record,
         stored.token,
       );
       if (!written) return CONFLICT;
-      if (json !== undefined) lastWrites?.remember(id, version, written.token, json);
+      if (json !== undefined) lastWrites?.remember(id, version, written.token, json, incarnation);
       await this.#heard(written, outcome.after);
-      return withEvent({ doc: toDoc<T>(outcome.after), diff }, written);
+      return withEvent({ doc: toDoc<T>(outcome.after), diff, incarnation }, written);
     });
   }
 
@@ -305,18 +320,20 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
   async deleteOne(id: string, options: DeleteOptions = {}): Promise<T | undefined> {
     this.#open();
     assertId(id);
-    const { expectedVersion } = options;
-    if (expectedVersion !== undefined) assertVersion(expectedVersion, 'expectedVersion');
+    const expected = this.#expectation(options);
+    const { expectedVersion: version, expectedIncarnation: incarnation } = options;
     return this.#serial(id, async () => {
       this.#shared.lastWrites?.forget(id);
-      const deleted = await this.#backend.delete(id, this.#recorder?.record, expectedVersion);
+      const deleted = await this.#backend.delete(id, this.#recorder?.record, { version, incarnation });
       if (deleted) {
         await this.#heard(deleted, undefined);
         return toDoc<T>(deleted.data);
       }
-      // Absent, or at another version: only the second is the caller's mistake.
-      const current = expectedVersion === undefined ? undefined : await this.#backend.get(id);
-      if (current) throw new StaleVersionError(this.collection, id, expectedVersion!, current.version);
+      // Absent, or not as expected: only the second is the caller's mistake.
+      const current =
+        version === undefined && incarnation === undefined ? undefined : await this.#backend.get(id);
+      const stale = current && expected(current);
+      if (stale) throw stale;
       return undefined;
     });
   }
@@ -404,6 +421,29 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     });
   }
 
+  /**
+   * Checks the caller's `expectedVersion`/`expectedIncarnation` (validated here, once) and returns
+   * what tells whether a stored document meets them: `undefined`, or the error to throw.
+   */
+  #expectation(options: {
+    expectedVersion?: number;
+    expectedIncarnation?: string;
+  }): (stored: StoredDocument) => StaleVersionError | undefined {
+    const { expectedVersion, expectedIncarnation } = options;
+    if (expectedVersion !== undefined) assertVersion(expectedVersion, 'expectedVersion');
+    if (expectedIncarnation !== undefined) assertIncarnation(expectedIncarnation);
+    return (stored) => {
+      const otherVersion = expectedVersion !== undefined && stored.version !== expectedVersion;
+      const otherIncarnation =
+        expectedIncarnation !== undefined && stored.incarnation !== expectedIncarnation;
+      if (!otherVersion && !otherIncarnation) return undefined;
+      return new StaleVersionError(this.collection, stored.id, {
+        expected: { version: expectedVersion, incarnation: expectedIncarnation },
+        actual: { version: stored.version, incarnation: stored.incarnation },
+      });
+    };
+  }
+
   #describe(id: string): string {
     return `document ${JSON.stringify(id)} of ${JSON.stringify(this.collection)}`;
   }
@@ -432,6 +472,10 @@ function memoizeLast<A, R>(fn: (arg: A) => R): (arg: A) => R {
 }
 
 /** Documents are JSON objects at run time; `T` is what the caller says they look like. */
+function entryOf<T>(stored: StoredDocument): StoredEntry<T> {
+  return { doc: toDoc<T>(stored.data), version: stored.version, incarnation: stored.incarnation! };
+}
+
 function toDoc<T>(data: JsonObject): T;
 function toDoc<T>(data: JsonObject | undefined): T | undefined;
 function toDoc<T>(data: JsonObject | undefined): T | undefined {

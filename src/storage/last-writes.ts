@@ -20,6 +20,7 @@ interface Entry {
   version: number;
   token: string;
   json: string;
+  incarnation: string | undefined;
 }
 
 /** After a remembered state turned out stale, the document's writes are not remembered for this long. */
@@ -28,7 +29,7 @@ const STALE_PAUSE_MS = 1000;
 /** What the storage uses of `LastWrites` (a transaction's view only forgets). */
 export interface LastWriteCache {
   take(id: string): StoredDocument | undefined;
-  remember(id: string, version: number, token: string | undefined, json: string): void;
+  remember(id: string, version: number, token: string | undefined, json: string, incarnation?: string): void;
   forget(id: string): void;
   stale(id: string): void;
   forgetting(): LastWriteCache;
@@ -52,10 +53,11 @@ export class LastWrites implements LastWriteCache {
     // Most recently used last.
     this.#entries.delete(id);
     this.#entries.set(id, entry);
-    return { id, version: entry.version, token: entry.token, data: JSON.parse(entry.json) as JsonObject };
+    const { version, token, incarnation } = entry;
+    return { id, version, token, incarnation, data: JSON.parse(entry.json) as JsonObject };
   }
 
-  remember(id: string, version: number, token: string | undefined, json: string): void {
+  remember(id: string, version: number, token: string | undefined, json: string, incarnation?: string): void {
     this.forget(id);
     if (token === undefined || json.length > this.#maxChars) return;
     const until = this.#contended.get(id);
@@ -63,7 +65,7 @@ export class LastWrites implements LastWriteCache {
       if (Date.now() < until) return;
       this.#contended.delete(id);
     }
-    this.#entries.set(id, { version, token, json });
+    this.#entries.set(id, { version, token, json, incarnation });
     this.#chars += json.length;
     for (const [oldest, entry] of this.#entries) {
       if (this.#chars <= this.#maxChars) break;

@@ -74,11 +74,31 @@ export interface EditOptions extends RetryOptions {
    * concurrency across a round trip, e.g. an HTTP `If-Match`.
    */
   expectedVersion?: number;
+  /**
+   * Edit only this incarnation of the document (see {@link StoredEntry}): one deleted and
+   * re-created since the caller read it is another, whatever its version. A `StaleVersionError`
+   * otherwise, and nothing changes.
+   */
+  expectedIncarnation?: string;
+}
+
+/**
+ * A document with what names its stored state: its version, and its incarnation, which the
+ * storage gives a document when it is created and keeps until it is deleted (a re-created
+ * document with the same id is another incarnation, and starts again at version 1). Together
+ * they make a strong validator, e.g. an HTTP ETag `"<incarnation>-<version>"`.
+ */
+export interface StoredEntry<T> {
+  doc: T;
+  version: number;
+  incarnation: string;
 }
 
 export interface EditResult<T> {
   doc: T;
   diff: Diff;
+  /** The incarnation of the edited document (absent after a section edit). */
+  incarnation?: string;
   /** The event the write recorded, when made through `EventSyncStorage`. */
   event?: SyncEvent;
 }
@@ -111,6 +131,8 @@ export type UpdatePipeline = Record<string, unknown>[];
 export interface DeleteOptions {
   /** Delete only if the document is still at this version (what the caller last read). */
   expectedVersion?: number;
+  /** Delete only this incarnation (see {@link StoredEntry}). */
+  expectedIncarnation?: string;
 }
 
 export type ChangeOperation = 'create' | 'update' | 'delete';
@@ -143,9 +165,11 @@ export interface Storage<T extends BaseDocument> {
   readonly versionField: string;
 
   findOne(id: string): Promise<T | undefined>;
+  /** The document with its version and incarnation, or `undefined`. */
+  findEntry(id: string): Promise<StoredEntry<T> | undefined>;
   findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]>;
   /** Creates the document if its `_id` is absent, otherwise returns the stored one unchanged. */
-  findOneAndUpsert(doc: NewDocument<T>): Promise<{ doc: T; created: boolean }>;
+  findOneAndUpsert(doc: NewDocument<T>): Promise<{ doc: T; created: boolean; incarnation: string }>;
   findOneAndUpdate(id: string, edit: EditFunction<T>, options?: EditOptions): Promise<EditResult<T>>;
   updateOne(id: string, operators: UpdateOperators, options?: EditOptions): Promise<EditResult<T>>;
   updateOneWithPipeline(id: string, pipeline: UpdatePipeline, options?: EditOptions): Promise<EditResult<T>>;

@@ -304,6 +304,15 @@ export function assertVersion(value: unknown, name: string): asserts value is nu
   }
 }
 
+/** An incarnation a caller names (e.g. `expectedIncarnation`, from an ETag): 1–19 decimal digits, as the storage gives them. */
+export function assertIncarnation(value: unknown): asserts value is string {
+  if (typeof value !== 'string' || !/^[0-9]{1,19}$/.test(value)) {
+    throw new ValidationError(
+      `expectedIncarnation must be an incarnation the storage gave (decimal digits), not ${JSON.stringify(value)}`,
+    );
+  }
+}
+
 export function assertId(id: unknown): asserts id is string {
   if (typeof id !== 'string')
     throw new ValidationError(`a document id must be a string, not ${describe(id)}`, '');

@@ -70,10 +70,17 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
     it('inserts, gets, and never overwrites on insert', () =>
       withDb(async (db) => {
         const c = await db.collection(uniqueCollection());
-        expect(await c.insert(doc('a', 1, { n: 1 }))).toEqual({ token: expect.any(String) });
+        expect(await c.insert(doc('a', 1, { n: 1 }))).toEqual({
+          token: expect.any(String),
+          incarnation: expect.stringMatching(/^\d+$/),
+        });
         expect(await c.insert(doc('a', 5, { n: 2 }))).toBeUndefined();
         const got = await c.get('a');
-        expect(got).toEqual({ ...doc('a', 1, { n: 1 }), token: expect.any(String) });
+        expect(got).toEqual({
+          ...doc('a', 1, { n: 1 }),
+          token: expect.any(String),
+          incarnation: expect.any(String),
+        });
         expect(typeof got?.version).toBe('number');
         expect(await c.get('missing')).toBeUndefined();
       }));
@@ -83,7 +90,10 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
         const a = await db.collection(uniqueCollection());
         const b = await db.collection(uniqueCollection());
         await a.insert(doc('x', 1, { in: 'a' }));
-        expect(await b.insert(doc('x', 1, { in: 'b' }))).toEqual({ token: expect.any(String) });
+        expect(await b.insert(doc('x', 1, { in: 'b' }))).toEqual({
+          token: expect.any(String),
+          incarnation: expect.any(String),
+        });
         expect((await a.get('x'))?.data.in).toBe('a');
         expect((await b.find({})).map((d) => d.in)).toEqual(['b']);
       }));
@@ -94,7 +104,11 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
         await c.insert(doc('a', 1, { n: 1 }));
         expect(await c.replace(doc('a', 2, { n: 2 }), 1, diff(2))).toEqual({ token: expect.any(String) });
         expect(await c.replace(doc('a', 3, { n: 3 }), 1, diff(3))).toBeUndefined();
-        expect(await c.get('a')).toEqual({ ...doc('a', 2, { n: 2 }), token: expect.any(String) });
+        expect(await c.get('a')).toEqual({
+          ...doc('a', 2, { n: 2 }),
+          token: expect.any(String),
+          incarnation: expect.any(String),
+        });
         expect(await c.replace(doc('missing', 2), 1, diff(2))).toBeUndefined();
         expect(await c.get('missing')).toBeUndefined();
       }));
@@ -311,7 +325,7 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
     it('migrates once: opening the same database again is harmless', async () => {
       const [a, b] = await Promise.all([target.open(), target.open()]);
       const rows = await a.driver.query<{ id: number }>('SELECT id FROM eventsync_migrations ORDER BY id');
-      expect(rows.map((r) => Number(r.id))).toEqual([1, 2, 3]);
+      expect(rows.map((r) => Number(r.id))).toEqual([1, 2, 3, 4]);
       await Promise.all([a.close(), b.close()]);
     });
 

@@ -528,6 +528,34 @@ export function storageSuite(backend: StorageBackendFactory): void {
         expect(await games!.deleteOne('g', { expectedVersion: 3 })).toBeUndefined();
       });
 
+      it('incarnations: kept by updates, new after delete and re-create; expectedIncarnation refuses another', async () => {
+        const [games, other] = await storages(2);
+        const created = await games!.findOneAndUpsert({ _id: 'g', name: 'n', gold: 1 });
+        const edited = await games!.updateOne('g', { $inc: { gold: 1 } });
+        expect(edited.incarnation).toBe(created.incarnation);
+        expect(await games!.findEntry('g')).toEqual({
+          doc: { _id: 'g', name: 'n', gold: 2, version: 2 },
+          version: 2,
+          incarnation: created.incarnation,
+        });
+        // Another instance deletes and re-creates it, back up to version 2.
+        await other!.deleteOne('g');
+        const again = await other!.findOneAndUpsert({ _id: 'g', name: 'other', gold: 7 });
+        await other!.updateOne('g', { $inc: { gold: 1 } });
+        expect(again.incarnation).not.toBe(created.incarnation);
+        const old = { expectedVersion: 2, expectedIncarnation: created.incarnation };
+        await expectCode(games!.updateOne('g', { $set: { gold: 0 } }, old), 'version_conflict');
+        await expectCode(games!.deleteOne('g', old), 'version_conflict');
+        await expectCode(games!.deleteOne('g', { expectedIncarnation: 'x' }), 'validation');
+        expect(await games!.findOne('g')).toEqual({ _id: 'g', name: 'other', gold: 8, version: 2 });
+        const now = { expectedVersion: 2, expectedIncarnation: again.incarnation };
+        expect((await games!.updateOne('g', { $inc: { gold: 1 } }, now)).doc.gold).toBe(9);
+        expect(await games!.deleteOne('g', { expectedIncarnation: again.incarnation })).toMatchObject({
+          gold: 9,
+        });
+        expect(await games!.findEntry('g')).toBeUndefined();
+      });
+
       it('withTransaction commits all writes together, and a throw rolls back all of them', async () => {
         const games = await one();
         await games.findOneAndUpsert({ _id: 'a', name: 'a', gold: 1 });

@@ -68,7 +68,7 @@ describe('REST: create', () => {
     expect(res.status).toBe(201);
     expect(res.body).toEqual({ _id: 'c1', name: 'one', gold: 5, version: 1 });
     expect(res.headers.location).toBe('/api/games/c1');
-    expect(res.headers.etag).toBe('"1"');
+    expect(res.headers.etag).toMatch(/^"\d+-1"$/);
     const [event] = await engine.events.getEvents('games', 'c1');
     expect(event).toMatchObject({ operation: 'create', seq: 1, clientId: 'alice' });
   });
@@ -173,7 +173,7 @@ describe('REST: read', () => {
     const res = await api('GET', '/api/shop/item1');
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ _id: 'item1', name: 'bow', version: 1 });
-    expect(res.headers.etag).toBe('"1"');
+    expect(res.headers.etag).toMatch(/^"\d+-1"$/);
   });
 
   it('GET one: 404 not_found, 403 forbidden, 400 for a bad id', async () => {
@@ -253,7 +253,7 @@ describe('REST: PATCH', () => {
       tags: ['c'],
       version: 2,
     });
-    expect(res.headers.etag).toBe('"2"');
+    expect(res.headers.etag).toMatch(/^"\d+-2"$/);
     const events = await engine.events.getEvents('games', 'm1', 1);
     expect(events[0]).toMatchObject({ operation: 'update', seq: 2, clientId: 'alice' });
     expect(events[0]!.diff!.mergePatch).toEqual({
@@ -285,32 +285,64 @@ describe('REST: PATCH', () => {
     });
   });
 
-  it('If-Match: applies at that version, else 409 version_conflict and nothing changes', async () => {
+  it('If-Match: applies at that ETag, else 409 version_conflict and nothing changes', async () => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'v1', name: 'v', gold: 0 });
-    const ok = await api('PATCH', '/api/games/v1', { gold: 1 }, { ...auth(), 'if-match': '"1"' });
+    const first = (await api('GET', '/api/games/v1')).headers.etag as string;
+    const at = (version: number) => first.replace(/-1"$/, `-${version}"`);
+    const ok = await api('PATCH', '/api/games/v1', { gold: 1 }, { ...auth(), 'if-match': first });
     expect(ok.status).toBe(200);
     expect(ok.body.version).toBe(2);
-    const stale = await api('PATCH', '/api/games/v1', { gold: 99 }, { ...auth(), 'if-match': '"1"' });
+    expect(ok.headers.etag).toBe(at(2));
+    const stale = await api('PATCH', '/api/games/v1', { gold: 99 }, { ...auth(), 'if-match': first });
     expect(errorOf(stale)).toEqual({ status: 409, code: 'version_conflict' });
     const staleOps = await api(
       'PATCH',
       '/api/games/v1',
       { $set: { gold: 99 } },
-      { ...auth(), 'if-match': '1' },
+      { ...auth(), 'if-match': first },
     );
     expect(errorOf(staleOps)).toEqual({ status: 409, code: 'version_conflict' });
     const okOps = await api(
       'PATCH',
       '/api/games/v1',
       { $inc: { gold: 1 } },
-      { ...auth(), 'if-match': 'W/"2"' },
+      { ...auth(), 'if-match': `W/${at(2)}` },
     );
     expect(okOps.body).toMatchObject({ gold: 2, version: 3 });
     expect(await g.findOne('v1')).toMatchObject({ gold: 2, version: 3 });
     expect(await engine.events.getLatestSequence('games', 'v1')).toBe(3);
-    const bad = await api('PATCH', '/api/games/v1', { gold: 1 }, { ...auth(), 'if-match': 'soon' });
-    expect(errorOf(bad)).toEqual({ status: 400, code: 'validation' });
+    // A bare version could match a document deleted and created again: refused.
+    for (const bad of ['soon', '3', '"3"', 'W/"3"', '"x-3"']) {
+      const res = await api('PATCH', '/api/games/v1', { gold: 1 }, { ...auth(), 'if-match': bad });
+      expect(errorOf(res)).toEqual({ status: 400, code: 'validation' });
+    }
+  });
+
+  it('If-Match of a deleted document never matches its successor with the same id and version', async () => {
+    const g = await games();
+    const created = await api('POST', '/api/games', { _id: 'inc1', name: 'alice', gold: 1 });
+    const old = created.headers.etag as string;
+    await g.deleteOne('inc1');
+    await g.findOneAndUpsert({ _id: 'inc1', name: 'mallory', gold: 7 });
+    const renewed = (await api('GET', '/api/games/inc1')).headers.etag as string;
+    expect(renewed).toMatch(/-1"$/);
+    expect(renewed).not.toBe(old);
+    expect(
+      errorOf(await api('PATCH', '/api/games/inc1', { gold: 0 }, { ...auth(), 'if-match': old })),
+    ).toEqual({
+      status: 409,
+      code: 'version_conflict',
+    });
+    expect(
+      errorOf(await api('DELETE', '/api/games/inc1', undefined, { ...auth(), 'if-match': old })),
+    ).toEqual({
+      status: 409,
+      code: 'version_conflict',
+    });
+    expect(await g.findOne('inc1')).toMatchObject({ name: 'mallory', gold: 7, version: 1 });
+    const ok = await api('PATCH', '/api/games/inc1', { gold: 8 }, { ...auth(), 'if-match': renewed });
+    expect(ok.status).toBe(200);
   });
 
   it('refuses: a mix of operators and members, a non-object, bad keys, _id changes, 404, 403', async () => {
@@ -364,17 +396,26 @@ describe('REST: DELETE', () => {
 
   it('If-Match on DELETE: deletes at that version, else 409 version_conflict and nothing is deleted', async () => {
     const g = await games();
-    await g.findOneAndUpsert({ _id: 'd2', name: 'd', gold: 3 });
+    const { incarnation } = await g.findOneAndUpsert({ _id: 'd2', name: 'd', gold: 3 });
     await g.updateOne('d2', { $inc: { gold: 1 } });
-    const stale = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': '"1"' });
+    const stale = await api('DELETE', '/api/games/d2', undefined, {
+      ...auth(),
+      'if-match': `"${incarnation}-1"`,
+    });
     expect(errorOf(stale)).toEqual({ status: 409, code: 'version_conflict' });
     expect(await g.findOne('d2')).toMatchObject({ version: 2, gold: 4 });
     const bad = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': 'soon' });
     expect(errorOf(bad)).toEqual({ status: 400, code: 'validation' });
-    const ok = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': '"2"' });
+    const ok = await api('DELETE', '/api/games/d2', undefined, {
+      ...auth(),
+      'if-match': `"${incarnation}-2"`,
+    });
     expect(ok.status).toBe(200);
     expect(await g.findOne('d2')).toBeUndefined();
-    const gone = await api('DELETE', '/api/games/d2', undefined, { ...auth(), 'if-match': '"2"' });
+    const gone = await api('DELETE', '/api/games/d2', undefined, {
+      ...auth(),
+      'if-match': `"${incarnation}-2"`,
+    });
     expect(errorOf(gone)).toEqual({ status: 404, code: 'not_found' });
   });
 

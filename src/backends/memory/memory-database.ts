@@ -11,6 +11,7 @@ import type {
   CollectionBackend,
   CommittedChange,
   Database,
+  DeleteCondition,
   SectionWrite,
   StoredDocument,
   Written,
@@ -24,6 +25,10 @@ type Rows = Map<string, StoredDocument>;
 type Listener = (change: CommittedChange) => void;
 
 const clone = <V>(value: V): V => structuredClone(value);
+
+/** Incarnations are a counter: unique within the process, which is as long as memory keeps anything. */
+let incarnations = 0;
+const nextIncarnation = () => String(++incarnations);
 
 /** Rows handed to `findInPages` at a time (it can stop between pages). */
 const PAGE_ROWS = 1000;
@@ -142,9 +147,11 @@ class Writer {
       version: doc.version,
       data: clone(doc.data),
     };
-    return this.#commit(doc.id, clone(doc), 'create', change, record, {
+    const incarnation = nextIncarnation();
+    const written = this.#commit(doc.id, { ...clone(doc), incarnation }, 'create', change, record, {
       diff: creationDiff(doc.data, doc.version),
     });
+    return { ...written, incarnation };
   }
 
   replace(
@@ -153,7 +160,9 @@ class Writer {
     diff: Diff,
     record?: EventRecord,
   ): Written | undefined {
-    if (this.sink.read(doc.id)?.version !== expectedVersion) return undefined;
+    const current = this.sink.read(doc.id);
+    if (current?.version !== expectedVersion) return undefined;
+    if (doc.incarnation !== undefined && current.incarnation !== doc.incarnation) return undefined;
     const change: CommittedChange = {
       collection: this.collection,
       id: doc.id,
@@ -162,7 +171,8 @@ class Writer {
       data: clone(doc.data),
       diff,
     };
-    return this.#commit(doc.id, clone(doc), 'update', change, record, { diff });
+    const row = { ...clone(doc), incarnation: current.incarnation };
+    return this.#commit(doc.id, row, 'update', change, record, { diff });
   }
 
   replaceSection(w: SectionWrite, record?: EventRecord): (StoredDocument & Written) | undefined {
@@ -177,7 +187,7 @@ class Writer {
     const data = clone(current.data);
     (getIn(data, w.path.slice(0, -1)) as JsonObject)[w.path[w.path.length - 1]!] = clone(w.section);
     data[w.versionField] = version;
-    const next = { id: w.id, version, data };
+    const next = { id: w.id, version, data, incarnation: current.incarnation };
     const diff = w.diff(version);
     const change: CommittedChange = {
       collection: this.collection,
@@ -193,10 +203,15 @@ class Writer {
     };
   }
 
-  delete(id: string, record?: EventRecord, expectedVersion?: number): (StoredDocument & Written) | undefined {
+  delete(
+    id: string,
+    record?: EventRecord,
+    expected: DeleteCondition = {},
+  ): (StoredDocument & Written) | undefined {
     const current = this.sink.read(id);
     if (!current) return undefined;
-    if (expectedVersion !== undefined && current.version !== expectedVersion) return undefined;
+    if (expected.version !== undefined && current.version !== expected.version) return undefined;
+    if (expected.incarnation !== undefined && current.incarnation !== expected.incarnation) return undefined;
     const change: CommittedChange = {
       collection: this.collection,
       id,
@@ -271,9 +286,9 @@ class MemoryCollection implements CollectionBackend {
   delete(
     id: string,
     record?: EventRecord,
-    expectedVersion?: number,
+    expected?: DeleteCondition,
   ): Promise<(StoredDocument & Written) | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.delete(id, record, expectedVersion));
+    return this.state.lock.whenFree(() => this.#writer.delete(id, record, expected));
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
@@ -387,10 +402,10 @@ class MemoryTransaction implements CollectionBackend {
   async delete(
     id: string,
     record?: EventRecord,
-    expectedVersion?: number,
+    expected?: DeleteCondition,
   ): Promise<(StoredDocument & Written) | undefined> {
     this.#active();
-    return this.#writer.delete(id, record, expectedVersion);
+    return this.#writer.delete(id, record, expected);
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {

@@ -14,6 +14,7 @@ import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,
+  DeleteCondition,
   SectionWrite,
   StoredDocument,
   Written,
@@ -80,18 +81,25 @@ interface TokenRow {
   token: string;
 }
 
+interface InsertedRow extends TokenRow {
+  incarnation: string;
+}
+
 const table = 'eventsync_documents';
 
 const sql = {
   // The token is the row's xmin: the transaction that wrote this version of the row. Transaction
   // ids are never reused (short of wraparound, and VACUUM's freezing keeps the raw xmin), so a
   // row deleted and re-created at the same version carries another one.
-  get: `SELECT version, data, xmin::text AS token FROM ${table} WHERE collection = $1 AND id = $2`,
+  // The incarnation comes from a sequence (the column's default) when the row is inserted.
+  get: `SELECT version, data, xmin::text AS token, incarnation::text AS incarnation
+    FROM ${table} WHERE collection = $1 AND id = $2`,
   insert: `INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
-    ON CONFLICT DO NOTHING RETURNING xmin::text AS token`,
-  // $6: the expected token, or NULL.
+    ON CONFLICT DO NOTHING RETURNING xmin::text AS token, incarnation::text AS incarnation`,
+  // $6: the expected token, or NULL; $7: the expected incarnation, or NULL.
   replace: `UPDATE ${table} SET version = $3, data = $4::jsonb
     WHERE collection = $1 AND id = $2 AND version = $5 AND ($6::xid IS NULL OR xmin = $6::xid)
+      AND ($7::bigint IS NULL OR incarnation = $7::bigint)
     RETURNING xmin::text AS token`,
   // $3 section path, $4 section, $5 [versionField], $6 the section's parent path, $7 versionField,
   // $8 the section's expected version (JSON), or NULL for "absent". As in the memory backend, a
@@ -104,9 +112,10 @@ const sql = {
       AND CASE WHEN $8::jsonb IS NULL THEN (data #> $3::text[]) IS NULL
         ELSE COALESCE(NULLIF((data #> $3::text[]) -> $7::text, 'null'::jsonb), '0'::jsonb) = $8::jsonb END
     RETURNING version, data`,
-  // $3 the expected version, or NULL for any.
+  // $3 the expected version, $4 the expected incarnation; NULL for any.
   delete: `DELETE FROM ${table}
     WHERE collection = $1 AND id = $2 AND ($3::bigint IS NULL OR version = $3::bigint)
+      AND ($4::bigint IS NULL OR incarnation = $4::bigint)
     RETURNING version, data`,
 
   /*
@@ -117,21 +126,23 @@ const sql = {
   // $1..$4 as insert; $5..$9 the event.
   insertRecord: `WITH w AS (
       INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
-      ON CONFLICT DO NOTHING RETURNING xmin::text AS token
+      ON CONFLICT DO NOTHING RETURNING xmin::text AS token, incarnation::text AS incarnation
     ), ${recordingCte('w', 5, "'create'", '$3')}
-    SELECT e.seq, e.server_seq, e.vector_clock, w.token FROM e CROSS JOIN w`,
-  // $1..$5 as replace; $6..$10 the event; $11 the expected token, or NULL.
+    SELECT e.seq, e.server_seq, e.vector_clock, w.token, w.incarnation FROM e CROSS JOIN w`,
+  // $1..$5 as replace; $6..$10 the event; $11 the expected token, $12 the expected incarnation, or NULL.
   replaceRecord: `WITH w AS (
       UPDATE ${table} SET version = $3, data = $4::jsonb
       WHERE collection = $1 AND id = $2 AND version = $5 AND ($11::xid IS NULL OR xmin = $11::xid)
+        AND ($12::bigint IS NULL OR incarnation = $12::bigint)
       RETURNING xmin::text AS token
     ), ${recordingCte('w', 6, "'update'", '$3')}
     SELECT e.seq, e.server_seq, e.vector_clock, w.token FROM e CROSS JOIN w`,
   // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here);
-  // $8 the expected version, or NULL for any.
+  // $8 the expected version, $9 the expected incarnation; NULL for any.
   deleteRecord: `WITH w AS (
       DELETE FROM ${table}
       WHERE collection = $1 AND id = $2 AND ($8::bigint IS NULL OR version = $8::bigint)
+        AND ($9::bigint IS NULL OR incarnation = $9::bigint)
       RETURNING version, data
     ), ${recordingCte('w', 3, "'delete'", 'w.version', `COALESCE($7::jsonb, '{}'::jsonb) || jsonb_build_object('deletedDocument', w.data)`)}
     SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock FROM e CROSS JOIN w`,
@@ -170,13 +181,13 @@ export class SqlCollection implements CollectionBackend {
   }
 
   async get(id: string): Promise<StoredDocument | undefined> {
-    const [row] = await this.#run<VersionRow & TokenRow>(`get ${JSON.stringify(id)}`, sql.get, [
+    const [row] = await this.#run<VersionRow & InsertedRow>(`get ${JSON.stringify(id)}`, sql.get, [
       this.collection,
       id,
     ]);
     return row === undefined
       ? undefined
-      : { id, version: Number(row.version), data: row.data, token: row.token };
+      : { id, version: Number(row.version), data: row.data, token: row.token, incarnation: row.incarnation };
   }
 
   async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
@@ -230,7 +241,7 @@ export class SqlCollection implements CollectionBackend {
     if (record) {
       const diff = creationDiff(doc.data, doc.version);
       const draft = eventDraft(this.collection, doc.id, 'create', doc.version, record, { diff });
-      const [row] = await this.#recording<TokenRow>(
+      const [row] = await this.#recording<InsertedRow>(
         doing,
         sql.insertRecord,
         writeParams,
@@ -238,11 +249,11 @@ export class SqlCollection implements CollectionBackend {
         JSON.stringify(diff),
       );
       if (row === undefined) return undefined;
-      written = { event: row.event, token: row.token };
+      written = { event: row.event, token: row.token, incarnation: row.incarnation };
     } else {
-      const [row] = await this.#run<TokenRow>(doing, sql.insert, writeParams);
+      const [row] = await this.#run<InsertedRow>(doing, sql.insert, writeParams);
       if (row === undefined) return undefined;
-      written = { token: row.token };
+      written = { token: row.token, incarnation: row.incarnation };
     }
     this.#announce(() =>
       payload(this.collection, doc.id, 'create', doc.version, data, undefined, written.event),
@@ -261,17 +272,22 @@ export class SqlCollection implements CollectionBackend {
     const doing = `replace ${JSON.stringify(doc.id)}`;
     const diffJson = this.#ctx.notify || record ? JSON.stringify(diff) : undefined;
     const writeParams = [this.collection, doc.id, doc.version, data, expectedVersion];
-    const token = expectedToken ?? null;
+    const conditions = [expectedToken ?? null, doc.incarnation ?? null];
     let written: Written;
     if (record) {
       const draft = eventDraft(this.collection, doc.id, 'update', doc.version, record, { diff });
-      const [row] = await this.#recording<TokenRow>(doing, sql.replaceRecord, writeParams, draft, diffJson, [
-        token,
-      ]);
+      const [row] = await this.#recording<TokenRow>(
+        doing,
+        sql.replaceRecord,
+        writeParams,
+        draft,
+        diffJson,
+        conditions,
+      );
       if (row === undefined) return undefined;
       written = { event: row.event, token: row.token };
     } else {
-      const [row] = await this.#run<TokenRow>(doing, sql.replace, [...writeParams, token]);
+      const [row] = await this.#run<TokenRow>(doing, sql.replace, [...writeParams, ...conditions]);
       if (row === undefined) return undefined;
       written = { token: row.token };
     }
@@ -337,10 +353,10 @@ export class SqlCollection implements CollectionBackend {
   async delete(
     id: string,
     record?: EventRecord,
-    expectedVersion?: number,
+    expected: DeleteCondition = {},
   ): Promise<(StoredDocument & Written) | undefined> {
     const doing = `delete ${JSON.stringify(id)}`;
-    const expected = expectedVersion ?? null;
+    const conditions = [expected.version ?? null, expected.incarnation ?? null];
     let deleted: StoredDocument & Written;
     if (record) {
       // The version and the deleted document come from the row: the draft is completed below.
@@ -351,14 +367,14 @@ export class SqlCollection implements CollectionBackend {
         [this.collection, id],
         draft,
         undefined,
-        [expected],
+        conditions,
       );
       if (row === undefined) return undefined;
       const version = Number(row.version);
       const done = eventDraft(this.collection, id, 'delete', version, record, { deletedDocument: row.data });
       deleted = { id, version, data: row.data, event: { ...row.event, version, metadata: done.metadata! } };
     } else {
-      const [row] = await this.#run<VersionRow>(doing, sql.delete, [this.collection, id, expected]);
+      const [row] = await this.#run<VersionRow>(doing, sql.delete, [this.collection, id, ...conditions]);
       if (row === undefined) return undefined;
       deleted = { id, version: Number(row.version), data: row.data };
     }

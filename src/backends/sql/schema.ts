@@ -112,6 +112,19 @@ export const migrations: readonly Migration[] = [
       'DROP INDEX IF EXISTS eventsync_documents_data_gin',
     ],
   },
+  {
+    id: 4,
+    name: 'document incarnations',
+    statements: [
+      // Names a document from its create to its delete: an ETag or a precondition of a deleted
+      // document must never match its successor with the same id (which restarts at version 1).
+      'CREATE SEQUENCE IF NOT EXISTS eventsync_incarnations',
+      'ALTER TABLE eventsync_documents ADD COLUMN IF NOT EXISTS incarnation bigint',
+      "UPDATE eventsync_documents SET incarnation = nextval('eventsync_incarnations') WHERE incarnation IS NULL",
+      "ALTER TABLE eventsync_documents ALTER COLUMN incarnation SET DEFAULT nextval('eventsync_incarnations')",
+      'ALTER TABLE eventsync_documents ALTER COLUMN incarnation SET NOT NULL',
+    ],
+  },
 ];
 
 /**
