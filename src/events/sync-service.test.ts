@@ -36,23 +36,24 @@ describe('SyncService.getMissingEvents', () => {
     await snapshotAt(h, 12);
     await compact(h.backend, { mergeUpdates: true, keepLatest: 2 });
     const sync = new SyncService(h.backend);
-    // 14..22 were merged: a client at 16 gets the snapshot (at 12) and everything after it.
+    // 14..22 were merged: a client at 16 gets a snapshot and everything after it; the stored one
+    // (at 12, the delete) is before the re-create at 13, so the answer starts there instead.
     const inside = await sync.getMissingEvents('c', h.collection, h.documentId, { afterSeq: 16 });
-    expect(inside.snapshot?.seq).toBe(12);
+    expect(inside.snapshot?.seq).toBe(13);
     expect(inside.events.map((e) => [e.fromSeq ?? e.seq, e.seq])).toEqual([
-      [13, 13],
       [14, 22],
       [23, 23],
       [24, 24],
     ]);
-    expect(applyEvents(inside.snapshot!.state, inside.events, 12)).toEqual(await h.current());
+    expect(applyEvents(inside.snapshot!.state, inside.events, 13)).toEqual(await h.current());
     // At the merged event's start, the merged event itself.
     expect(seqs(await sync.getMissingEvents('c', h.collection, h.documentId, { afterSeq: 13 }))).toEqual([
       22, 23, 24,
     ]);
+    // Before the first event left: the snapshot, here moved on to the re-create at 13.
     expect(
       (await sync.getMissingEvents('c', h.collection, h.documentId, { afterSeq: 5 })).snapshot?.seq,
-    ).toBe(12);
+    ).toBe(13);
   });
 
   it('replaces the state of a client claiming a seq past the end', async () => {
@@ -91,6 +92,34 @@ describe('SyncService.getMissingEvents', () => {
     await rejectsWith(get(7), 'validation', /afterSeq.*vectorClock/);
     await rejectsWith(sync.getMissingEvents('', h.collection, h.documentId), 'validation', /clientId/);
     expect(() => new SyncService(h.backend, { maxTailEvents: -1 })).toThrow(/maxTailEvents/);
+  });
+});
+
+describe('SyncService: never before the current incarnation', () => {
+  it('answers a position before a delete and re-create from the re-create, as a snapshot', async () => {
+    const h = await standardHistory(); // deleted at 12, re-created at 13
+    const sync = new SyncService(h.backend);
+    for (const afterSeq of [0, 1, 5, 11]) {
+      const answer = await sync.getMissingEvents('c', h.collection, h.documentId, { afterSeq });
+      expect(answer.snapshot).toMatchObject({ seq: 13, state: h.states[13] });
+      expect(seqs(answer)).toEqual([14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
+      // Nothing of the deleted incarnation: not its name, not its events.
+      expect(JSON.stringify(answer)).not.toContain('"game"');
+      expect(applyEvents(answer.snapshot!.state, answer.events, 13)).toEqual(await h.current());
+    }
+    // Right before a boundary, the boundary itself is the next event, as before.
+    expect(seqs(await sync.getMissingEvents('c', h.collection, h.documentId, { afterSeq: 12 }))[0]).toBe(13);
+    const fromClock = await sync.getMissingEvents('c', h.collection, h.documentId, { vectorClock: {} });
+    expect(fromClock.snapshot?.seq).toBe(13);
+  });
+
+  it('answers a position before a delete with no document, not with what was deleted', async () => {
+    const h = await standardHistory();
+    await h.as('server').deleteOne(h.documentId); // seq 25
+    const answer = await new SyncService(h.backend).getMissingEvents('c', h.collection, h.documentId, {
+      afterSeq: 20,
+    });
+    expect(answer).toMatchObject({ snapshot: { seq: 25, state: null }, events: [] });
   });
 });
 
@@ -143,6 +172,8 @@ describe('SyncService client registry', () => {
     await sync.unregisterClient('phone');
     expect(await sync.isRegistered('phone')).toBe(false);
     expect(await sync.stateVectors.get('phone', h.collection, h.documentId)).toBeUndefined();
-    expect(seqs(await sync.getMissingEvents('phone', h.collection, h.documentId))).toHaveLength(24);
+    // From the start: the current incarnation (re-created at 13) as a snapshot, then its events.
+    const fresh = await sync.getMissingEvents('phone', h.collection, h.documentId);
+    expect([fresh.snapshot?.seq, ...seqs(fresh)]).toEqual([13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
   });
 });

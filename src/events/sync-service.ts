@@ -28,6 +28,7 @@
  * the clock of the event or snapshot at F - 1 when there is one; otherwise p is unknown.
  */
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { applyEvent } from './apply.js';
 import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 import type { EventBackend, StreamHead } from './backend.js';
 import { replay } from './replay.js';
@@ -156,6 +157,15 @@ export class SyncService {
   ): Promise<MissingEvents> {
     assertClientId(clientId);
     assertDocumentRef(collection, documentId);
+    return fromCurrentIncarnation(await this.#missing(clientId, collection, documentId, position));
+  }
+
+  async #missing(
+    clientId: string,
+    collection: string,
+    documentId: string,
+    position: ClientPosition | undefined,
+  ): Promise<MissingEvents> {
     if (position === undefined) {
       const acknowledged = (await this.stateVectors.isRegistered(clientId))
         ? await this.stateVectors.get(clientId, collection, documentId)
@@ -262,6 +272,32 @@ export class SyncService {
     const head: StreamHead | undefined = await this.backend.head(collection, documentId);
     return (head?.lastSeq ?? 0) === seq;
   }
+}
+
+/**
+ * An answer never reaches back before the current incarnation of the document: after a delete
+ * and re-create of an id, whoever may read the new document (perhaps someone else's, with the
+ * same id) must not be handed the old one's content through events or a snapshot of it. When
+ * an answer holds a create or delete after other events, or after a snapshot, it starts at the
+ * last such boundary instead: a snapshot of the created document (or of none, after a delete),
+ * then the events after it. A client right before the boundary gets it as an event, as before.
+ */
+function fromCurrentIncarnation(answer: MissingEvents): MissingEvents {
+  const { events } = answer;
+  let at = events.length - 1;
+  while (at >= 0 && events[at]!.operation !== 'create' && events[at]!.operation !== 'delete') at--;
+  if (at < 0 || (at === 0 && !answer.snapshot)) return answer;
+  const boundary = events[at]!;
+  const snapshot: Snapshot = {
+    collection: boundary.collection,
+    documentId: boundary.documentId,
+    seq: boundary.seq,
+    version: boundary.version,
+    state: boundary.operation === 'create' ? applyEvent(null, boundary) : null,
+    vectorClock: boundary.vectorClock,
+    createdAt: boundary.timestamp,
+  };
+  return { snapshot, events: events.slice(at + 1) };
 }
 
 /** Whether `events` starts right after `afterSeq` (a merged event starts at its `fromSeq`). */

@@ -459,6 +459,19 @@ describe('REST: events and sync', () => {
     });
   });
 
+  it('POST /api/sync never answers with a deleted incarnation: a re-created id starts at its create', async () => {
+    const g = await games();
+    await g.findOneAndUpsert({ _id: 'again1', name: 'alice-secret', gold: 1 });
+    await g.updateOne('again1', { $set: { name: 'alice-secret-2' } });
+    await g.deleteOne('again1');
+    await g.findOneAndUpsert({ _id: 'again1', name: 'mallory', gold: 7 });
+    const res = await api('POST', '/api/sync/games/again1', { afterSeq: 0 });
+    expect(res.status).toBe(200);
+    expect(res.body.snapshot).toMatchObject({ seq: 4, state: { name: 'mallory', gold: 7, version: 1 } });
+    expect(res.body.events).toEqual([]);
+    expect(JSON.stringify(res.body)).not.toContain('alice-secret');
+  });
+
   it('POST /api/sync/:c/:id answers { afterSeq } and { vectorClock } with exactly the missing events', async () => {
     const bySeq = await api('POST', '/api/sync/games/e1', { afterSeq: 4 });
     expect(bySeq.status).toBe(200);
