@@ -112,6 +112,16 @@ export const migrations: readonly Migration[] = [
       'DROP INDEX IF EXISTS eventsync_documents_data_gin',
     ],
   },
+  {
+    id: 4,
+    name: 'client owners',
+    statements: [
+      // The principal a client id belongs to (`claimClient`): only it may use the id. NULL for
+      // clients registered before this migration, or without a principal: the first principal to
+      // use one claims it.
+      'ALTER TABLE eventsync_clients ADD COLUMN IF NOT EXISTS principal text',
+    ],
+  },
 ];
 
 /**
