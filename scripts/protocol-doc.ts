@@ -101,7 +101,10 @@ export const messages: MessageDoc[] = [
     notes:
       'Must be the first message. The server runs its `authenticate` hook with the HTTP upgrade request and ' +
       '`token`, then answers `welcome`. A protocol version it does not speak gets `error unsupported_protocol` ' +
-      'and close 4000; refused credentials get `error unauthorized` and close 4001. A second `hello` on the ' +
+      'and close 4000; refused credentials get `error unauthorized` and close 4001. `clientId` keys what the ' +
+      'client acknowledges, so it belongs to one principal: the first to use it (a new id, or one registered ' +
+      'with no owner) gets it, and another principal naming it gets `error forbidden` and close 4003, ' +
+      'changing nothing. Use an unguessable id (the SDK makes a random UUID). A second `hello` on the ' +
       'same connection gets `error bad_message`. A connection that has not been welcomed within ' +
       '`helloTimeoutMs` is closed with 4408.',
   },
@@ -365,6 +368,13 @@ export const closeCodes: { code: string; name: string; when: string }[] = [
     when: '`authenticate` refused the credentials of `hello` (after `error unauthorized`).',
   },
   {
+    code: '4003',
+    name: 'client id taken',
+    when:
+      '`hello` named a client id that belongs to another principal (after `error forbidden`). Connect ' +
+      'again with a client id of your own.',
+  },
+  {
     code: '4408',
     name: 'no hello',
     when:
@@ -390,7 +400,8 @@ const errorWhen: Record<ErrorCode, string> = {
     '4001 follows). HTTP: no valid credentials.',
   forbidden:
     '`authorize` refused: a document subscription the principal may not read, a collection it may not ' +
-    'subscribe to. HTTP: a read or write it may not do.',
+    "subscribe to; another principal's client id (`hello`: close 4003 follows). HTTP: a read or write it " +
+    "may not do, or another principal's `clientId`.",
   not_found: '`unsubscribe` of a subscription the connection does not have. HTTP: no such document.',
   method_not_allowed: 'HTTP only: a method the path does not take (the `Allow` header lists those it does).',
   already_exists: 'HTTP: creating a document whose `_id` is taken. Not sent over WebSocket.',
@@ -618,8 +629,9 @@ export function renderProtocolDoc(): string {
     '```',
     'client                                              server',
     '  | open WebSocket /sync                               |',
-    '  | hello {protocol, clientId, token?}  ------------>  | authenticate(request, token)',
-    '  |  <------------------------  welcome {protocol}     | (or error + close 4000 / 4001)',
+    '  | hello {protocol, clientId, token?}  ------------>  | authenticate(request, token),',
+    '  |                                                    | claim clientId for the principal',
+    '  |  <------------------------  welcome {protocol}     | (or error + close 4000 / 4001 / 4003)',
     '  | subscribe {sub, collection, documentId, afterSeq?} | authorize(read)',
     '  |  <------------------------------  subscribed {sub} |',
     '  |  <-------------------  snapshot {…}  (if needed)   |',

@@ -71,8 +71,11 @@ export interface Link {
 const CONNECTING = 0;
 const OPEN = 1;
 
-/** Close codes after which reconnecting with the same settings cannot help. */
-const FATAL_CLOSE = new Set([4000, 4001]);
+/**
+ * Close codes after which reconnecting with the same settings cannot help (4003: the client id
+ * is another principal's).
+ */
+const FATAL_CLOSE = new Set([4000, 4001, 4003]);
 
 /** Parses a frame; `undefined` for anything that is not a JSON object with a string `type`. */
 function parse(data: unknown): ServerMessage | undefined {

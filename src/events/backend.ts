@@ -109,9 +109,16 @@ export interface EventBackend {
    */
   putStateVectors(acks: readonly Acknowledgement[], clients: readonly string[]): Promise<void>;
   getStateVector(clientId: string, collection: string, documentId: string): Promise<StateVector | undefined>;
-  /** Registers a client (idempotent). */
+  /** Registers a client (idempotent), owned by no principal until one claims it. */
   registerClient(clientId: string): Promise<void>;
-  /** Forgets a client and its state vectors. */
+  /**
+   * Registers `clientId` to `principal` unless another principal owns it, in one step, so two
+   * principals racing for a new id never both get it. A client registered with no owner
+   * (`registerClient`, or before owners were recorded) becomes `principal`'s. Returns the owner
+   * afterwards: `principal` when the claim holds.
+   */
+  claimClient(clientId: string, principal: string): Promise<string>;
+  /** Forgets a client, its owner and its state vectors (the id is free again). */
   unregisterClient(clientId: string): Promise<void>;
   isRegistered(clientId: string): Promise<boolean>;
 }

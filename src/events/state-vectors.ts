@@ -10,6 +10,9 @@
  * and on `close`. Reads (`get`, `isRegistered`) see what this instance noted and has not written
  * yet. What is lost when the process dies before a flush: at most `flushMs` of acknowledgements,
  * so a client resuming from its stored position is sent again some events it already has.
+ *
+ * A client id belongs to the principal that first used it (`claim`): that is written at once,
+ * and known here from then on, so a principal's later uses cost nothing.
  */
 import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 import type { Acknowledgement, EventBackend } from './backend.js';
@@ -35,8 +38,11 @@ export class StateVectorManager {
   #pending = new Map<string, Acknowledgement>();
   /** Registrations noted and not written yet. */
   #pendingClients = new Set<string>();
-  /** Clients known to be registered (noted here, or found in the backend); oldest first. */
-  readonly #known = new Set<string>();
+  /**
+   * Clients known to be registered (noted here, or found in the backend), oldest first, with
+   * their owner when known: an owner never changes while the client stays registered.
+   */
+  readonly #known = new Map<string, string | undefined>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> | undefined;
   #closed = false;
@@ -126,7 +132,7 @@ export class StateVectorManager {
   register(clientId: string): void {
     assertClientId(clientId);
     if (this.#known.has(clientId)) return;
-    this.#remember(clientId);
+    this.#remember(clientId, undefined);
     this.#pendingClients.add(clientId);
     this.#schedule();
   }
@@ -135,8 +141,22 @@ export class StateVectorManager {
     assertClientId(clientId);
     if (this.#known.has(clientId)) return true;
     const registered = await this.backend.isRegistered(clientId);
-    if (registered) this.#remember(clientId);
+    if (registered) this.#remember(clientId, undefined);
     return registered;
+  }
+
+  /**
+   * Whether `principal` may use `clientId`: it owns it, or nobody did and now it does (see
+   * `EventBackend.claimClient`). One statement the first time this instance sees the pair,
+   * none after.
+   */
+  async claim(clientId: string, principal: string): Promise<boolean> {
+    assertClientId(clientId);
+    const known = this.#known.get(clientId);
+    if (known !== undefined) return known === principal;
+    const owner = await this.backend.claimClient(clientId, principal);
+    this.#remember(clientId, owner);
+    return owner === principal;
   }
 
   /** Forgets everything the client acknowledged (and the client itself: see `EventBackend.unregisterClient`). */
@@ -202,10 +222,11 @@ export class StateVectorManager {
     }
   }
 
-  #remember(clientId: string): void {
+  #remember(clientId: string, owner: string | undefined): void {
+    owner ??= this.#known.get(clientId);
     this.#known.delete(clientId);
-    this.#known.add(clientId);
-    if (this.#known.size > MAX_KNOWN_CLIENTS) this.#known.delete(this.#known.values().next().value!);
+    this.#known.set(clientId, owner);
+    if (this.#known.size > MAX_KNOWN_CLIENTS) this.#known.delete(this.#known.keys().next().value!);
   }
 
   /** The document's clock at `seq` for a read (the write looks it up itself). */

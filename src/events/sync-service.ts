@@ -84,6 +84,21 @@ export class SyncService {
     this.stateVectors.register(clientId);
   }
 
+  /**
+   * Lets `principal` (a principal's id) use `clientId`, or throws `forbidden` when the id is
+   * another principal's: a client id keys what its client acknowledged, which is what a
+   * position-less `getMissingEvents` resumes from, so it is one principal's alone. The first
+   * principal to use an id that is new, or registered with no owner, gets it (written at once,
+   * not batched: two principals racing for it on two instances must not both get it).
+   */
+  async claimClient(clientId: string, principal: string): Promise<void> {
+    if (await this.stateVectors.claim(clientId, principal)) return;
+    throw new EventSyncError(
+      'forbidden',
+      `client id ${JSON.stringify(clientId)} belongs to another principal; use one of your own`,
+    );
+  }
+
   /** Forgets a client and everything it acknowledged. */
   async unregisterClient(clientId: string): Promise<void> {
     return this.stateVectors.forget(clientId);

@@ -275,7 +275,10 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
         : 'vectorClock' in request
           ? { vectorClock: request.vectorClock }
           : undefined;
-    sendJson(res, 200, await engine.service.getMissingEvents(request.clientId ?? p.id, c, id, position));
+    // Whose acknowledged positions a position-less sync resumes from: only the principal's own.
+    const clientId = request.clientId ?? p.id;
+    await engine.service.claimClient(clientId, p.id);
+    sendJson(res, 200, await engine.service.getMissingEvents(clientId, c, id, position));
   }
 
   // ---- the router ----

@@ -3,9 +3,10 @@
  *
  * - `GET /sse/:collection/:id` follows one document; `GET /sse/:collection?filter=<json>` every
  *   document of a collection that matches the filter (default: all).
- * - Credentials: `Authorization: Bearer …` or `?token=`; `?clientId=` names the client
- *   (default: a new id). The request is authenticated and authorized before the stream starts
- *   (401 / 403 as JSON, so a browser's `EventSource` stops instead of retrying).
+ * - Credentials: `Authorization: Bearer …` or `?token=`; `?clientId=` names the client, one
+ *   of the principal's own (default: a new id). The request is authenticated and authorized
+ *   before the stream starts (401 / 403 as JSON, so a browser's `EventSource` stops instead of
+ *   retrying).
  * - Every frame is one `data:` line holding the same JSON as on the WebSocket. Snapshot and
  *   event frames carry `id: collection/documentId/seq`, so a browser reconnecting with
  *   `Last-Event-ID` (or a client sending `?lastEventId=`) resumes after exactly that seq:
@@ -103,7 +104,8 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
       if (filter !== undefined) assertRemoteFilter(filter, limits);
       subscribe = { collection, ...(filter === undefined ? {} : { filter }) };
     }
-    const clientId = url.searchParams.get('clientId') ?? `sse-${randomUUID()}`;
+    const named = url.searchParams.get('clientId');
+    const clientId = named ?? `sse-${randomUUID()}`;
     if (!Id.safeParse(clientId).success) {
       throw new ValidationError('clientId: 1-128 of A-Z a-z 0-9 _ . : @ -, not starting with . : @ -');
     }
@@ -111,6 +113,9 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
     const principal = await authenticateRequest(engine, req, url);
     if (documentId !== undefined) await mustAuthorize(engine, principal, 'read', collection, documentId);
     else await mustAuthorize(engine, principal, 'subscribe', collection);
+    // A client id the stream names must be the principal's; one the server issued is new and
+    // unguessable, and a stream acknowledges nothing, so it is not written down.
+    if (named !== null) await engine.service.claimClient(clientId, principal.id);
     if (gone) return;
     const slot = engine.connections.acquire(req.socket.remoteAddress);
     if (!slot.ok) throw new EventSyncError('rate_limited', slot.message);

@@ -216,6 +216,14 @@ export class Session {
       this.#error('unauthorized', 'the credentials were refused', 'hello');
       return this.close(4001, 'unauthorized');
     }
+    // Another principal's client id would read and move that client's acknowledged positions.
+    try {
+      await this.#engine.service.claimClient(message.clientId, principal.id);
+    } catch (error) {
+      if (!EventSyncError.is(error, 'forbidden')) throw error;
+      this.#error('forbidden', error.message, 'hello');
+      return this.close(4003, 'client id belongs to another principal');
+    }
     this.principal = principal;
     this.clientId = message.clientId;
     clearTimeout(this.#helloTimer);
@@ -227,7 +235,10 @@ export class Session {
     });
   }
 
-  /** Hello without a frame: transports that authenticate the request itself (SSE) call this. */
+  /**
+   * Hello without a frame: transports that authenticate the request itself (SSE) call this, with
+   * a client id the principal may use (`SyncService.claimClient`) or one the server issued.
+   */
   accept(principal: Principal, clientId: string): void {
     this.principal = principal;
     this.clientId = clientId;

@@ -7,10 +7,12 @@ import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import { feedSql, type SqlEventBackend } from '../../src/backends/sql/events.js';
 import { findPlan } from '../../src/backends/sql/find.js';
-import { filterIndexName } from '../../src/backends/sql/schema.js';
+import { filterIndexName, migrations } from '../../src/backends/sql/schema.js';
+import { SyncService } from '../../src/events/sync-service.js';
 import type { SyncEvent } from '../../src/events/types.js';
 import { pgDatabase } from '../../src/pg.js';
 import type { CollectionBackend } from '../../src/storage/backend.js';
+import { createStorage } from '../../src/storage/create-storage.js';
 import { catchupSuite } from '../conformance/catchup.suite.js';
 import { diffsSuite } from '../conformance/diffs.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
@@ -153,9 +155,58 @@ describe('pg: entry point and PostgreSQL specifics', () => {
       const rows = await dbs[0]!.driver.query<{ id: number }>(
         'SELECT id FROM eventsync_migrations ORDER BY id',
       );
-      expect(rows).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }]);
+      expect(rows).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }, { id: 5 }]);
       await Promise.all(dbs.map((db) => db.close()));
     } finally {
+      await admin.query(`DROP DATABASE ${admin.escapeIdentifier(name)} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+
+  it('migrations 4 and 5 keep the documents and clients made before them: documents get incarnations, clients are owned by nobody until claimed', async () => {
+    const admin = new pg.Client({ connectionString: databaseUrl() });
+    await admin.connect();
+    const name = uniqueCollection('old_db');
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
+    const url = new URL(databaseUrl());
+    url.pathname = `/${name}`;
+    const old = new pg.Client({ connectionString: url.toString() });
+    try {
+      // A database as migrations 1-3 left it, with a client and what it acknowledged.
+      await old.connect();
+      await old.query(`CREATE TABLE eventsync_migrations (
+        id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      for (const migration of migrations.filter((m) => m.id <= 3)) {
+        for (const statement of migration.statements) await old.query(statement);
+        await old.query('INSERT INTO eventsync_migrations (id, name) VALUES ($1, $2)', [
+          migration.id,
+          migration.name,
+        ]);
+      }
+      await old.query(`INSERT INTO eventsync_clients (client_id) VALUES ('phone')`);
+      await old.query(`INSERT INTO eventsync_state_vectors VALUES ('phone', 'games', 'g', '{"a":1}', 1, 0)`);
+      await old.query(
+        `INSERT INTO eventsync_documents (collection, id, version, data) VALUES ('games', 'old', 1, '{"_id":"old","version":1}')`,
+      );
+
+      const db = await pgDatabase({ connectionString: url.toString(), max: 1 });
+      try {
+        const service = new SyncService(await db.events());
+        expect(await service.isRegistered('phone')).toBe(true);
+        await service.claimClient('phone', 'bob');
+        await expect(service.claimClient('phone', 'alice')).rejects.toMatchObject({ code: 'forbidden' });
+        expect((await service.stateVectors.get('phone', 'games', 'g'))?.lastSeq).toBe(1);
+        const games = await createStorage({ db, collection: 'games' });
+        const entry = await games.findEntry('old');
+        expect(entry?.incarnation).toMatch(/^\d+$/);
+        await games.deleteOne('old');
+        const again = await games.findOneAndUpsert({ _id: 'old' });
+        expect(again.incarnation).not.toBe(entry?.incarnation);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await old.end();
       await admin.query(`DROP DATABASE ${admin.escapeIdentifier(name)} WITH (FORCE)`);
       await admin.end();
     }

@@ -439,6 +439,55 @@ export function eventsSuite(backend: EventsBackendFactory): void {
       expect(await backend.getStateVector(phone, collection, 'g')).toBeUndefined();
     });
 
+    it('binds a client id to the first principal that uses it; another is refused and changes nothing', async () => {
+      const { db, sync, collection } = await setup();
+      await sync.findOneAndUpsert({ _id: 'g', name: 'g', gold: 0 }, { clientId: 'a' });
+      await sync.updateOne('g', { $inc: { gold: 1 } }, { clientId: 'a' });
+      const backend = await db.events();
+      const [phone, legacy, raced] = ['phone', 'legacy', 'raced'].map((c) => `${collection}_${c}`) as [
+        string,
+        string,
+        string,
+      ];
+      const here = new SyncService(backend, { ackFlushMs: 60_000 });
+      const elsewhere = new SyncService(backend, { ackFlushMs: 60_000 });
+      const forbidden = { code: 'forbidden' };
+
+      await here.claimClient(phone, 'bob');
+      await here.claimClient(phone, 'bob');
+      await here.acknowledge(phone, collection, 'g', 2, undefined, { reached: true });
+      await here.flush();
+      // Written at once (not with the batch): another instance knows the owner too.
+      await expect(here.claimClient(phone, 'alice')).rejects.toMatchObject(forbidden);
+      await expect(elsewhere.claimClient(phone, 'alice')).rejects.toMatchObject(forbidden);
+      await elsewhere.claimClient(phone, 'bob');
+      expect(await backend.claimClient(phone, 'alice')).toBe('bob');
+      // A batch that registers the client again keeps its owner.
+      await backend.putStateVectors([], [phone]);
+      expect(await backend.claimClient(phone, 'alice')).toBe('bob');
+      expect(seqs(await here.getMissingEvents(phone, collection, 'g'))).toEqual([]);
+
+      // Registered with no owner (registerClient, or a row from before owners were recorded):
+      // the first principal to use it gets it.
+      await backend.registerClient(legacy);
+      await elsewhere.claimClient(legacy, 'alice');
+      await expect(here.claimClient(legacy, 'bob')).rejects.toMatchObject(forbidden);
+
+      // Two principals racing for a new id on two instances: exactly one gets it.
+      const outcomes = await Promise.allSettled([
+        here.claimClient(raced, 'alice'),
+        elsewhere.claimClient(raced, 'bob'),
+      ]);
+      expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+      const winner = outcomes[0]!.status === 'fulfilled' ? 'alice' : 'bob';
+      expect(await backend.claimClient(raced, 'carol')).toBe(winner);
+
+      // Unregistered, the id (and its positions) are gone: free for anyone.
+      await here.unregisterClient(phone);
+      await here.claimClient(phone, 'alice');
+      expect(await backend.getStateVector(phone, collection, 'g')).toBeUndefined();
+    });
+
     it('keeps vector clocks in the persistent manager from the event log', async () => {
       const { db, sync, collection } = await setup();
       await sync.findOneAndUpsert({ _id: 'g', name: 'g', gold: 0 }, { clientId: 'a' });

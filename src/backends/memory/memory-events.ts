@@ -33,7 +33,8 @@ export class MemoryEventLog implements EventBackend {
   #serverSeq = 0;
   readonly #snapshots = new Map<string, Snapshot[]>();
   readonly #stateVectors = new Map<string, StateVector>();
-  readonly #clients = new Set<string>();
+  /** Registered clients and their owners (null: none yet). */
+  readonly #clients = new Map<string, string | null>();
   readonly #commitListeners = new Set<() => void>();
 
   /** Waits for a collection's transactions to finish before a write; set by the database. */
@@ -189,9 +190,9 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async putStateVectors(acks: readonly Acknowledgement[], clients: readonly string[]): Promise<void> {
-    for (const clientId of clients) this.#clients.add(clientId);
+    for (const clientId of clients) this.#register(clientId);
     for (const ack of acks) {
-      this.#clients.add(ack.clientId);
+      this.#register(ack.clientId);
       const k = key(ack.collection, ack.documentId);
       const head = this.#heads.get(k);
       if (!head || ack.lastSeq > head.lastSeq) continue;
@@ -214,7 +215,13 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async registerClient(clientId: string): Promise<void> {
-    this.#clients.add(clientId);
+    this.#register(clientId);
+  }
+
+  async claimClient(clientId: string, principal: string): Promise<string> {
+    const owner = this.#clients.get(clientId) ?? principal;
+    this.#clients.set(clientId, owner);
+    return owner;
   }
 
   async unregisterClient(clientId: string): Promise<void> {
@@ -225,6 +232,11 @@ export class MemoryEventLog implements EventBackend {
 
   async isRegistered(clientId: string): Promise<boolean> {
     return this.#clients.has(clientId);
+  }
+
+  /** Registers a client, keeping its owner if it has one. */
+  #register(clientId: string): void {
+    if (!this.#clients.has(clientId)) this.#clients.set(clientId, null);
   }
 }
 

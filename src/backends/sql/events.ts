@@ -1,6 +1,7 @@
 /**
  * The event log in SQL (PGlite and PostgreSQL): `eventsync_events`, `eventsync_streams` (heads),
- * `eventsync_snapshots`, `eventsync_state_vectors`, `eventsync_clients` (schema.ts, migration 2).
+ * `eventsync_snapshots`, `eventsync_state_vectors`, `eventsync_clients` (schema.ts, migration 2;
+ * client owners: migration 5).
  *
  * Appending an event is one statement: upsert the stream head (`last_seq + 1`, the actor's clock
  * counter + 1) and insert the event from the head's new values; then it is announced (announcer.ts). `collection.ts` puts the
@@ -346,6 +347,11 @@ const sql = {
   getStateVector: `SELECT vector_clock, last_seq, updated_at FROM eventsync_state_vectors
     WHERE client_id = $1 AND collection = $2 AND document_id = $3`,
   registerClient: 'INSERT INTO eventsync_clients (client_id) VALUES ($1) ON CONFLICT DO NOTHING',
+  // Always updates (to the owner it has, or to $2 when it has none), so RETURNING gives the owner
+  // even when a racing claim committed it after this statement began.
+  claimClient: `INSERT INTO eventsync_clients AS k (client_id, principal) VALUES ($1, $2)
+    ON CONFLICT (client_id) DO UPDATE SET principal = COALESCE(k.principal, EXCLUDED.principal)
+    RETURNING principal`,
   unregisterClient: `WITH v AS (DELETE FROM eventsync_state_vectors WHERE client_id = $1)
     DELETE FROM eventsync_clients WHERE client_id = $1`,
   isRegistered: 'SELECT 1 AS ok FROM eventsync_clients WHERE client_id = $1',
@@ -766,6 +772,15 @@ export class SqlEventBackend implements EventBackend {
 
   async registerClient(clientId: string): Promise<void> {
     await this.#run(`register client ${JSON.stringify(clientId)}`, sql.registerClient, [clientId]);
+  }
+
+  async claimClient(clientId: string, principal: string): Promise<string> {
+    const [row] = await this.#run<{ principal: string }>(
+      `claim client ${JSON.stringify(clientId)}`,
+      sql.claimClient,
+      [clientId, principal],
+    );
+    return row!.principal;
   }
 
   async unregisterClient(clientId: string): Promise<void> {

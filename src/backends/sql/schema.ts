@@ -125,6 +125,16 @@ export const migrations: readonly Migration[] = [
       'ALTER TABLE eventsync_documents ALTER COLUMN incarnation SET NOT NULL',
     ],
   },
+  {
+    id: 5,
+    name: 'client owners',
+    statements: [
+      // The principal a client id belongs to (`claimClient`): only it may use the id. NULL for
+      // clients registered before this migration, or without a principal: the first principal to
+      // use one claims it.
+      'ALTER TABLE eventsync_clients ADD COLUMN IF NOT EXISTS principal text',
+    ],
+  },
 ];
 
 /**
