@@ -8,11 +8,13 @@
  * closes alice's connections (4003). bob keeps receiving throughout. WebSocket and SSE alike.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EventSyncClient } from '../../src/client.js';
 import { memoryDatabase } from '../../src/index.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
 import type { Database } from '../../src/storage/backend.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { type Authorize, DISCONNECTED } from '../../src/sync/types.js';
+import { FetchEventSource, NodeWebSocket, until } from '../client/support.js';
 import { SseClient } from '../server/http-client.js';
 import { openPg, uniqueCollection } from '../support/databases.js';
 import { type LoopbackServer, loopbackServer } from '../support/loopback-server.js';
@@ -319,6 +321,56 @@ for (const [backend, openDb] of Object.entries(backends)) {
     }
   });
 }
+
+describe('the client SDK', () => {
+  beforeAll(async () => {
+    revocable = await world(memoryDatabase());
+  });
+  afterAll(async () => {
+    await revocable?.close();
+    revocable = undefined;
+  });
+  const cases = [
+    ['WebSocket', 'websocket', false],
+    ['SSE', 'sse', false],
+    ['SSE, riding on a collection stream', 'sse', true],
+  ] as const;
+  for (const [name, transport, viaCollection] of cases) {
+    it(`a revoked document handle ends with error forbidden and does not try again (${name})`, async () => {
+      const { collection, touch } = await seed(revocable!);
+      const reported: string[] = [];
+      const client = new EventSyncClient({
+        serverUrl: `http://127.0.0.1:${revocable!.server.port}`,
+        WebSocket: NodeWebSocket,
+        EventSource: FetchEventSource,
+        token: 'alice',
+        transport,
+        reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+        onError: (error) => reported.push(error.code),
+      });
+      try {
+        const all = viaCollection ? client.collection(collection) : undefined;
+        const doc = client.document<{ n: number }>(collection, 'd1');
+        await client.connect();
+        await doc.whenSynced();
+        denied.add('alice:d1');
+        expect(await revocable!.engine.revoke('alice')).toBe(1);
+        await until(() => doc.error !== undefined);
+        expect(doc.error?.code).toBe('forbidden');
+        await expect(doc.whenSynced()).rejects.toMatchObject({ code: 'forbidden' });
+        await touch('d1');
+        await touch('d2');
+        if (all) await until(() => all.docs.get('d2')?.n === 1);
+        else await sleep(100);
+        expect(doc.state?.n).toBe(0);
+        expect(reported).toEqual(['forbidden']);
+        expect(all?.docs.has('d1') ?? false).toBe(false);
+      } finally {
+        await client.disconnect();
+      }
+    });
+  }
+});
 
 describe('authorizationTtlMs', () => {
   it('must be a number of ms, 0 or more', async () => {
