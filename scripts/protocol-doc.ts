@@ -71,7 +71,7 @@ export const examples = {
   },
   event: { type: 'event', event: updateEvent },
   synced: { type: 'synced', sub: 'g1' },
-  leave: { type: 'leave', sub: 'rich', collection: 'games', documentId: 'g1' },
+  leave: { type: 'leave', sub: 'rich', collection: 'games', documentId: 'g1', reason: 'unmatched' },
   unsubscribed: { type: 'unsubscribed', sub: 'rich' },
   error: { type: 'error', code: 'forbidden', message: 'you may not read games/secret1', ref: 'one' },
 } as const;
@@ -148,7 +148,10 @@ export const messages: MessageDoc[] = [
       'the event is handled. A subscription covers at most `maxSubscriptionDocuments` documents: when its ' +
       'snapshot, or a document entering later, would take it past that, it ends with `error too_large` (ref: ' +
       '`sub`): as after `unsubscribed`, nothing more comes for it and the documents only it covered are no ' +
-      'longer followed. Narrow the filter.',
+      'longer followed. Narrow the filter. Rights are asked again: `"subscribe"` and the scope at the first ' +
+      'event of the collection after `authorizationTtlMs`, and at once on `engine.revoke`; refused, the ' +
+      'subscription ends with `error forbidden` (a failing `authorizeQuery`: `error internal`); a new scope ' +
+      'judges each document from its next event on. Documents that may no longer be read leave (see `leave`).',
   },
   {
     id: 'Unsubscribe',
@@ -231,8 +234,14 @@ export const messages: MessageDoc[] = [
     schema: M.Leave,
     example: 'leave',
     notes:
-      'Only for collection subscriptions. If no other subscription of the connection covers the document, ' +
-      'no more events of it are sent; the client may drop its replica.',
+      'If no other subscription of the connection covers the document, no more events of it are sent; the ' +
+      'client may drop its replica. `unmatched` comes only for collection subscriptions, after the event that ' +
+      'made the document leave. `forbidden`: the server asks `authorize(…, "read", …)` again before it sends ' +
+      'an event of a document whose answer is older than its `authorizationTtlMs` (default 60 s), and at ' +
+      'once when the app calls `engine.revoke(principalId)`; refused, the document leaves every subscription ' +
+      'of the connection that covers it, before that event, which is not sent. A document subscription ' +
+      'ends then: `error forbidden` (ref: `sub`) follows its `leave` (over SSE the stream closes). So events of a document stop within `authorizationTtlMs` and one event of ' +
+      'rights being taken back, or at once on `engine.revoke`.',
   },
   {
     id: 'Unsubscribed',
@@ -375,6 +384,14 @@ export const closeCodes: { code: string; name: string; when: string }[] = [
       'again with a client id of your own.',
   },
   {
+    code: '4010',
+    name: 'disconnected',
+    when:
+      'The app disconnected the principal (`engine.disconnect(principalId, reason?)`; reason ' +
+      '`disconnected by the server` unless the app gave one), on WebSocket and SSE alike. No `error` frame. ' +
+      'Connecting again runs `authenticate` again, which decides whether the principal gets back in.',
+  },
+  {
     code: '4408',
     name: 'no hello',
     when:
@@ -400,8 +417,10 @@ const errorWhen: Record<ErrorCode, string> = {
     '4001 follows). HTTP: no valid credentials.',
   forbidden:
     '`authorize` refused: a document subscription the principal may not read, a collection it may not ' +
-    "subscribe to; another principal's client id (`hello`: close 4003 follows). HTTP: a read or write it " +
-    "may not do, or another principal's `clientId`.",
+    "subscribe to; another principal's client id (`hello`: close 4003 follows). Also later, when the " +
+    'answer is asked again (`authorizationTtlMs`, `engine.revoke`): a document subscription whose document ' +
+    'may no longer be read (after its `leave`), a collection subscription whose collection may no longer be ' +
+    "subscribed to; the subscription ends. HTTP: a read or write it may not do, or another principal's `clientId`.",
   not_found: '`unsubscribe` of a subscription the connection does not have. HTTP: no such document.',
   method_not_allowed: 'HTTP only: a method the path does not take (the `Allow` header lists those it does).',
   already_exists: 'HTTP: creating a document whose `_id` is taken. Not sent over WebSocket.',
@@ -421,7 +440,8 @@ const errorWhen: Record<ErrorCode, string> = {
   closed: 'The server, its database or a storage is closed (shutting down).',
   internal:
     'The server failed while handling the message (a bug or a database error); it is logged, the ' +
-    'connection stays open.',
+    'connection stays open. Also when `authorizeQuery` fails while a collection subscription is checked ' +
+    'again (ref: `sub`; the subscription ends).',
 };
 
 const limitNotes: Record<keyof SyncLimits, string> = {
@@ -611,7 +631,9 @@ export function renderProtocolDoc(): string {
     "  (frames that carry one document's position, `snapshot` and `event`, have the event id",
     "  `collection/documentId/seq`, so a browser's `Last-Event-ID` resumes exactly); SSE and REST take their",
     '  credentials from the HTTP request (`Authorization: Bearer …` or `?token=`) instead of `hello`, and',
-    '  answer errors as JSON `{ "error": { "code", "message" } }` with the HTTP status of the code.',
+    '  answer errors as JSON `{ "error": { "code", "message" } }` with the HTTP status of the code. An SSE',
+    '  stream is one subscription (`sub` is `"sse"`): when the server ends it (an `error` with that `ref`),',
+    '  the stream closes too, with `event: close` `{ "code": 1000, "reason": "the subscription ended" }`.',
     '- Every object in the protocol is **strict**: a field the schema does not name is refused',
     '  (`bad_message`).',
     '',

@@ -223,7 +223,7 @@ export class Channel {
         return;
       }
       case 'leave':
-        this.#feedBySub(message.sub)?.onLeave(message.documentId);
+        this.#feedBySub(message.sub)?.onLeave(message.documentId, message.reason);
         return;
       case 'error': {
         if (message.ref === 'ack') return; // an ack the server could not take: nothing to do

@@ -108,7 +108,8 @@ export abstract class Feed {
   abstract beginCatchUp(): void;
   abstract onSnapshot(message: Extract<ServerMessage, { type: 'snapshot' }>): void;
   abstract onEvent(event: SyncEvent): void;
-  abstract onLeave(documentId: string): void;
+  /** `reason`: `unmatched`, or `forbidden` (the principal may no longer read the document). */
+  abstract onLeave(documentId: string, reason: string): void;
   /** The replica changed: tell the listeners. */
   abstract emit(replica: Replica, changes: ReplicaChange[]): void;
 
@@ -395,10 +396,24 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     this.applied(replica, replica.receive(event));
   }
 
-  onLeave(documentId: string): void {
+  onLeave(documentId: string, reason: string): void {
+    if (reason === 'forbidden') this.#forbid(documentId);
     const replica = this.#replicas.get(documentId);
     if (!replica) return;
     this.#remove(replica);
+  }
+
+  /**
+   * The principal may no longer read a document: a handle riding on this stream ends with
+   * `forbidden`, as its own subscription would, instead of asking the server (REST) again.
+   */
+  #forbid(documentId: string): void {
+    const doc = this.attached.get(documentId);
+    if (!doc) return;
+    this.attached.delete(documentId);
+    doc.detach();
+    const message = `you may no longer read ${docKey(this.collection, documentId)}`;
+    this.core.feedFailed(doc, new EventSyncClientError('forbidden', message));
   }
 
   override onSynced(): void {

@@ -171,10 +171,18 @@ export const Synced = z
   .meta({ description: 'Catch-up done: the client is current; live events follow' });
 
 export const Leave = z
-  .strictObject({ type: z.literal('leave'), sub: SubscriptionId, collection: CollectionName, documentId: Id })
+  .strictObject({
+    type: z.literal('leave'),
+    sub: SubscriptionId,
+    collection: CollectionName,
+    documentId: Id,
+    reason: z.enum(['unmatched', 'forbidden']).meta({
+      description:
+        '`unmatched`: the document no longer matches the filter (or was deleted); `forbidden`: the principal may no longer read it',
+    }),
+  })
   .meta({
-    description:
-      'Collection subscription: the document no longer matches the filter (or may no longer be read)',
+    description: 'The subscription no longer covers the document: no more of its events come for it',
   });
 
 export const Unsubscribed = z

@@ -13,7 +13,8 @@
  *   nothing missed, nothing repeated. `?afterSeq=` starts a document stream after a seq (a
  *   `Last-Event-ID` for the same document wins). Collection streams start over with snapshots.
  * - `: ping` comment lines keep proxies from timing the stream out. When the server closes the
- *   stream it sends `event: close` with `{ code, reason }` (WebSocket close codes) first.
+ *   stream it sends `event: close` with `{ code, reason }` (WebSocket close codes) first; it does
+ *   so (1000) after an `error` that ended the stream's subscription, e.g. a revoked `forbidden`.
  * - A client reading too slowly (more than `limits.maxBufferedBytes` of live frames waiting) is
  *   disconnected. Catch-up frames are paced to the client instead (see `CatchUpWindow`).
  */
@@ -154,6 +155,9 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
           return !catchUp.full;
         },
         drained: () => catchUp.drained(),
+        // The stream is its one subscription: ended by the server (refused, too large), nothing
+        // more can come, and a stream left open would look alive.
+        ended: () => session.close(1000, 'the subscription ended'),
         close(code, reason) {
           clearInterval(heartbeat);
           catchUp.close();

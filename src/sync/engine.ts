@@ -27,6 +27,7 @@ import {
   type Authorize,
   type AuthorizeQuery,
   type AuthRequest,
+  DISCONNECTED,
   defaultLimits,
   documentKey,
   type Principal,
@@ -45,6 +46,14 @@ export interface SyncEngineOptions {
   authorize?: Authorize | 'allow-all';
   /** The documents a principal may read, as a filter lists and collection subscriptions are scoped by; see `AuthorizeQuery`. */
   authorizeQuery?: AuthorizeQuery;
+  /**
+   * How long a connection keeps an answer of `authorize` (per document, and `'subscribe'` per
+   * collection) and of `authorizeQuery`, in ms. A followed document whose answer is older is
+   * asked about again at its next event, before the event is sent; refused, it leaves (`leave`,
+   * reason `forbidden`). `0`: ask at every event (one call per event and subscriber, awaited in
+   * the event feed). `engine.revoke(principalId)` takes answers back at once. Default 60,000.
+   */
+  authorizationTtlMs?: number;
   limits?: Partial<SyncLimits>;
   logger?: Logger;
   /** Automatic snapshot interval of the collections' EventSyncStorage. Default 100. */
@@ -67,6 +76,9 @@ export interface Delivery {
 }
 
 const MAX_OPEN_COLLECTIONS = 1000;
+const DEFAULT_AUTHORIZATION_TTL_MS = 60_000;
+/** WebSocket close reasons are at most 123 bytes of UTF-8. */
+const MAX_CLOSE_REASON_BYTES = 123;
 /** After a failed read of the event feed, read again this much later. */
 const FEED_RETRY_MS = 500;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
@@ -81,6 +93,8 @@ export class SyncEngine {
   /** Checked by every transport before anything else (see `AccessOptions`). */
   readonly access: AccessOptions;
   readonly logger: Logger;
+  /** See `SyncEngineOptions.authorizationTtlMs`. */
+  readonly authorizationTtlMs: number;
   readonly #db: Database;
   readonly #authenticate: Authenticate;
   readonly #authorize: Authorize;
@@ -114,12 +128,20 @@ export class SyncEngine {
     this.#authenticate = options.authenticate ?? anonymous;
     this.#authorize = authorize;
     this.#authorizeQuery = options.authorizeQuery;
+    this.authorizationTtlMs = options.authorizationTtlMs ?? DEFAULT_AUTHORIZATION_TTL_MS;
     this.#snapshotEvery = options.snapshotEvery;
   }
 
   /** Opens the event log and starts following it from now. */
   static async create(options: SyncEngineOptions): Promise<SyncEngine> {
     const authorize = chooseAuthorize(options);
+    const ttl = options.authorizationTtlMs;
+    if (ttl !== undefined && !(typeof ttl === 'number' && ttl >= 0)) {
+      throw new ValidationError(
+        `SyncEngine.create: authorizationTtlMs must be a number of ms, 0 or more, not ${String(ttl)}`,
+        '/authorizationTtlMs',
+      );
+    }
     const engine = new SyncEngine(options, authorize, new EventStore(await options.db.events()));
     await engine.#startFeed();
     return engine;
@@ -237,6 +259,47 @@ export class SyncEngine {
 
   disconnected(session: Session): void {
     if (this.#sessions.delete(session)) this.metrics.connections--;
+  }
+
+  // ---- taking rights back ----
+
+  /**
+   * Takes back what a principal was allowed, now rather than within `authorizationTtlMs`: its
+   * connections forget every answer of `authorize` and `authorizeQuery` and ask again at once
+   * for everything they follow. A collection subscription refused `'subscribe'` ends (`error
+   * forbidden`); a document that may no longer be read leaves (`leave`, reason `forbidden`), and
+   * a document subscription ends with it. Call it after changing what the hooks answer. Resolves
+   * to the number of subscriptions that ended or lost a document.
+   */
+  async revoke(principalId: string): Promise<number> {
+    const counts = await Promise.all(
+      this.#sessionsOf(principalId).map((session) =>
+        session.revalidate().catch((error: unknown) => {
+          // Failing closed: a connection whose rights could not be checked again does not keep them.
+          this.logger.error({ err: error, session: session.id }, 'eventsync: revoking failed');
+          session.close(1011, 'internal error');
+          return 0;
+        }),
+      ),
+    );
+    return counts.reduce((sum, n) => sum + n, 0);
+  }
+
+  /**
+   * Closes every WebSocket (close code 4010) and SSE stream (`event: close`, code 4010) of a
+   * principal, e.g. when its account is deleted. Clients may connect again: `authenticate`
+   * decides then, so keep it out there. Returns the number of connections closed.
+   */
+  disconnect(principalId: string, reason: string = DISCONNECTED.reason): number {
+    const sessions = this.#sessionsOf(principalId);
+    const text = closeReason(reason);
+    for (const session of sessions) session.close(DISCONNECTED.code, text);
+    return sessions.length;
+  }
+
+  /** A scan, not an index: revoking is rare, and each event's delivery stays free of it. */
+  #sessionsOf(principalId: string): Session[] {
+    return [...this.#sessions].filter((s) => !s.closed && s.principal?.id === principalId);
   }
 
   /**
@@ -368,6 +431,13 @@ function chooseAuthorize({ authenticate, authorize }: SyncEngineOptions): Author
     `SyncEngine.create: authorize must be a function or 'allow-all', not ${JSON.stringify(authorize)}`,
     '/authorize',
   );
+}
+
+/** `reason`, cut to what a WebSocket close frame carries. */
+function closeReason(reason: string): string {
+  const chars = [...reason]; // by code point: a cut must not split a surrogate pair
+  while (Buffer.byteLength(chars.join('')) > MAX_CLOSE_REASON_BYTES) chars.pop();
+  return chars.join('');
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -8,7 +8,8 @@ import { Query } from 'mingo';
 import type { SyncEvent, VectorClock } from '../events/types.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
-import type { JsonObject } from '../storage/types.js';
+import type { Filter, JsonObject } from '../storage/types.js';
+import { AuthorizationCache } from './authorization-cache.js';
 import {
   FIRST_PAGE_DOCUMENTS,
   nextPageSize,
@@ -20,7 +21,7 @@ import {
 import type { Delivery, SyncEngine } from './engine.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
-import { andFilters } from './read-scope.js';
+import { andFilters, NOTHING, type ReadScope } from './read-scope.js';
 import {
   type AuthRequest,
   documentKey,
@@ -35,11 +36,24 @@ type Subscription =
   | {
       kind: 'collection';
       collection: string;
+      /** The client's filter. */
+      filter: Filter;
+      /** The answers `where` and `query` were built from (a new one, once asked again, rebuilds them). */
+      access: CollectionAccess;
+      /** The filter AND-ed into the principal's scope: what the snapshot reads. */
+      where: Filter;
+      /** `where`, for judging membership live; `undefined`: every document. */
       query: Query | undefined;
       /** How many documents it covers now (at most `maxSubscriptionDocuments`). */
       documents: number;
     };
 type CollectionSubscription = Subscription & { kind: 'collection' };
+
+/** What `authorize(…, 'subscribe', collection)` and `authorizeQuery` answered for a collection. */
+interface CollectionAccess {
+  subscribe: boolean;
+  scope: ReadScope;
+}
 
 /** What this connection has of one document. */
 interface Tracked {
@@ -79,8 +93,10 @@ export class Session {
   readonly #sink: Sink;
   readonly #subs = new Map<string, Subscription>();
   readonly #docs = new Map<string, Tracked>();
-  /** Documents this principal may read, as asked (collection subscriptions ask per document). */
-  readonly #readable = new Map<string, boolean>();
+  /** Documents this principal may read, as asked (collection subscriptions ask per document), by `documentKey`. */
+  readonly #readable: AuthorizationCache<boolean>;
+  /** Per collection: may this principal subscribe to it, and its scope. */
+  readonly #collectionAccess: AuthorizationCache<CollectionAccess>;
   #closed = false;
   /** Collection subscriptions per collection: events of other collections skip membership checks. */
   readonly #watching = new Map<string, number>();
@@ -100,6 +116,8 @@ export class Session {
     this.#request = request;
     this.#sink = sink;
     this.#tokens = engine.limits.maxMessagesPerSecond;
+    this.#readable = new AuthorizationCache(engine.authorizationTtlMs);
+    this.#collectionAccess = new AuthorizationCache(engine.authorizationTtlMs);
     const ms = engine.limits.helloTimeoutMs;
     this.#helloTimer = setTimeout(() => {
       if (!this.principal) this.close(HELLO_TIMEOUT.code, `${HELLO_TIMEOUT.reason} within ${ms} ms`);
@@ -157,14 +175,24 @@ export class Session {
   /** Called by the engine for each event of a document or collection this session follows. */
   deliver(delivery: Delivery): Promise<void> | undefined {
     if (this.#closed) return undefined;
-    const { event } = delivery;
     const tracked = this.#docs.get(delivery.key);
+    // Rights change: a followed document whose answer expired (authorizationTtlMs) is asked
+    // about again, and this event waits for the answer.
+    if (tracked && this.#readable.get(delivery.key) === undefined) {
+      return this.#recheckDocument(tracked).then(() => this.#deliverNow(delivery));
+    }
+    return this.#deliverNow(delivery, tracked);
+  }
+
+  #deliverNow(delivery: Delivery, tracked = this.#docs.get(delivery.key)): Promise<void> | undefined {
+    if (this.#closed) return undefined;
+    const { event } = delivery;
     // The hot path (every subscriber of every event): no collection subscription to settle.
     if (!this.#watching.has(event.collection)) {
       if (tracked) this.#deliverLive(tracked, event, delivery.frame(), delivery.eventId);
       return undefined;
     }
-    return this.#deliverWithCollections(delivery, tracked, this.#collectionSubs(event.collection));
+    return this.#deliverWithCollections(delivery, this.#collectionSubs(event.collection));
   }
 
   close(code = 1000, reason = ''): void {
@@ -281,17 +309,13 @@ export class Session {
 
   async #subscribeCollection(sub: string, collection: string, filter: JsonObject | undefined): Promise<void> {
     if (!this.#claim(sub)) return;
-    if (!(await this.#engine.authorize(this.principal!, 'subscribe', collection))) {
-      return this.#error('forbidden', `you may not subscribe to ${collection}`, sub);
-    }
+    const access = await this.#accessTo(collection);
+    if (!access.subscribe) return this.#error('forbidden', `you may not subscribe to ${collection}`, sub);
     if (filter && Object.keys(filter).length > 0) assertRemoteFilter(filter, this.#engine.limits);
-    // Scoped before anything else: the snapshot's pages and, live, membership range only over
-    // documents in the principal's scope. Without `authorizeQuery` each document is checked
-    // (#mayRead), which keeps membership independent of unreadable documents as well.
-    const scope = await this.#engine.readScope(this.principal!, collection);
-    const where = andFilters(scope === 'per-document' ? {} : scope, filter ?? {});
-    const query = Object.keys(where).length > 0 ? new Query(where) : undefined;
-    const subscription: CollectionSubscription = { kind: 'collection', collection, query, documents: 0 };
+    const subscription = scoped(
+      { kind: 'collection', collection, filter: filter ?? {}, documents: 0 },
+      access,
+    );
     this.#addSub(sub, subscription);
     // Followed before the first read: every event committed after it reaches this session.
     this.#engine.followCollection(this, collection);
@@ -300,7 +324,7 @@ export class Session {
     // The first page is read before answering, so a filter mingo refuses fails the subscribe itself.
     let asked = Math.min(FIRST_PAGE_DOCUMENTS, limits.maxSubscriptionDocuments + 1);
     await nextTurn();
-    let page = await readPage(storage, where, undefined, asked);
+    let page = await readPage(storage, subscription.where, undefined, asked);
     this.#send({ type: 'subscribed', sub });
     for (;;) {
       const sent = await this.#snapshotPage(sub, subscription, storage, page);
@@ -315,7 +339,8 @@ export class Session {
         nextPageSize(limits.maxBufferedBytes, sent.bytes, sent.frames),
         limits.maxSubscriptionDocuments - subscription.documents + 1,
       );
-      page = await readPage(storage, where, page[page.length - 1]!._id as string, asked);
+      // `where` as it is now: a revocation may have narrowed the scope meanwhile.
+      page = await readPage(storage, subscription.where, page[page.length - 1]!._id as string, asked);
     }
     if (this.#subs.has(sub)) this.#send({ type: 'synced', sub });
   }
@@ -636,20 +661,21 @@ export class Session {
    * filter (judged on the document as it is now) and may be read. A document that leaves gets
    * `leave`; one that enters gets its state (the create event itself, or a snapshot).
    */
-  async #deliverWithCollections(
-    delivery: Delivery,
-    tracked: Tracked | undefined,
-    subs: [string, Subscription & { kind: 'collection' }][],
-  ): Promise<void> {
+  async #deliverWithCollections(delivery: Delivery, subs: [string, CollectionSubscription][]): Promise<void> {
     const { event } = delivery;
     let matching: string[] = [];
-    for (const [sub, { query }] of subs) {
+    /** Subscriptions the document matches but may not be read in. */
+    const refused = new Set<string>();
+    for (const [sub, { query }] of await this.#recheckCollections(subs)) {
       const state = query ? await delivery.state() : undefined;
       const matches = query ? state != null && query.test(state) : event.operation !== 'delete';
-      if (matches && (await this.#mayRead(event.collection, event.documentId))) matching.push(sub);
+      if (!matches) continue;
+      if (await this.#mayRead(event.collection, event.documentId)) matching.push(sub);
+      else refused.add(sub);
     }
     if (this.#closed) return;
-    const current = this.#docs.get(documentKey(event.collection, event.documentId)) ?? tracked;
+    // As it is now: a document left (unsubscribed, revoked) while this event waited gets none of it.
+    const current = this.#docs.get(delivery.key);
     // A subscription at its cap takes no further document: it ends instead (see #tooMany).
     for (const sub of matching) if (!current?.subs.has(sub) && this.#full(sub)) this.#tooMany(sub);
     matching = matching.filter((sub) => this.#subs.has(sub));
@@ -658,7 +684,14 @@ export class Session {
       for (const [sub] of subs) {
         if (current.subs.has(sub) && !matching.includes(sub)) {
           this.#uncover(current, sub);
-          this.#send({ type: 'leave', sub, collection: event.collection, documentId: event.documentId });
+          const reason = refused.has(sub) ? 'forbidden' : 'unmatched';
+          this.#send({
+            type: 'leave',
+            sub,
+            collection: event.collection,
+            documentId: event.documentId,
+            reason,
+          });
         }
       }
       for (const sub of matching) this.#cover(current, sub);
@@ -687,10 +720,87 @@ export class Session {
     for (const sub of matching) if (entered && this.#subs.has(sub)) this.#cover(entered, sub);
   }
 
+  // ---- rights that change: authorizationTtlMs, engine.revoke ----
+
+  /**
+   * Whether the principal may still read a followed document (asked again once the answer
+   * expired). If no longer, each subscription covering it lets go of it: `leave` (reason
+   * `forbidden`), and a document subscription, which covers nothing else, ends with
+   * `error forbidden`. Resolves to whether it was refused.
+   */
+  async #recheckDocument(tracked: Tracked): Promise<boolean> {
+    const { collection, documentId } = tracked;
+    if (await this.#mayRead(collection, documentId)) return false;
+    if (!this.#follows(tracked)) return true; // left meanwhile (or revoked twice at once)
+    for (const sub of [...tracked.subs]) {
+      this.#send({ type: 'leave', sub, collection, documentId, reason: 'forbidden' });
+      if (this.#subs.get(sub)?.kind === 'document') {
+        this.#end(sub, 'forbidden', `you may no longer read ${documentKey(collection, documentId)}`);
+      } else this.#uncover(tracked, sub);
+    }
+    if (this.#follows(tracked)) this.#untrack(tracked);
+    return true;
+  }
+
+  /** The collection subscriptions that may go on (see #recheckCollection). */
+  async #recheckCollections(
+    subs: [string, CollectionSubscription][],
+  ): Promise<[string, CollectionSubscription][]> {
+    const kept: [string, CollectionSubscription][] = [];
+    for (const entry of subs) if (await this.#recheckCollection(...entry)) kept.push(entry);
+    return kept;
+  }
+
+  /**
+   * Whether a collection subscription may go on: `'subscribe'` and the scope are asked again once
+   * their answers expired, and a new scope re-scopes it (documents it now excludes leave at their
+   * next event; those no longer readable at once, see `revalidate`). Refused, it ends with
+   * `error forbidden`; a failing `authorizeQuery` ends it with `error internal`.
+   */
+  async #recheckCollection(sub: string, subscription: CollectionSubscription): Promise<boolean> {
+    let access: CollectionAccess;
+    try {
+      access = await this.#accessTo(subscription.collection);
+      if (this.#subs.get(sub) !== subscription) return false;
+      if (access !== subscription.access) scoped(subscription, access);
+    } catch (error) {
+      this.#engine.logger.error({ err: error, session: this.id, sub }, 'eventsync: authorizeQuery failed');
+      if (this.#subs.get(sub) === subscription)
+        this.#end(sub, 'internal', 'the server could not check this subscription');
+      return false;
+    }
+    if (access.subscribe) return true;
+    this.#end(sub, 'forbidden', `you may no longer subscribe to ${subscription.collection}`);
+    return false;
+  }
+
+  /**
+   * Forgets every answer of `authorize` and `authorizeQuery` and asks again now for what this
+   * session follows (`engine.revoke`), instead of at the next events. Resolves to how many
+   * subscriptions ended or lost a document.
+   */
+  async revalidate(): Promise<number> {
+    this.#readable.clear();
+    this.#collectionAccess.clear();
+    const affected = new Set<string>();
+    for (const [sub, subscription] of [...this.#subs]) {
+      if (subscription.kind === 'collection' && !(await this.#recheckCollection(sub, subscription))) {
+        affected.add(sub);
+      }
+    }
+    for (const tracked of [...this.#docs.values()]) {
+      const subs = [...tracked.subs];
+      if (this.#follows(tracked) && (await this.#recheckDocument(tracked))) {
+        for (const sub of subs) affected.add(sub);
+      }
+    }
+    return affected.size;
+  }
+
   // ---- helpers ----
 
-  #collectionSubs(collection: string): [string, Subscription & { kind: 'collection' }][] {
-    const out: [string, Subscription & { kind: 'collection' }][] = [];
+  #collectionSubs(collection: string): [string, CollectionSubscription][] {
+    const out: [string, CollectionSubscription][] = [];
     for (const [sub, s] of this.#subs)
       if (s.kind === 'collection' && s.collection === collection) out.push([sub, s]);
     return out;
@@ -754,12 +864,18 @@ export class Session {
    */
   #tooMany(sub: string): void {
     const max = this.#engine.limits.maxSubscriptionDocuments;
-    this.#error(
+    this.#end(
+      sub,
       'too_large',
       `a collection subscription covers at most ${max} documents and this filter matches more; narrow it`,
-      sub,
     );
+  }
+
+  /** Ends a subscription the client did not end: the error (`ref: sub`) says why. */
+  #end(sub: string, code: ErrorCode, message: string): void {
+    this.#error(code, message, sub);
     this.#drop(sub);
+    this.#sink.ended?.(sub);
   }
 
   #untrack(tracked: Tracked): void {
@@ -770,14 +886,19 @@ export class Session {
     this.#engine.unfollow(this, tracked.collection, tracked.documentId);
   }
 
-  async #mayRead(collection: string, documentId: string): Promise<boolean> {
-    const k = documentKey(collection, documentId);
-    let allowed = this.#readable.get(k);
-    if (allowed === undefined) {
-      allowed = await this.#engine.authorize(this.principal!, 'read', collection, documentId);
-      this.#readable.set(k, allowed);
-    }
-    return allowed;
+  #mayRead(collection: string, documentId: string): Promise<boolean> {
+    return this.#readable.ask(documentKey(collection, documentId), () =>
+      this.#engine.authorize(this.principal!, 'read', collection, documentId),
+    );
+  }
+
+  /** May this principal subscribe to `collection`, and within which scope. Throws when `authorizeQuery` does. */
+  #accessTo(collection: string): Promise<CollectionAccess> {
+    return this.#collectionAccess.ask(collection, async () => {
+      const subscribe = await this.#engine.authorize(this.principal!, 'subscribe', collection);
+      const scope = subscribe ? await this.#engine.readScope(this.principal!, collection) : NOTHING;
+      return { subscribe, scope };
+    });
   }
 
   #takeToken(): boolean {
@@ -803,16 +924,30 @@ export class Session {
     const ref = 'sub' in message ? message.sub : message.type;
     // A subscription whose set-up failed is gone: the error (ref = sub) says so.
     if (message.type === 'subscribe') this.#drop(message.sub);
-    if (EventSyncError.is(error)) {
-      this.#error(error.code, error.message, ref);
-      return;
+    if (EventSyncError.is(error)) this.#error(error.code, error.message, ref);
+    else {
+      this.#engine.logger.error(
+        { err: error, session: this.id, type: message.type },
+        'eventsync: handling a message failed',
+      );
+      this.#error('internal', 'the server could not handle this message', ref);
     }
-    this.#engine.logger.error(
-      { err: error, session: this.id, type: message.type },
-      'eventsync: handling a message failed',
-    );
-    this.#error('internal', 'the server could not handle this message', ref);
+    if (message.type === 'subscribe') this.#sink.ended?.(message.sub);
   }
+}
+
+/**
+ * (Re-)scopes a collection subscription by `access`: the snapshot's pages and, live, membership
+ * range only over documents in the principal's scope. Without `authorizeQuery` each document is
+ * checked (#mayRead), which keeps membership independent of unreadable documents as well.
+ */
+function scoped(
+  subscription: Omit<CollectionSubscription, 'access' | 'where' | 'query'> & Partial<CollectionSubscription>,
+  access: CollectionAccess,
+): CollectionSubscription {
+  const where = andFilters(access.scope === 'per-document' ? {} : access.scope, subscription.filter);
+  const query = Object.keys(where).length > 0 ? new Query(where) : undefined;
+  return Object.assign(subscription, { access, where, query });
 }
 
 function describeIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {

@@ -143,6 +143,9 @@ export const TOO_SLOW = {
 /** The close of a WebSocket that did not send `hello` within `helloTimeoutMs` (the reason gets the ms appended). */
 export const HELLO_TIMEOUT = { code: 4408, reason: 'no hello' } as const;
 
+/** The close of every connection of a principal the app disconnected (`engine.disconnect`; the app may give the reason). */
+export const DISCONNECTED = { code: 4010, reason: 'disconnected by the server' } as const;
+
 /**
  * Where a session's frames go: a WebSocket, an SSE response, a test.
  *
@@ -162,5 +165,10 @@ export interface Sink {
   sendCatchUp?(frame: string, eventId?: string): boolean;
   /** Resolves once enough queued catch-up frames were written out to send more, or the sink closed. */
   drained?(): Promise<void>;
+  /**
+   * The server ended subscription `sub` (after an `error` with `ref: sub`: refused, too large, its
+   * set-up failed). SSE, whose stream is its one subscription, closes the stream then.
+   */
+  ended?(sub: string): void;
   close(code: number, reason: string): void;
 }

@@ -250,7 +250,7 @@ describe('EventSyncClient replica handling (fake transport)', () => {
     ws.push(snap('c', 30));
     ws.push({ type: 'synced', sub: sub!.sub });
     expect([...rich.docs.keys()]).toEqual(['a', 'b', 'c']);
-    ws.push({ type: 'leave', sub: sub!.sub, collection: 'games', documentId: 'a' });
+    ws.push({ type: 'leave', sub: sub!.sub, collection: 'games', documentId: 'a', reason: 'unmatched' });
     expect([...rich.docs.keys()]).toEqual(['b', 'c']);
 
     ws.drop();
