@@ -12,7 +12,7 @@
  *   rebinding) is same-origin with itself; only a list of the names the server answers to stops
  *   it. `eventsync serve` on a loopback address answers only to `localhost`, `127.0.0.1` and `[::1]`.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AccessOptions } from '../sync/types.js';
 
 export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]', '::1'];
@@ -34,6 +34,49 @@ export function accessProblem(req: IncomingMessage, access: AccessOptions): stri
   }
   if (originHost !== undefined && originHost === host) return undefined;
   return `pages from ${JSON.stringify(origin)} may not use this server (allowedOrigins)`;
+}
+
+/** What a page on another origin may send beyond the CORS-safelisted headers. */
+const CORS_REQUEST_HEADERS = 'Authorization, Content-Type, If-Match, Last-Event-ID';
+/** What such a page may read of an answer beyond the safelisted headers. */
+const CORS_EXPOSED_HEADERS = 'ETag, Location, Link';
+
+/**
+ * Lets a page on another origin that `allowedOrigins` names read REST answers and SSE streams
+ * (CORS); call after {@link accessProblem} let the request through. Same-origin requests and
+ * those without `Origin` get nothing. An origin listed by name may send credentials (cookies);
+ * with `'*'` it may not: every site would otherwise read as the visitor. A preflight (`OPTIONS`
+ * with `Access-Control-Request-Method`) is answered here: returns true when it was.
+ */
+export function applyCors(
+  req: IncomingMessage,
+  res: ServerResponse,
+  access: AccessOptions,
+  methods: readonly string[],
+): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined || isSameOrigin(origin, req.headers.host)) return false;
+  res.setHeader('access-control-allow-origin', origin);
+  res.setHeader('vary', 'Origin');
+  if (access.allowedOrigins !== '*') res.setHeader('access-control-allow-credentials', 'true');
+  res.setHeader('access-control-expose-headers', CORS_EXPOSED_HEADERS);
+  if (req.method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return false;
+  res.writeHead(204, {
+    'access-control-allow-methods': methods.join(', '),
+    'access-control-allow-headers': CORS_REQUEST_HEADERS,
+    'access-control-max-age': '600',
+    'content-length': '0',
+  });
+  res.end();
+  return true;
+}
+
+function isSameOrigin(origin: string, host: string | undefined): boolean {
+  try {
+    return new URL(origin).host === host?.toLowerCase();
+  } catch {
+    return false;
+  }
 }
 
 /** `Host: example.com:8080` → `example.com`; `[::1]:80` → `[::1]`. */

@@ -35,7 +35,7 @@ import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';
 import { andFilters } from '../sync/read-scope.js';
 import type { Principal } from '../sync/types.js';
-import { accessProblem, isJsonContentType } from './access.js';
+import { accessProblem, applyCors, isJsonContentType } from './access.js';
 import {
   authenticateRequest,
   intParam,
@@ -287,6 +287,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const refused = accessProblem(req, engine.access);
     if (refused) throw new EventSyncError('forbidden', refused);
+    if (applyCors(req, res, engine.access, ['GET', 'POST', 'PATCH', 'DELETE'])) return;
     const [a = '', b = '', c = ''] = segments;
     const auth = () => authenticateRequest(engine, req, url);
     switch (segments.length) {

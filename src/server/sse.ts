@@ -27,7 +27,7 @@ import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter } from '../sync/filter-policy.js';
 import type { Session } from '../sync/session.js';
 import { TOO_SLOW } from '../sync/types.js';
-import { accessProblem } from './access.js';
+import { accessProblem, applyCors } from './access.js';
 import { CatchUpWindow } from './catch-up-window.js';
 import { encodeOnce } from './encode-once.js';
 import {
@@ -83,6 +83,7 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
     const method = req.method ?? 'GET';
     const refused = accessProblem(req, engine.access);
     if (refused) throw new EventSyncError('forbidden', refused);
+    if (applyCors(req, res, engine.access, ['GET'])) return;
     if (segments.length < 1 || segments.length > 2) {
       throw new EventSyncError('not_found', `no stream at ${url.pathname}; use ${prefix}/:collection[/:id]`);
     }
