@@ -9,7 +9,7 @@
  */
 import { create, isDraft, rawReturn } from 'mutative';
 import { ValidationError } from '../protocol/errors.js';
-import { compareValues, escapePointerSegment, parsePointer } from './diff.js';
+import { compareValues, escapePointerSegment, formatPointer, parsePointer } from './diff.js';
 import { jsonWithin } from './limits.js';
 import type { EditFunction, JsonObject, JsonPatchOperation, JsonValue } from './types.js';
 import { assertJsonDocument, assertPatchValues } from './validate.js';
@@ -64,22 +64,39 @@ export async function runEdit<T>(
       throw new ValidationError(`${first} is owned by the storage and cannot change`, `/${first}`);
     }
   }
-  for (const section of touchedSections(before, edits, target.versionField)) {
-    const value = getIn(after.root, section.path);
-    if (isPlainObject(value)) {
-      after.writable(section.path)[target.versionField] = section.version + 1;
-    }
-  }
-  after.root[target.versionField] = target.version + 1;
-  return { after: after.root, ops: versionLast(compareValues(before, after.root), target.versionField) };
+  bumpVersions(before, after, edits, target);
+  return { after: after.root, ops: edits };
 }
 
-/** The root's version op moved to the end, where readers of an event expect it (no other op touches it). */
-function versionLast(ops: JsonPatchOperation[], versionField: string): JsonPatchOperation[] {
-  const path = `/${escapePointerSegment(versionField)}`;
-  const index = ops.findIndex((op) => op.path === path);
-  if (index !== -1 && index !== ops.length - 1) ops.push(...ops.splice(index, 1));
-  return ops;
+/**
+ * Writes the new versions into `after` and says them in `ops`: every touched section gets its
+ * version + 1 (a section replaced whole by another object gets it inside the replacing value,
+ * else as a `replace` of its version field, which exists in both), then the root, last. The ops
+ * stay exactly those of the structural compare otherwise, so they stay valid: no member the
+ * compare saw is touched but version fields, and no op names a path inside a replaced section.
+ */
+function bumpVersions(before: JsonObject, after: CopyOnWrite, ops: JsonPatchOperation[], target: EditTarget) {
+  const { versionField } = target;
+  for (const section of touchedSections(before, ops, versionField)) {
+    if (!isPlainObject(getIn(after.root, section.path))) continue; // replaced by a non-object: gone
+    const bumped = after.writable(section.path);
+    bumped[versionField] = section.version + 1;
+    const pointer = formatPointer(section.path);
+    const whole = ops.find((op) => op.path === pointer);
+    if (whole && whole.op !== 'remove') whole.value = bumped;
+    else
+      ops.push({
+        op: 'replace',
+        path: formatPointer([...section.path, versionField]),
+        value: section.version + 1,
+      });
+  }
+  after.root[versionField] = target.version + 1;
+  ops.push({
+    op: versionField in before ? 'replace' : 'add',
+    path: `/${escapePointerSegment(versionField)}`,
+    value: target.version + 1,
+  });
 }
 
 /** Runs `edit` on a draft of `before`; `returned` says the edit returned a new document. */
