@@ -1,8 +1,8 @@
 /**
  * Writes docs/PROTOCOL.md from the protocol's zod schemas (`src/protocol/messages.ts`, through
- * `z.toJSONSchema`) and error codes (`src/protocol/errors.ts`). The field tables, types and
- * descriptions come from the schemas; the prose around them (lifecycle, close codes, when each
- * error is sent) lives here, next to the examples, which are checked against the schemas on
+ * `z.toJSONSchema`) and wire facts (`src/protocol/wire.ts`: error codes, close codes, event ids,
+ * paths). The field tables, types and descriptions come from the schemas, the code tables from
+ * wire.ts; the prose around them (lifecycle, when each error is sent) lives here, next to the examples, which are checked against the schemas on
  * every run. `npm run protocol:doc` rewrites the file; test/protocol/doc.test.ts fails when the
  * committed file differs from `protocolDoc()`. Biome formats Markdown too (`biome ci` checks it),
  * so the rendered text goes through `biome format` before it is written or compared.
@@ -11,8 +11,15 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { type ErrorCode, ErrorCodes } from '../src/protocol/errors.js';
 import * as M from '../src/protocol/messages.js';
+import {
+  CloseCodes,
+  DEFAULT_PATHS,
+  type ErrorCode,
+  ErrorCodes,
+  SSE_SUBSCRIPTION,
+  sseEventId,
+} from '../src/protocol/wire.js';
 import { defaultLimits, type SyncLimits } from '../src/sync/types.js';
 
 export const PROTOCOL_DOC_PATH = fileURLToPath(new URL('../docs/PROTOCOL.md', import.meta.url));
@@ -277,6 +284,13 @@ const sharedTypes: { id: string; schema: z.ZodType; notes: string }[] = [
     notes: 'One change in three equivalent forms: use whichever your client applies most easily.',
   },
   {
+    id: 'ErrorCode',
+    schema: M.ErrorCode,
+    notes:
+      'One of the [error codes](#error-codes), with its HTTP status and whether it is retryable. A client ' +
+      'treats a code it does not know as retryable: a newer server may send one.',
+  },
+  {
     id: 'Json',
     schema: M.Json,
     notes: 'Any JSON value: string, number, boolean, null, array of Json, object of Json.',
@@ -321,87 +335,7 @@ const fieldNotes: Record<string, string> = {
 
 // ---- protocol facts that are not in the schemas ----------------------------------------------------
 
-/** Close codes the server uses (src/sync/session.ts, src/sync/engine.ts, src/server/ws.ts). */
-export const closeCodes: { code: string; name: string; when: string }[] = [
-  {
-    code: '1000',
-    name: 'normal closure',
-    when: 'The client closed the connection (the server answers in kind).',
-  },
-  {
-    code: '1001',
-    name: 'going away',
-    when: 'The server is shutting down (reason `server shutting down`). Reconnect with backoff and resume.',
-  },
-  {
-    code: '1003',
-    name: 'unsupported data',
-    when: 'The client sent a binary frame (reason `text frames only`).',
-  },
-  {
-    code: '1006',
-    name: 'abnormal closure',
-    when:
-      'Never sent; what a client sees when the connection ends without a close frame, e.g. when the ' +
-      'heartbeat terminated it (no pong since the previous ping).',
-  },
-  {
-    code: '1009',
-    name: 'message too big',
-    when:
-      'A frame larger than `maxMessageBytes`. The WebSocket library refuses it from the frame header, ' +
-      'before reading it: the close comes without an `error` frame and with an empty reason.',
-  },
-  {
-    code: '1011',
-    name: 'internal error',
-    when:
-      "The server's event feed stopped (reason `event feed failed`), a gap in a document's events could " +
-      'not be repaired, delivering an event failed, or the socket failed. Reconnect and resume.',
-  },
-  {
-    code: '1013',
-    name: 'try again later',
-    when:
-      'The client read too slowly: more than `maxBufferedBytes` waited to be sent to it (reason ' +
-      '`too slow: the send buffer is full; reconnect and catch up`). Resume with `afterSeq`.',
-  },
-  {
-    code: '4000',
-    name: 'unsupported protocol',
-    when: '`hello` named a protocol version this server does not speak (after `error unsupported_protocol`).',
-  },
-  {
-    code: '4001',
-    name: 'unauthorized',
-    when: '`authenticate` refused the credentials of `hello` (after `error unauthorized`).',
-  },
-  {
-    code: '4003',
-    name: 'client id taken',
-    when:
-      '`hello` named a client id that belongs to another principal (after `error forbidden`). Connect ' +
-      'again with a client id of your own.',
-  },
-  {
-    code: '4010',
-    name: 'disconnected',
-    when:
-      'The app disconnected the principal (`engine.disconnect(principalId, reason?)`; reason ' +
-      '`disconnected by the server` unless the app gave one), on WebSocket and SSE alike. No `error` frame. ' +
-      'Connecting again runs `authenticate` again, which decides whether the principal gets back in.',
-  },
-  {
-    code: '4408',
-    name: 'no hello',
-    when:
-      'The connection was not welcomed within `helloTimeoutMs` of opening (reason `no hello within <ms> ms`): ' +
-      'no `hello`, or `authenticate` still deciding. No `error` frame. Connect again and send `hello` first. ' +
-      'SSE streams are authenticated on their request and never get it.',
-  },
-];
-
-/** When each error code is sent. A new code in errors.ts fails to compile until it is described here. */
+/** When each error code is sent. A new code in wire.ts fails to compile until it is described here. */
 const errorWhen: Record<ErrorCode, string> = {
   validation:
     'The message has the right shape but cannot be done: an `ack` of a seq this connection was not sent, ' +
@@ -431,8 +365,8 @@ const errorWhen: Record<ErrorCode, string> = {
     'HTTP only: a write (POST, PATCH) whose body is not declared `Content-Type: application/json`.',
   too_large:
     'A collection subscription that would cover more than `maxSubscriptionDocuments` documents (ref: `sub`; ' +
-    'the subscription ends). HTTP: a request body over `maxMessageBytes`. A frame over it: see close code ' +
-    '1009 (no error frame arrives).',
+    'the subscription ends). HTTP: a request body over `maxMessageBytes`. A frame over it: close code ' +
+    `${CloseCodes.messageTooBig.code} follows (a frame far over it gets the close only).`,
   rate_limited:
     'More than `maxMessagesPerSecond` frames in a second (that frame is dropped, the connection stays ' +
     'open), or a `subscribe` beyond `maxSubscriptions`.',
@@ -614,7 +548,7 @@ export function renderProtocolDoc(): string {
   const add = (...lines: string[]) => out.push(...lines);
 
   add(
-    '<!-- Generated by scripts/protocol-doc.ts from src/protocol/messages.ts and src/protocol/errors.ts.',
+    '<!-- Generated by scripts/protocol-doc.ts from src/protocol/messages.ts and src/protocol/wire.ts.',
     '     Do not edit: change the schemas or the generator, then run `npm run protocol:doc`. -->',
     '',
     `# eventsync sync protocol, version ${M.PROTOCOL_VERSION}`,
@@ -625,15 +559,16 @@ export function renderProtocolDoc(): string {
     '',
     '## Transport',
     '',
-    '- **WebSocket** at `/sync` (the path is configurable). Each message is one **text** frame holding one',
-    '  JSON object; binary frames close the connection (1003).',
-    '- **SSE and REST carry the same shapes**: an SSE stream sends the server messages below as its `data`',
-    "  (frames that carry one document's position, `snapshot` and `event`, have the event id",
-    "  `collection/documentId/seq`, so a browser's `Last-Event-ID` resumes exactly); SSE and REST take their",
+    `- **WebSocket** at \`${DEFAULT_PATHS.sync}\` (the paths are configurable). Each message is one **text** frame`,
+    `  holding one JSON object; binary frames close the connection (${CloseCodes.unsupportedData.code}).`,
+    `- **SSE** (\`${DEFAULT_PATHS.sse}/:collection[/:id]\`) **and REST** (\`${DEFAULT_PATHS.api}/…\`) **carry the same shapes**: an`,
+    "  SSE stream sends the server messages below as its `data` (frames that carry one document's",
+    '  position, `snapshot` and `event`, have the event id `collection/documentId/seq`, e.g.',
+    `  \`${sseEventId('games', 'g1', 2)}\`, so a browser's \`Last-Event-ID\` resumes exactly); SSE and REST take their`,
     '  credentials from the HTTP request (`Authorization: Bearer …` or `?token=`) instead of `hello`, and',
     '  answer errors as JSON `{ "error": { "code", "message" } }` with the HTTP status of the code. An SSE',
-    '  stream is one subscription (`sub` is `"sse"`): when the server ends it (an `error` with that `ref`),',
-    '  the stream closes too, with `event: close` `{ "code": 1000, "reason": "the subscription ended" }`.',
+    `  stream is one subscription (\`sub\` is \`${JSON.stringify(SSE_SUBSCRIPTION)}\`): when the server ends it (an \`error\` with that \`ref\`),`,
+    `  the stream closes too, with \`event: close\` \`{ "code": ${CloseCodes.normalClosure.code}, "reason": "the subscription ended" }\`.`,
     '- Every object in the protocol is **strict**: a field the schema does not name is refused',
     '  (`bad_message`).',
     '',
@@ -707,9 +642,14 @@ export function renderProtocolDoc(): string {
     '',
     '## Close codes',
     '',
-    '| Code | Name | When the server uses it |',
-    '|---|---|---|',
-    ...closeCodes.map((c) => `| ${c.code} | ${c.name} | ${cell(c.when)} |`),
+    'Whether a client should connect again (with backoff) after the close: no when the server would',
+    'refuse the same connection again.',
+    '',
+    '| Code | Name | Reconnect | When the server uses it |',
+    '|---|---|---|---|',
+    ...Object.values(CloseCodes).map(
+      (c) => `| ${c.code} | ${c.name} | ${c.retry ? 'yes' : 'no'} | ${cell(c.when)} |`,
+    ),
     '',
   );
 
@@ -754,13 +694,16 @@ export function renderProtocolDoc(): string {
   add(
     '## Error codes',
     '',
-    'Stable snake_case strings (`src/protocol/errors.ts`), never renamed. Over WebSocket they arrive in',
-    '`error` frames; over HTTP as `{ "error": { "code", "message" } }` with the status below.',
+    'Stable snake_case strings (`src/protocol/wire.ts`), never renamed. Over WebSocket they arrive in',
+    '`error` frames; over HTTP as `{ "error": { "code", "message" } }` with the status below. A request',
+    'refused with a code that is not retryable would be refused again: change it first (the SDK ends',
+    'such a subscription instead of subscribing again).',
     '',
-    '| Code | HTTP status | When it is sent |',
-    '|---|---|---|',
+    '| Code | HTTP status | Retryable | When it is sent |',
+    '|---|---|---|---|',
     ...(Object.keys(ErrorCodes) as ErrorCode[]).map(
-      (code) => `| \`${code}\` | ${ErrorCodes[code].status} | ${cell(errorWhen[code])} |`,
+      (code) =>
+        `| \`${code}\` | ${ErrorCodes[code].status} | ${ErrorCodes[code].retryable ? 'yes' : 'no'} | ${cell(errorWhen[code])} |`,
     ),
     '',
   );

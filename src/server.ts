@@ -9,6 +9,7 @@
  */
 export type { AuthSpec, JwtSpec } from './cli/args.js';
 export { type RunningServer, type ServeOptions, serve } from './cli/serve.js';
+export { SSE_SUBSCRIPTION } from './protocol/wire.js';
 export {
   type Attached,
   type AttachOptions,
@@ -19,7 +20,7 @@ export {
 export type { RequestHandler } from './server/http.js';
 export { applyMergePatch } from './server/merge-patch.js';
 export { createRestHandler, type RestOptions } from './server/rest.js';
-export { createSseHandler, SSE_SUBSCRIPTION, type SseHandler, type SseOptions } from './server/sse.js';
+export { createSseHandler, type SseHandler, type SseOptions } from './server/sse.js';
 export { type AttachedTransport, attachWebSocket, type WebSocketOptions } from './server/ws.js';
 export { SyncEngine, type SyncEngineOptions } from './sync/engine.js';
 export type { Session } from './sync/session.js';

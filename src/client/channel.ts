@@ -5,25 +5,13 @@
  */
 
 import { EventSyncError } from '../protocol/errors.js';
-import { type Core, DocumentFeed, docKey, EventSyncClientError, type Feed } from './handles.js';
+import { documentKey, isRetryable, SSE_SUBSCRIPTION } from '../protocol/wire.js';
+import { type Core, DocumentFeed, EventSyncClientError, type Feed } from './handles.js';
 import type { Replica } from './replica.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
 import type { Link, LinkHandlers, LinkOutcome, ServerMessage } from './transport.js';
 
 const MAX_ACKS_PER_FLUSH = 20;
-
-/**
- * Codes after which subscribing again cannot help. `too_large`: a collection subscription whose
- * filter matches more than the server's `maxSubscriptionDocuments` (it would only fail again).
- */
-const PERMANENT = new Set([
-  'forbidden',
-  'bad_message',
-  'validation',
-  'not_found',
-  'unauthorized',
-  'too_large',
-]);
 
 /** One transport connection and its reconnect loop. */
 export class Channel {
@@ -78,7 +66,7 @@ export class Channel {
   add(feed: Feed): void {
     this.feeds.add(feed);
     feed.channel = this;
-    if (feed instanceof DocumentFeed) this.#byDoc.set(docKey(feed.collection, feed.documentId), feed);
+    if (feed instanceof DocumentFeed) this.#byDoc.set(documentKey(feed.collection, feed.documentId), feed);
     if (this.state === 'connected' && this.link?.canSend) this.#subscribe(feed);
   }
 
@@ -87,7 +75,7 @@ export class Channel {
     feed.channel = undefined;
     clearTimeout(this.#resubscribes.get(feed));
     this.#resubscribes.delete(feed);
-    if (feed instanceof DocumentFeed) this.#byDoc.delete(docKey(feed.collection, feed.documentId));
+    if (feed instanceof DocumentFeed) this.#byDoc.delete(documentKey(feed.collection, feed.documentId));
     if (this.#bySub.get(feed.sub) === feed) {
       this.#bySub.delete(feed.sub);
       if (this.link?.canSend) this.link.send({ type: 'unsubscribe', sub: feed.sub });
@@ -128,8 +116,8 @@ export class Channel {
     } else {
       // SSE: the stream is the subscription.
       for (const feed of this.feeds) {
-        feed.sub = 'sse';
-        this.#bySub.set('sse', feed);
+        feed.sub = SSE_SUBSCRIPTION;
+        this.#bySub.set(SSE_SUBSCRIPTION, feed);
         feed.beginCatchUp();
       }
     }
@@ -144,7 +132,7 @@ export class Channel {
     this.#bySub.set(sub, feed);
     const message = feed.subscribeMessage(sub);
     if (feed instanceof DocumentFeed) {
-      this.#delivered.set(docKey(feed.collection, feed.documentId), feed.subscribedAfter);
+      this.#delivered.set(documentKey(feed.collection, feed.documentId), feed.subscribedAfter);
     }
     feed.beginCatchUp();
     this.link?.send(message);
@@ -191,7 +179,7 @@ export class Channel {
   }
 
   #route(collection: string, documentId: string): Feed | undefined {
-    if (this.kind === 'documents') return this.#byDoc.get(docKey(collection, documentId));
+    if (this.kind === 'documents') return this.#byDoc.get(documentKey(collection, documentId));
     const [only] = this.feeds;
     return only?.collection === collection ? only : undefined;
   }
@@ -209,7 +197,7 @@ export class Channel {
       case 'snapshot': {
         const feed = this.#route(message.collection, message.documentId);
         if (!feed) return;
-        this.#delivered.set(docKey(message.collection, message.documentId), message.seq);
+        this.#delivered.set(documentKey(message.collection, message.documentId), message.seq);
         feed.onSnapshot(message);
         return;
       }
@@ -217,7 +205,7 @@ export class Channel {
         const event = message.event;
         const feed = this.#route(event.collection, event.documentId);
         if (!feed) return;
-        const key = docKey(event.collection, event.documentId);
+        const key = documentKey(event.collection, event.documentId);
         this.#delivered.set(key, Math.max(this.#delivered.get(key) ?? 0, event.seq));
         feed.onEvent(event);
         return;
@@ -237,7 +225,8 @@ export class Channel {
         }
         // The subscription is gone (refused, or its catch-up failed).
         this.#bySub.delete(message.ref!);
-        if (PERMANENT.has(message.code)) {
+        // Subscribing again cannot help after some codes (it would only be refused again).
+        if (!isRetryable(message.code)) {
           this.core.feedFailed(feed, error);
           return;
         }
@@ -258,7 +247,7 @@ export class Channel {
 
   /** Records that `replica` applied up to its seq; sent (debounced) as `ack` on WebSockets. */
   ack(replica: Replica): void {
-    const key = docKey(replica.collection, replica.documentId);
+    const key = documentKey(replica.collection, replica.documentId);
     const seq = Math.min(replica.seq, this.#delivered.get(key) ?? 0);
     if (seq <= 0 || seq <= (this.#acked.get(key) ?? 0) || !this.link?.canSend) return;
     this.#pendingAcks.set(key, { collection: replica.collection, documentId: replica.documentId, seq });

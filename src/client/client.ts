@@ -20,6 +20,7 @@
  */
 import type { SyncEvent, VectorClock } from '../events/types.js';
 import { EventSyncError } from '../protocol/errors.js';
+import { DEFAULT_PATHS, documentKey, parseDocumentKey } from '../protocol/wire.js';
 import type { JsonObject } from '../storage/types.js';
 import { Channel } from './channel.js';
 import {
@@ -28,7 +29,6 @@ import {
   type Core,
   DocumentFeed,
   type DocumentHandle,
-  docKey,
   EventSyncClientError,
   type Feed,
   type Filter,
@@ -167,9 +167,9 @@ export class EventSyncClient {
     this.#httpBase = `${secure ? 'https' : 'http'}://${url.host}${prefix}`;
     this.#wsBase = `${secure ? 'wss' : 'ws'}://${url.host}${prefix}`;
     this.#paths = {
-      sync: options.paths?.sync ?? '/sync',
-      sse: options.paths?.sse ?? '/sse',
-      api: options.paths?.api ?? '/api',
+      sync: options.paths?.sync ?? DEFAULT_PATHS.sync,
+      sse: options.paths?.sse ?? DEFAULT_PATHS.sse,
+      api: options.paths?.api ?? DEFAULT_PATHS.api,
     };
     this.#gapTimeoutMs = options.gapTimeoutMs ?? 1000;
     this.#reconnect = {
@@ -200,7 +200,7 @@ export class EventSyncClient {
 
   /** Follows a document (or returns the handle already following it). */
   document<T extends object = JsonObject>(collection: string, documentId: string): DocumentHandle<T> {
-    const key = docKey(collection, documentId);
+    const key = documentKey(collection, documentId);
     let feed = this.#documents.get(key);
     if (!feed) {
       const stored = this.#stored.get(key);
@@ -332,9 +332,9 @@ export class EventSyncClient {
           this.#clientId = data.clientId;
           this.#clientIdDirty = false;
         } else this.#clientIdDirty = data.clientId !== this.#clientId;
-        for (const r of data.replicas) this.#stored.set(docKey(r.collection, r.documentId), r);
+        for (const r of data.replicas) this.#stored.set(documentKey(r.collection, r.documentId), r);
         for (const feed of this.#documents.values()) {
-          const stored = this.#stored.get(docKey(feed.collection, feed.documentId));
+          const stored = this.#stored.get(documentKey(feed.collection, feed.documentId));
           if (stored && !feed.started && stored.seq > feed.seq) feed.seed(positionOfSnapshot(stored));
         }
         if (this.#clientIdDirty) this.#schedulePersist();
@@ -440,7 +440,7 @@ export class EventSyncClient {
   }
 
   #changed(feed: Feed, replica: Replica, changes: ReplicaChange[]): void {
-    const key = docKey(replica.collection, replica.documentId);
+    const key = documentKey(replica.collection, replica.documentId);
     for (const change of changes) {
       if (change.kind === 'event') {
         const reported = this.#reported.get(key) ?? 0;
@@ -508,7 +508,7 @@ export class EventSyncClient {
         if (fresh.broken || fresh.waiting > 0) {
           throw new EventSyncClientError(
             'internal',
-            `the server's events for ${docKey(replica.collection, replica.documentId)} do not apply from the start`,
+            `the server's events for ${documentKey(replica.collection, replica.documentId)} do not apply from the start`,
             { cause: fresh.brokenBy },
           );
         }
@@ -532,7 +532,7 @@ export class EventSyncClient {
           ? (error as EventSyncClientError)
           : new EventSyncClientError(
               'internal',
-              `repairing ${docKey(replica.collection, replica.documentId)} failed: ${String(error)}`,
+              `repairing ${documentKey(replica.collection, replica.documentId)} failed: ${String(error)}`,
               { cause: error },
             );
         if (!always) this.#report(err);
@@ -589,7 +589,7 @@ export class EventSyncClient {
     }
     for (const replica of feed.replicas()) this.#forgetReplica(replica);
     if (feed instanceof DocumentFeed) {
-      const key = docKey(feed.collection, feed.documentId);
+      const key = documentKey(feed.collection, feed.documentId);
       this.#documents.delete(key);
       this.#stored.delete(key);
       if (this.#options.persistence) {
@@ -620,8 +620,7 @@ export class EventSyncClient {
     const remove: { collection: string; documentId: string }[] = [];
     for (const [key, feed] of this.#dirty) {
       if (feed === null) {
-        const slash = key.indexOf('/');
-        remove.push({ collection: key.slice(0, slash), documentId: key.slice(slash + 1) });
+        remove.push(parseDocumentKey(key)!);
         continue;
       }
       const r = feed.replica;
@@ -690,7 +689,7 @@ export class EventSyncClient {
       closeFeed: (feed) => this.#closeFeed(feed),
       mirrored: (feed) => {
         if (feed.closed || !this.#options.persistence) return;
-        this.#dirty.set(docKey(feed.collection, feed.documentId), feed);
+        this.#dirty.set(documentKey(feed.collection, feed.documentId), feed);
         this.#schedulePersist();
       },
       refresh: (feed) => {

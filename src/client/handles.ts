@@ -6,6 +6,7 @@
  */
 import type { SyncEvent, VectorClock } from '../events/types.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
+import { documentKey } from '../protocol/wire.js';
 import type { JsonObject } from '../storage/types.js';
 import type { Channel } from './channel.js';
 import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
@@ -72,8 +73,6 @@ export interface CollectionHandle<T = JsonObject> {
   whenSynced(): Promise<void>;
   close(): void;
 }
-
-export const docKey = (collection: string, documentId: string) => `${collection}/${documentId}`;
 
 export function positionOfSnapshot(s: {
   seq: number;
@@ -412,7 +411,7 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     if (!doc) return;
     this.attached.delete(documentId);
     doc.detach();
-    const message = `you may no longer read ${docKey(this.collection, documentId)}`;
+    const message = `you may no longer read ${documentKey(this.collection, documentId)}`;
     this.core.feedFailed(doc, new EventSyncClientError('forbidden', message));
   }
 

@@ -7,6 +7,7 @@
  * a JSON file (Node). The module is browser-safe: the file store loads `node:fs` only when used.
  */
 import type { VectorClock } from '../events/types.js';
+import { documentKey } from '../protocol/wire.js';
 import type { JsonObject } from '../storage/types.js';
 
 export interface StoredReplica {
@@ -35,7 +36,7 @@ export interface ReplicaStore {
   save(changes: StoreChanges): Promise<void>;
 }
 
-const keyOf = (r: { collection: string; documentId: string }) => `${r.collection}/${r.documentId}`;
+const keyOf = (r: { collection: string; documentId: string }) => documentKey(r.collection, r.documentId);
 
 function isStoredReplica(value: unknown): value is StoredReplica {
   const r = value as StoredReplica;

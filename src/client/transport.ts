@@ -5,6 +5,7 @@
  * passed in (the client defaults them to `globalThis`).
  */
 import type * as Messages from '../protocol/messages.js';
+import { CloseCodes, mayReconnect } from '../protocol/wire.js';
 
 /** The protocol version this client speaks (the type fails to compile if the server's changes). */
 export const PROTOCOL_VERSION: typeof Messages.PROTOCOL_VERSION = 1;
@@ -71,12 +72,6 @@ export interface Link {
 const CONNECTING = 0;
 const OPEN = 1;
 
-/**
- * Close codes after which reconnecting with the same settings cannot help (4003: the client id
- * is another principal's).
- */
-const FATAL_CLOSE = new Set([4000, 4001, 4003]);
-
 /** Parses a frame; `undefined` for anything that is not a JSON object with a string `type`. */
 function parse(data: unknown): ServerMessage | undefined {
   if (typeof data !== 'string') return undefined;
@@ -118,7 +113,7 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
   };
   const timer = setTimeout(() => {
     finish(`no welcome within ${options.connectTimeoutMs} ms`, 'drop');
-    closeQuietly(ws, 1000, 'connect timeout');
+    closeQuietly(ws, CloseCodes.normalClosure.code, 'connect timeout');
   }, options.connectTimeoutMs);
 
   ws.addEventListener('open', () => {
@@ -150,7 +145,9 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
     handlers.message(message);
   });
   ws.addEventListener('close', (event) => {
-    const outcome = FATAL_CLOSE.has(event.code) ? 'fatal' : 'drop';
+    // Connecting again with the same settings cannot help after some codes (credentials refused,
+    // protocol not spoken, the client id is another principal's).
+    const outcome = mayReconnect(event.code) ? 'drop' : 'fatal';
     finish(`${event.code}${event.reason ? ` ${event.reason}` : ''}`, outcome);
   });
   ws.addEventListener('error', () => {
@@ -158,7 +155,7 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
     setTimeout(() => {
       if (!done) {
         finish('socket error', 'drop');
-        closeQuietly(ws, 1000, 'socket error');
+        closeQuietly(ws, CloseCodes.normalClosure.code, 'socket error');
       }
     }, 0);
   });
@@ -174,7 +171,7 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
       if (done) return;
       done = true;
       clearTimeout(timer);
-      closeQuietly(ws, 1000, 'client closed');
+      closeQuietly(ws, CloseCodes.normalClosure.code, 'client closed');
     },
   };
 }
@@ -222,13 +219,15 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
   es.addEventListener('close', (event) => {
     // The server ended the stream: `{ code, reason }` as WebSocket close codes.
     let why = 'stream closed by the server';
+    let outcome: LinkOutcome = 'drop';
     try {
       const { code, reason } = JSON.parse(event.data) as { code?: number; reason?: string };
       why = `${code ?? ''}${reason ? ` ${reason}` : ''}`.trim() || why;
+      if (typeof code === 'number' && !mayReconnect(code)) outcome = 'fatal';
     } catch {
       // keep the generic reason
     }
-    finish(why, 'drop');
+    finish(why, outcome);
   });
   es.addEventListener('error', () => {
     if (done) return;

@@ -1,33 +1,14 @@
 /**
- * Error codes are part of the public contract: stable snake_case strings, never renamed.
- * Check them with `EventSyncError.is(e, 'not_found')` rather than `instanceof`, so two copies
- * of the package (or an error that crossed the wire) still agree.
+ * The errors eventsync throws, and sends as `{ code, message }`. Their codes are part of the
+ * public contract: stable snake_case strings, never renamed, listed with their HTTP status and
+ * whether they are retryable in `wire.ts`. Check them with `EventSyncError.is(e, 'not_found')`
+ * rather than `instanceof`, so two copies of the package (or an error that crossed the wire)
+ * still agree.
  */
-export const ErrorCodes = {
-  validation: { status: 400 },
-  /** A frame or request that is not valid JSON, or does not match the protocol's schema. */
-  bad_message: { status: 400 },
-  unsupported_protocol: { status: 400 },
-  /** No (valid) credentials: send `hello` with a token, or an Authorization header. */
-  unauthorized: { status: 401 },
-  /** The principal may not do this (read, subscribe or write) to this collection or document. */
-  forbidden: { status: 403 },
-  not_found: { status: 404 },
-  /** REST: the path exists, the method does not (the answer's Allow header lists the ones that do). */
-  method_not_allowed: { status: 405 },
-  already_exists: { status: 409 },
-  version_conflict: { status: 409 },
-  too_large: { status: 413 },
-  /** REST: a write whose body is not declared `Content-Type: application/json`. */
-  unsupported_media_type: { status: 415 },
-  /** Too many messages per second, or too many subscriptions on one connection. */
-  rate_limited: { status: 429 },
-  timeout: { status: 504 },
-  closed: { status: 503 },
-  internal: { status: 500 },
-} as const satisfies Record<string, { status: number }>;
+import { type ErrorCode, ErrorCodes } from './wire.js';
 
-export type ErrorCode = keyof typeof ErrorCodes;
+// The package entry exports this file whole: the codes stay exported from here too.
+export { type ErrorCode, ErrorCodes };
 
 export class EventSyncError extends Error {
   readonly code: ErrorCode;

@@ -2,12 +2,13 @@
  * The sync protocol, defined once: every message a client or server may send, as zod schemas.
  * Types come from the schemas (`z.infer`), so client and server cannot drift apart, and the
  * server validates every frame against them before it acts. `docs/PROTOCOL.md` is generated
- * from these schemas (a test fails when it is stale). Browser-safe: imports only zod.
+ * from these schemas (a test fails when it is stale). Browser-safe: imports only zod and `wire.ts`.
  *
  * Version 1. A client says which version it speaks in `hello`; the server answers with its own
  * in `welcome` and refuses a version it does not speak.
  */
 import { z } from 'zod';
+import { ErrorCodes } from './wire.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -32,6 +33,10 @@ export const VectorClock = z
   .record(Id, Seq)
   .meta({ description: 'Per actor (client id): how many of its events on the document have been seen' });
 export const Json = z.json();
+type Code = keyof typeof ErrorCodes;
+export const ErrorCode = z
+  .enum(Object.keys(ErrorCodes) as [Code, ...Code[]])
+  .meta({ description: 'What went wrong, as a stable snake_case code' });
 
 const JsonPatchOperation = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('add'), path: z.string(), value: Json }),
@@ -192,7 +197,7 @@ export const Unsubscribed = z
 export const ErrorMessage = z
   .strictObject({
     type: z.literal('error'),
-    code: z.string(),
+    code: ErrorCode,
     message: z.string(),
     ref: z.string().optional().meta({ description: 'The subscription (or message type) the error is about' }),
   })

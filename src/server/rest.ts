@@ -29,6 +29,7 @@ import {
   ValidationError,
 } from '../protocol/errors.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
+import { DEFAULT_PATHS } from '../protocol/wire.js';
 import type { BaseDocument, JsonObject, UpdateOperators } from '../storage/types.js';
 import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
@@ -76,7 +77,7 @@ const SyncRequest = z.union([
 type Storage = Awaited<ReturnType<SyncEngine['collection']>>;
 
 export function createRestHandler(engine: SyncEngine, options: RestOptions = {}): RequestHandler {
-  const prefix = normalizePrefix(options.prefix ?? '/api');
+  const prefix = normalizePrefix(options.prefix ?? DEFAULT_PATHS.api);
   const defaultLimit = options.defaultLimit ?? 100;
   const maxLimit = options.maxLimit ?? 1000;
   const { limits, logger } = engine;

@@ -22,11 +22,11 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { Id } from '../protocol/messages.js';
+import { CloseCodes, DEFAULT_PATHS, parseSseEventId, SSE_SUBSCRIPTION, TOO_SLOW } from '../protocol/wire.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter } from '../sync/filter-policy.js';
 import type { Session } from '../sync/session.js';
-import { TOO_SLOW } from '../sync/types.js';
 import { accessProblem, applyCors } from './access.js';
 import { CatchUpWindow } from './catch-up-window.js';
 import { encodeOnce } from './encode-once.js';
@@ -63,11 +63,8 @@ export interface SseHandler extends RequestHandler {
   close(code?: number, reason?: string): Promise<void>;
 }
 
-/** The subscription id the synthetic subscribe frame uses: `subscribed`/`synced` frames carry it. */
-export const SSE_SUBSCRIPTION = 'sse';
-
 export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): SseHandler {
-  const prefix = normalizePrefix(options.prefix ?? '/sse');
+  const prefix = normalizePrefix(options.prefix ?? DEFAULT_PATHS.sse);
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   const lingerMs = options.lingerMs ?? 10_000;
   const { limits, logger } = engine;
@@ -158,7 +155,7 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
         drained: () => catchUp.drained(),
         // The stream is its one subscription: ended by the server (refused, too large), nothing
         // more can come, and a stream left open would look alive.
-        ended: () => session.close(1000, 'the subscription ended'),
+        ended: () => session.close(CloseCodes.normalClosure.code, 'the subscription ended'),
         close(code, reason) {
           clearInterval(heartbeat);
           catchUp.close();
@@ -171,14 +168,14 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
       },
     );
     open.set(session, res);
-    res.once('close', () => session.close(1001, 'client went away'));
+    res.once('close', () => session.close(CloseCodes.goingAway.code, 'client went away'));
     heartbeat = setInterval(() => {
       if (tooSlow()) session.close(TOO_SLOW.code, TOO_SLOW.reason);
       else res.write(': ping\n\n');
     }, heartbeatMs);
     heartbeat.unref();
     if (gone) {
-      session.close(1001, 'client went away');
+      session.close(CloseCodes.goingAway.code, 'client went away');
       return;
     }
     session.accept(principal, clientId);
@@ -203,7 +200,7 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
       );
       return true;
     },
-    async close(code = 1001, reason = 'server shutting down') {
+    async close(code: number = CloseCodes.goingAway.code, reason = 'server shutting down') {
       for (const session of [...open.keys()]) session.close(code, reason);
     },
   };
@@ -228,10 +225,8 @@ function resumeAfter(
   const lastEventId =
     (typeof header === 'string' ? header : undefined) ?? url.searchParams.get('lastEventId');
   if (lastEventId) {
-    const [c, d, seq, ...rest] = lastEventId.trim().split('/');
-    if (c === collection && d === documentId && rest.length === 0 && seq && /^\d{1,15}$/.test(seq)) {
-      return Number(seq);
-    }
+    const position = parseSseEventId(lastEventId.trim());
+    if (position?.collection === collection && position.documentId === documentId) return position.seq;
   }
   return url.searchParams.has('afterSeq') ? intParam(url, 'afterSeq', 0) : undefined;
 }

@@ -8,8 +8,8 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
+import { CloseCodes, DEFAULT_PATHS, TOO_SLOW } from '../protocol/wire.js';
 import type { SyncEngine } from '../sync/engine.js';
-import { TOO_SLOW } from '../sync/types.js';
 import { accessProblem } from './access.js';
 import { CatchUpWindow } from './catch-up-window.js';
 import { encodeOnce } from './encode-once.js';
@@ -38,7 +38,7 @@ export function attachWebSocket(
   engine: SyncEngine,
   options: WebSocketOptions = {},
 ): AttachedTransport {
-  const path = options.path ?? '/sync';
+  const path = options.path ?? DEFAULT_PATHS.sync;
   const { limits } = engine;
   // ws refuses frames over maxPayload from the header alone (close 1009, no reason); leave it a
   // margin so the session sees a frame just over the limit and answers with a `too_large` reason.
@@ -96,7 +96,7 @@ export function attachWebSocket(
     );
     ws.on('message', (data, isBinary) => {
       if (isBinary) {
-        session.close(1003, 'text frames only');
+        session.close(CloseCodes.unsupportedData.code, 'text frames only');
         return;
       }
       const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
@@ -104,7 +104,7 @@ export function attachWebSocket(
     });
     ws.on('pong', () => alive.set(ws, true));
     ws.on('close', () => session.close());
-    ws.on('error', () => session.close(1011, 'socket error'));
+    ws.on('error', () => session.close(CloseCodes.internalError.code, 'socket error'));
   });
 
   const heartbeat = setInterval(() => {
@@ -124,7 +124,7 @@ export function attachWebSocket(
       closing = true;
       clearInterval(heartbeat);
       server.off('upgrade', onUpgrade);
-      for (const ws of wss.clients) ws.close(1001, 'server shutting down');
+      for (const ws of wss.clients) ws.close(CloseCodes.goingAway.code, 'server shutting down');
       // A client that does not answer the close handshake must not hold the shutdown (ws waits 30 s).
       const stragglers = setTimeout(() => {
         for (const ws of wss.clients) ws.terminate();

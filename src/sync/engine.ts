@@ -12,6 +12,7 @@ import { consoleLogger, type Logger } from '../events/logger.js';
 import { SyncService } from '../events/sync-service.js';
 import type { Snapshot, SyncEvent } from '../events/types.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
 import type { Database } from '../storage/backend.js';
 import { createStorage } from '../storage/create-storage.js';
 import type { BaseDocument, JsonObject } from '../storage/types.js';
@@ -27,9 +28,7 @@ import {
   type Authorize,
   type AuthorizeQuery,
   type AuthRequest,
-  DISCONNECTED,
   defaultLimits,
-  documentKey,
   type Principal,
   type Sink,
   type SyncLimits,
@@ -277,7 +276,7 @@ export class SyncEngine {
         session.revalidate().catch((error: unknown) => {
           // Failing closed: a connection whose rights could not be checked again does not keep them.
           this.logger.error({ err: error, session: session.id }, 'eventsync: revoking failed');
-          session.close(1011, 'internal error');
+          session.close(CloseCodes.internalError.code, 'internal error');
           return 0;
         }),
       ),
@@ -306,7 +305,7 @@ export class SyncEngine {
    * Stops the feed and closes every session (with `code`/`reason`), e.g. on shutdown; writes the
    * acknowledgements still held in memory. Call it before closing the database.
    */
-  async close(code = 1001, reason = 'server shutting down'): Promise<void> {
+  async close(code: number = CloseCodes.goingAway.code, reason = 'server shutting down'): Promise<void> {
     for (const session of [...this.#sessions]) session.close(code, reason);
     this.#stopFeed.abort();
     await this.#feed;
@@ -342,7 +341,8 @@ export class SyncEngine {
             { err: error },
             'eventsync: the event feed stopped; closing sessions so clients reconnect',
           );
-          for (const session of [...this.#sessions]) session.close(1011, 'event feed failed');
+          for (const session of [...this.#sessions])
+            session.close(CloseCodes.internalError.code, 'event feed failed');
           return;
         }
       }
@@ -377,7 +377,7 @@ export class SyncEngine {
         if (pending) await pending;
       } catch (error) {
         this.logger.error({ err: error, session: session.id }, 'eventsync: delivering an event failed');
-        session.close(1011, 'internal error');
+        session.close(CloseCodes.internalError.code, 'internal error');
       }
     }
   }
@@ -388,7 +388,7 @@ export class SyncEngine {
     return {
       event,
       key,
-      eventId: `${key}/${event.seq}`,
+      eventId: sseEventId(event.collection, event.documentId, event.seq),
       frame: () => {
         if (frame === undefined) {
           frame = JSON.stringify({ type: 'event', event });

@@ -8,6 +8,7 @@ import { Query } from 'mingo';
 import type { SyncEvent, VectorClock } from '../events/types.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
+import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';
 import type { Filter, JsonObject } from '../storage/types.js';
 import { AuthorizationCache } from './authorization-cache.js';
 import {
@@ -22,14 +23,7 @@ import type { Delivery, SyncEngine } from './engine.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
 import { andFilters, NOTHING, type ReadScope } from './read-scope.js';
-import {
-  type AuthRequest,
-  documentKey,
-  HELLO_TIMEOUT,
-  type Principal,
-  type Sink,
-  TOO_SLOW,
-} from './types.js';
+import type { AuthRequest, Principal, Sink } from './types.js';
 
 type Subscription =
   | { kind: 'document'; collection: string; documentId: string }
@@ -136,7 +130,7 @@ export class Session {
     const limits = this.#engine.limits;
     if (bytes > limits.maxMessageBytes) {
       this.#error('too_large', `frames are limited to ${limits.maxMessageBytes} bytes`);
-      this.close(1009, 'message too large');
+      this.close(CloseCodes.messageTooBig.code, 'message too large');
       return Promise.resolve();
     }
     if (!this.#takeToken()) {
@@ -195,7 +189,7 @@ export class Session {
     return this.#deliverWithCollections(delivery, this.#collectionSubs(event.collection));
   }
 
-  close(code = 1000, reason = ''): void {
+  close(code: number = CloseCodes.normalClosure.code, reason = ''): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#helloTimer);
@@ -237,12 +231,12 @@ export class Session {
       return this.#error('bad_message', 'hello was already sent on this connection', 'hello');
     if (message.protocol !== PROTOCOL_VERSION) {
       this.#error('unsupported_protocol', `this server speaks protocol ${PROTOCOL_VERSION}`, 'hello');
-      return this.close(4000, 'unsupported protocol');
+      return this.close(CloseCodes.unsupportedProtocol.code, 'unsupported protocol');
     }
     const principal = await this.#engine.authenticate({ ...this.#request, token: message.token });
     if (!principal) {
       this.#error('unauthorized', 'the credentials were refused', 'hello');
-      return this.close(4001, 'unauthorized');
+      return this.close(CloseCodes.unauthorized.code, 'unauthorized');
     }
     // Another principal's client id would read and move that client's acknowledged positions.
     try {
@@ -250,7 +244,7 @@ export class Session {
     } catch (error) {
       if (!EventSyncError.is(error, 'forbidden')) throw error;
       this.#error('forbidden', error.message, 'hello');
-      return this.close(4003, 'client id belongs to another principal');
+      return this.close(CloseCodes.clientIdTaken.code, 'client id belongs to another principal');
     }
     this.principal = principal;
     this.clientId = message.clientId;
@@ -387,10 +381,7 @@ export class Session {
         }
       }
       const frame = this.#snapshotFrame(tracked, snapshot);
-      sent.more = this.#catchUpFrame(
-        frame,
-        `${documentKey(tracked.collection, tracked.documentId)}/${snapshot.seq}`,
-      );
+      sent.more = this.#catchUpFrame(frame, sseEventId(tracked.collection, tracked.documentId, snapshot.seq));
       sent.bytes += Buffer.byteLength(frame);
       sent.frames++;
       this.#release(tracked);
@@ -537,7 +528,7 @@ export class Session {
     if (snapshot) {
       more = this.#catchUpFrame(
         this.#snapshotFrame(tracked, snapshot),
-        `${documentKey(tracked.collection, tracked.documentId)}/${snapshot.seq}`,
+        sseEventId(tracked.collection, tracked.documentId, snapshot.seq),
       );
     }
     for (const event of events) {
@@ -579,7 +570,7 @@ export class Session {
     event: SyncEvent,
     frame: string,
     catchUp: boolean,
-    eventId = `${documentKey(event.collection, event.documentId)}/${event.seq}`,
+    eventId = sseEventId(event.collection, event.documentId, event.seq),
   ): boolean {
     if (event.seq <= tracked.lastSeq) return true; // already sent (catch-up and live overlap)
     const first = event.fromSeq ?? event.seq;
@@ -616,7 +607,7 @@ export class Session {
       await this.#sendMissing(tracked, missing);
     } catch (error) {
       this.#engine.logger.error({ err: error, session: this.id }, 'eventsync: repairing a gap failed');
-      this.close(1011, 'could not repair a gap; reconnect to catch up');
+      this.close(CloseCodes.internalError.code, 'could not repair a gap; reconnect to catch up');
       return;
     }
     this.#release(tracked);

@@ -128,24 +128,6 @@ export const defaultLimits: SyncLimits = {
   maxFilterListLength: 256,
 };
 
-/** The close a client too slow to read gets (WebSocket close code and reason; SSE `event: close`). */
-/**
- * `collection/documentId`: how the engine (its followers) and sessions (their tracked documents)
- * key a document; a `Delivery` carries it from one to the other, so both must build it here.
- */
-export const documentKey = (collection: string, documentId: string): string => `${collection}/${documentId}`;
-
-export const TOO_SLOW = {
-  code: 1013,
-  reason: 'too slow: the send buffer is full; reconnect and catch up',
-} as const;
-
-/** The close of a WebSocket that did not send `hello` within `helloTimeoutMs` (the reason gets the ms appended). */
-export const HELLO_TIMEOUT = { code: 4408, reason: 'no hello' } as const;
-
-/** The close of every connection of a principal the app disconnected (`engine.disconnect`; the app may give the reason). */
-export const DISCONNECTED = { code: 4010, reason: 'disconnected by the server' } as const;
-
 /**
  * Where a session's frames go: a WebSocket, an SSE response, a test.
  *

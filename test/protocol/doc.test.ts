@@ -1,14 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  closeCodes,
-  messages,
-  PROTOCOL_DOC_PATH,
-  protocolDoc,
-  renderProtocolDoc,
-} from '../../scripts/protocol-doc.js';
-import { ErrorCodes } from '../../src/protocol/errors.js';
+import { messages, PROTOCOL_DOC_PATH, protocolDoc, renderProtocolDoc } from '../../scripts/protocol-doc.js';
 import { ClientMessage, ServerMessage } from '../../src/protocol/messages.js';
+import { CloseCodes, ErrorCodes } from '../../src/protocol/wire.js';
 
 describe('docs/PROTOCOL.md', () => {
   it('is what the generator writes (run npm run protocol:doc)', () => {
@@ -24,23 +18,17 @@ describe('docs/PROTOCOL.md', () => {
     expect(documented.size).toBe(ClientMessage.options.length + ServerMessage.options.length);
   });
 
-  it('lists every error code with its HTTP status', () => {
+  it('lists every error code of wire.ts with its HTTP status and whether it is retryable', () => {
     const doc = renderProtocolDoc();
-    for (const [code, { status }] of Object.entries(ErrorCodes)) {
-      expect(doc).toContain(`| \`${code}\` | ${status} |`);
+    for (const [code, { status, retryable }] of Object.entries(ErrorCodes)) {
+      expect(doc).toContain(`| \`${code}\` | ${status} | ${retryable ? 'yes' : 'no'} |`);
     }
   });
 
-  it('lists every close code the server uses', () => {
-    const documented = new Set(closeCodes.map((c) => c.code));
-    const sources = ['src/sync/session.ts', 'src/sync/engine.ts', 'src/server/ws.ts'];
-    const used = new Set<string>();
-    for (const path of sources) {
-      const text = readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
-      for (const match of text.matchAll(/(?:close\(|code = )(\d{4})\b/g)) used.add(match[1]!);
+  it('lists every close code of wire.ts with its name and whether to reconnect', () => {
+    const doc = renderProtocolDoc();
+    for (const { code, name, retry } of Object.values(CloseCodes)) {
+      expect(doc).toContain(`| ${code} | ${name} | ${retry ? 'yes' : 'no'} |`);
     }
-    expect(used.size).toBeGreaterThan(3);
-    for (const code of used)
-      expect(documented, `close code ${code} is used but not documented`).toContain(code);
   });
 });

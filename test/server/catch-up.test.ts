@@ -14,10 +14,10 @@ import WebSocket from 'ws';
 import { applyEvents } from '../../src/events/apply.js';
 import { memoryDatabase } from '../../src/index.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
+import { TOO_SLOW } from '../../src/protocol/wire.js';
 import { attach } from '../../src/server/attach.js';
 import type { JsonObject } from '../../src/storage/types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
-import { TOO_SLOW } from '../../src/sync/types.js';
 import { loopbackServer } from '../support/loopback-server.js';
 import { SseClient } from './http-client.js';
 

@@ -1,0 +1,216 @@
+/**
+ * The facts of the wire that are not message shapes (those are the schemas of `messages.ts`):
+ * error codes, close codes, how a document and an SSE event are named, the default paths. The
+ * server, the client and the protocol document (`scripts/protocol-doc.ts`) all read them from
+ * here, so a code or a format is written down once. Each is part of the protocol: changing one
+ * breaks clients that are already deployed. Browser-safe: imports nothing.
+ */
+
+// ---- error codes ---------------------------------------------------------------------------------
+
+/**
+ * Error codes: stable snake_case strings, never renamed, with the HTTP status they are answered
+ * with, and whether sending the same request again may succeed (`retryable`). A client gives
+ * up on a subscription refused with a code that is not retryable (subscribing again would only
+ * be refused again): change something first (credentials, the filter, the message).
+ */
+export const ErrorCodes = {
+  validation: { status: 400, retryable: false },
+  /** A frame or request that is not valid JSON, or does not match the protocol's schema. */
+  bad_message: { status: 400, retryable: false },
+  unsupported_protocol: { status: 400, retryable: false },
+  /** No (valid) credentials: send `hello` with a token, or an Authorization header. */
+  unauthorized: { status: 401, retryable: false },
+  /** The principal may not do this (read, subscribe or write) to this collection or document. */
+  forbidden: { status: 403, retryable: false },
+  not_found: { status: 404, retryable: false },
+  /** REST: the path exists, the method does not (the answer's Allow header lists the ones that do). */
+  method_not_allowed: { status: 405, retryable: false },
+  already_exists: { status: 409, retryable: false },
+  /** The document kept changing while it was read or written: the same request again may well succeed. */
+  version_conflict: { status: 409, retryable: true },
+  /** Also a collection subscription whose filter matches more than `maxSubscriptionDocuments`. */
+  too_large: { status: 413, retryable: false },
+  /** REST: a write whose body is not declared `Content-Type: application/json`. */
+  unsupported_media_type: { status: 415, retryable: false },
+  /** Too many messages per second, or too many subscriptions on one connection. */
+  rate_limited: { status: 429, retryable: true },
+  timeout: { status: 504, retryable: true },
+  closed: { status: 503, retryable: true },
+  internal: { status: 500, retryable: true },
+} as const satisfies Record<string, { status: number; retryable: boolean }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Whether a request refused with `code` may succeed unchanged later; a code this version does not know: yes. */
+export function isRetryable(code: string): boolean {
+  return !Object.hasOwn(ErrorCodes, code) || ErrorCodes[code as ErrorCode].retryable;
+}
+
+// ---- close codes ---------------------------------------------------------------------------------
+
+/** A WebSocket close code (over SSE: the `code` of `event: close`), as the server uses it. */
+export interface CloseCodeFacts {
+  readonly code: number;
+  /** RFC 6455's name for 1000-1015; this protocol's for 4000-4999. */
+  readonly name: string;
+  /** When the server closes with it, for the protocol document. */
+  readonly when: string;
+  /** Whether a client should connect again (with backoff): no when the server would refuse it again. */
+  readonly retry: boolean;
+}
+
+const TOO_SLOW_REASON = 'too slow: the send buffer is full; reconnect and catch up';
+const NO_HELLO_REASON = 'no hello';
+const DISCONNECTED_REASON = 'disconnected by the server';
+
+export const CloseCodes = {
+  normalClosure: {
+    code: 1000,
+    name: 'normal closure',
+    when:
+      'The client closed the connection (the server answers in kind). SSE: the server ended the ' +
+      "stream's one subscription (reason `the subscription ended`), after the `error` that says why.",
+    retry: true,
+  },
+  goingAway: {
+    code: 1001,
+    name: 'going away',
+    when: 'The server is shutting down (reason `server shutting down`). Reconnect with backoff and resume.',
+    retry: true,
+  },
+  unsupportedData: {
+    code: 1003,
+    name: 'unsupported data',
+    when: 'The client sent a binary frame (reason `text frames only`).',
+    retry: true,
+  },
+  abnormalClosure: {
+    code: 1006,
+    name: 'abnormal closure',
+    when:
+      'Never sent; what a client sees when the connection ends without a close frame, e.g. when the ' +
+      'heartbeat terminated it (no pong since the previous ping).',
+    retry: true,
+  },
+  messageTooBig: {
+    code: 1009,
+    name: 'message too big',
+    when:
+      'A frame larger than `maxMessageBytes`: `error too_large`, then this close (reason `message too ' +
+      'large`). A frame much larger (over twice the limit) is refused by the WebSocket library from its ' +
+      'header, before it is read: the close comes without an `error` frame and with an empty reason.',
+    retry: true,
+  },
+  internalError: {
+    code: 1011,
+    name: 'internal error',
+    when:
+      "The server's event feed stopped (reason `event feed failed`), a gap in a document's events could " +
+      'not be repaired, delivering an event failed, or the socket failed. Reconnect and resume.',
+    retry: true,
+  },
+  tryAgainLater: {
+    code: 1013,
+    name: 'try again later',
+    when:
+      'The client read too slowly: more than `maxBufferedBytes` waited to be sent to it (reason ' +
+      `\`${TOO_SLOW_REASON}\`). Resume with \`afterSeq\`.`,
+    retry: true,
+  },
+  unsupportedProtocol: {
+    code: 4000,
+    name: 'unsupported protocol',
+    when: '`hello` named a protocol version this server does not speak (after `error unsupported_protocol`).',
+    retry: false,
+  },
+  unauthorized: {
+    code: 4001,
+    name: 'unauthorized',
+    when: '`authenticate` refused the credentials of `hello` (after `error unauthorized`).',
+    retry: false,
+  },
+  clientIdTaken: {
+    code: 4003,
+    name: 'client id taken',
+    when:
+      '`hello` named a client id that belongs to another principal (after `error forbidden`). Connect ' +
+      'again with a client id of your own.',
+    retry: false,
+  },
+  disconnected: {
+    code: 4010,
+    name: 'disconnected',
+    when:
+      'The app disconnected the principal (`engine.disconnect(principalId, reason?)`; reason ' +
+      `\`${DISCONNECTED_REASON}\` unless the app gave one), on WebSocket and SSE alike. No \`error\` frame. ` +
+      'Connecting again runs `authenticate` again, which decides whether the principal gets back in.',
+    retry: true,
+  },
+  noHello: {
+    code: 4408,
+    name: 'no hello',
+    when:
+      'The connection was not welcomed within `helloTimeoutMs` of opening (reason ' +
+      `\`${NO_HELLO_REASON} within <ms> ms\`): no \`hello\`, or \`authenticate\` still deciding. No \`error\` ` +
+      'frame. Connect again and send `hello` first. SSE streams are authenticated on their request and never get it.',
+    retry: true,
+  },
+} as const satisfies Record<string, CloseCodeFacts>;
+
+/**
+ * Whether a client should connect again after the server closed with `code`. Codes the server
+ * does not send (1005, 1015, a proxy's own) are network trouble: yes.
+ */
+export function mayReconnect(code: number): boolean {
+  return Object.values(CloseCodes).find((c) => c.code === code)?.retry ?? true;
+}
+
+/** The close of a client too slow to read (WebSocket close code and reason; SSE `event: close`). */
+export const TOO_SLOW = { code: CloseCodes.tryAgainLater.code, reason: TOO_SLOW_REASON } as const;
+
+/** The close of a WebSocket that did not send `hello` within `helloTimeoutMs` (the reason gets the ms appended). */
+export const HELLO_TIMEOUT = { code: CloseCodes.noHello.code, reason: NO_HELLO_REASON } as const;
+
+/** The close of every connection of a principal the app disconnected (`engine.disconnect`; the app may give the reason). */
+export const DISCONNECTED = { code: CloseCodes.disconnected.code, reason: DISCONNECTED_REASON } as const;
+
+// ---- names of documents and positions ------------------------------------------------------------
+
+/**
+ * `collection/documentId`: how the server (the engine's followers, a session's documents) and the
+ * client (its feeds, its stored replicas) key a document. A collection name has no `/`, so the
+ * first `/` ends it whatever the id holds.
+ */
+export const documentKey = (collection: string, documentId: string): string => `${collection}/${documentId}`;
+
+/** The collection and id of a `documentKey`; `undefined` when `key` is not one. */
+export function parseDocumentKey(key: string): { collection: string; documentId: string } | undefined {
+  const slash = key.indexOf('/');
+  if (slash <= 0 || slash === key.length - 1) return undefined;
+  return { collection: key.slice(0, slash), documentId: key.slice(slash + 1) };
+}
+
+/**
+ * `collection/documentId/seq`: the SSE event id of a frame that carries one document's position
+ * (`snapshot`, `event`), so a browser reconnecting with `Last-Event-ID` resumes after exactly it.
+ */
+export const sseEventId = (collection: string, documentId: string, seq: number): string =>
+  `${documentKey(collection, documentId)}/${seq}`;
+
+/** The document and seq an `sseEventId` names; `undefined` when `id` is not one. */
+export function parseSseEventId(
+  id: string,
+): { collection: string; documentId: string; seq: number } | undefined {
+  const slash = id.lastIndexOf('/');
+  const seq = id.slice(slash + 1);
+  const document = slash === -1 ? undefined : parseDocumentKey(id.slice(0, slash));
+  if (!document || !/^\d{1,16}$/.test(seq) || !Number.isSafeInteger(Number(seq))) return undefined;
+  return { ...document, seq: Number(seq) };
+}
+
+/** The `sub` of an SSE stream's one subscription: its `subscribed`, `synced`, `leave` and errors carry it. */
+export const SSE_SUBSCRIPTION = 'sse';
+
+/** Where the server mounts its transports unless told otherwise, and where the client looks for them. */
+export const DEFAULT_PATHS = { sync: '/sync', sse: '/sse', api: '/api' } as const;
