@@ -7,8 +7,7 @@
  * attach(server, engine);          // WebSocket /sync, SSE /sse/…, REST /api/…
  * ```
  */
-export type { AuthSpec, JwtSpec } from './cli/args.js';
-export { type RunningServer, type ServeOptions, serve } from './cli/serve.js';
+
 export { SSE_SUBSCRIPTION } from './protocol/wire.js';
 export {
   type Attached,
@@ -20,7 +19,10 @@ export {
 export type { RequestHandler } from './server/http.js';
 export { applyMergePatch } from './server/merge-patch.js';
 export { createRestHandler, type RestOptions } from './server/rest.js';
+export { type RunningServer, type ServeOptions, serve } from './server/serve.js';
+export type { AuthSpec, JwtSpec } from './server/serve-auth.js';
 export { createSseHandler, type SseHandler, type SseOptions } from './server/sse.js';
+export { StartupError } from './server/startup-errors.js';
 export { type AttachedTransport, attachWebSocket, type WebSocketOptions } from './server/ws.js';
 export { SyncEngine, type SyncEngineOptions } from './sync/engine.js';
 export type { Session } from './sync/session.js';

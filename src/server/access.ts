@@ -13,9 +13,17 @@
  *   it. `eventsync serve` on a loopback address answers only to `localhost`, `127.0.0.1` and `[::1]`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { AccessOptions } from '../sync/types.js';
 
 export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]', '::1'];
+
+/** `localhost`, `127.x.y.z`, `::1` (also as `[::1]`, a URL's hostname). */
+export function isLoopback(host: string): boolean {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (bare === 'localhost' || bare === '::1') return true;
+  return isIP(bare) === 4 && bare.startsWith('127.');
+}
 
 /** Why the request may not go on (a 403 message), or `undefined` when it may. */
 export function accessProblem(req: IncomingMessage, access: AccessOptions): string | undefined {

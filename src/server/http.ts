@@ -34,6 +34,14 @@ export function requestToken(req: IncomingMessage, url: URL): string | undefined
   return url.searchParams.get('token') ?? undefined;
 }
 
+/** Who each request was authenticated as, for `serve`'s request log. */
+const principals = new WeakMap<IncomingMessage, string>();
+
+/** The id of the principal `authenticateRequest` found for `req`, if it ran and accepted. */
+export function requestPrincipal(req: IncomingMessage): string | undefined {
+  return principals.get(req);
+}
+
 /** Runs the engine's `authenticate` on a request; throws `unauthorized` when it refuses. */
 export async function authenticateRequest(
   engine: SyncEngine,
@@ -52,6 +60,7 @@ export async function authenticateRequest(
       'the credentials were refused: send Authorization: Bearer <token> (or ?token=)',
     );
   }
+  principals.set(req, principal.id);
   return principal;
 }
 

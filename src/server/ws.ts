@@ -103,7 +103,21 @@ export function attachWebSocket(
       void session.receive(data.toString(), bytes);
     });
     ws.on('pong', () => alive.set(ws, true));
-    ws.on('close', () => session.close());
+    const openedAt = performance.now();
+    engine.logger.debug({ session: session.id }, 'eventsync: websocket connected');
+    ws.on('close', (code, reason) => {
+      session.close();
+      engine.logger.debug(
+        {
+          session: session.id,
+          principal: session.principal?.id,
+          code,
+          reason: reason.toString(),
+          ms: Math.round(performance.now() - openedAt),
+        },
+        'eventsync: websocket closed',
+      );
+    });
     ws.on('error', () => session.close(CloseCodes.internalError.code, 'socket error'));
   });
 

@@ -1,15 +1,19 @@
 /**
  * The real binary: package.json's `bin` (built by `npm ci` through `prepare`; rebuilt here when a
  * source is newer), started on a fresh PGlite data directory, used over WebSocket and REST,
- * stopped with SIGTERM, started again on the same directory.
+ * stopped with SIGTERM, started again on the same directory; its help, its environment, and how
+ * it says it cannot start (exit 1, one sentence, never a password).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SERVE_USAGE, USAGE } from '../../src/cli/args.js';
 import type { SyncEvent } from '../../src/events/types.js';
-import { ensureBuilt, killAll, startServe } from '../support/serve-process.js';
+import { ensureBuilt, freePort, killAll, runEventsync, startServe } from '../support/serve-process.js';
 import { TestClient } from '../support/ws-client.js';
 import { http } from './http-client.js';
 
@@ -28,12 +32,17 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('eventsync serve (the built binary)', () => {
+// Each test may start PGlite more than once: a loaded machine needs more than the default 60 s.
+describe('eventsync serve (the built binary)', { timeout: 180_000 }, () => {
   it('serves WebSocket and REST on PGlite, exits 0 on SIGTERM, and reopens its data directory', async () => {
     const dataDir = join(dir, 'data');
     const first = await start(dataDir);
     const listening = first.logs.find((l) => l.msg === 'eventsync: listening')!;
     expect(listening).toMatchObject({ db: `pglite:${dataDir}` });
+    // A first start says what takes its seconds.
+    expect(first.logs.map((l) => l.msg).filter((m) => m.startsWith('eventsync: '))[0]).toBe(
+      `eventsync: creating the embedded database in ${dataDir} (a first start takes a few seconds) …`,
+    );
     expect(listening.startupMs).toBeGreaterThan(0);
     expect(listening.rssMB).toBeGreaterThan(0);
     expect((await http(first.url, 'GET', '/healthz')).text).toBe('ok\n');
@@ -61,6 +70,7 @@ describe('eventsync serve (the built binary)', () => {
     expect(first.logs.map((l) => l.msg)).toContain('eventsync: stopped');
 
     const second = await start(dataDir);
+    expect(second.logs.map((l) => l.msg)).toContain(`eventsync: opening the database pglite:${dataDir} …`);
     const doc = await http(second.url, 'GET', '/api/games/g1');
     expect(doc.body).toEqual({ _id: 'g1', name: 'Quest', gold: 5, version: 2 });
     const events = await http<{ events: SyncEvent[] }>(second.url, 'GET', '/api/games/g1/events');
@@ -134,5 +144,101 @@ describe('eventsync serve (the built binary)', () => {
     await expect(startServe(['--db', 'memory', '--port', '0', '--host', '0.0.0.0'])).rejects.toThrow(
       /exited \(2\) before listening:[\s\S]*not a loopback address/,
     );
+  });
+
+  it('answers --help, and takes its options from the environment, where flags win', async () => {
+    const help = await runEventsync(['--help']);
+    expect(help).toEqual({ code: 0, stdout: USAGE, stderr: '' });
+    expect(await runEventsync(['serve', '--help'])).toEqual({ code: 0, stdout: SERVE_USAGE, stderr: '' });
+    const wrong = await runEventsync(['serve', '--port', 'eighty']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(
+      /^eventsync: --port must be a number .*\n\(eventsync serve --help lists the options\)\n$/,
+    );
+
+    // PORT=1 would need privileges: --port 0 wins over it.
+    const env = { DATABASE_URL: 'memory', PORT: '1', EVENTSYNC_LOG_LEVEL: 'debug' };
+    const server = await startServe(['--port', '0'], 20_000, env);
+    expect(server.logs.find((l) => l.msg === 'eventsync: listening')).toMatchObject({ db: 'memory' });
+    expect((await http(server.url, 'GET', '/healthz?token=hidden')).status).toBe(200);
+    server.child.kill('SIGTERM');
+    expect((await server.exit).code).toBe(0);
+    expect(server.logs.find((l) => l.msg === 'eventsync: request')).toMatchObject({
+      level: 20,
+      method: 'GET',
+      path: '/healthz',
+      status: 200,
+    });
+    expect(JSON.stringify(server.logs)).not.toContain('hidden');
+  });
+
+  it('refuses a port in use in one sentence (exit 1, no stack), before it creates the data directory', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const dataDir = join(dir, 'never-created');
+      const run = await runEventsync(['serve', '--db', dataDir, '--port', String(port)]);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(
+        `eventsync: could not start: port ${port} on 127.0.0.1 is already in use: stop the program that listens there, or choose another port (0 picks a free one)\n`,
+      );
+      const fatal = run.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line))
+        .at(-1);
+      expect(fatal).toMatchObject({ level: 60, msg: 'eventsync: could not start' });
+      expect(fatal).not.toHaveProperty('err'); // the stack is for --log-level debug
+      expect(existsSync(dataDir)).toBe(false);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  it('says what is wrong with a mistyped URL or a refused connection, never with the password', async () => {
+    const cwd = await mkdtemp(join(dir, 'cwd-'));
+    const typo = await runEventsync(['serve', '--db', 'postgress://me:s3cret@127.0.0.1/app', '--port', '0'], {
+      cwd,
+    });
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(
+      /^eventsync: could not start: the database postgress:\/\/me:\*\*\*@127\.0\.0\.1\/app is not a postgres:\/\/ URL: write a postgres:\/\/ \(or postgresql:\/\/\) URL for PostgreSQL, a directory path for the embedded database, or memory\n$/,
+    );
+    expect(await readdir(cwd)).toEqual([]); // not taken as a directory
+
+    const closed = await freePort();
+    const db = `postgres://me:s3cret@127.0.0.1:${closed}/app`;
+    const sentence = `eventsync: could not start: could not connect to PostgreSQL at postgres://me:***@127.0.0.1:${closed}/app: the connection was refused; start PostgreSQL there, or correct the URL's host and port\n`;
+    const refused = await runEventsync(['serve', '--db', db, '--port', '0', '--log-format', 'pretty']);
+    expect(refused).toMatchObject({ code: 1, stderr: sentence });
+    // At debug, the stack (with its causes) follows: in the fatal JSON line, or below the sentence.
+    const json = await runEventsync(['serve', '--port', '0', '--log-level', 'debug'], {
+      env: { DATABASE_URL: db },
+    });
+    expect(json).toMatchObject({ code: 1, stderr: sentence });
+    const fatal = json.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line))
+      .at(-1);
+    expect(fatal.err.stack).toMatch(/StartupError: could not connect[\s\S]*\n {4}at /);
+    const pretty = await runEventsync([
+      'serve',
+      '--db',
+      db,
+      '--port',
+      '0',
+      '--log-format',
+      'pretty',
+      '--log-level',
+      'debug',
+    ]);
+    expect(pretty.stderr.startsWith(sentence)).toBe(true);
+    expect(pretty.stderr).toMatch(/ECONNREFUSED[\s\S]*\n {4}at /);
+    for (const run of [typo, refused, json, pretty]) {
+      expect(run.stdout + run.stderr).not.toContain('s3cret');
+    }
+    expect(json.stdout).toContain('me:***@');
   });
 });

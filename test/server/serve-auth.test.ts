@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CryptoKey, exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JwtSpec } from '../../src/cli/args.js';
-import { type RunningServer, serve } from '../../src/cli/serve.js';
 import type { Logger } from '../../src/events/logger.js';
+import { type RunningServer, serve } from '../../src/server/serve.js';
+import type { JwtSpec } from '../../src/server/serve-auth.js';
 import { TestClient } from '../support/ws-client.js';
 import { http } from './http-client.js';
 

@@ -1,20 +1,18 @@
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_DB,
-  DEFAULT_HOST,
-  DEFAULT_PORT,
-  databaseSpec,
-  describeDatabase,
-  isLoopback,
-  parseCommand,
-  UsageError,
-} from '../../src/cli/args.js';
-import { serve } from '../../src/cli/serve.js';
+import { describe, expect, it, vi } from 'vitest';
+import { memoryDatabase } from '../../src/backends/memory/memory-database.js';
 import type { Logger } from '../../src/events/logger.js';
+import { EventSyncError } from '../../src/protocol/errors.js';
+import { databaseSpec, describeDatabase } from '../../src/server/database.js';
+import { serve } from '../../src/server/serve.js';
+import { createServeApp } from '../../src/server/serve-app.js';
+import { StartupError } from '../../src/server/startup-errors.js';
+import { SyncEngine } from '../../src/sync/engine.js';
 import { databaseUrl, uniqueCollection } from '../support/databases.js';
+import { freePort } from '../support/serve-process.js';
 import { TestClient } from '../support/ws-client.js';
 import { http, SseClient } from './http-client.js';
 
@@ -28,141 +26,6 @@ function recordingLogger() {
   const logger: Logger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
   return { logger, lines };
 }
-
-describe('eventsync serve: arguments', () => {
-  it('defaults to PGlite in ./data on 127.0.0.1:8080', () => {
-    expect(parseCommand(['serve'])).toEqual({
-      command: 'serve',
-      db: DEFAULT_DB,
-      port: DEFAULT_PORT,
-      host: DEFAULT_HOST,
-      logLevel: 'info',
-      auth: { mode: 'none' },
-    });
-    expect([DEFAULT_DB, DEFAULT_PORT, DEFAULT_HOST]).toEqual(['./data', 8080, '127.0.0.1']);
-  });
-
-  it('reads --db, --port, --host, --log-level (also as --flag=value)', () => {
-    expect(
-      parseCommand([
-        'serve',
-        '--db',
-        'postgres://u:p@h/db',
-        '--port=0',
-        '--host',
-        '0.0.0.0',
-        '--log-level',
-        'warn',
-        '--auth',
-        'none',
-      ]),
-    ).toEqual({
-      command: 'serve',
-      db: 'postgres://u:p@h/db',
-      port: 0,
-      host: '0.0.0.0',
-      logLevel: 'warn',
-      auth: { mode: 'none' },
-    });
-    expect(parseCommand(['--help'])).toEqual({ command: 'help' });
-    expect(parseCommand(['serve', '-h'])).toEqual({ command: 'help' });
-    expect(parseCommand(['-v'])).toEqual({ command: 'version' });
-  });
-
-  it('refuses mistakes with a UsageError', () => {
-    for (const argv of [
-      [],
-      ['start'],
-      ['serve', 'extra'],
-      ['serve', '--port', 'eighty'],
-      ['serve', '--port', '70000'],
-      ['serve', '--port', '-1'],
-      ['serve', '--verbose'],
-      ['serve', '--log-level', 'loud'],
-      ['serve', '--db='],
-    ]) {
-      expect(() => parseCommand(argv), argv.join(' ')).toThrow(UsageError);
-    }
-  });
-
-  it('refuses --auth none beyond loopback unless it is written out', () => {
-    for (const host of ['0.0.0.0', '192.168.1.5', '::', '127.evil.example']) {
-      expect(() => parseCommand(['serve', '--host', host]), host).toThrow(
-        /not a loopback address.*anyone who reaches it may act as anyone: pass --auth jwt …, or --auth none/,
-      );
-      expect(parseCommand(['serve', '--host', host, '--auth', 'none'])).toMatchObject({
-        auth: { mode: 'none' },
-      });
-    }
-    for (const host of ['127.0.0.1', '127.0.0.2', 'localhost', '::1']) {
-      expect(parseCommand(['serve', '--host', host]), host).toMatchObject({ host, auth: { mode: 'none' } });
-    }
-    expect(parseCommand(['serve', '--rules', './r.js'])).toMatchObject({
-      auth: { mode: 'none', rules: './r.js' },
-    });
-  });
-
-  it('reads --auth jwt with a secret or a JWKS URL, audience, issuer and rules', () => {
-    const secret = 's'.repeat(32);
-    expect(
-      parseCommand([
-        'serve',
-        '--host=0.0.0.0',
-        '--auth=jwt',
-        `--jwt-secret=${secret}`,
-        '--jwt-audience=app',
-        '--jwt-issuer=https://id.example',
-        '--rules=./rules.js',
-      ]),
-    ).toMatchObject({
-      host: '0.0.0.0',
-      auth: { mode: 'jwt', secret, audience: 'app', issuer: 'https://id.example', rules: './rules.js' },
-    });
-    for (const jwksUrl of ['https://id.example/jwks.json', 'http://127.0.0.1:9/jwks', 'http://localhost/k']) {
-      expect(
-        parseCommand(['serve', '--auth', 'jwt', '--jwks-url', jwksUrl, '--rules', 'allow-all']),
-      ).toMatchObject({
-        auth: { mode: 'jwt', jwksUrl, rules: 'allow-all' },
-      });
-    }
-  });
-
-  it('refuses --auth jwt without a key, with two, with a short secret, an http JWKS elsewhere, or no rules', () => {
-    const key = ['--jwt-secret', 's'.repeat(32)];
-    for (const [argv, message] of [
-      [['--auth', 'jwt', '--rules', 'allow-all'], /needs one of --jwt-secret/],
-      [['--auth', 'jwt', ...key, '--jwks-url', 'https://x/k', '--rules', 'allow-all'], /needs one of/],
-      [['--auth', 'jwt', '--jwt-secret', 'short', '--rules', 'allow-all'], /at least 32 bytes/],
-      [['--auth', 'jwt', '--jwks-url', 'http://id.example/k', '--rules', 'allow-all'], /must be https/],
-      [['--auth', 'jwt', '--jwks-url', 'not a url', '--rules', 'allow-all'], /must be a URL/],
-      [['--auth', 'jwt', ...key], /needs --rules .*--rules allow-all/],
-      [['--auth', 'jwt', ...key, '--rules', ''], /--rules must not be empty/],
-      [['--auth', 'none', ...key], /--jwt-secret needs --auth jwt/],
-      [['--jwt-audience', 'app'], /--jwt-audience needs --auth jwt/],
-      [['--auth', 'basic'], /--auth must be none or jwt/],
-    ] as const) {
-      expect(() => parseCommand(['serve', ...argv]), argv.join(' ')).toThrow(UsageError);
-      expect(() => parseCommand(['serve', ...argv]), argv.join(' ')).toThrow(message);
-    }
-  });
-
-  it('tells loopback addresses from others', () => {
-    for (const host of ['localhost', '127.0.0.1', '127.1.2.3', '::1', '[::1]'])
-      expect(isLoopback(host), host).toBe(true);
-    for (const host of ['0.0.0.0', '::', '10.0.0.1', '127.example.com', 'localhost.example.com', ''])
-      expect(isLoopback(host), host).toBe(false);
-  });
-
-  it('picks the database by --db, and logs it without a password', () => {
-    expect(databaseSpec('./data')).toEqual({ kind: 'pglite', dataDir: './data' });
-    expect(databaseSpec('memory')).toEqual({ kind: 'memory' });
-    expect(databaseSpec('postgresql://x/y')).toEqual({ kind: 'postgres', url: 'postgresql://x/y' });
-    expect(describeDatabase(databaseSpec('postgres://me:secret@db:5432/app'))).toBe(
-      'postgres://me:***@db:5432/app',
-    );
-    expect(describeDatabase(databaseSpec('/var/lib/es'))).toBe('pglite:/var/lib/es');
-  });
-});
 
 describe('eventsync serve: the server', () => {
   it('serves /healthz, /metrics, a placeholder page, 404 elsewhere; logs start time and RSS', async () => {
@@ -283,18 +146,6 @@ describe('eventsync serve: the server', () => {
     expect(lines.some((l) => l.level === 'warn' && /no authentication/.test(l.message ?? ''))).toBe(true);
   });
 
-  it('fails to start, closing what it opened, when the port is taken', async () => {
-    const { logger } = recordingLogger();
-    const first = await serve({ db: 'memory', port: 0, host: '127.0.0.1', logger });
-    try {
-      await expect(serve({ db: 'memory', port: first.port, host: '127.0.0.1', logger })).rejects.toThrow(
-        /EADDRINUSE/,
-      );
-    } finally {
-      await first.close();
-    }
-  });
-
   it('runs on PostgreSQL with a postgres:// URL', async () => {
     const { logger } = recordingLogger();
     const running = await serve({ db: databaseUrl(), port: 0, host: '127.0.0.1', logger });
@@ -311,5 +162,134 @@ describe('eventsync serve: the server', () => {
     } finally {
       await running.close();
     }
+  });
+});
+
+describe('eventsync serve: starting', () => {
+  it('reads db: a directory (made absolute), memory, a postgres:// URL; shows it without a password', () => {
+    expect(databaseSpec('./data')).toEqual({ kind: 'pglite', dataDir: join(process.cwd(), 'data') });
+    expect(databaseSpec('memory')).toEqual({ kind: 'memory' });
+    expect(databaseSpec('postgresql://x/y')).toEqual({ kind: 'postgres', url: 'postgresql://x/y' });
+    expect(databaseSpec('POSTGRES://x/y')).toEqual({ kind: 'postgres', url: 'POSTGRES://x/y' });
+    expect(describeDatabase(databaseSpec('postgres://me:secret@db:5432/app'))).toBe(
+      'postgres://me:***@db:5432/app',
+    );
+    expect(describeDatabase(databaseSpec('/var/lib/es'))).toBe('pglite:/var/lib/es');
+  });
+
+  it("refuses a URL that is not PostgreSQL's, instead of taking it as a directory, without its password", () => {
+    for (const db of [
+      'postgress://me:s3cret@db/app',
+      'mysql://me:s3cret@db/app',
+      'postgres://me:s3cret@[db/app',
+    ]) {
+      let refused: unknown;
+      try {
+        databaseSpec(db);
+      } catch (error) {
+        refused = error;
+      }
+      expect(EventSyncError.is(refused, 'validation'), db).toBe(true);
+      const message = (refused as Error).message;
+      expect(message, db).toMatch(/postgres:\/\/|percent-encode/);
+      expect(message, db).toContain('me:***@');
+      expect(message, db).not.toContain('s3cret');
+    }
+  });
+
+  it('refuses a port in use in one sentence, before it creates the database directory', async () => {
+    const { logger, lines } = recordingLogger();
+    const first = await serve({ db: 'memory', port: 0, host: '127.0.0.1', logger, demoDir: false });
+    const dir = await mkdtemp(join(tmpdir(), 'eventsync-port-'));
+    try {
+      const dataDir = join(dir, 'data');
+      const refused = serve({ db: dataDir, port: first.port, host: '127.0.0.1', logger, demoDir: false });
+      await expect(refused).rejects.toThrow(StartupError);
+      await expect(refused).rejects.toMatchObject({
+        code: 'EADDRINUSE',
+        message: `port ${first.port} on 127.0.0.1 is already in use: stop the program that listens there, or choose another port (0 picks a free one)`,
+      });
+      expect(existsSync(dataDir)).toBe(false);
+      expect(lines.map((l) => l.message)).not.toContainEqual(expect.stringMatching(/creating the embedded/));
+    } finally {
+      await first.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says a PostgreSQL connection was refused without the password, and frees its port', async () => {
+    const { logger } = recordingLogger();
+    const closed = await freePort(); // nobody listens there
+    const port = await freePort();
+    const db = `postgres://me:s3cret@127.0.0.1:${closed}/app`;
+    const refused = serve({ db, port, host: '127.0.0.1', logger, demoDir: false });
+    await expect(refused).rejects.toMatchObject({
+      name: 'StartupError',
+      code: 'ECONNREFUSED',
+      message: `could not connect to PostgreSQL at postgres://me:***@127.0.0.1:${closed}/app: the connection was refused; start PostgreSQL there, or correct the URL's host and port`,
+    });
+    // The listener it bound first is closed again: the port can be taken.
+    const again = await serve({ db: 'memory', port, host: '127.0.0.1', logger, demoDir: false });
+    await again.close();
+  });
+
+  it('answers 503 while starting, to requests and WebSocket upgrades alike', async () => {
+    const app = createServeApp(false);
+    await new Promise<void>((resolve) => app.server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const engine = await SyncEngine.create({ db: memoryDatabase() });
+    try {
+      for (const path of ['/healthz', '/api/games', '/']) {
+        const answer = await http(url, 'GET', path);
+        expect([answer.status, answer.text], path).toEqual([503, 'starting\n']);
+      }
+      await expect(TestClient.connect(`${url.replace('http', 'ws')}/sync`)).rejects.toThrow(/503/);
+      app.ready(engine);
+      expect((await http(url, 'GET', '/healthz')).text).toBe('ok\n');
+    } finally {
+      await app.closeListener();
+      await engine.close();
+    }
+  });
+
+  it('logs requests (no query, no token) and WebSockets at debug, with the principal', async () => {
+    const { logger, lines } = recordingLogger();
+    const running = await serve({ db: 'memory', port: 0, host: '127.0.0.1', logger, demoDir: false });
+    try {
+      const created = await http(running.url, 'POST', '/api/games?token=alice-secret-token', {
+        body: { _id: 'g' },
+      });
+      expect(created.status).toBe(201);
+      await http(running.url, 'GET', '/healthz', { headers: { authorization: 'Bearer bob' } });
+      const ws = await TestClient.connect(`${running.url.replace('http', 'ws')}/sync`);
+      ws.send({ type: 'hello', protocol: 1, clientId: 'c1', token: 'carol' });
+      await ws.next('welcome');
+      ws.close();
+      await vi.waitFor(() => expect(lines.map((l) => l.message)).toContain('eventsync: websocket closed'));
+    } finally {
+      await running.close();
+    }
+    const debug = lines.filter((l) => l.level === 'debug');
+    expect(debug.find((l) => l.message === 'eventsync: request')?.details).toMatchObject({
+      method: 'POST',
+      path: '/api/games',
+      status: 201,
+      ms: expect.any(Number),
+      principal: 'alice-secret-token',
+    });
+    // /healthz authenticates nobody.
+    expect(debug.filter((l) => l.message === 'eventsync: request')[1]?.details).toMatchObject({
+      path: '/healthz',
+      status: 200,
+      principal: undefined,
+    });
+    expect(debug.find((l) => l.message === 'eventsync: websocket connected')?.details).toMatchObject({
+      session: expect.any(String),
+    });
+    expect(debug.find((l) => l.message === 'eventsync: websocket closed')?.details).toMatchObject({
+      principal: 'carol',
+      code: 1005,
+    });
+    expect(JSON.stringify(debug)).not.toContain('?token');
   });
 });

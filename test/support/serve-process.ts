@@ -2,7 +2,8 @@
  * The real `eventsync serve` binary (package.json's `bin`) as a child process, for every test that
  * runs it (`test/server/cli.e2e.test.ts`, `test/server/instances.e2e.test.ts`,
  * `test/browser/demo.e2e.test.ts`): compiled when a source is newer than it, started with the
- * given arguments, its JSON log lines collected, its exit awaited, killed on teardown.
+ * given arguments (and none of the environment variables it reads, unless given), its JSON log
+ * lines collected, its exit awaited, killed on teardown.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
@@ -17,9 +18,11 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { SERVE_ENV } from '../../src/cli/args.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: { eventsync: string } };
@@ -162,13 +165,61 @@ export async function killAll(): Promise<void> {
 }
 
 /**
+ * This process's environment without the variables `eventsync serve` reads (a developer's `PORT`
+ * or the test run's `DATABASE_URL` must not change what a test starts), plus `env`.
+ */
+function serveEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const clean = { ...process.env };
+  for (const name of Object.values(SERVE_ENV)) delete clean[name];
+  return { ...clean, ...env };
+}
+
+/** Runs `eventsync <args>` to its end (killed after `timeoutMs`): its exit code and output. */
+export async function runEventsync(
+  args: string[],
+  {
+    env = {},
+    cwd = root,
+    timeoutMs = 20_000,
+  }: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args], {
+    cwd,
+    env: serveEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((resolve) =>
+    child.once('close', (exitCode) => resolve(exitCode)),
+  );
+  clearTimeout(timer);
+  running.delete(child);
+  return { code, stdout, stderr };
+}
+
+/**
  * Starts `eventsync serve <args>` and resolves once it logged `listening` (the log level must let
  * info through); rejects, killing it, if it exits first or takes longer than `timeoutMs`. Its logs
  * keep being collected after that, until it exits.
  */
-export async function startServe(args: string[], timeoutMs = 20_000): Promise<ServeProcess> {
+export async function startServe(
+  args: string[],
+  // A first start creates a PGlite database (~4 s alone, ~18 s seen on a machine at load 9).
+  timeoutMs = 50_000,
+  env: Record<string, string> = {},
+): Promise<ServeProcess> {
   const child = spawn(process.execPath, [bin, 'serve', ...args], {
     cwd: root,
+    env: serveEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);
@@ -217,4 +268,16 @@ export async function startServe(args: string[], timeoutMs = 20_000): Promise<Se
     });
   });
   return { child, url, logs, stderr: () => stderr, exit };
+}
+
+/** A loopback port nobody listens on now (the OS gave it out, and it was closed again at once). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
 }

@@ -1,6 +1,7 @@
 /**
- * How `eventsync serve` knows who a request comes from (`--auth`) and what it may do
- * (`--rules`): the `authenticate` and `authorize` hooks it gives the engine.
+ * How `serve` knows who a request comes from (`auth.mode`, the CLI's `--auth`) and what it may do
+ * (`auth.rules`, `--rules`): the `authenticate` and `authorize` hooks it gives the engine. The
+ * default policy, `none`, takes a token as the actor's name; `jwt` verifies JWTs.
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -8,7 +9,25 @@ import { createRemoteJWKSet, errors, type JWTVerifyOptions, jwtVerify } from 'jo
 import type { Logger } from '../events/logger.js';
 import { Id } from '../protocol/messages.js';
 import type { Authenticate, Authorize } from '../sync/types.js';
-import { type AuthSpec, isLoopback, type JwtSpec } from './args.js';
+import { isLoopback } from './access.js';
+import { StartupError } from './startup-errors.js';
+
+/**
+ * Who a request comes from (`mode`) and what it may do (`rules`: the path of a module that
+ * exports `authorize`, or `'allow-all'`).
+ */
+export type AuthSpec = { mode: 'none'; rules?: string } | JwtSpec;
+
+/** `mode: 'jwt'`: exactly one of `secret` (HS256) and `jwksUrl`. */
+export interface JwtSpec {
+  mode: 'jwt';
+  secret?: string;
+  jwksUrl?: string;
+  audience?: string;
+  issuer?: string;
+  /** Absent only through `serve()`'s API, when `engine.authorize` is given instead. */
+  rules?: string;
+}
 
 export interface ServeAuth {
   authenticate: Authenticate;
@@ -16,6 +35,16 @@ export interface ServeAuth {
   authorize?: Authorize | 'allow-all';
   /** For the `listening` log line. */
   summary: string;
+}
+
+/**
+ * Why serving without authentication on `host` is refused, or `undefined` when it is not: on a
+ * loopback address only this machine's users and programs can act as anyone; on any other,
+ * anyone who reaches it can, so that must be asked for (`explicit`).
+ */
+export function unauthenticatedHostProblem(host: string, explicit: boolean): string | undefined {
+  if (explicit || isLoopback(host)) return undefined;
+  return `the host ${host} is not a loopback address, and without authentication anyone who reaches it may act as anyone`;
 }
 
 /** The hooks `spec` asks for; loads the rules module, if any (a broken one fails the start). */
@@ -87,14 +116,21 @@ function isRefusal(error: unknown): error is errors.JOSEError {
   return error instanceof errors.JOSEError && !SERVER_SIDE.has(error.code);
 }
 
-/** `--rules`: `allow-all`, or a module whose default export (or `authorize` export) is the hook. */
+/** `rules` (`--rules`): `allow-all`, or a module whose default export (or `authorize` export) is the hook. */
 export async function loadRules(rules: string): Promise<Authorize | 'allow-all'> {
   if (rules === 'allow-all') return 'allow-all';
-  const module = (await import(pathToFileURL(resolve(rules)).href)) as Record<string, unknown>;
+  const path = resolve(rules);
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new StartupError(`could not load the rules module ${path}: ${why}`, { cause: error });
+  }
   const hook = typeof module.default === 'function' ? module.default : module.authorize;
   if (typeof hook !== 'function') {
     throw new Error(
-      `--rules ${rules} exports no authorize function: export default function authorize(principal, action, collection, documentId) { … }`,
+      `the rules module ${rules} exports no authorize function: export default function authorize(principal, action, collection, documentId) { … }`,
     );
   }
   return hook as Authorize;
