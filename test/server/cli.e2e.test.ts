@@ -1,6 +1,6 @@
 /**
- * The real binary: package.json's `bin` (built by `npm ci` through `prepare`; rebuilt here when a
- * source is newer), started on a fresh PGlite data directory, used over WebSocket and REST,
+ * The real binary: package.json's `bin` (built by `npm run build`, which `npm start` runs; rebuilt
+ * here when a source is newer), started on a fresh PGlite data directory, used over WebSocket and REST,
  * stopped with SIGTERM, started again on the same directory.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -166,9 +166,15 @@ export async function killAll(): Promise<void> {
  * info through); rejects, killing it, if it exits first or takes longer than `timeoutMs`. Its logs
  * keep being collected after that, until it exits.
  */
-export async function startServe(args: string[], timeoutMs = 20_000): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [bin, 'serve', ...args], {
-    cwd: root,
+export async function startServe(
+  args: string[],
+  timeoutMs = 20_000,
+  /** Another copy of the binary (an installed package's), the directory and environment to start it in. */
+  where: { bin?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [where.bin ?? bin, 'serve', ...args], {
+    cwd: where.cwd ?? root,
+    env: where.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);
