@@ -556,7 +556,7 @@ function render(
       ['l', 'r', 'l', 'l', 'l', 'r', 'r', 'l'],
     ),
     '',
-    `**Target** (DESIGN.md): a client 10,000 events behind converges in < 500 ms. ${
+    `**Target**: a client 10,000 events behind converges in < 500 ms. ${
       missed.length === 0
         ? 'Met on every path, with and without snapshots.'
         : `Missed: ${missed.map((r) => `${r.backend} ${r.path} ${r.snapshots ? 'with' : 'without'} snapshots`).join('; ')}.`

@@ -307,7 +307,7 @@ async function run(opts: BenchOptions): Promise<Section> {
       'r',
     ]),
     '',
-    `**Target** (DESIGN.md): ours ≥ 30× the baseline for the 1 MB document. Measured: ${
+    `**Target**: ours ≥ 30× the baseline for the 1 MB document. Measured: ${
       oneMbRatio === undefined ? 'n/a' : `${formatNumber(oneMbRatio)}×`
     }, ${met ? 'met' : '**not met**'}.`,
     '',

@@ -157,7 +157,7 @@ function render(opts: BenchOptions, rounds: number, r: Results): string {
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
     '',
-    `**Target** (DESIGN.md): a reopen of an existing data directory starts in < 1 s; measured ${ms(reopenMs)} ms from spawn to listening. PGlite's own start (the WASM PostgreSQL instance: initdb on a new directory, recovery and catalogue loading on a reopen) is the baseline; eventsync adds ${ms(reopenMs - m(r.bareReopen, (s) => s.wallMs))} ms to a reopen and ${ms(m(r.serveFirst, (s) => s.wallMs) - m(r.bareFirst, (s) => s.wallMs))} ms to a first start: loading its modules (importing \`dist/server.js\` and \`dist/pglite.js\` takes ~200 ms on this machine, mostly zod, mingo, ws and pino), the migrations (created on a new directory, checked on a reopen) and the HTTP server. PGlite also holds nearly all of the memory.`,
+    `**Target**: a reopen of an existing data directory starts in < 1 s; measured ${ms(reopenMs)} ms from spawn to listening. PGlite's own start (the WASM PostgreSQL instance: initdb on a new directory, recovery and catalogue loading on a reopen) is the baseline; eventsync adds ${ms(reopenMs - m(r.bareReopen, (s) => s.wallMs))} ms to a reopen and ${ms(m(r.serveFirst, (s) => s.wallMs) - m(r.bareFirst, (s) => s.wallMs))} ms to a first start: loading its modules (importing \`dist/server.js\` and \`dist/pglite.js\` takes ~200 ms on this machine, mostly zod, mingo, ws and pino), the migrations (created on a new directory, checked on a reopen) and the HTTP server. PGlite also holds nearly all of the memory.`,
     ...(reopenMs < 1000
       ? []
       : [

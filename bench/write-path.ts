@@ -751,7 +751,7 @@ function render(
     '',
     spreadTable(spreadResults),
     '',
-    `**Target** (DESIGN.md): atomic EventSyncStorage ≥ 0.75× the floor at 1 and 8 connections (aim 0.85×). Measured: ${atomic.map((a) => `${ratio(a.ratio)} (${a.label.replace(`${ATOMIC}, `, '')}, ${a.conns} conn)`).join('; ')}.`,
+    `**Target**: atomic EventSyncStorage ≥ 0.75× the floor at 1 and 8 connections (aim 0.85×). Measured: ${atomic.map((a) => `${ratio(a.ratio)} (${a.label.replace(`${ATOMIC}, `, '')}, ${a.conns} conn)`).join('; ')}.`,
     '',
     '### Hot document: 8 writers on one document',
     '',
@@ -825,7 +825,7 @@ function notes(
     const lost = hot.reduce((n, s) => n + s.runs.reduce((m, r) => m + r.lost, 0), 0);
     out.push('');
     out.push(
-      `**Hot document.** One instance reaches ${ratio(median(oneHot.ratios))} the floor's successes with ${med(oneHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per edit (no conflicts: the per-document queue serialises its 8 writers in process, and each edit starts from the state the previous one wrote); 8 instances ${ratio(median(manyHot.ratios))} (${med(manyHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per success: they conflict, back off (5 ms and more) and stop trusting their remembered state for a second after it was stale); the floor spends ${med(floorHot.runs, (r) => r.conflictsPerEdit).toFixed(2)} conflicting attempts per success. Lost updates over all hot-document runs: ${lost}. Target (DESIGN.md aim): ≥ 2× the floor with 0 lost updates; ${atLeast(median(oneHot.ratios), 2)} by one instance.`,
+      `**Hot document.** One instance reaches ${ratio(median(oneHot.ratios))} the floor's successes with ${med(oneHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per edit (no conflicts: the per-document queue serialises its 8 writers in process, and each edit starts from the state the previous one wrote); 8 instances ${ratio(median(manyHot.ratios))} (${med(manyHot.runs, (r) => r.roundTripsPerEdit).toFixed(2)} round trips per success: they conflict, back off (5 ms and more) and stop trusting their remembered state for a second after it was stale); the floor spends ${med(floorHot.runs, (r) => r.conflictsPerEdit).toFixed(2)} conflicting attempts per success. Lost updates over all hot-document runs: ${lost}. Target (aim): ≥ 2× the floor with 0 lost updates; ${atLeast(median(oneHot.ratios), 2)} by one instance.`,
     );
   }
   return out;

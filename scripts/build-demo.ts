@@ -2,7 +2,7 @@
  * Builds the demo app that `eventsync serve` serves at `/`: esbuild bundles `demo/main.ts` (and
  * the client SDK it imports from `src/`) for browsers into `dist/demo/main.js`, minified, with a
  * source map; `demo/index.html` and `demo/style.css` are copied next to it. Part of
- * `npm run build` (so `npm ci` builds it); alone: `npm run build:demo`.
+ * `npm run build` (so `npm start` and `npm pack` build it); alone: `npm run build:demo`.
  *
  * `platform: 'browser'` makes a Node-only import in the client fail the build instead of shipping.
  */

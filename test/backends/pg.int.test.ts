@@ -2,6 +2,7 @@
  * The SQL backend on PostgreSQL (the run's embedded server, or DATABASE_URL): every `open()` is
  * a new pool, i.e. another server instance; tests keep apart by collection name.
  */
+import { createRequire } from 'node:module';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
@@ -10,7 +11,8 @@ import { findPlan } from '../../src/backends/sql/find.js';
 import { filterIndexName, migrations } from '../../src/backends/sql/schema.js';
 import { SyncService } from '../../src/events/sync-service.js';
 import type { SyncEvent } from '../../src/events/types.js';
-import { pgDatabase } from '../../src/pg.js';
+import { type PgDatabaseOptions, pgDatabase } from '../../src/pg.js';
+import { EventSyncError } from '../../src/protocol/errors.js';
 import type { CollectionBackend } from '../../src/storage/backend.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import { catchupSuite } from '../conformance/catchup.suite.js';
@@ -23,6 +25,22 @@ import { checkEventLog } from '../support/event-log-check.js';
 import { spawnWriter } from '../support/processes.js';
 import { sqlEventsSuite } from './sql-events.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
+
+/**
+ * `pg` loaded a second time, as a linked package or a monorepo's second copy would be: its module
+ * files are taken out of Node's require cache while it loads, so its Pool is another class.
+ */
+function anotherCopyOfPg(): typeof pg {
+  const require = createRequire(import.meta.url);
+  const ours = Object.keys(require.cache).filter((path) => /[\\/]node_modules[\\/]pg[\\/]/.test(path));
+  const saved = new Map(ours.map((path) => [path, require.cache[path]]));
+  for (const path of ours) delete require.cache[path];
+  try {
+    return require('pg') as typeof pg;
+  } finally {
+    for (const [path, module] of saved) require.cache[path] = module;
+  }
+}
 
 sqlPrimitivesSuite({ name: 'pg', open: (options) => openPg(options) });
 
@@ -51,6 +69,59 @@ describe('pg: entry point and PostgreSQL specifics', () => {
     await db.close();
     expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     await pool.end();
+  });
+
+  it('takes a pool from another copy of pg (no instanceof), and listens on its database', async () => {
+    const OtherPool = anotherCopyOfPg().Pool;
+    const pool = new OtherPool({ connectionString: databaseUrl(), max: 2 });
+    expect(pool instanceof pg.Pool).toBe(false);
+    const [db, other] = [await pgDatabase({ pool }), await openPg()];
+    try {
+      const collection = uniqueCollection();
+      const seen: string[] = [];
+      await (await db.collection(collection)).subscribe((change) => seen.push(change.id));
+      await (await other.collection(collection)).insert({
+        id: 'a',
+        version: 1,
+        data: { _id: 'a', version: 1 },
+      });
+      expect((await (await db.collection(collection)).get('a'))?.version).toBe(1);
+      for (const until = Date.now() + 10_000; seen.length === 0 && Date.now() < until; ) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(seen).toEqual(['a']);
+    } finally {
+      await Promise.all([db.close(), other.close()]);
+      await pool.end();
+    }
+  });
+
+  it('refuses options that would reach pg’s defaults or that it does not know, before connecting', async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 });
+    const refusal = async (options: unknown) => {
+      const error = await pgDatabase(options as PgDatabaseOptions).then(
+        (db) => db.close().then(() => undefined),
+        (e: unknown) => e,
+      );
+      expect(EventSyncError.is(error, 'validation'), String(error)).toBe(true);
+      return (error as Error).message;
+    };
+    try {
+      expect(await refusal({})).toMatch(/needs connectionString .* or pool.*DATABASE_URL/);
+      expect(await refusal({ connectionString: undefined })).toMatch(/unset environment variable/);
+      expect(await refusal({ connectionString: databaseUrl(), maxConnections: 4 })).toMatch(
+        /no option "maxConnections"; its options are connectionString, pool, max, notify, feed, prepare, onListenError/,
+      );
+      expect(await refusal({ pool: { connectionString: databaseUrl() } })).toMatch(/pool must be a pg.Pool/);
+      expect(await refusal({ pool, connectionString: databaseUrl() })).toMatch(/not both/);
+      expect(await refusal({ pool, max: 4 })).toMatch(/set max on it/);
+      // Shaped like a pool but without the connection settings the LISTEN connection needs.
+      const bare = { query: pool.query.bind(pool), connect: pool.connect.bind(pool) };
+      expect(await refusal({ pool: bare })).toMatch(/no `options`/);
+      expect(pool.totalCount).toBe(0);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('listens again after its LISTEN connection is killed', async () => {

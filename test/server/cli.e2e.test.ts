@@ -1,8 +1,8 @@
 /**
- * The real binary: package.json's `bin` (built by `npm ci` through `prepare`; rebuilt here when a
- * source is newer), started on a fresh PGlite data directory, used over WebSocket and REST,
- * stopped with SIGTERM, started again on the same directory; its help, its environment, and how
- * it says it cannot start (exit 1, one sentence, never a password).
+ * The real binary: package.json's `bin` (built by `npm run build`, which `npm start` runs; rebuilt
+ * here when a source is newer), started on a fresh PGlite data directory, used over WebSocket and
+ * REST, stopped with SIGTERM, started again on the same directory; its help, its environment, and
+ * how it says it cannot start (exit 1, one sentence, never a password).
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';

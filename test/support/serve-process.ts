@@ -216,9 +216,11 @@ export async function startServe(
   // A first start creates a PGlite database (~4 s alone, ~18 s seen on a machine at load 9).
   timeoutMs = 50_000,
   env: Record<string, string> = {},
+  /** Another copy of the binary (an installed package's) and the directory to start it in. */
+  where: { bin?: string; cwd?: string } = {},
 ): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [bin, 'serve', ...args], {
-    cwd: root,
+  const child = spawn(process.execPath, [where.bin ?? bin, 'serve', ...args], {
+    cwd: where.cwd ?? root,
     env: serveEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

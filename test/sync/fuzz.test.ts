@@ -1,5 +1,5 @@
 /**
- * Fuzz (DESIGN.md I5): misbehaving clients send at least 10,000 malformed frames over real
+ * Fuzz: misbehaving clients send at least 10,000 malformed frames over real
  * WebSockets on loopback (invalid JSON, wrong types, strings near and over the size limit, deep
  * nesting, unknown types, `__proto__`/`constructor` keys, bad ids, valid shapes with bad values,
  * binary frames). Every frame must be answered: an `error` frame, or a close with a code that says

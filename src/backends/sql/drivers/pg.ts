@@ -3,6 +3,7 @@
  * (a pooled connection can't hold a LISTEN: it goes back to the pool between queries).
  */
 import pg from 'pg';
+import { ValidationError } from '../../../protocol/errors.js';
 import { NOTIFY_SQL, type SqlDriver, type SqlQueryable } from '../driver.js';
 
 export interface PgDriverOptions {
@@ -19,10 +20,38 @@ export interface PgDriverOptions {
 const MAX_PREPARED = 500;
 const RECONNECT_DELAY_MS = 1000;
 
+/**
+ * Whether `value` is a pool rather than a pool's config: it has `query` and `connect` functions.
+ * Duck-typed, not `instanceof pg.Pool`: a pool made by another copy of `pg` (a linked package, a
+ * monorepo) fails `instanceof`, and would otherwise be taken for a config, i.e. pg's defaults.
+ */
+export function isPgPool(value: unknown): value is pg.Pool {
+  const candidate = value as { query?: unknown; connect?: unknown } | null | undefined;
+  return typeof candidate?.query === 'function' && typeof candidate.connect === 'function';
+}
+
+/**
+ * The connection settings of the LISTEN connection, which is a client of its own (see below): a
+ * given pool's `options`, as every `pg.Pool` has them. Never pg's defaults in their place, which
+ * could be another database than the pool's.
+ */
+function listenConfig(pool: pg.Pool): pg.ClientConfig {
+  const { options } = pool as { options?: unknown };
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError(
+      'the pool has no `options` (the connection settings every pg.Pool keeps), which eventsync needs to ' +
+        'open its LISTEN connection to the same database: pass a pg.Pool, or connectionString instead',
+      '/pool',
+    );
+  }
+  return options as pg.ClientConfig;
+}
+
 /** A driver over `pool`, or over a pool it creates from `config` (and ends on `close()`). */
 export function pgDriver(poolOrConfig: pg.Pool | pg.PoolConfig, options: PgDriverOptions = {}): SqlDriver {
-  const ownsPool = !(poolOrConfig instanceof pg.Pool);
-  const pool = poolOrConfig instanceof pg.Pool ? poolOrConfig : new pg.Pool(poolOrConfig);
+  const ownsPool = !isPgPool(poolOrConfig);
+  const pool = isPgPool(poolOrConfig) ? poolOrConfig : new pg.Pool(poolOrConfig);
+  const listener = new ListenConnection(listenConfig(pool), options.onListenError);
   // An idle pooled connection that dies emits 'error' on the pool, which crashes the process when
   // nobody listens. The pool drops that connection by itself; a caller's own pool is theirs to watch.
   if (ownsPool) pool.on('error', () => {});
@@ -43,8 +72,6 @@ export function pgDriver(poolOrConfig: pg.Pool | pg.PoolConfig, options: PgDrive
     query: async <R>(text: string, params?: readonly unknown[]) =>
       (await client.query(statement(text, params))).rows as R[],
   });
-
-  const listener = new ListenConnection(pool.options, options.onListenError);
 
   return {
     kind: 'pg',
