@@ -71,7 +71,7 @@ export interface EventBackend {
    * A serverSeq at or below which every event has committed (or never will): a feed that starts
    * after it misses nothing that commits later. 0 when there are no events.
    */
-  latestServerSeq?(): Promise<number>; // TODO: required once the SQL backend has it
+  latestServerSeq(): Promise<number>;
   /** Calls `onCommit` (with no argument: a wake-up, not data) whenever events may have been committed by anyone sharing the database. */
   watchCommits(onCommit: () => void): Promise<() => Promise<void>>;
 

@@ -117,7 +117,15 @@ export class TooLargeError extends EventSyncError {
 }
 
 export class ClosedError extends EventSyncError {
-  constructor(what: string) {
-    super('closed', `${what} is closed`);
+  constructor(what: string, hint?: string) {
+    super('closed', hint === undefined ? `${what} is closed` : `${what} is closed: ${hint}`);
+  }
+
+  /** A transaction's backend (or storage) used after its transaction committed or rolled back: on every backend alike. */
+  static transactionEnded(): ClosedError {
+    return new ClosedError(
+      'the transaction',
+      'use the tx given to withTransaction (or transaction) only inside its function, before it returns',
+    );
   }
 }

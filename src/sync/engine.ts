@@ -318,7 +318,7 @@ export class SyncEngine {
   // ---- the feed ----
 
   async #startFeed(): Promise<void> {
-    let after = await this.#latestServerSeq();
+    let after = await this.events.backend.latestServerSeq();
     const signal = this.#stopFeed.signal;
     this.#feed = (async () => {
       while (!signal.aborted) {
@@ -347,18 +347,6 @@ export class SyncEngine {
         }
       }
     })();
-  }
-
-  async #latestServerSeq(): Promise<number> {
-    const backend = this.events.backend;
-    if (backend.latestServerSeq) return backend.latestServerSeq();
-    // TODO(latestServerSeq): every backend should answer this directly; paging is O(events).
-    let after = 0;
-    for (;;) {
-      const page = await backend.listAfterServerSeq(undefined, after, 10_000);
-      if (page.length === 0) return after;
-      after = page[page.length - 1]!.serverSeq;
-    }
   }
 
   async #dispatch(event: SyncEvent): Promise<void> {

@@ -1,27 +1,29 @@
-import type { MemoryEventLog } from '../../src/backends/memory/memory-events.js';
+import type { MemoryDatabase } from '../../src/backends/memory/memory-database.js';
 import { memoryDatabase } from '../../src/index.js';
+import type { BackendTarget } from '../conformance/backend-fixtures.js';
+import { collectionBackendSuite } from '../conformance/collection-backend.suite.js';
 import { diffsSuite } from '../conformance/diffs.suite.js';
+import { eventBackendSuite } from '../conformance/event-backend.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
+import { injectMemoryEventFault } from '../support/event-faults.js';
 
-const shared = memoryDatabase();
-storageSuite({ name: 'memory', open: async () => shared });
-// A database of its own: the suite closes it.
-diffsSuite({ name: 'memory', open: async () => memoryDatabase(), runs: 2000 });
-eventsSuite({
+// Memory has no second instance on the same data: "instances" are storages on one database.
+// Each suite gets a database of its own, as each closes the ones it opened when it ends.
+const sharedBy = (db: MemoryDatabase) => async () => db;
+
+const backend: BackendTarget = {
   name: 'memory',
-  open: async () => shared,
-  async injectEventFault(db) {
-    const log = (await db.events()) as MemoryEventLog;
-    const { publish, append } = log;
-    const fail = () => {
-      throw new Error('injected event insert failure');
-    };
-    log.publish = fail;
-    log.append = async () => fail();
-    return async () => {
-      log.publish = publish;
-      log.append = append;
-    };
+  open: async () => memoryDatabase(),
+  async openPeers() {
+    const db = memoryDatabase();
+    return [db, db];
   },
-});
+  injectEventFault: injectMemoryEventFault,
+};
+collectionBackendSuite(backend);
+eventBackendSuite(backend);
+
+storageSuite({ name: 'memory', open: sharedBy(memoryDatabase()) });
+diffsSuite({ name: 'memory', open: async () => memoryDatabase(), runs: 2000 });
+eventsSuite({ name: 'memory', open: sharedBy(memoryDatabase()), injectEventFault: injectMemoryEventFault });

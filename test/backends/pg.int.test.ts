@@ -15,8 +15,12 @@ import { type PgDatabaseOptions, pgDatabase } from '../../src/pg.js';
 import { EventSyncError } from '../../src/protocol/errors.js';
 import type { CollectionBackend } from '../../src/storage/backend.js';
 import { createStorage } from '../../src/storage/create-storage.js';
+
+import type { BackendTarget } from '../conformance/backend-fixtures.js';
 import { catchupSuite } from '../conformance/catchup.suite.js';
+import { collectionBackendSuite } from '../conformance/collection-backend.suite.js';
 import { diffsSuite } from '../conformance/diffs.suite.js';
+import { eventBackendSuite } from '../conformance/event-backend.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { databaseUrl, openPg, uniqueCollection } from '../support/databases.js';
@@ -25,6 +29,16 @@ import { checkEventLog } from '../support/event-log-check.js';
 import { spawnWriter } from '../support/processes.js';
 import { sqlEventsSuite } from './sql-events.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
+
+// Each database its own application_name, so that a fault injected into one fails it alone.
+const backend: BackendTarget = {
+  name: 'pg',
+  open: () => openPg({ applicationName: uniqueCollection('backend_app') }),
+  openPeers: async () => [await openPg(), await openPg()],
+  injectEventFault,
+};
+collectionBackendSuite(backend);
+eventBackendSuite(backend);
 
 /**
  * `pg` loaded a second time, as a linked package or a monorepo's second copy would be: its module
@@ -50,7 +64,6 @@ storageSuite({ name: 'pg', open: () => openPg() });
 
 diffsSuite({ name: 'pg', open: () => openPg(), runs: 300 });
 
-// Each database its own application_name, so that a fault injected into one fails it alone.
 catchupSuite({ name: 'pg', open: () => openPg(), propertyRuns: 20 });
 
 eventsSuite({

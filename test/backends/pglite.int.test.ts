@@ -9,8 +9,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { translateFilter } from '../../src/backends/sql/filter.js';
 import { pgliteDatabase, pgliteDriver } from '../../src/pglite.js';
 import type { JsonObject, JsonValue } from '../../src/storage/types.js';
+import type { BackendTarget } from '../conformance/backend-fixtures.js';
 import { catchupSuite } from '../conformance/catchup.suite.js';
+import { collectionBackendSuite } from '../conformance/collection-backend.suite.js';
 import { diffsSuite } from '../conformance/diffs.suite.js';
+import { eventBackendSuite } from '../conformance/event-backend.suite.js';
 import { eventsSuite } from '../conformance/events.suite.js';
 import { storageSuite } from '../conformance/storage.suite.js';
 import { closeSharedPglite, openPgliteDb, sharedPglite, uniqueCollection } from '../support/databases.js';
@@ -19,6 +22,15 @@ import { sqlEventsSuite } from './sql-events.js';
 import { sqlPrimitivesSuite } from './sql-primitives.js';
 
 afterAll(closeSharedPglite);
+
+const backend: BackendTarget = {
+  name: 'pglite',
+  open: () => openPgliteDb(),
+  openPeers: async () => [await openPgliteDb(), await openPgliteDb()],
+  injectEventFault,
+};
+collectionBackendSuite(backend);
+eventBackendSuite(backend);
 
 sqlPrimitivesSuite({ name: 'pglite', open: (options) => openPgliteDb(options) });
 

@@ -584,6 +584,26 @@ export function storageSuite(backend: StorageBackendFactory): void {
           ['c', 0, 1],
         ]);
       });
+
+      it('a nested withTransaction that throws rolls back its own writes only; a tx used after its end refuses with closed', async () => {
+        const games = await one();
+        let escaped: Storage<Game> | undefined;
+        await games.withTransaction(async (tx) => {
+          escaped = tx;
+          await tx.findOneAndUpsert({ _id: 'outer', name: 'outer', gold: 0 });
+          await expect(
+            tx.withTransaction(async (inner) => {
+              await inner.findOneAndUpsert({ _id: 'inner', name: 'inner', gold: 0 });
+              await inner.updateOne('outer', { $inc: { gold: 5 } });
+              throw new Error('inner fails');
+            }),
+          ).rejects.toThrow('inner fails');
+          await tx.updateOne('outer', { $inc: { gold: 1 } });
+        });
+        expect((await games.findMany({})).map((g) => [g._id, g.gold, g.version])).toEqual([['outer', 1, 2]]);
+        await expectCode(escaped!.findOne('outer'), 'closed');
+        await expectCode(escaped!.updateOne('outer', { $inc: { gold: 1 } }), 'closed');
+      });
     });
 
     describe('watch', () => {

@@ -6,8 +6,10 @@
 import type { PGlite } from '@electric-sql/pglite';
 import { inject } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
+import { memoryDatabase } from '../../src/index.js';
 import { type PgDatabaseOptions, pgDatabase } from '../../src/pg.js';
 import { openPglite, pgliteDatabase } from '../../src/pglite.js';
+import type { Database } from '../../src/storage/backend.js';
 
 /** The run's PostgreSQL URL (embedded server, or DATABASE_URL). */
 export function databaseUrl(): string {
@@ -48,6 +50,16 @@ export async function closeSharedPglite(): Promise<void> {
   pglite = undefined;
   if (db && !db.closed) await db.close();
 }
+
+/**
+ * The backends a sync or transport test file runs on, as `describe.each(syncBackends)(name,
+ * (backend, open) => …)`: memory and PGlite (a file that uses it closes its PGlite with
+ * `afterAll(closeSharedPglite)`). PostgreSQL behaves as PGlite does (the backend suites show it).
+ */
+export const syncBackends: [name: string, open: () => Promise<Database>][] = [
+  ['memory', async () => memoryDatabase()],
+  ['pglite', () => openPgliteDb()],
+];
 
 let counter = 0;
 

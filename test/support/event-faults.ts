@@ -1,10 +1,12 @@
 /**
- * Fault injection for the SQL event log: a test-only trigger on `eventsync_events` that fails
- * every insert made by a connection whose `application_name` is listed in
- * `eventsync_test_faults`. Databases opened with their own application name (`openPg({
- * applicationName })`) can so be made to fail alone, while other tests share the server; on
- * PGlite (one connection) the fault holds for every database on that PGlite until restored.
+ * Fault injection for the event log, the one use of mocks in the backend tests. SQL: a test-only
+ * trigger on `eventsync_events` that fails every insert made by a connection whose
+ * `application_name` is listed in `eventsync_test_faults`. Databases opened with their own
+ * application name (`openPg({ applicationName })`) can so be made to fail alone, while other
+ * tests share the server; on PGlite (one connection) the fault holds for every database on that
+ * PGlite until restored. Memory: the event log's two ways in (`publish`, `append`) replaced.
  */
+import type { MemoryEventLog } from '../../src/backends/memory/memory-events.js';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import type { Database } from '../../src/storage/backend.js';
 
@@ -37,5 +39,20 @@ export async function injectEventFault(database: Database): Promise<() => Promis
   await db.driver.query('INSERT INTO eventsync_test_faults VALUES ($1) ON CONFLICT DO NOTHING', [name]);
   return async () => {
     await db.driver.query('DELETE FROM eventsync_test_faults WHERE application_name = $1', [name]);
+  };
+}
+
+/** Makes every event a memory database publishes (alone or at a transaction's commit) fail until the returned function is called. */
+export async function injectMemoryEventFault(db: Database): Promise<() => Promise<void>> {
+  const log = (await db.events()) as MemoryEventLog;
+  const { publish, append } = log;
+  const fail = () => {
+    throw new Error(INJECTED_FAULT);
+  };
+  log.publish = fail;
+  log.append = async () => fail();
+  return async () => {
+    log.publish = publish;
+    log.append = append;
   };
 }

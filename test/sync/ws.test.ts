@@ -1,9 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryDatabase } from '../../src/index.js';
 import { attachWebSocket } from '../../src/server/ws.js';
+import type { Database } from '../../src/storage/backend.js';
 import { SyncEngine } from '../../src/sync/engine.js';
+import { closeSharedPglite, syncBackends } from '../support/databases.js';
 import { TestClient } from '../support/ws-client.js';
 
 interface Game {
@@ -14,14 +15,17 @@ interface Game {
   owner?: string;
 }
 
+// The server of the backend under test (each describe.each block starts its own).
+let db: Database;
 let server: Server;
 let engine: SyncEngine;
 let url: string;
 const clients: TestClient[] = [];
 
-beforeAll(async () => {
+async function startServer(open: () => Promise<Database>): Promise<void> {
+  db = await open();
   engine = await SyncEngine.create({
-    db: memoryDatabase(),
+    db,
     authenticate: ({ token }) => (token ? { id: token } : undefined),
     authorize: (principal, action, _collection, documentId) =>
       action !== 'read' || !documentId?.startsWith('secret') || principal.id === 'admin',
@@ -30,13 +34,16 @@ beforeAll(async () => {
   attachWebSocket(server, engine);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/sync`;
-});
+}
 
-afterAll(async () => {
-  for (const c of clients) c.close();
+async function stopServer(): Promise<void> {
+  for (const c of clients.splice(0)) c.close();
   await engine.close();
   await new Promise((resolve) => server.close(resolve));
-});
+  await db.close();
+}
+
+afterAll(closeSharedPglite);
 
 async function client(token = 'alice', clientId = `c${clients.length}`): Promise<TestClient> {
   const c = await TestClient.connect(url);
@@ -53,7 +60,10 @@ const eventSeqs = (c: TestClient, documentId: string) =>
     .filter((m) => m.event.documentId === documentId)
     .map((m) => m.event.seq);
 
-describe('WebSocket sync', () => {
+describe.each(syncBackends)('WebSocket sync on %s', (_backend, open) => {
+  beforeAll(() => startServer(open));
+  afterAll(stopServer);
+
   it('catches up, then streams live events in order with no gap or duplicate', async () => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'g1', name: 'one', gold: 0 });

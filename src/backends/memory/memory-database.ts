@@ -7,6 +7,7 @@
 import type { EventBackend, EventRecord, StreamHead } from '../../events/backend.js';
 import { creationDiff, eventDraft, type WriteFacts } from '../../events/drafts.js';
 import type { EventDraft, EventOperation, SyncEvent } from '../../events/types.js';
+import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,
@@ -76,7 +77,15 @@ interface CollectionState {
 export class MemoryDatabase implements Database {
   readonly kind = 'memory' as const;
   readonly #collections = new Map<string, CollectionState>();
-  readonly #log = new MemoryEventLog((collection, write) => this.#state(collection).lock.whenFree(write));
+  #closed = false;
+  /** Every collection, transaction and the event log refuse work once the database is closed, as SQL's do. */
+  readonly #assertOpen = (): void => {
+    if (this.#closed) throw new ClosedError('the database');
+  };
+  readonly #log = new MemoryEventLog(
+    (collection, write) => this.#state(collection).lock.whenFree(write),
+    this.#assertOpen,
+  );
 
   #state(name: string): CollectionState {
     let state = this.#collections.get(name);
@@ -88,14 +97,18 @@ export class MemoryDatabase implements Database {
   }
 
   async collection(name: string): Promise<CollectionBackend> {
-    return new MemoryCollection(name, this.#state(name), this.#log);
+    this.#assertOpen();
+    return new MemoryCollection(name, this.#state(name), this.#log, this.#assertOpen);
   }
 
   async events(): Promise<EventBackend> {
+    this.#assertOpen();
     return this.#log;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
 }
 
 export function memoryDatabase(): MemoryDatabase {
@@ -198,7 +211,9 @@ class Writer {
       diff,
     };
     return {
-      ...clone(next),
+      id: w.id,
+      version,
+      data: clone(data),
       ...this.#commit(w.id, next, 'update_section', change, record, { diff, section: w.path.join('.') }),
     };
   }
@@ -220,10 +235,20 @@ class Writer {
       data: clone(current.data),
     };
     return {
-      ...clone(current),
+      id,
+      version: current.version,
+      data: clone(current.data),
       ...this.#commit(id, undefined, 'delete', change, record, { deletedDocument: current.data }),
     };
   }
+}
+
+/** Adds a change listener to a collection (for it and for its transactions' backends, as on SQL). */
+async function listen(state: CollectionState, listener: Listener): Promise<() => Promise<void>> {
+  state.listeners.add(listener);
+  return async () => {
+    state.listeners.delete(listener);
+  };
 }
 
 class MemoryCollection implements CollectionBackend {
@@ -234,6 +259,7 @@ class MemoryCollection implements CollectionBackend {
     readonly collection: string,
     private readonly state: CollectionState,
     private readonly log: MemoryEventLog,
+    private readonly assertOpen: () => void,
   ) {
     this.#writer = new Writer(collection, {
       read: (id) => state.rows.get(id),
@@ -255,11 +281,13 @@ class MemoryCollection implements CollectionBackend {
   }
 
   async get(id: string): Promise<StoredDocument | undefined> {
+    this.assertOpen();
     const row = this.state.rows.get(id);
     return row && clone(row);
   }
 
   async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
+    this.assertOpen();
     // The stored documents themselves are read (synchronously, one state of the rows); only
     // what is returned is cloned.
     const rows = () => pagesOf(this.state.rows.values(), PAGE_ROWS);
@@ -267,7 +295,7 @@ class MemoryCollection implements CollectionBackend {
   }
 
   insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.insert(doc, record));
+    return this.#write(() => this.#writer.insert(doc, record));
   }
 
   replace(
@@ -276,11 +304,11 @@ class MemoryCollection implements CollectionBackend {
     diff: Diff,
     record?: EventRecord,
   ): Promise<Written | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.replace(doc, expectedVersion, diff, record));
+    return this.#write(() => this.#writer.replace(doc, expectedVersion, diff, record));
   }
 
   replaceSection(write: SectionWrite, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.replaceSection(write, record));
+    return this.#write(() => this.#writer.replaceSection(write, record));
   }
 
   delete(
@@ -288,51 +316,61 @@ class MemoryCollection implements CollectionBackend {
     record?: EventRecord,
     expected?: DeleteCondition,
   ): Promise<(StoredDocument & Written) | undefined> {
-    return this.state.lock.whenFree(() => this.#writer.delete(id, record, expected));
+    return this.#write(() => this.#writer.delete(id, record, expected));
+  }
+
+  /** Runs a synchronous write once no transaction holds the collection (and the database is still open then). */
+  async #write<R>(write: () => R): Promise<R> {
+    this.assertOpen();
+    return this.state.lock.whenFree(() => {
+      this.assertOpen();
+      return write();
+    });
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
+    this.assertOpen();
     const release = await this.state.lock.acquire();
-    const tx = new MemoryTransaction(this.collection, this.state.rows, this.log);
+    const tx = new MemoryTransaction(this.collection, this.state, this.log, this.assertOpen);
     try {
       const result = await fn(tx);
-      tx.commit(this.state);
+      tx.commit();
       return result;
     } finally {
-      tx.done = true;
+      tx.end();
       release();
     }
   }
 
   async subscribe(listener: Listener): Promise<() => Promise<void>> {
-    this.state.listeners.add(listener);
-    return async () => {
-      this.state.listeners.delete(listener);
-    };
+    this.assertOpen();
+    return listen(this.state, listener);
   }
 }
 
 /**
  * Writes go to an overlay, events to a staging list; both become visible, with their changes
  * announced, only on commit. The collection lock keeps other writers out meanwhile, so the
- * staged events' seqs stay right.
+ * staged events' seqs stay right. A nested transaction that throws rolls back to where it began
+ * (as a SQL savepoint does), and the outer one goes on.
  */
 class MemoryTransaction implements CollectionBackend {
   readonly readIsRoundTrip = false;
-  readonly #overlay = new Map<string, StoredDocument | undefined>();
+  #overlay = new Map<string, StoredDocument | undefined>();
   readonly #changes: { change: CommittedChange; event: SyncEvent | undefined }[] = [];
   readonly #staged: SyncEvent[] = [];
-  readonly #heads = new Map<string, StreamHead>();
+  #heads = new Map<string, StreamHead>();
   readonly #writer: Writer;
-  done = false;
+  #ended = false;
 
   constructor(
     readonly collection: string,
-    private readonly rows: Rows,
+    private readonly state: CollectionState,
     private readonly log: MemoryEventLog,
+    private readonly assertOpen: () => void,
   ) {
     this.#writer = new Writer(collection, {
-      read: (id) => (this.#overlay.has(id) ? this.#overlay.get(id) : rows.get(id)),
+      read: (id) => (this.#overlay.has(id) ? this.#overlay.get(id) : state.rows.get(id)),
       write: (id, doc) => this.#overlay.set(id, doc),
       record: (draft) => {
         const head = this.#heads.get(draft.documentId) ?? log.headOf(draft.collection, draft.documentId);
@@ -347,10 +385,8 @@ class MemoryTransaction implements CollectionBackend {
   }
 
   #active(): void {
-    if (this.done)
-      throw new Error(
-        'this transaction has already ended; use the tx passed to withTransaction only inside it',
-      );
+    this.assertOpen();
+    if (this.#ended) throw ClosedError.transactionEnded();
   }
 
   sharesDatabaseWith(events: EventBackend): boolean {
@@ -365,7 +401,7 @@ class MemoryTransaction implements CollectionBackend {
 
   async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
     this.#active();
-    const ids = new Set([...this.rows.keys(), ...this.#overlay.keys()]);
+    const ids = new Set([...this.state.rows.keys(), ...this.#overlay.keys()]);
     const rows = function* (sink: WriteSink) {
       for (const id of ids) {
         const row = sink.read(id);
@@ -409,22 +445,48 @@ class MemoryTransaction implements CollectionBackend {
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
-    return fn(this);
-  }
-
-  async subscribe(_listener: Listener): Promise<() => Promise<void>> {
-    throw new Error('watch() the storage itself, not the transaction');
-  }
-
-  commit(state: CollectionState): void {
-    for (const [id, doc] of this.#overlay) {
-      if (doc) state.rows.set(id, doc);
-      else state.rows.delete(id);
+    this.#active();
+    // The savepoint: copies of the overlay and heads (rows are replaced on write, never changed
+    // in place), and how many changes and events were staged.
+    const overlay = new Map(this.#overlay);
+    const heads = new Map(this.#heads);
+    const [changes, staged] = [this.#changes.length, this.#staged.length];
+    try {
+      return await fn(this);
+    } catch (error) {
+      this.#overlay = overlay;
+      this.#heads = heads;
+      this.#changes.length = changes;
+      this.#staged.length = staged;
+      throw error;
     }
+  }
+
+  async subscribe(listener: Listener): Promise<() => Promise<void>> {
+    this.#active();
+    return listen(this.state, listener);
+  }
+
+  /**
+   * Makes the transaction visible: its events first (the step that can fail: then nothing is
+   * applied, as when SQL's event insert fails), then its writes, then the announcements. One
+   * synchronous step, so nobody sees a part.
+   */
+  commit(): void {
+    this.#active();
     this.log.publish(this.#staged);
+    for (const [id, doc] of this.#overlay) {
+      if (doc) this.state.rows.set(id, doc);
+      else this.state.rows.delete(id);
+    }
     for (const { change, event } of this.#changes) {
       if (event) Object.assign(change, { seq: event.seq, serverSeq: event.serverSeq });
-      for (const listener of state.listeners) listener(change);
+      for (const listener of this.state.listeners) listener(change);
     }
+  }
+
+  /** After commit or rollback: every further use is refused. */
+  end(): void {
+    this.#ended = true;
   }
 }

@@ -37,12 +37,17 @@ export class MemoryEventLog implements EventBackend {
   readonly #clients = new Map<string, string | null>();
   readonly #commitListeners = new Set<() => void>();
 
-  /** Waits for a collection's transactions to finish before a write; set by the database. */
-  constructor(private readonly whenFree: <R>(collection: string, write: () => R) => Promise<R>) {}
+  constructor(
+    /** Waits for a collection's transactions to finish before a write; set by the database. */
+    private readonly whenFree: <R>(collection: string, write: () => R) => Promise<R>,
+    /** Throws `closed` once the database is closed: every method of the `EventBackend` asks first. */
+    private readonly assertOpen: () => void,
+  ) {}
 
-  head(collection: string, documentId: string): Promise<StreamHead | undefined> {
+  async head(collection: string, documentId: string): Promise<StreamHead | undefined> {
+    this.assertOpen();
     const head = this.#heads.get(key(collection, documentId));
-    return Promise.resolve(head && clone(head));
+    return head && clone(head);
   }
 
   /** The head including events staged but not yet published (a transaction's own). */
@@ -64,7 +69,8 @@ export class MemoryEventLog implements EventBackend {
     if (events.length > 0) for (const listener of this.#commitListeners) listener();
   }
 
-  append(draft: EventDraft): Promise<SyncEvent> {
+  async append(draft: EventDraft): Promise<SyncEvent> {
+    this.assertOpen();
     return this.whenFree(draft.collection, () => {
       const event = nextEvent(this.headOf(draft.collection, draft.documentId), draft);
       this.publish([event]);
@@ -73,6 +79,7 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async list(collection: string, documentId: string, range: EventRange = {}): Promise<SyncEvent[]> {
+    this.assertOpen();
     const { afterSeq = 0, toSeq = Number.POSITIVE_INFINITY, limit = Number.POSITIVE_INFINITY } = range;
     const stream = this.#streams.get(key(collection, documentId)) ?? [];
     return stream
@@ -82,11 +89,13 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async listUnseen(collection: string, documentId: string, clock: VectorClock): Promise<SyncEvent[]> {
+    this.assertOpen();
     const stream = this.#streams.get(key(collection, documentId)) ?? [];
     return stream.filter((e) => (e.vectorClock[e.clientId] ?? 0) > (clock[e.clientId] ?? 0)).map(clone);
   }
 
   async listAfterVersion(collection: string, documentId: string, afterVersion: number): Promise<SyncEvent[]> {
+    this.assertOpen();
     const stream = this.#streams.get(key(collection, documentId)) ?? [];
     return stream.filter((e) => e.version > afterVersion).map(clone);
   }
@@ -96,6 +105,7 @@ export class MemoryEventLog implements EventBackend {
     afterServerSeq: number,
     limit: number,
   ): Promise<SyncEvent[]> {
+    this.assertOpen();
     const out: SyncEvent[] = [];
     for (const event of this.#all) {
       if (out.length >= limit) break;
@@ -107,11 +117,13 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async latestServerSeq(): Promise<number> {
+    this.assertOpen();
     // Staged (uncommitted) events get their serverSeq only at commit, so the counter is settled.
     return this.#serverSeq;
   }
 
   async watchCommits(onCommit: () => void): Promise<() => Promise<void>> {
+    this.assertOpen();
     this.#commitListeners.add(onCommit);
     return async () => {
       this.#commitListeners.delete(onCommit);
@@ -119,6 +131,7 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async deleteEvents(collection: string, documentId: string, throughSeq: number): Promise<number> {
+    this.assertOpen();
     const k = key(collection, documentId);
     const stream = this.#streams.get(k) ?? [];
     const kept = stream.filter((e) => e.seq > throughSeq);
@@ -129,6 +142,7 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async replaceEvents(merged: SyncEvent & { fromSeq: number }): Promise<void> {
+    this.assertOpen();
     const k = key(merged.collection, merged.documentId);
     const stream = this.#streams.get(k) ?? [];
     const replaced = new Set(stream.filter((e) => e.seq >= merged.fromSeq && e.seq <= merged.seq));
@@ -147,6 +161,7 @@ export class MemoryEventLog implements EventBackend {
     after: [string, string] | undefined,
     limit: number,
   ): Promise<[string, string][]> {
+    this.assertOpen();
     const pairs = new Set<string>([...this.#streams.keys(), ...this.#snapshots.keys()]);
     return [...pairs]
       .map((k) => k.split('\u0000') as [string, string])
@@ -157,6 +172,7 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async putSnapshot(snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
     const k = key(snapshot.collection, snapshot.documentId);
     const list = (this.#snapshots.get(k) ?? []).filter((s) => s.seq !== snapshot.seq);
     list.push(clone(snapshot));
@@ -169,12 +185,14 @@ export class MemoryEventLog implements EventBackend {
     documentId: string,
     atOrBeforeSeq?: number,
   ): Promise<Snapshot | undefined> {
+    this.assertOpen();
     const list = this.#snapshots.get(key(collection, documentId)) ?? [];
     const found = list.filter((s) => atOrBeforeSeq === undefined || s.seq <= atOrBeforeSeq).at(-1);
     return found && clone(found);
   }
 
   async deleteSnapshots(collection: string, documentId: string, beforeSeq: number): Promise<number> {
+    this.assertOpen();
     const k = key(collection, documentId);
     const list = this.#snapshots.get(k) ?? [];
     const kept = list.filter((s) => s.seq >= beforeSeq);
@@ -183,6 +201,7 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async putStateVector(vector: StateVector): Promise<StateVector> {
+    this.assertOpen();
     const k = key(vector.clientId, key(vector.collection, vector.documentId));
     const stored = this.#stateVectors.get(k);
     if (stored === undefined || stored.lastSeq < vector.lastSeq) this.#stateVectors.set(k, clone(vector));
@@ -190,6 +209,7 @@ export class MemoryEventLog implements EventBackend {
   }
 
   async putStateVectors(acks: readonly Acknowledgement[], clients: readonly string[]): Promise<void> {
+    this.assertOpen();
     for (const clientId of clients) this.#register(clientId);
     for (const ack of acks) {
       this.#register(ack.clientId);
@@ -210,27 +230,32 @@ export class MemoryEventLog implements EventBackend {
     collection: string,
     documentId: string,
   ): Promise<StateVector | undefined> {
+    this.assertOpen();
     const found = this.#stateVectors.get(key(clientId, key(collection, documentId)));
     return found && clone(found);
   }
 
   async registerClient(clientId: string): Promise<void> {
+    this.assertOpen();
     this.#register(clientId);
   }
 
   async claimClient(clientId: string, principal: string): Promise<string> {
+    this.assertOpen();
     const owner = this.#clients.get(clientId) ?? principal;
     this.#clients.set(clientId, owner);
     return owner;
   }
 
   async unregisterClient(clientId: string): Promise<void> {
+    this.assertOpen();
     this.#clients.delete(clientId);
     for (const k of [...this.#stateVectors.keys()])
       if (k.startsWith(`${clientId}\u0000`)) this.#stateVectors.delete(k);
   }
 
   async isRegistered(clientId: string): Promise<boolean> {
+    this.assertOpen();
     return this.#clients.has(clientId);
   }
 

@@ -449,7 +449,7 @@ export class SqlCollection implements CollectionBackend {
 
   #assertOpen(): void {
     this.#ctx.assertOpen();
-    if (this.#tx && !this.#tx.open) throw new ClosedError('the transaction');
+    if (this.#tx && !this.#tx.open) throw ClosedError.transactionEnded();
   }
 
   /**

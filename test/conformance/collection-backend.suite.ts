@@ -1,0 +1,329 @@
+/**
+ * The `CollectionBackend` contract (src/storage/backend.ts), run unchanged on every backend:
+ * the primitives straight, no storage on top. What only SQL has (tokens, migrations, statements,
+ * NOTIFY) is in test/backends/sql-primitives.ts.
+ */
+import { Query } from 'mingo';
+import { describe, expect, it } from 'vitest';
+import { EventSyncError } from '../../src/protocol/errors.js';
+import type { CollectionBackend } from '../../src/storage/backend.js';
+import { uniqueCollection } from '../support/databases.js';
+import {
+  type BackendTarget,
+  diff,
+  doc,
+  watchChanges,
+  withDatabase,
+  withoutToken,
+} from './backend-fixtures.js';
+import { filterCorpus, filterDocuments } from './filter-corpus.js';
+
+export function collectionBackendSuite(target: BackendTarget): void {
+  describe(`${target.name}: collection backend contract`, () => {
+    const withDb = (fn: Parameters<typeof withDatabase>[1]) => withDatabase(() => target.open(), fn);
+
+    it('inserts, gets, and never overwrites on insert', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        expect(withoutToken(await c.insert(doc('a', 1, { n: 1 })))).toEqual({
+          incarnation: expect.any(String),
+        });
+        expect(await c.insert(doc('a', 5, { n: 2 }))).toBeUndefined();
+        const got = await c.get('a');
+        expect(withoutToken(got)).toEqual({ ...doc('a', 1, { n: 1 }), incarnation: expect.any(String) });
+        expect(typeof got?.version).toBe('number');
+        expect(await c.get('missing')).toBeUndefined();
+      }));
+
+    it('keeps collections apart', () =>
+      withDb(async (db) => {
+        const a = await db.collection(uniqueCollection());
+        const b = await db.collection(uniqueCollection());
+        await a.insert(doc('x', 1, { in: 'a' }));
+        expect(await b.insert(doc('x', 1, { in: 'b' }))).toBeDefined();
+        expect((await a.get('x'))?.data.in).toBe('a');
+        expect((await b.find({})).map((d) => d.in)).toEqual(['b']);
+      }));
+
+    it('replaces only at the expected version', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        await c.insert(doc('a', 1, { n: 1 }));
+        expect(withoutToken(await c.replace(doc('a', 2, { n: 2 }), 1, diff(2)))).toEqual({});
+        expect(await c.replace(doc('a', 3, { n: 3 }), 1, diff(3))).toBeUndefined();
+        expect(withoutToken(await c.get('a'))).toEqual({
+          ...doc('a', 2, { n: 2 }),
+          incarnation: expect.any(String),
+        });
+        expect(await c.replace(doc('missing', 2), 1, diff(2))).toBeUndefined();
+        expect(await c.get('missing')).toBeUndefined();
+      }));
+
+    it('keeps the incarnation through updates, gives another on re-create; writes naming one happen only in it', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        const first = (await c.insert(doc('a', 1, { s: {} })))!.incarnation!;
+        await c.replace(doc('a', 2, { s: {} }), 1, diff(2));
+        await c.replaceSection({
+          id: 'a',
+          path: ['s'],
+          expectedSectionVersion: 0,
+          section: { version: 1 },
+          versionField: 'version',
+          diff: (v) => diff(v),
+        });
+        expect((await c.get('a'))?.incarnation).toBe(first);
+        await c.delete('a');
+        const second = (await c.insert(doc('a', 1)))!.incarnation!;
+        expect(second).not.toBe(first);
+        expect((await c.get('a'))?.incarnation).toBe(second);
+        // The same id and version, another incarnation: refused.
+        expect(await c.replace({ ...doc('a', 2), incarnation: first }, 1, diff(2))).toBeUndefined();
+        expect(await c.delete('a', undefined, { incarnation: first })).toBeUndefined();
+        expect(await c.delete('a', undefined, { version: 2 })).toBeUndefined();
+        expect(await c.replace({ ...doc('a', 2), incarnation: second }, 1, diff(2))).toBeDefined();
+        expect(await c.delete('a', undefined, { version: 2, incarnation: second })).toEqual(doc('a', 2));
+      }));
+
+    it('replaces a section by its own version and bumps the document version', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        await c.insert(doc('a', 1, { inv: { gold: 1, version: 1 }, other: { x: 1 }, nest: { deep: {} } }));
+        const write = (path: string[], expected: number | undefined, section: Record<string, unknown>) => ({
+          id: 'a',
+          path,
+          expectedSectionVersion: expected,
+          section: section as never,
+          versionField: 'version',
+          diff: (v: number) => diff(v),
+        });
+        // Expected version matches: replaced, document version 1 → 2 (column and data).
+        const r1 = await c.replaceSection(write(['inv'], 1, { gold: 2, version: 2 }));
+        expect(r1).toEqual(
+          doc('a', 2, { inv: { gold: 2, version: 2 }, other: { x: 1 }, nest: { deep: {} } }),
+        );
+        // Stale section version: nothing written.
+        expect(await c.replaceSection(write(['inv'], 1, { gold: 3, version: 2 }))).toBeUndefined();
+        // Another section, absent so far: expected undefined creates it…
+        const r2 = await c.replaceSection(write(['bag'], undefined, { items: [], version: 1 }));
+        expect(r2?.version).toBe(3);
+        expect(r2?.data.bag).toEqual({ items: [], version: 1 });
+        // …but only while it is absent.
+        expect(await c.replaceSection(write(['bag'], undefined, { items: [1], version: 1 }))).toBeUndefined();
+        // A section without a version field is at version 0 (as the storage reads it): not absent.
+        expect(await c.replaceSection(write(['other'], undefined, { x: 2, version: 1 }))).toBeUndefined();
+        expect(await c.replaceSection(write(['other'], 1, { x: 2, version: 1 }))).toBeUndefined();
+        const r3 = await c.replaceSection(write(['other'], 0, { x: 2, version: 1 }));
+        expect(r3?.data.other).toEqual({ x: 2, version: 1 });
+        // Nested path whose parent exists; and one whose parent doesn't (refused, nothing written).
+        const r4 = await c.replaceSection(write(['nest', 'deep', 's'], undefined, { version: 1 }));
+        expect(r4?.data.nest).toEqual({ deep: { s: { version: 1 } } });
+        expect(await c.replaceSection(write(['nope', 's'], undefined, { version: 1 }))).toBeUndefined();
+        // Keys that need quoting (in a PostgreSQL array literal, for one).
+        const odd = 'we"ird, {key} \\ é';
+        const r5 = await c.replaceSection(write([odd], undefined, { version: 1 }));
+        expect(r5?.data[odd]).toEqual({ version: 1 });
+        const stored = await c.get('a');
+        expect(stored?.version).toBe(6);
+        expect(stored?.data.version).toBe(6);
+        expect(
+          await c.replaceSection({ ...write(['inv'], 2, { version: 3 }), id: 'missing' }),
+        ).toBeUndefined();
+      }));
+
+    it('deletes and returns what it deleted', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        await c.insert(doc('a', 3, { n: 1 }));
+        expect(await c.delete('a')).toEqual(doc('a', 3, { n: 1 }));
+        expect(await c.delete('a')).toBeUndefined();
+        expect(await c.get('a')).toBeUndefined();
+      }));
+
+    it('finds exactly what mingo matches, for the whole filter corpus', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection('corpus'));
+        for (const d of filterDocuments) await c.insert({ id: d._id as string, version: 1, data: d });
+        for (const { name, filter } of filterCorpus) {
+          const query = new Query(filter);
+          const expected = filterDocuments.filter((d) => query.test(d)).map((d) => d._id);
+          const found = (await c.find(filter)).map((d) => d._id);
+          expect([...found].sort(), name).toEqual([...expected].sort());
+        }
+      }));
+
+    transactionTests(withDb);
+    notificationTests(target, withDb);
+
+    it('refuses work once closed, with code closed', async () => {
+      const db = await target.open();
+      const c = await db.collection(uniqueCollection());
+      await db.close();
+      const closed = (e: unknown) => EventSyncError.is(e, 'closed');
+      await expect(c.get('a')).rejects.toSatisfy(closed);
+      await expect(c.find({})).rejects.toSatisfy(closed);
+      await expect(c.insert(doc('a', 1))).rejects.toSatisfy(closed);
+      await expect(c.transaction(async () => {})).rejects.toSatisfy(closed);
+      await expect(db.collection('x')).rejects.toSatisfy(closed);
+      await db.close();
+    });
+  });
+}
+
+type WithDb = (fn: Parameters<typeof withDatabase>[1]) => Promise<void>;
+
+function transactionTests(withDb: WithDb): void {
+  it('commits a transaction together and rolls it back on throw', () =>
+    withDb(async (db) => {
+      const c = await db.collection(uniqueCollection());
+      await c.transaction(async (tx) => {
+        await tx.insert(doc('a', 1));
+        await tx.insert(doc('b', 1));
+        expect((await tx.get('a'))?.version).toBe(1);
+        expect((await tx.find({})).length).toBe(2);
+      });
+      expect((await c.find({})).length).toBe(2);
+      const boom = new Error('boom');
+      await expect(
+        c.transaction(async (tx) => {
+          await tx.insert(doc('c', 1));
+          await tx.replace(doc('a', 2), 1, diff(2));
+          throw boom;
+        }),
+      ).rejects.toBe(boom);
+      expect(await c.get('c')).toBeUndefined();
+      expect((await c.get('a'))?.version).toBe(1);
+    }));
+
+  it('rolls back a nested transaction alone (a savepoint), and refuses a transaction used after it ended', () =>
+    withDb(async (db) => {
+      const c = await db.collection(uniqueCollection());
+      await c.insert(doc('kept', 1));
+      let escaped: CollectionBackend | undefined;
+      await c.transaction(async (tx) => {
+        escaped = tx;
+        await tx.insert(doc('outer', 1));
+        await expect(
+          tx.transaction(async (inner) => {
+            await inner.insert(doc('inner', 1));
+            await inner.replace(doc('outer', 2), 1, diff(2));
+            await inner.delete('kept');
+            throw new Error('inner fails');
+          }),
+        ).rejects.toThrow('inner fails');
+        expect((await tx.get('outer'))?.version).toBe(1);
+        expect(await tx.get('kept')).toBeDefined();
+        await tx.transaction(async (inner) => {
+          await inner.insert(doc('inner2', 1));
+        });
+      });
+      expect((await c.find({})).map((d) => d._id).sort()).toEqual(['inner2', 'kept', 'outer']);
+      // A transaction's backend is dead once the transaction ended.
+      const closed = (e: unknown) => EventSyncError.is(e, 'closed');
+      await expect(escaped!.get('outer')).rejects.toSatisfy(closed);
+      await expect(escaped!.insert(doc('late', 1))).rejects.toSatisfy(closed);
+      await expect(escaped!.transaction(async () => {})).rejects.toSatisfy(closed);
+      expect(await c.get('late')).toBeUndefined();
+    }));
+}
+
+function notificationTests(target: BackendTarget, withDb: WithDb): void {
+  describe('change notifications', () => {
+    it('announces creates, updates, section updates and deletes, with data and diff', () =>
+      withDb(async (db) => {
+        const name = uniqueCollection();
+        const c = await db.collection(name);
+        const w = await watchChanges(c);
+        await c.insert(doc('a', 1, { n: 1, s: {} }));
+        expect(await w.next()).toEqual({
+          collection: name,
+          id: 'a',
+          operation: 'create',
+          version: 1,
+          data: doc('a', 1, { n: 1, s: {} }).data,
+        });
+        await c.replace(doc('a', 2, { n: 2, s: {} }), 1, diff(2, { n: 2 }));
+        expect(await w.next()).toEqual({
+          collection: name,
+          id: 'a',
+          operation: 'update',
+          version: 2,
+          data: doc('a', 2, { n: 2, s: {} }).data,
+          diff: diff(2, { n: 2 }),
+        });
+        await c.replaceSection({
+          id: 'a',
+          path: ['s'],
+          expectedSectionVersion: 0,
+          section: { k: 1, version: 1 },
+          versionField: 'version',
+          diff: (v) => diff(v, { 's.k': 1 }),
+        });
+        const section = await w.next();
+        expect(section).toMatchObject({ operation: 'update', version: 3, diff: diff(3, { 's.k': 1 }) });
+        expect(section.data).toEqual(doc('a', 3, { n: 2, s: { k: 1, version: 1 } }).data);
+        await c.delete('a');
+        expect(await w.next()).toEqual({
+          collection: name,
+          id: 'a',
+          operation: 'delete',
+          version: 3,
+          data: section.data,
+        });
+        // Failed writes announce nothing.
+        await c.insert(doc('b', 1));
+        await w.next();
+        await c.insert(doc('b', 1));
+        await c.replace(doc('b', 9), 7, diff(9));
+        await c.delete('nothing');
+        expect(await w.pending()).toBe(0);
+        await w.stop();
+      }));
+
+    it('reaches other instances, only for their collection, until they stop', async () => {
+      const [writer, reader] = await target.openPeers();
+      try {
+        const name = uniqueCollection();
+        const w = await watchChanges(await reader.collection(name));
+        const wOther = await watchChanges(await reader.collection(uniqueCollection()));
+        const c = await writer.collection(name);
+        await c.insert(doc('a', 1));
+        expect(await w.next()).toMatchObject({ collection: name, id: 'a', operation: 'create', version: 1 });
+        expect(await wOther.pending()).toBe(0);
+        await w.stop();
+        await c.replace(doc('a', 2), 1, diff(2));
+        expect(await w.pending()).toBe(0);
+        await wOther.stop();
+      } finally {
+        await Promise.all([writer.close(), reader.close()]);
+      }
+    });
+
+    it('delivers a transaction’s changes at commit, none on rollback, none of a nested one that threw', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        const w = await watchChanges(c);
+        await c.transaction(async (tx) => {
+          await tx.insert(doc('a', 1));
+          await tx.replace(doc('a', 2), 1, diff(2));
+          await tx
+            .transaction(async (inner) => {
+              await inner.replace(doc('a', 3), 2, diff(3));
+              throw new Error('no');
+            })
+            .catch(() => {});
+          expect(await w.pending()).toBe(0);
+        });
+        expect((await w.next()).version).toBe(1);
+        expect((await w.next()).version).toBe(2);
+        await c
+          .transaction(async (tx) => {
+            await tx.insert(doc('b', 1));
+            throw new Error('no');
+          })
+          .catch(() => {});
+        expect(await w.pending()).toBe(0);
+        await w.stop();
+      }));
+  });
+}
