@@ -9,32 +9,18 @@
  * Without Chromium the test is skipped with the reason, except in CI (`CI` set), where it fails:
  * `.ci/run` installs Chromium with apt-get.
  */
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDemo } from '../../scripts/build-demo.js';
+import { haveChromium, launchChromium, requireChromium } from '../support/chromium.js';
 import { ensureBuilt, freePort, killAll, type ServeProcess, startServe } from '../support/serve-process.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-const inCI = Boolean(process.env.CI);
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const SCREENSHOT = join(root, 'test-output', 'demo.png');
-
-/** The flags this machine's Chromium needs: no sandbox as root, no GPU, no calls home. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const WAIT_MS = 15_000;
 /** How long the server may take to log `listening` (a cold start on a loaded machine). */
@@ -86,7 +72,7 @@ beforeAll(async () => {
   await ensureBuilt();
   await buildDemo();
   dir = await mkdtemp(join(tmpdir(), 'eventsync-demo-e2e-'));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
@@ -97,13 +83,7 @@ afterAll(async () => {
 
 describe('the demo app in Chromium', () => {
   it('two pages stay in sync through a server restart', async (context) => {
-    if (!haveChromium) {
-      if (inCI)
-        throw new Error(`CI needs Chromium at ${CHROMIUM}: .ci/run installs it (apt-get install chromium)`);
-      const reason = `no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`;
-      process.stderr.write(`demo e2e skipped: ${reason}\n`);
-      context.skip(reason);
-    }
+    requireChromium(context, 'demo e2e');
     const started = performance.now();
     const phases: string[] = [];
     let phaseStart = started;
