@@ -40,6 +40,6 @@ export type {
   WebSocketConstructor,
   WebSocketLike,
 } from './client/transport.js';
-export type { SyncEvent, VectorClock } from './events/types.js';
+export type { SyncEvent, VectorClock } from './core/events.js';
 export { EventSyncError } from './protocol/errors.js';
 export type { JsonObject, JsonValue } from './storage/types.js';

@@ -1,6 +1,7 @@
 export { MemoryDatabase, memoryDatabase } from './backends/memory/memory-database.js';
+export type { EventBackend, EventRecord, StreamHead } from './core/event-backend.js';
+export type * from './core/events.js';
 export { applyEvent, applyEvents } from './events/apply.js';
-export type { EventBackend, EventRecord, StreamHead } from './events/backend.js';
 export {
   type CompactionPolicy,
   type CompactionTotals,
@@ -25,7 +26,6 @@ export {
   SyncService,
   type SyncServiceOptions,
 } from './events/sync-service.js';
-export type * from './events/types.js';
 export {
   MemoryVectorClockManager,
   PersistentVectorClockManager,

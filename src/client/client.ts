@@ -18,7 +18,7 @@
  * - Reconnects use exponential backoff with jitter and resubscribe each document after the last
  *   seq it applied, so the server sends only the missing events (a snapshot when it must).
  */
-import type { SyncEvent, VectorClock } from '../events/types.js';
+import type { SyncEvent, VectorClock } from '../core/events.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { DEFAULT_PATHS, documentKey, parseDocumentKey } from '../protocol/wire.js';
 import type { JsonObject } from '../storage/types.js';

@@ -4,7 +4,7 @@
  * from its channel (or, for a document riding on a collection's SSE stream, from that collection)
  * and tells its listeners. The public shapes are `DocumentHandle` and `CollectionHandle`.
  */
-import type { SyncEvent, VectorClock } from '../events/types.js';
+import type { SyncEvent, VectorClock } from '../core/events.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { documentKey } from '../protocol/wire.js';
 import type { JsonObject } from '../storage/types.js';

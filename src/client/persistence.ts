@@ -6,7 +6,7 @@
  * client coalesces them). Four come with the SDK: memory, localStorage and IndexedDB (browsers),
  * a JSON file (Node). The module is browser-safe: the file store loads `node:fs` only when used.
  */
-import type { VectorClock } from '../events/types.js';
+import type { VectorClock } from '../core/events.js';
 import { documentKey } from '../protocol/wire.js';
 import type { JsonObject } from '../storage/types.js';
 

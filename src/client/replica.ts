@@ -11,8 +11,9 @@
  *   (a compacted event covering seqs on both sides of it) marks the replica `broken`: only a
  *   rebuild from the server helps; events keep being buffered meanwhile.
  */
+
+import type { SyncEvent, VectorClock } from '../core/events.js';
 import { applyEvent } from '../events/apply.js';
-import type { SyncEvent, VectorClock } from '../events/types.js';
 import type { JsonObject } from '../storage/types.js';
 
 /** The state of a document at one seq. */

@@ -2,12 +2,12 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import jsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
+import { creationDiff } from '../core/drafts.js';
+import type { SyncEvent } from '../core/events.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { compareValues } from '../storage/diff.js';
 import type { JsonObject, JsonPatchOperation, JsonValue } from '../storage/types.js';
 import { applyEvent, applyEvents } from './apply.js';
-import { creationDiff } from './drafts.js';
-import type { SyncEvent } from './types.js';
 
 let seq = 0;
 function event(

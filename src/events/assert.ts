@@ -1,7 +1,8 @@
 /** Argument checks shared by the event modules: bad input becomes a `ValidationError` before any I/O. */
+
+import type { VectorClock } from '../core/events.js';
 import { ValidationError } from '../protocol/errors.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
-import type { VectorClock } from './types.js';
 
 export function assertSeq(value: unknown, name: string): asserts value is number {
   if (!Number.isSafeInteger(value) || (value as number) < 0) {

@@ -14,14 +14,15 @@
  * before the first remaining event, get a snapshot from `SyncService` instead of events.
  * Run one compaction at a time per collection; writes may go on meanwhile.
  */
+
+import type { EventBackend } from '../core/event-backend.js';
+import type { Snapshot, SyncEvent } from '../core/events.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { buildDiff, compareValues } from '../storage/diff.js';
 import type { Diff, JsonObject } from '../storage/types.js';
 import { assertCollectionName } from '../storage/validate.js';
 import { applyEvents } from './apply.js';
 import { assertSeq } from './assert.js';
-import type { EventBackend } from './backend.js';
-import type { Snapshot, SyncEvent } from './types.js';
 
 export interface CompactionPolicy {
   /** Keep at least the latest K events of each document untouched. Default 0. */

@@ -3,11 +3,12 @@
  * feed and a live subscription. Backends provide primitives (`EventBackend`); this class adds
  * validation and the meaning of each query.
  */
+
+import type { EventBackend } from '../core/event-backend.js';
+import type { EventDraft, SyncEvent, VectorClock } from '../core/events.js';
 import type { Database } from '../storage/backend.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
 import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
-import type { EventBackend } from './backend.js';
-import type { EventDraft, SyncEvent, VectorClock } from './types.js';
 
 export interface SubscribeOptions {
   /** Only this collection's events (default: all). */

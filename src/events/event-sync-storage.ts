@@ -4,6 +4,10 @@
  * default) a change and its event commit together or not at all; `'best-effort'` is the
  * original design's behaviour (store the event after the change, log a failure) and can lose events.
  */
+
+import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
+import type { EventRecord } from '../core/event-backend.js';
+import type { EventOperation, SyncEvent } from '../core/events.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
 import type {
@@ -26,12 +30,9 @@ import type {
 } from '../storage/types.js';
 import { assertId, assertJsonValue } from '../storage/validate.js';
 import { assertClientId } from './assert.js';
-import type { EventRecord } from './backend.js';
-import { creationDiff, eventDraft, type WriteFacts } from './drafts.js';
 import type { EventStore } from './event-store.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { SnapshotStore } from './snapshots.js';
-import type { EventOperation, SyncEvent } from './types.js';
 import { MemoryVectorClockManager, type VectorClockManager } from './vector-clocks.js';
 
 export type Consistency = 'atomic' | 'best-effort';

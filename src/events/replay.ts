@@ -2,12 +2,13 @@
  * Rebuilds a document at any seq from its newest usable snapshot plus the events after it.
  * The rebuilt state equals what the storage held right after that event (null while deleted).
  */
+
+import type { EventBackend } from '../core/event-backend.js';
+import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import type { JsonObject } from '../storage/types.js';
 import { applyEvents } from './apply.js';
 import { assertDocumentRef, assertSeq } from './assert.js';
-import type { EventBackend } from './backend.js';
-import type { Snapshot, SyncEvent, VectorClock } from './types.js';
 
 export interface ReplayResult {
   /** The document at `seq`; `null` before its creation and while deleted. */

@@ -3,11 +3,12 @@
  * for replay and catch-up, never the only copy of anything: the events up to its seq can go
  * (compaction), and then it is what replay and catch-up start from.
  */
+
+import type { EventBackend } from '../core/event-backend.js';
+import type { Snapshot, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../storage/types.js';
 import { assertJsonDocument } from '../storage/validate.js';
 import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
-import type { EventBackend } from './backend.js';
-import type { Snapshot, VectorClock } from './types.js';
 
 /** What a snapshot records; the store adds the document's identity and `createdAt`. */
 export interface SnapshotInput {

@@ -14,9 +14,10 @@
  * A client id belongs to the principal that first used it (`claim`): that is written at once,
  * and known here from then on, so a principal's later uses cost nothing.
  */
+
+import type { Acknowledgement, EventBackend } from '../core/event-backend.js';
+import type { StateVector, VectorClock } from '../core/events.js';
 import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
-import type { Acknowledgement, EventBackend } from './backend.js';
-import type { StateVector, VectorClock } from './types.js';
 
 export interface StateVectorOptions {
   /** Write noted acknowledgements at most this often, in ms. Default 1,000; 0 writes each at once (one step each). */

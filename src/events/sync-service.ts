@@ -27,13 +27,14 @@
  * clock(F - 1) <= C. clock(F - 1) is u's clock less u's own count when u is a single event, else
  * the clock of the event or snapshot at F - 1 when there is one; otherwise p is unknown.
  */
+
+import type { EventBackend, StreamHead } from '../core/event-backend.js';
+import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { applyEvent } from './apply.js';
 import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
-import type { EventBackend, StreamHead } from './backend.js';
 import { replay } from './replay.js';
 import { StateVectorManager } from './state-vectors.js';
-import type { Snapshot, SyncEvent, VectorClock } from './types.js';
 
 /** Where a client is: the last seq it applied, or the vector clock of what it has seen. */
 export type ClientPosition = { afterSeq: number } | { vectorClock: VectorClock };

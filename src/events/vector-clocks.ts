@@ -3,8 +3,8 @@
  * the source of truth (every event carries the document's clock after it, assigned atomically
  * with the event); a manager answers "what is this document's clock" for code that asks often.
  */
-import type { EventBackend } from './backend.js';
-import type { VectorClock } from './types.js';
+import type { EventBackend } from '../core/event-backend.js';
+import type { VectorClock } from '../core/events.js';
 
 export interface VectorClockManager {
   getVectorClock(documentId: string): Promise<VectorClock>;

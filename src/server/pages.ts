@@ -13,7 +13,7 @@
  * many as the remaining bytes hold at the average size so far (plus one).
  */
 import type { ServerResponse } from 'node:http';
-import type { SyncEvent } from '../events/types.js';
+import type { SyncEvent } from '../core/events.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { findInMemory } from '../storage/mongo.js';
 import type { BaseDocument, Filter, FindManyOptions, JsonObject } from '../storage/types.js';

@@ -3,8 +3,8 @@
  * on one collection. Everything with semantics (edits, retries, diffs, validation, filters'
  * exact meaning, sections' rules) lives once in `DocumentStorage`, so every backend behaves alike.
  */
-import type { EventBackend, EventRecord } from '../events/backend.js';
-import type { SyncEvent } from '../events/types.js';
+import type { EventBackend, EventRecord } from '../core/event-backend.js';
+import type { SyncEvent } from '../core/events.js';
 import type { FindOptions } from './find.js';
 import type { ChangeOperation, Diff, Filter, JsonObject } from './types.js';
 
@@ -91,7 +91,7 @@ export interface CollectionBackend {
   /*
    * Writes. Each returns `undefined` when it did not happen (the id exists, the version moved on,
    * the document is gone). Given an `EventRecord`, a write also appends its event (see
-   * `src/events/backend.ts`) in the same statement or transaction: both commit, or neither.
+   * `src/core/event-backend.ts`) in the same statement or transaction: both commit, or neither.
    */
 
   /** Inserts unless the id exists. Never overwrites. Records a `create` event. */

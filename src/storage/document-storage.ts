@@ -4,8 +4,8 @@
  * per-document write queue, MongoDB filter semantics (mingo) and the change stream.
  */
 
-import type { EventRecord } from '../events/backend.js';
-import type { SyncEvent } from '../events/types.js';
+import type { EventRecord } from '../core/event-backend.js';
+import type { SyncEvent } from '../core/events.js';
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';

@@ -4,7 +4,7 @@
  * document's state at one seq. The session decides what to send and when (it paces the frames
  * to the socket and holds live events meanwhile); nothing here waits for a client.
  */
-import type { VectorClock } from '../events/types.js';
+import type { VectorClock } from '../core/events.js';
 import type { Filter, JsonObject } from '../storage/types.js';
 import type { SyncEngine } from './engine.js';
 import { andFilters } from './read-scope.js';

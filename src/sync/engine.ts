@@ -6,11 +6,11 @@
  * every session that follows it. No transport code lives here.
  */
 
+import type { Snapshot, SyncEvent } from '../core/events.js';
 import { EventStore } from '../events/event-store.js';
 import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
 import { SyncService } from '../events/sync-service.js';
-import type { Snapshot, SyncEvent } from '../events/types.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
 import type { Database } from '../storage/backend.js';

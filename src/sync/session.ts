@@ -5,7 +5,7 @@
  * connection, in seq order, whatever subscriptions cover the document.
  */
 import { Query } from 'mingo';
-import type { SyncEvent, VectorClock } from '../events/types.js';
+import type { SyncEvent, VectorClock } from '../core/events.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
 import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';

@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
-import type { EventRecord } from '../../src/events/backend.js';
-import type { SyncEvent } from '../../src/events/types.js';
+import type { EventRecord } from '../../src/core/event-backend.js';
+import type { SyncEvent } from '../../src/core/events.js';
 import { SyncService } from '../../src/index.js';
 import { diff, doc, draft, sectionWrite, withDatabase } from '../conformance/backend-fixtures.js';
 import { openEvents } from '../conformance/event-backend.suite.js';

@@ -25,7 +25,7 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SyncEvent } from '../../src/events/types.js';
+import type { SyncEvent } from '../../src/core/events.js';
 import { type RunningServer, serve } from '../../src/server/serve.js';
 import type { SyncEngine } from '../../src/sync/engine.js';
 import type { Authenticate } from '../../src/sync/types.js';

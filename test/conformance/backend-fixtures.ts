@@ -3,7 +3,7 @@
  * SQL-only backend tests (test/backends/sql-*.ts) share: the target a backend test file
  * registers, and small builders of documents, diffs, event drafts and section writes.
  */
-import type { EventDraft } from '../../src/events/types.js';
+import type { EventDraft } from '../../src/core/events.js';
 import type {
   CollectionBackend,
   CommittedChange,

@@ -5,9 +5,9 @@
  * statement counts) is in test/backends/sql-events.ts.
  */
 import { describe, expect, it } from 'vitest';
-import type { EventBackend, EventRecord } from '../../src/events/backend.js';
-import { creationDiff } from '../../src/events/drafts.js';
-import type { SyncEvent } from '../../src/events/types.js';
+import { creationDiff } from '../../src/core/drafts.js';
+import type { EventBackend, EventRecord } from '../../src/core/event-backend.js';
+import type { SyncEvent } from '../../src/core/events.js';
 import { memoryDatabase } from '../../src/index.js';
 import type { CollectionBackend, CommittedChange, Database } from '../../src/storage/backend.js';
 import type { JsonObject } from '../../src/storage/types.js';

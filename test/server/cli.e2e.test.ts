@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVE_USAGE, USAGE } from '../../src/cli/args.js';
-import type { SyncEvent } from '../../src/events/types.js';
+import type { SyncEvent } from '../../src/core/events.js';
 import { ensureBuilt, freePort, killAll, runEventsync, startServe } from '../support/serve-process.js';
 import { TestClient } from '../support/ws-client.js';
 import { http } from './http-client.js';

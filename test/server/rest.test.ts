@@ -1,7 +1,7 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SyncEvent } from '../../src/events/types.js';
+import type { SyncEvent } from '../../src/core/events.js';
 import { memoryDatabase } from '../../src/index.js';
 import { attach } from '../../src/server/attach.js';
 import { SyncEngine } from '../../src/sync/engine.js';

@@ -1,8 +1,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SyncEvent } from '../../src/core/events.js';
 import { applyEvents } from '../../src/events/apply.js';
-import type { SyncEvent } from '../../src/events/types.js';
 import { memoryDatabase } from '../../src/index.js';
 import { attach } from '../../src/server/attach.js';
 import type { JsonObject } from '../../src/storage/types.js';

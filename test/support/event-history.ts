@@ -4,9 +4,9 @@
  * compaction and catch-up are checked against.
  */
 import { memoryDatabase } from '../../src/backends/memory/memory-database.js';
-import type { EventBackend } from '../../src/events/backend.js';
+import type { EventBackend } from '../../src/core/event-backend.js';
+import type { SyncEvent, VectorClock } from '../../src/core/events.js';
 import { SnapshotStore } from '../../src/events/snapshots.js';
-import type { SyncEvent, VectorClock } from '../../src/events/types.js';
 import type { Database } from '../../src/storage/backend.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { DocumentStorage } from '../../src/storage/document-storage.js';

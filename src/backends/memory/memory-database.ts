@@ -4,9 +4,10 @@
  * Several storages opened on one `MemoryDatabase` see one another's writes and changes, like
  * several server instances on one PostgreSQL.
  */
-import type { EventBackend, EventRecord, StreamHead } from '../../events/backend.js';
-import { creationDiff, eventDraft, type WriteFacts } from '../../events/drafts.js';
-import type { EventDraft, EventOperation, SyncEvent } from '../../events/types.js';
+
+import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
+import type { EventBackend, EventRecord, StreamHead } from '../../core/event-backend.js';
+import type { EventDraft, EventOperation, SyncEvent } from '../../core/events.js';
 import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,

@@ -4,8 +4,8 @@
  * made it happen in one step; a transaction stages its events and publishes them at commit,
  * which is also when they get their serverSeq (so the feed never skips one).
  */
-import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../events/backend.js';
-import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from '../../events/types.js';
+import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../core/event-backend.js';
+import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from '../../core/events.js';
 import { newObjectId } from '../../storage/validate.js';
 
 const key = (collection: string, documentId: string) => `${collection}\u0000${documentId}`;

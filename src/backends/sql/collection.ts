@@ -7,9 +7,9 @@
  * write is then announced (see announcer.ts): after its commit, not inside it.
  */
 
-import type { EventBackend, EventRecord } from '../../events/backend.js';
-import { creationDiff, eventDraft } from '../../events/drafts.js';
-import type { EventDraft, SyncEvent } from '../../events/types.js';
+import { creationDiff, eventDraft } from '../../core/drafts.js';
+import type { EventBackend, EventRecord } from '../../core/event-backend.js';
+import type { EventDraft, SyncEvent } from '../../core/events.js';
 import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,

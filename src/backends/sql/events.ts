@@ -8,7 +8,7 @@
  * same head upsert and insert behind a document write in one CTE (`recordingCte`), so a change and
  * its event commit together or not at all (I1) in one round trip.
  */
-import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../events/backend.js';
+import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../core/event-backend.js';
 import type {
   EventDraft,
   EventOperation,
@@ -16,7 +16,7 @@ import type {
   StateVector,
   SyncEvent,
   VectorClock,
-} from '../../events/types.js';
+} from '../../core/events.js';
 import { EventSyncError, ValidationError } from '../../protocol/errors.js';
 import type { Diff, JsonObject } from '../../storage/types.js';
 import { newObjectId } from '../../storage/validate.js';

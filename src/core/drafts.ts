@@ -1,7 +1,8 @@
 /** How each kind of write becomes an event draft: one place, used by every backend. */
-import type { Diff, JsonObject } from '../storage/types.js';
-import type { EventRecord } from './backend.js';
-import type { EventDraft, EventOperation } from './types.js';
+
+import type { EventRecord } from './event-backend.js';
+import type { EventDraft, EventOperation } from './events.js';
+import type { Diff, JsonObject } from './json.js';
 
 /** The diff of a creation: everything added at once. */
 export function creationDiff(doc: JsonObject, version: number): Diff {

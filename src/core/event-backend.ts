@@ -12,8 +12,9 @@
  * (the head's clock with `clientId` incremented), `id` and `timestamp`, under the same lock as
  * the head, so `seq` and every actor's counter stay gapless.
  */
-import type { JsonObject } from '../storage/types.js';
-import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from './types.js';
+
+import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from './events.js';
+import type { JsonObject } from './json.js';
 
 /** Who makes a change and what to note with it: the part of an event the caller chooses. */
 export interface EventRecord {

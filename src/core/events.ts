@@ -1,5 +1,5 @@
 /** The shapes of the event log: events, vector clocks, snapshots, state vectors. No I/O here. */
-import type { Diff, JsonObject } from '../storage/types.js';
+import type { Diff, JsonObject } from './json.js';
 
 /** Per document: how many events each actor (client id) has produced. Counters are gapless. */
 export type VectorClock = Record<string, number>;
