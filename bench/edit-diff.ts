@@ -11,8 +11,8 @@ import jsonpatch from 'fast-json-patch';
 import { enablePatches, Immer } from 'immer';
 import { create as createDiffPatcher } from 'jsondiffpatch';
 import { create } from 'mutative';
+import type { JsonObject, JsonPatchOperation } from '../src/core/json.js';
 import { buildDiff } from '../src/storage/diff.js';
-import type { JsonObject, JsonPatchOperation } from '../src/storage/types.js';
 import { assertPatchValues } from '../src/storage/validate.js';
 import {
   type BenchModule,

@@ -16,6 +16,7 @@
  */
 import pg from 'pg';
 import { filterIndexSql } from '../src/backends/sql/schema.js';
+import type { JsonObject } from '../src/core/json.js';
 import {
   createEventStore,
   createStorage,
@@ -27,7 +28,6 @@ import {
 } from '../src/index.js';
 import { pgDatabase, type SqlDatabase, type SqlQueryable } from '../src/pg.js';
 import { applyUpdateOperators } from '../src/storage/mongo.js';
-import type { JsonObject } from '../src/storage/types.js';
 import {
   type BenchModule,
   type BenchOptions,

@@ -41,5 +41,5 @@ export type {
   WebSocketLike,
 } from './client/transport.js';
 export type { SyncEvent, VectorClock } from './core/events.js';
+export type { JsonObject, JsonValue } from './core/json.js';
 export { EventSyncError } from './protocol/errors.js';
-export type { JsonObject, JsonValue } from './storage/types.js';

@@ -1,6 +1,7 @@
 export { MemoryDatabase, memoryDatabase } from './backends/memory/memory-database.js';
 export type { EventBackend, EventRecord, StreamHead } from './core/event-backend.js';
 export type * from './core/events.js';
+export type * from './core/json.js';
 export { applyEvent, applyEvents } from './events/apply.js';
 export {
   type CompactionPolicy,

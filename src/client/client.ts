@@ -19,9 +19,9 @@
  *   seq it applied, so the server sends only the missing events (a snapshot when it must).
  */
 import type { SyncEvent, VectorClock } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { DEFAULT_PATHS, documentKey, parseDocumentKey } from '../protocol/wire.js';
-import type { JsonObject } from '../storage/types.js';
 import { Channel } from './channel.js';
 import {
   CollectionFeed,

@@ -5,9 +5,9 @@
  * and tells its listeners. The public shapes are `DocumentHandle` and `CollectionHandle`.
  */
 import type { SyncEvent, VectorClock } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { documentKey } from '../protocol/wire.js';
-import type { JsonObject } from '../storage/types.js';
 import type { Channel } from './channel.js';
 import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
 import type { ClientMessage, Link, LinkHandlers, ServerMessage } from './transport.js';

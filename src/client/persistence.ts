@@ -7,8 +7,8 @@
  * a JSON file (Node). The module is browser-safe: the file store loads `node:fs` only when used.
  */
 import type { VectorClock } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { documentKey } from '../protocol/wire.js';
-import type { JsonObject } from '../storage/types.js';
 
 export interface StoredReplica {
   collection: string;

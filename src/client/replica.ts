@@ -13,8 +13,8 @@
  */
 
 import type { SyncEvent, VectorClock } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { applyEvent } from '../events/apply.js';
-import type { JsonObject } from '../storage/types.js';
 
 /** The state of a document at one seq. */
 export interface ReplicaPosition {

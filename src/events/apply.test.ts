@@ -4,9 +4,9 @@ import jsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import { creationDiff } from '../core/drafts.js';
 import type { SyncEvent } from '../core/events.js';
+import type { JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { compareValues } from '../storage/diff.js';
-import type { JsonObject, JsonPatchOperation, JsonValue } from '../storage/types.js';
 import { applyEvent, applyEvents } from './apply.js';
 
 let seq = 0;

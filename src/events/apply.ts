@@ -13,8 +13,8 @@
  */
 import jsonPatch from 'fast-json-patch';
 import type { SyncEvent } from '../core/events.js';
+import type { JsonObject, JsonValue } from '../core/json.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
-import type { JsonObject, JsonValue } from '../storage/types.js';
 
 // fast-json-patch is CommonJS whose named exports Node cannot detect: take them from the default export.
 const { applyOperation, JsonPatchError } = jsonPatch;

@@ -17,9 +17,9 @@
 
 import type { EventBackend } from '../core/event-backend.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
+import type { Diff, JsonObject } from '../core/json.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { buildDiff, compareValues } from '../storage/diff.js';
-import type { Diff, JsonObject } from '../storage/types.js';
 import { assertCollectionName } from '../storage/validate.js';
 import { applyEvents } from './apply.js';
 import { assertSeq } from './assert.js';

@@ -8,6 +8,7 @@
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
 import type { EventRecord } from '../core/event-backend.js';
 import type { EventOperation, SyncEvent } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
 import type {
@@ -19,7 +20,6 @@ import type {
   EditResult,
   Filter,
   FindManyOptions,
-  JsonObject,
   NewDocument,
   RetryOptions,
   Storage,

@@ -5,8 +5,8 @@
 
 import type { EventBackend } from '../core/event-backend.js';
 import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
-import type { JsonObject } from '../storage/types.js';
 import { applyEvents } from './apply.js';
 import { assertDocumentRef, assertSeq } from './assert.js';
 

@@ -6,7 +6,7 @@
 
 import type { EventBackend } from '../core/event-backend.js';
 import type { Snapshot, VectorClock } from '../core/events.js';
-import type { JsonObject } from '../storage/types.js';
+import type { JsonObject } from '../core/json.js';
 import { assertJsonDocument } from '../storage/validate.js';
 import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 

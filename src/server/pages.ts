@@ -14,9 +14,10 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { SyncEvent } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { findInMemory } from '../storage/mongo.js';
-import type { BaseDocument, Filter, FindManyOptions, JsonObject } from '../storage/types.js';
+import type { BaseDocument, Filter, FindManyOptions } from '../storage/types.js';
 
 /** Items read first: a page of 100 documents of 10 KB reaches 1 MiB in one read. */
 const FIRST_CHUNK = 100;

@@ -21,6 +21,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
+import type { JsonObject } from '../core/json.js';
 import {
   AlreadyExistsError,
   EventSyncError,
@@ -30,7 +31,7 @@ import {
 } from '../protocol/errors.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
 import { DEFAULT_PATHS } from '../protocol/wire.js';
-import type { BaseDocument, JsonObject, UpdateOperators } from '../storage/types.js';
+import type { BaseDocument, UpdateOperators } from '../storage/types.js';
 import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';

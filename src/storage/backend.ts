@@ -5,8 +5,9 @@
  */
 import type { EventBackend, EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
+import type { Diff, JsonObject } from '../core/json.js';
 import type { FindOptions } from './find.js';
-import type { ChangeOperation, Diff, Filter, JsonObject } from './types.js';
+import type { ChangeOperation, Filter } from './types.js';
 
 /** A document as stored: `data` holds the whole document, `_id` and version field included. */
 export interface StoredDocument {

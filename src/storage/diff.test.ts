@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { create, rawReturn } from 'mutative';
 import { describe, expect, it } from 'vitest';
 import { applyJsonPatch, applyMergePatch, applyMongoUpdate } from '../../test/support/appliers.js';
+import type { Diff, JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
 import {
   buildDiff,
   compareValues,
@@ -17,7 +18,6 @@ import {
   prefixPatch,
 } from './diff.js';
 import { runEdit } from './edit.js';
-import type { Diff, JsonObject, JsonPatchOperation, JsonValue } from './types.js';
 import { assertPatchValues, keyProblem } from './validate.js';
 
 const RUNS = 600;

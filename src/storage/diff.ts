@@ -7,7 +7,7 @@
  * derives the merge patch and the MongoDB update from the ops, in time proportional to the change:
  * it never walks or copies the whole document.
  */
-import type { Diff, JsonObject, JsonPatchOperation, JsonValue, MongoUpdate } from './types.js';
+import type { Diff, JsonObject, JsonPatchOperation, JsonValue, MongoUpdate } from '../core/json.js';
 
 // ---------------------------------------------------------------------------------------------
 // JSON Pointer (RFC 6901)

@@ -6,6 +6,7 @@
 
 import type { EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
@@ -26,7 +27,6 @@ import type {
   EditResult,
   Filter,
   FindManyOptions,
-  JsonObject,
   NewDocument,
   RetryOptions,
   Storage,

@@ -1,8 +1,8 @@
 import jsonpatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
+import type { JsonObject } from '../core/json.js';
 import { EventSyncError } from '../protocol/errors.js';
 import { runEdit } from './edit.js';
-import type { JsonObject } from './types.js';
 
 const doc = (): JsonObject => ({
   _id: 'g',

@@ -8,10 +8,11 @@
  * cost stays about the size of the change.
  */
 import { create, isDraft, rawReturn } from 'mutative';
+import type { JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
 import { ValidationError } from '../protocol/errors.js';
 import { compareValues, escapePointerSegment, formatPointer, parsePointer } from './diff.js';
 import { jsonWithin } from './limits.js';
-import type { EditFunction, JsonObject, JsonPatchOperation, JsonValue } from './types.js';
+import type { EditFunction } from './types.js';
 import { assertJsonDocument, assertPatchValues } from './validate.js';
 
 export interface EditOutcome {

@@ -16,9 +16,10 @@
  * held when a limit was asked for (beyond it: `too_large`), so a bounded request stays bounded.
  */
 import { Query } from 'mingo';
+import type { JsonObject, JsonValue } from '../core/json.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { findInMemory } from './mongo.js';
-import type { Filter, JsonObject, JsonValue } from './types.js';
+import type { Filter } from './types.js';
 
 export type SortSpec = Record<string, 1 | -1>;
 

@@ -13,8 +13,9 @@
  * and a parse is what the read would have cost anyway. Bounded by total text length, least
  * recently used first out.
  */
+
+import type { JsonObject } from '../core/json.js';
 import type { StoredDocument } from './backend.js';
-import type { JsonObject } from './types.js';
 
 interface Entry {
   version: number;

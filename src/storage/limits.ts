@@ -4,8 +4,9 @@
  * work they bound (the size before any diff, the index before mingo runs), so a hostile
  * request costs about its own size. Browser-safe, like validate.ts: no Node built-ins.
  */
+
+import type { JsonValue } from '../core/json.js';
 import { TooLargeError, ValidationError } from '../protocol/errors.js';
-import type { JsonValue } from './types.js';
 
 export interface StorageLimits {
   /**

@@ -5,9 +5,10 @@
 import fc from 'fast-check';
 import { update } from 'mingo/updater';
 import { describe, expect, it } from 'vitest';
+import type { JsonObject } from '../core/json.js';
 import { ValidationError } from '../protocol/errors.js';
 import { applySimpleOperators, applyUpdateOperators, assertFilter } from './mongo.js';
-import type { JsonObject, UpdateOperators } from './types.js';
+import type { UpdateOperators } from './types.js';
 
 const key = fc.constantFrom('a', 'b', 'c', 'n');
 const path = fc.array(key, { minLength: 1, maxLength: 3 }).map((keys) => keys.join('.'));

@@ -2,16 +2,6 @@
 import type { SyncEvent } from '../core/events.js';
 import type { Diff } from '../core/json.js';
 
-// Defined in core (shared with events, backends and the client); part of the storage's public shapes.
-export type {
-  Diff,
-  JsonObject,
-  JsonPatchOperation,
-  JsonPrimitive,
-  JsonValue,
-  MongoUpdate,
-} from '../core/json.js';
-
 /** Every stored document has a string `_id` (default: a new 24-hex ObjectId) and a version field. */
 export interface BaseDocument {
   _id: string;

@@ -5,9 +5,10 @@
  *
  * Browser-safe: no Node built-ins (ids use the global `crypto.getRandomValues`).
  */
+
+import type { JsonObject, JsonValue } from '../core/json.js';
 import { ValidationError } from '../protocol/errors.js';
 import { formatPointer, parsePointer } from './diff.js';
-import type { JsonObject, JsonValue } from './types.js';
 
 /** Deepest nesting of objects/arrays accepted, counting the document itself as level 1. */
 export const MAX_DEPTH = 100;

@@ -5,7 +5,8 @@
  * to the socket and holds live events meanwhile); nothing here waits for a client.
  */
 import type { VectorClock } from '../core/events.js';
-import type { Filter, JsonObject } from '../storage/types.js';
+import type { JsonObject } from '../core/json.js';
+import type { Filter } from '../storage/types.js';
 import type { SyncEngine } from './engine.js';
 import { andFilters } from './read-scope.js';
 

@@ -7,6 +7,7 @@
  */
 
 import type { Snapshot, SyncEvent } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { EventStore } from '../events/event-store.js';
 import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
@@ -15,7 +16,7 @@ import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
 import type { Database } from '../storage/backend.js';
 import { createStorage } from '../storage/create-storage.js';
-import type { BaseDocument, JsonObject } from '../storage/types.js';
+import type { BaseDocument } from '../storage/types.js';
 import { assertCollectionName } from '../storage/validate.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';

@@ -6,10 +6,11 @@
  */
 import { Query } from 'mingo';
 import type { SyncEvent, VectorClock } from '../core/events.js';
+import type { JsonObject } from '../core/json.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
 import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';
-import type { Filter, JsonObject } from '../storage/types.js';
+import type { Filter } from '../storage/types.js';
 import { AuthorizationCache } from './authorization-cache.js';
 import {
   FIRST_PAGE_DOCUMENTS,

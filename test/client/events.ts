@@ -1,7 +1,7 @@
 /** Hand-made events of one document for the client's unit tests: create, then `gold` changes. */
 import { creationDiff } from '../../src/core/drafts.js';
 import type { SyncEvent } from '../../src/core/events.js';
-import type { JsonObject } from '../../src/storage/types.js';
+import type { JsonObject } from '../../src/core/json.js';
 
 export function created(seq: number, doc: JsonObject, documentId = 'd1', collection = 'games'): SyncEvent {
   return {

@@ -4,13 +4,13 @@
  * registers, and small builders of documents, diffs, event drafts and section writes.
  */
 import type { EventDraft } from '../../src/core/events.js';
+import type { Diff, JsonObject } from '../../src/core/json.js';
 import type {
   CollectionBackend,
   CommittedChange,
   Database,
   StoredDocument,
 } from '../../src/storage/backend.js';
-import type { Diff, JsonObject } from '../../src/storage/types.js';
 
 /** A backend, as a test file registers it with the contract suites. */
 export interface BackendTarget {

@@ -6,7 +6,9 @@
  * (no `.` or `$` in keys).
  * Documents carry `_id` and no version field (the storage adds it).
  */
-import type { Filter, JsonObject } from '../../src/storage/types.js';
+
+import type { JsonObject } from '../../src/core/json.js';
+import type { Filter } from '../../src/storage/types.js';
 
 export const filterDocuments: JsonObject[] = [
   {

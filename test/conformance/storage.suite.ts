@@ -9,9 +9,10 @@ import { applyPatch } from 'fast-json-patch';
 import { apply as applyMergePatch } from 'json-merge-patch';
 import { update as mingoUpdate, Query } from 'mingo';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { JsonObject } from '../../src/core/json.js';
 import { createStorage, type Database, EventSyncError, type Storage } from '../../src/index.js';
 import { findInMemory } from '../../src/storage/mongo.js';
-import type { Filter, JsonObject } from '../../src/storage/types.js';
+import type { Filter } from '../../src/storage/types.js';
 import {
   filterCorpus,
   filterDocuments,

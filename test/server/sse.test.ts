@@ -2,10 +2,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SyncEvent } from '../../src/core/events.js';
+import type { JsonObject } from '../../src/core/json.js';
 import { applyEvents } from '../../src/events/apply.js';
 import { memoryDatabase } from '../../src/index.js';
 import { attach } from '../../src/server/attach.js';
-import type { JsonObject } from '../../src/storage/types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { http, SseClient } from './http-client.js';
 

@@ -6,7 +6,7 @@
 import jsonpatch from 'fast-json-patch';
 import jmp from 'json-merge-patch';
 import { update as mongoApply } from 'mingo';
-import type { JsonObject, JsonPatchOperation, JsonValue, MongoUpdate } from '../../src/storage/types.js';
+import type { JsonObject, JsonPatchOperation, JsonValue, MongoUpdate } from '../../src/core/json.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
 

@@ -6,11 +6,12 @@
 import { memoryDatabase } from '../../src/backends/memory/memory-database.js';
 import type { EventBackend } from '../../src/core/event-backend.js';
 import type { SyncEvent, VectorClock } from '../../src/core/events.js';
+import type { JsonObject } from '../../src/core/json.js';
 import { SnapshotStore } from '../../src/events/snapshots.js';
 import type { Database } from '../../src/storage/backend.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { DocumentStorage } from '../../src/storage/document-storage.js';
-import type { JsonObject, Storage } from '../../src/storage/types.js';
+import type { Storage } from '../../src/storage/types.js';
 
 export interface Doc {
   _id: string;

@@ -9,7 +9,7 @@ import { applyPatch, type Operation } from 'fast-json-patch';
 import { expect } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import type { SyncEvent, VectorClock } from '../../src/core/events.js';
-import type { JsonObject } from '../../src/storage/types.js';
+import type { JsonObject } from '../../src/core/json.js';
 
 export interface LogSummary {
   documents: number;

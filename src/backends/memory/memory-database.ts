@@ -8,6 +8,7 @@
 import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
 import type { EventBackend, EventRecord, StreamHead } from '../../core/event-backend.js';
 import type { EventDraft, EventOperation, SyncEvent } from '../../core/events.js';
+import type { Diff, JsonObject } from '../../core/json.js';
 import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
@@ -20,7 +21,7 @@ import type {
 } from '../../storage/backend.js';
 import { getIn } from '../../storage/edit.js';
 import { type FindOptions, findInPages, pagesOf } from '../../storage/find.js';
-import type { Diff, Filter, JsonObject } from '../../storage/types.js';
+import type { Filter } from '../../storage/types.js';
 import { MemoryEventLog, nextEvent } from './memory-events.js';
 
 type Rows = Map<string, StoredDocument>;

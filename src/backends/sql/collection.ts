@@ -10,6 +10,7 @@
 import { creationDiff, eventDraft } from '../../core/drafts.js';
 import type { EventBackend, EventRecord } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent } from '../../core/events.js';
+import type { Diff, JsonObject } from '../../core/json.js';
 import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
@@ -20,7 +21,7 @@ import type {
   Written,
 } from '../../storage/backend.js';
 import { type FindOptions, findInPages } from '../../storage/find.js';
-import type { ChangeOperation, Diff, Filter, JsonObject } from '../../storage/types.js';
+import type { ChangeOperation, Filter } from '../../storage/types.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import {

@@ -17,8 +17,8 @@ import type {
   SyncEvent,
   VectorClock,
 } from '../../core/events.js';
+import type { Diff, JsonObject } from '../../core/json.js';
 import { EventSyncError, ValidationError } from '../../protocol/errors.js';
-import type { Diff, JsonObject } from '../../storage/types.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import { mapSqlError } from './sqlstate.js';
