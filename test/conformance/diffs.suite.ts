@@ -339,16 +339,19 @@ async function checkEdit(
     return;
   }
   counts.changed++;
-  expect(applyJsonPatch(before, diff.jsonPatch), context()).toEqual(stored);
+  // Compared as JSON values: an edit may compute -0 (`$mul` of -1 by 0), which JSON writes as 0,
+  // so a SQL backend stores 0 where the patch carries -0; both are the JSON number 0.
+  const asJson = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
+  expect(asJson(applyJsonPatch(before, diff.jsonPatch)), context()).toEqual(asJson(stored));
   if (diff.mergePatch && !holdsNull(before) && !holdsNull(stored)) {
-    expect(applyMergePatch(before, diff.mergePatch), context()).toEqual(stored);
+    expect(asJson(applyMergePatch(before, diff.mergePatch)), context()).toEqual(asJson(stored));
     counts.merge++;
   }
   if (diff.mongoUpdate) {
-    expect(applyMongoUpdate(before, diff.mongoUpdate), context()).toEqual(stored);
+    expect(asJson(applyMongoUpdate(before, diff.mongoUpdate)), context()).toEqual(asJson(stored));
     counts.mongo++;
   }
   expect(recorded).toHaveLength(1);
   expect(recorded[0]!.diff!.jsonPatch).toEqual(diff.jsonPatch);
-  expect(applyEvent(structuredClone(before), recorded[0]!)).toEqual(stored);
+  expect(asJson(applyEvent(structuredClone(before), recorded[0]!))).toEqual(asJson(stored));
 }
