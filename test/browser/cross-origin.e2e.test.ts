@@ -1,5 +1,5 @@
 /**
- * Issue 15 item 2 in a real browser (Debian's Chromium through playwright-core): a page on another
+ * Issue 15 item 2 in a real browser (Chromium through playwright-core, see test/support/chromium.ts): a page on another
  * origin can neither read nor write an eventsync server, over WebSocket, SSE or REST, with fetch
  * in CORS and no-cors mode or with a plain HTML form.
  *
@@ -13,7 +13,7 @@
  * served by eventsync itself, reads the document over each transport and writes with JSON as
  * the cookie's principal, so what stops the attacker is the origin and nothing else.
  *
- * Without Chromium the test is skipped with the reason, except in CI (see test/support/chromium.ts).
+ * Without any Chromium the test is skipped with the reason, except in CI (see test/support/chromium.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';

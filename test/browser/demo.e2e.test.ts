@@ -1,13 +1,13 @@
 /**
- * The demo app in a real browser: Debian's Chromium (`/usr/bin/chromium`, or CHROMIUM_PATH) driven
- * by playwright-core, against the real `eventsync serve` binary on a fresh PGlite data directory.
+ * The demo app in a real browser: Chromium (Debian's, or the one `@sparticuz/chromium` ships: see
+ * test/support/chromium.ts) driven by playwright-core, against the real `eventsync serve` binary
+ * on a fresh PGlite data directory.
  * Two pages (one on WebSocket, one on SSE): a game created and updated in one shows up in the
  * other; the server is stopped with SIGTERM and started again on the same directory and port; both
  * pages get back to `connected` and converge on further updates from either page, and agree with
  * the server. A screenshot goes to test-output/demo.png and is attached to the test's result.
  *
- * Without Chromium the test is skipped with the reason, except in CI (`CI` set), where it fails:
- * `.ci/run` installs Chromium with apt-get.
+ * Without any Chromium the test is skipped with the reason, except in CI (`CI` set), where it fails.
  */
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
