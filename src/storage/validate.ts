@@ -305,9 +305,16 @@ export function assertVersion(value: unknown, name: string): asserts value is nu
   }
 }
 
-/** An incarnation a caller names (e.g. `expectedIncarnation`, from an ETag): 1–19 decimal digits, as the storage gives them. */
+/** The largest incarnation a backend gives: PostgreSQL's `bigint` (the memory backend counts from 1). */
+const MAX_INCARNATION = 9223372036854775807n;
+
+/**
+ * An incarnation a caller names (e.g. `expectedIncarnation`, from an ETag): decimal digits of a
+ * number up to {@link MAX_INCARNATION}, as the storage gives them. A larger one is refused here:
+ * SQL would fail to cast it (an `internal` error) rather than find no such document.
+ */
 export function assertIncarnation(value: unknown): asserts value is string {
-  if (typeof value !== 'string' || !/^[0-9]{1,19}$/.test(value)) {
+  if (typeof value !== 'string' || !/^[0-9]{1,19}$/.test(value) || BigInt(value) > MAX_INCARNATION) {
     throw new ValidationError(
       `expectedIncarnation must be an incarnation the storage gave (decimal digits), not ${JSON.stringify(value)}`,
     );

@@ -548,6 +548,10 @@ export function storageSuite(backend: StorageBackendFactory): void {
         await expectCode(games!.updateOne('g', { $set: { gold: 0 } }, old), 'version_conflict');
         await expectCode(games!.deleteOne('g', old), 'version_conflict');
         await expectCode(games!.deleteOne('g', { expectedIncarnation: 'x' }), 'validation');
+        // Past PostgreSQL's bigint: refused as input, not failed as a cast (internal).
+        const tooBig = { expectedIncarnation: '9999999999999999999' };
+        await expectCode(games!.deleteOne('g', tooBig), 'validation');
+        await expectCode(games!.updateOne('g', { $set: { gold: 0 } }, tooBig), 'validation');
         expect(await games!.findOne('g')).toEqual({ _id: 'g', name: 'other', gold: 8, version: 2 });
         const now = { expectedVersion: 2, expectedIncarnation: again.incarnation };
         expect((await games!.updateOne('g', { $inc: { gold: 1 } }, now)).doc.gold).toBe(9);

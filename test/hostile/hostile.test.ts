@@ -179,6 +179,58 @@ const attacks: Attack[] = [
     },
   },
   {
+    name: 'If-Match values no document state has (bare versions, past bigint, 12 KiB), on PATCH and DELETE',
+    async run(t) {
+      const values = ['3', '"x-1"', '"9999999999999999999-1"', `"${'9'.repeat(12 * 1024)}-1"`];
+      for (const ifMatch of values) {
+        for (const method of ['PATCH', 'DELETE']) {
+          restError(
+            400,
+            'validation',
+          )(
+            await http(t.url, method, `/api/${COLLECTION}/${ID}`, {
+              body: method === 'PATCH' ? { gold: 0 } : undefined,
+              headers: { 'if-match': ifMatch },
+            }),
+          );
+        }
+      }
+      // Well formed, but no state the document is in: a conflict, nothing changes.
+      restError(
+        409,
+        'version_conflict',
+      )(await http(t.url, 'DELETE', `/api/${COLLECTION}/${ID}`, { headers: { 'if-match': '"1-999"' } }));
+    },
+  },
+  {
+    name: 'operator paths that cannot be created (inside a string, a number, by name in an array; $rename there)',
+    async run(t) {
+      const paths = [
+        { $set: { 'name.x': 1 } },
+        { $inc: { 'gold.x': 1 } },
+        { $set: { 'arr.x': 1 } },
+        { $rename: { gold: 'arr.x' } },
+      ];
+      for (const body of paths) {
+        restError(400, 'validation')(await http(t.url, 'PATCH', `/api/${COLLECTION}/${ID}`, { body }));
+      }
+    },
+  },
+  {
+    name: 'a CORS preflight from a refused origin asking for 12 KiB of headers',
+    async run(t) {
+      const answer = await http(t.url, 'OPTIONS', `/api/${COLLECTION}/${ID}`, {
+        headers: {
+          origin: 'https://evil.example',
+          'access-control-request-method': 'DELETE',
+          'access-control-request-headers': 'x-a,'.repeat(3 * 1024),
+        },
+      });
+      restError(403, 'forbidden')(answer);
+      expect(answer.headers['access-control-allow-origin']).toBeUndefined();
+    },
+  },
+  {
     name: '1,100 WebSocket upgrades to a path nobody serves',
     many: true,
     async run(t) {
