@@ -6,19 +6,14 @@
  * client coalesces them). Four come with the SDK: memory, localStorage and IndexedDB (browsers),
  * a JSON file (Node). The module is browser-safe: the file store loads `node:fs` only when used.
  */
-import type { VectorClock } from '../core/events.js';
-import type { JsonObject } from '../core/json.js';
+import type { Snapshot } from '../core/events.js';
 import { documentKey } from '../protocol/wire.js';
 
-export interface StoredReplica {
-  collection: string;
-  documentId: string;
-  seq: number;
-  version: number;
-  /** The document at `seq`; `null` when it does not exist (yet, or any more). */
-  state: JsonObject | null;
-  vectorClock: VectorClock;
-}
+/**
+ * One replica as persisted: a snapshot of the document at `seq` (`state` null when it does not
+ * exist, yet or any more), without the server's `createdAt`.
+ */
+export type StoredReplica = Omit<Snapshot, 'createdAt'>;
 
 export interface StoredState {
   clientId?: string;

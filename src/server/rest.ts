@@ -144,7 +144,7 @@ export function createRestHandler(engine: SyncEngine, options: RestOptions = {})
     const limit = intParam(url, 'limit', defaultLimit, maxLimit);
     const skip = intParam(url, 'skip', 0);
     await mustAuthorize(engine, p, 'read', c);
-    const readable = (doc: BaseDocument) => engine.authorize(p, 'read', c, doc._id);
+    const readable = (doc: BaseDocument) => mayRead(p, c, doc._id);
     // Scoped first, then filtered, sorted and paged (see src/sync/read-scope.ts).
     const scope = await engine.readScope(p, c);
     const options = { sort, skip, limit };

@@ -471,11 +471,11 @@ function memoizeLast<A, R>(fn: (arg: A) => R): (arg: A) => R {
   };
 }
 
-/** Documents are JSON objects at run time; `T` is what the caller says they look like. */
 function entryOf<T>(stored: StoredDocument): StoredEntry<T> {
   return { doc: toDoc<T>(stored.data), version: stored.version, incarnation: stored.incarnation! };
 }
 
+/** Documents are JSON objects at run time; `T` is what the caller says they look like. */
 function toDoc<T>(data: JsonObject): T;
 function toDoc<T>(data: JsonObject | undefined): T | undefined;
 function toDoc<T>(data: JsonObject | undefined): T | undefined {

@@ -424,9 +424,15 @@ function chooseAuthorize({ authenticate, authorize }: SyncEngineOptions): Author
 
 /** `reason`, cut to what a WebSocket close frame carries. */
 function closeReason(reason: string): string {
-  const chars = [...reason]; // by code point: a cut must not split a surrogate pair
-  while (Buffer.byteLength(chars.join('')) > MAX_CLOSE_REASON_BYTES) chars.pop();
-  return chars.join('');
+  let out = '';
+  let bytes = 0;
+  for (const char of reason) {
+    // By code point, so a cut never splits a surrogate pair; one pass, whatever the length.
+    bytes += Buffer.byteLength(char);
+    if (bytes > MAX_CLOSE_REASON_BYTES) break;
+    out += char;
+  }
+  return out;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
