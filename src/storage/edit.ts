@@ -45,6 +45,20 @@ export async function runEdit<T>(
   target: EditTarget,
 ): Promise<EditOutcome | undefined> {
   const { result, returned } = await produce(before, edit);
+  return finishEdit(before, result, returned, target);
+}
+
+/**
+ * The second half of {@link runEdit}, once the edit ran: `result` is what mutative produced from
+ * `before` (`returned`: the edit returned a new document rather than mutating its draft). Checks
+ * it, restores what the storage owns, bumps versions and says the change as ops.
+ */
+export function finishEdit(
+  before: JsonObject,
+  result: JsonObject,
+  returned: boolean,
+  target: EditTarget,
+): EditOutcome | undefined {
   if (result === before) return undefined;
   if (returned) assertJsonDocument(result);
   // Our own root: versions are written into it (and into copies along their paths) below.
