@@ -14,7 +14,7 @@ import { create as createDiffPatcher } from 'jsondiffpatch';
 import { create } from 'mutative';
 import type { Diff, JsonObject } from '../src/core/json.js';
 import { buildDiff } from '../src/storage/diff.js';
-import { finishEdit } from '../src/storage/edit.js';
+import { finishEdit, RECORD_PATHS } from '../src/storage/edit.js';
 import {
   type BenchModule,
   type BenchOptions,
@@ -29,13 +29,15 @@ import {
 
 /** The storage's own edit: a mutative draft, then `finishEdit` (checks, versions, ops) and `buildDiff`. */
 function editAsTheStorage(doc: JsonObject, recipe: (draft: JsonObject) => void): [JsonObject, Diff] {
-  const result = create(doc as Record<string, unknown>, recipe as (d: Record<string, unknown>) => void);
+  const [result, patches] = create(
+    doc as Record<string, unknown>,
+    recipe as (d: Record<string, unknown>) => void,
+    RECORD_PATHS,
+  );
   const version = doc.version as number;
-  const outcome = finishEdit(doc, result as JsonObject, false, {
-    versionField: 'version',
-    version,
-    lockedFields: ['_id'],
-  })!;
+  const target = { versionField: 'version', version, lockedFields: ['_id'] };
+  const written = patches.map((patch) => patch.path as (string | number)[]);
+  const outcome = finishEdit(doc, result as JsonObject, written, target)!;
   return [outcome.after, buildDiff(doc, outcome.after, outcome.ops, version + 1)];
 }
 

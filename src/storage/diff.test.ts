@@ -9,6 +9,7 @@ import { applyJsonPatch, applyMergePatch, applyMongoUpdate } from '../../test/su
 import type { Diff, JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
 import {
   buildDiff,
+  compareAlong,
   compareValues,
   emptyDiff,
   formatPointer,
@@ -17,7 +18,7 @@ import {
   parsePointer,
   prefixPatch,
 } from './diff.js';
-import { runEdit } from './edit.js';
+import { RECORD_PATHS, runEdit } from './edit.js';
 import { assertPatchValues, keyProblem } from './validate.js';
 
 const RUNS = 600;
@@ -577,6 +578,30 @@ describe('compareValues (properties)', () => {
           const after = create(before as Container, (draft) => applySteps(draft, steps)) as JsonValue;
           const ops = compareValues(before, after);
           expect(applyJsonPatch(before, ops)).toEqual(after);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe('compareAlong (properties)', () => {
+  it('gives ops that apply to the same document as compareValues, walking only the written paths', () => {
+    fc.assert(
+      fc.property(
+        docArb(loose),
+        fc.array(stepArb(loose), { minLength: 1, maxLength: 4 }),
+        (before, steps) => {
+          const [after, patches] = create(
+            before as Container,
+            (draft) => applySteps(draft, steps),
+            RECORD_PATHS,
+          );
+          const written = patches.map((patch) => patch.path as (string | number)[]);
+          const along = compareAlong(before, after as JsonValue, written);
+          expect(applyJsonPatch(before, along)).toEqual(after);
+          // As exact as the full compare: no op where nothing changed.
+          expect(along.length === 0).toBe(compareValues(before, after as JsonValue).length === 0);
         },
       ),
       { numRuns: RUNS },

@@ -110,6 +110,87 @@ export function compareValues(before: JsonValue, after: JsonValue, basePath = ''
   return ops;
 }
 
+/** The paths an edit wrote (mutative's record of its draft), as a trie of object keys and indexes. */
+interface WrittenPaths {
+  /** Something was written at this very path: compare it whole. */
+  here: boolean;
+  children: Map<string, WrittenPaths>;
+}
+
+/**
+ * {@link compareValues} where the edit's written paths are known (`paths`, as mutative records
+ * them; each a list of keys and indexes): the same ops, but an object is walked only along the
+ * members written, since every other member is the very value `before` holds. A wide object an
+ * edit changed one member of is copied by mutative, and comparing it member by member would
+ * enumerate all its keys again (~1 ms for 5,000 keys).
+ */
+export function compareAlong(
+  before: JsonValue,
+  after: JsonValue,
+  paths: readonly (readonly (string | number)[])[],
+): JsonPatchOperation[] {
+  const root: WrittenPaths = { here: false, children: new Map() };
+  for (const path of paths) {
+    let node = root;
+    for (const segment of path) {
+      const key = String(segment);
+      let child = node.children.get(key);
+      if (!child) {
+        child = { here: false, children: new Map() };
+        node.children.set(key, child);
+      }
+      node = child;
+    }
+    node.here = true;
+  }
+  const ops: JsonPatchOperation[] = [];
+  compareWritten(before, after, '', root, ops);
+  return ops;
+}
+
+function compareWritten(
+  before: JsonValue,
+  after: JsonValue,
+  path: string,
+  written: WrittenPaths,
+  ops: JsonPatchOperation[],
+): void {
+  if (before === after) return;
+  // Written here, or not two objects (arrays compare cheaply by their shared elements): whole.
+  if (written.here || !isPlainObject(before) || !isPlainObject(after)) {
+    compareInto(before, after, path, ops);
+    return;
+  }
+  const start = ops.length;
+  // A member nobody wrote is kept as it was: it survives (see compareObjects).
+  let survivors = false;
+  for (const key in before) {
+    if (!written.children.has(key)) {
+      survivors = true;
+      break;
+    }
+  }
+  for (const [key, child] of written.children) {
+    const p = `${path}/${escapePointerSegment(key)}`;
+    const inBefore = Object.hasOwn(before, key);
+    const inAfter = Object.hasOwn(after, key);
+    if (inBefore && !inAfter) ops.push({ op: 'remove', path: p });
+    else if (!inBefore && inAfter) ops.push({ op: 'add', path: p, value: after[key]! });
+    else if (inBefore && inAfter) {
+      const a = after[key]!;
+      const b = before[key]!;
+      if (a === b || (typeof a === 'object' && a !== null) || (typeof b === 'object' && b !== null)) {
+        survivors = true;
+      }
+      compareWritten(b, a, p, child, ops);
+    }
+  }
+  if (!survivors && path !== '' && ops.length - start > 1) {
+    ops.length = start;
+    ops.push({ op: 'replace', path, value: after });
+  }
+}
+
 function compareInto(before: JsonValue, after: JsonValue, path: string, ops: JsonPatchOperation[]): void {
   if (before === after) return;
   if (Array.isArray(before)) {
@@ -138,22 +219,30 @@ function compareObjects(
 ): void {
   const start = ops.length;
   let survivors = false;
+  let kept = 0;
   for (const key of Object.keys(before)) {
-    const p = `${path}/${escapePointerSegment(key)}`;
     if (!Object.hasOwn(after, key)) {
-      ops.push({ op: 'remove', path: p });
+      ops.push({ op: 'remove', path: `${path}/${escapePointerSegment(key)}` });
       continue;
     }
+    kept++;
     const a = after[key]!;
     const b = before[key]!;
-    if (a === b || (typeof a === 'object' && a !== null) || (typeof b === 'object' && b !== null)) {
+    // The common case in a wide object an edit copied: the member is shared, nothing to build.
+    if (a === b) {
       survivors = true;
+      continue;
     }
-    compareInto(b, a, p, ops);
+    if ((typeof a === 'object' && a !== null) || (typeof b === 'object' && b !== null)) survivors = true;
+    compareInto(b, a, `${path}/${escapePointerSegment(key)}`, ops);
   }
-  for (const key of Object.keys(after)) {
-    if (!Object.hasOwn(before, key)) {
-      ops.push({ op: 'add', path: `${path}/${escapePointerSegment(key)}`, value: after[key]! });
+  // Members of `after` beyond those kept are new; none when the counts agree (the usual edit).
+  const afterKeys = Object.keys(after);
+  if (afterKeys.length > kept) {
+    for (const key of afterKeys) {
+      if (!Object.hasOwn(before, key)) {
+        ops.push({ op: 'add', path: `${path}/${escapePointerSegment(key)}`, value: after[key]! });
+      }
     }
   }
   if (!survivors && path !== '' && ops.length - start > 1) {

@@ -10,10 +10,16 @@
 import { create, isDraft, rawReturn } from 'mutative';
 import type { JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
 import { ValidationError } from '../protocol/errors.js';
-import { compareValues, escapePointerSegment, formatPointer, parsePointer } from './diff.js';
+import { compareAlong, compareValues, escapePointerSegment, formatPointer, parsePointer } from './diff.js';
 import { jsonWithin } from './limits.js';
 import type { EditFunction } from './types.js';
 import { assertJsonDocument, assertPatchValues } from './validate.js';
+
+/** A path a draft was written at, as mutative records it: object keys and array indexes. */
+type WrittenPath = readonly (string | number)[];
+
+/** mutative's options for an edit: patches recorded as key lists (used for where the draft was written). */
+export const RECORD_PATHS = { enablePatches: { pathAsArray: true, arrayLengthAssignment: false } } as const;
 
 export interface EditOutcome {
   after: JsonObject;
@@ -44,21 +50,23 @@ export async function runEdit<T>(
   edit: EditFunction<T>,
   target: EditTarget,
 ): Promise<EditOutcome | undefined> {
-  const { result, returned } = await produce(before, edit);
-  return finishEdit(before, result, returned, target);
+  const { result, returned, written } = await produce(before, edit);
+  return finishEdit(before, result, returned ? undefined : written, target);
 }
 
 /**
  * The second half of {@link runEdit}, once the edit ran: `result` is what mutative produced from
- * `before` (`returned`: the edit returned a new document rather than mutating its draft). Checks
- * it, restores what the storage owns, bumps versions and says the change as ops.
+ * `before`, `written` the paths its draft recorded writes at (`undefined`: the edit returned a new
+ * document rather than mutating its draft). Checks it, restores what the storage owns, bumps
+ * versions and says the change as ops.
  */
 export function finishEdit(
   before: JsonObject,
   result: JsonObject,
-  returned: boolean,
+  written: readonly WrittenPath[] | undefined,
   target: EditTarget,
 ): EditOutcome | undefined {
+  const returned = written === undefined;
   if (result === before) return undefined;
   if (returned) assertJsonDocument(result);
   // Our own root: versions are written into it (and into copies along their paths) below.
@@ -67,7 +75,8 @@ export function finishEdit(
     for (const field of target.lockedFields) restoreLocked(before, after.root, field);
     after.root[target.versionField] = before[target.versionField] as JsonValue;
   }
-  const changes = compareValues(before, after.root);
+  // A returned document may differ anywhere; a mutated draft only where it was written.
+  const changes = written ? compareAlong(before, after.root, written) : compareValues(before, after.root);
   // Values written through the draft were not checked yet (a returned document was, whole).
   if (!returned) assertPatchValues(changes);
   if (target.sizeLimit) jsonWithin(after.root, target.sizeLimit.maxBytes, target.sizeLimit.what);
@@ -118,7 +127,7 @@ function bumpVersions(before: JsonObject, after: CopyOnWrite, ops: JsonPatchOper
 async function produce<T>(
   before: JsonObject,
   edit: EditFunction<T>,
-): Promise<{ result: JsonObject; returned: boolean }> {
+): Promise<{ result: JsonObject; returned: boolean; written: WrittenPath[] }> {
   let returned = false;
   try {
     const recipe = async (draft: T) => {
@@ -128,8 +137,12 @@ async function produce<T>(
       // A new document without drafts inside is taken as is (mutative would warn about it).
       return holdsDraft(value) ? value : rawReturn(value as object);
     };
-    const result = (await create(before, recipe as never)) as JsonObject;
-    return { result, returned };
+    // The recorded patches only say where the edit wrote (see compareAlong), not the ops.
+    const [result, patches] = (await create(before, recipe as never, RECORD_PATHS)) as unknown as [
+      JsonObject,
+      { path: WrittenPath }[],
+    ];
+    return { result, returned, written: patches.map((patch) => patch.path) };
   } catch (error) {
     if (error instanceof Error && error.message.startsWith('Either the value is returned')) {
       throw new ValidationError('an edit must either mutate the draft or return a new document, not both');
