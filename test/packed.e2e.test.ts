@@ -1,12 +1,18 @@
 /**
- * The package as a user gets it: `npm pack`'s tarball unpacked into `node_modules/eventsync` of an
- * empty app directory (outside the checkout), next to the packages `npm install eventsync
- * @electric-sql/pglite pg` (and the README's `express` and `ws`) would bring. Those are linked from
- * the checkout's node_modules instead of downloaded, so the test runs offline; only what the packed
- * package.json declares (dependencies, peers) and what the examples import is linked, so a
- * dependency it forgot fails here. Then, in that app: every entry point imports, README's examples
- * type-check against the published declarations and run unchanged (`import … from 'eventsync'`),
- * and `eventsync serve` (the published binary) starts on its embedded default.
+ * The package as a user gets it, in an empty app directory outside the checkout:
+ *
+ * - in CI (`CI` set, or `EVENTSYNC_PACKED_INSTALL=npm`): README's install lines run as written, with
+ *   `npm pack`'s tarball in place of `eventsync`, from the registry (a real `npm install`: the
+ *   published dependency ranges resolve as a user's would), then what the examples import
+ *   (`express`, `ws`) and their types;
+ * - elsewhere (offline): the tarball unpacked into `node_modules/eventsync`, next to the packages
+ *   those installs would bring, linked from the checkout's node_modules. Only what the packed
+ *   package.json declares (dependencies, peers) and what the examples import is linked, so a
+ *   dependency it forgot fails here too.
+ *
+ * Then, in that app: every entry point imports, README's examples type-check against the published
+ * declarations and run unchanged (`import … from 'eventsync'`), and `eventsync serve` (the
+ * installed `node_modules/.bin/eventsync`, what `npx eventsync` runs) starts on its embedded default.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -17,7 +23,14 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseUrl } from './support/databases.js';
-import { exampleFile, importedPackages, readmeExamples, runExample, typeCheck } from './support/readme.js';
+import {
+  exampleFile,
+  importedPackages,
+  readmeExamples,
+  readmeInstallLines,
+  runExample,
+  typeCheck,
+} from './support/readme.js';
 import { ensureBuilt, killAll, startServe } from './support/serve-process.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -50,6 +63,9 @@ const packageName = (specifier: string) =>
     .slice(0, specifier.startsWith('@') ? 2 : 1)
     .join('/');
 
+/** A real `npm install` from the registry (CI), or links to the checkout's packages (offline). */
+const realInstall = process.env.CI !== undefined || process.env.EVENTSYNC_PACKED_INSTALL === 'npm';
+
 beforeAll(async () => {
   await ensureBuilt();
   app = await mkdtemp(join(tmpdir(), 'eventsync-packed-'));
@@ -59,26 +75,52 @@ beforeAll(async () => {
     maxBuffer: 16 * 1024 * 1024,
   });
   const [packed] = JSON.parse(stdout) as { filename: string }[];
-  await run('tar', ['-xzf', join(app, packed!.filename), '-C', app], { timeout: 60_000 });
-  mkdirSync(join(app, 'node_modules'));
-  renameSync(join(app, 'package'), join(app, 'node_modules', 'eventsync'));
-  installed = JSON.parse(readFileSync(join(app, 'node_modules', 'eventsync', 'package.json'), 'utf8'));
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-  const names = new Set([
-    ...Object.keys(installed.dependencies ?? {}),
-    ...Object.keys(installed.peerDependencies ?? {}),
-    ...examples.flatMap((example) => importedPackages(example.code).map(packageName)),
-  ]);
-  names.delete('eventsync');
-  for (const name of names) {
-    link(name);
-    link(`@types/${name.replace(/^@(.+)\//, '$1__')}`);
-  }
-  link('@types/node');
+  const extras = new Set(examples.flatMap((example) => importedPackages(example.code).map(packageName)));
+  extras.delete('eventsync');
+  if (realInstall) await installFromRegistry(join(app, packed!.filename), extras);
+  else await installByLinks(join(app, packed!.filename), extras);
+  installed = JSON.parse(readFileSync(join(app, 'node_modules', 'eventsync', 'package.json'), 'utf8'));
   examples.forEach((example, index) => {
     writeFileSync(join(app, exampleFile(example, index)), `${example.code}\nexport {};\n`);
   });
-}, 180_000);
+}, 300_000);
+
+/** README's `npm install eventsync …` lines as written (the tarball for `eventsync`), then the examples' imports and types. */
+async function installFromRegistry(tarball: string, extras: Set<string>): Promise<void> {
+  const npm = (args: string[]) =>
+    run('npm', ['install', '--no-audit', '--no-fund', ...args], {
+      cwd: app,
+      timeout: 180_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+  const lines = readmeInstallLines();
+  expect(lines.length).toBeGreaterThan(0);
+  for (const packages of lines) await npm(packages.map((name) => (name === 'eventsync' ? tarball : name)));
+  const types = [...extras].map(typesPackage);
+  await npm([...extras, ...types, '@types/node@20']);
+}
+
+/** The tarball unpacked into node_modules, its dependencies and peers and the examples' imports linked. */
+async function installByLinks(tarball: string, extras: Set<string>): Promise<void> {
+  await run('tar', ['-xzf', tarball, '-C', app], { timeout: 60_000 });
+  mkdirSync(join(app, 'node_modules'));
+  renameSync(join(app, 'package'), join(app, 'node_modules', 'eventsync'));
+  const packed = JSON.parse(readFileSync(join(app, 'node_modules', 'eventsync', 'package.json'), 'utf8'));
+  const names = new Set([
+    ...Object.keys((packed as PackageJson).dependencies ?? {}),
+    ...Object.keys((packed as PackageJson).peerDependencies ?? {}),
+    ...extras,
+  ]);
+  for (const name of names) {
+    link(name);
+    link(typesPackage(name));
+  }
+  link('@types/node');
+}
+
+/** `express` → `@types/express`, `@scope/x` → `@types/scope__x`. */
+const typesPackage = (name: string) => `@types/${name.replace(/^@(.+)\//, '$1__')}`;
 
 afterAll(async () => {
   await killAll();
@@ -127,7 +169,9 @@ describe('the packed package, installed in an empty app', () => {
 
   it('starts eventsync serve from its bin on the embedded default (PGlite in ./data)', async () => {
     // startServe leaves out the DATABASE_URL, PORT, HOST and EVENTSYNC_* of this process.
-    const bin = join(app, 'node_modules', 'eventsync', installed.bin.eventsync!);
+    const bin = realInstall
+      ? join(app, 'node_modules', '.bin', 'eventsync') // what `npx eventsync` runs
+      : join(app, 'node_modules', 'eventsync', installed.bin.eventsync!);
     const server = await startServe(['--port', '0'], 60_000, {}, { bin, cwd: app });
     const health = await fetch(new URL('/healthz', server.url));
     expect(await health.text()).toBe('ok\n');

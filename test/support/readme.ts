@@ -57,6 +57,17 @@ export function readmeExamples(): Example[] {
   return examplesIn(readFileSync(join(root, 'README.md'), 'utf8'));
 }
 
+/**
+ * README's install lines (`npm install eventsync …` in a `sh` block), each as the packages it
+ * names, comments dropped: `[['eventsync', '@electric-sql/pglite'], ['eventsync', 'pg']]`.
+ */
+export function readmeInstallLines(): string[][] {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  return [...readme.matchAll(/^npm install (eventsync\b[^#\n]*)/gm)].map((match) =>
+    match[1]!.trim().split(/\s+/),
+  );
+}
+
 /** The example's file name: `.ts`, or `.mjs` for JavaScript (ES modules wherever it is written). */
 export function exampleFile(example: Example, index: number): string {
   return `example-${index + 1}.${example.language === 'ts' ? 'ts' : 'mjs'}`;
