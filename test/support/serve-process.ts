@@ -22,6 +22,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { buildCli } from '../../scripts/build-cli.js';
 import { SERVE_ENV } from '../../src/cli/args.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -105,9 +106,9 @@ async function acquireBuildLock(): Promise<{ note(pids: number[]): void; release
 }
 
 /**
- * Compiles `src/` into `dist/` (`tsc -p tsconfig.build.json`, the first half of `npm run build`;
- * the demo bundle is the browser test's own `buildDemo()`), unless the binary is newer than every
- * source. Safe to call from several test files and processes at once: see the lock above.
+ * Compiles `src/` into `dist/` (`tsc -p tsconfig.build.json`, then the command's bundle,
+ * `buildCli()`: `npm run build` but the demo, which is the browser test's own `buildDemo()`),
+ * unless the binary is newer than every source. Safe to call from several test files and processes at once: see the lock above.
  */
 export async function ensureBuilt(): Promise<void> {
   const lock = await acquireBuildLock();
@@ -132,6 +133,7 @@ export async function ensureBuilt(): Promise<void> {
     });
     // tsc writes the output even when some other file has a type error; only a missing binary is fatal.
     if (signal !== null || !existsSync(bin)) throw new Error(`build failed (${signal}):\n${output}`);
+    await buildCli();
   } finally {
     lock.release();
   }
