@@ -2,7 +2,7 @@
  * `eventsync serve` on the embedded default (PGlite in a data directory): how long the built
  * binary takes until it logs `listening`, and its memory, on a new data directory (initdb) and
  * on reopening one; against the bare baseline of the same steps without eventsync: a Node
- * process that opens PGlite on a directory (new, then existing) and exits. Each figure is the
+ * process that opens PGlite on a directory (a new one, then the one serve just reopened) and exits. Each figure is the
  * median over several starts, the server and the baseline alternating.
  */
 import { spawn } from 'node:child_process';
@@ -28,6 +28,8 @@ interface ServeStart extends Start {
 }
 
 const IDLE_MS = 2000;
+/** Issue 18: a reopen listens within this many ms of a bare PGlite open of the same directory. */
+const REOPEN_MARGIN_MS = 300;
 
 async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -100,7 +102,8 @@ async function run(opts: BenchOptions): Promise<Section> {
       results.serveFirst.push(await serveStart(serveDir));
       results.bareFirst.push(await bareStart(bareDir));
       results.serveReopen.push(await serveStart(serveDir));
-      results.bareReopen.push(await bareStart(bareDir));
+      // The same directory serve just reopened (its lock given back on SIGTERM).
+      results.bareReopen.push(await bareStart(serveDir));
       const last = results.serveReopen.at(-1)!;
       opts.progress(
         `serve: round ${round + 1}/${rounds}: first start ${formatNumber(results.serveFirst.at(-1)!.wallMs)} ms, reopen ${formatNumber(last.wallMs)} ms, idle RSS ${formatNumber(last.idleRssMB)} MB`,
@@ -127,11 +130,12 @@ function render(opts: BenchOptions, rounds: number, r: Results): string {
   ];
   const reopenMs = m(r.serveReopen, (s) => s.wallMs);
   const bareReopenMs = m(r.bareReopen, (s) => s.wallMs);
+  const met = reopenMs - bareReopenMs <= REOPEN_MARGIN_MS;
   return [
     '## eventsync serve on the embedded database (`bench/serve.ts`)',
     '',
     machineLine(['PGlite (`@electric-sql/pglite`), data directory on the local disk']),
-    `- ${opts.quick ? '**quick**: ' : ''}${rounds} rounds; in each: \`eventsync serve --db <new dir> --port 0\` (the built binary) until its \`listening\` log line, ${IDLE_MS / 1000} s idle, SIGTERM; the baseline on a new directory; serve again on its directory (reopen); the baseline again on its own. Figures are medians over rounds.`,
+    `- ${opts.quick ? '**quick**: ' : ''}${rounds} rounds; in each: \`eventsync serve --db <new dir> --port 0\` (the built binary) until its \`listening\` log line, ${IDLE_MS / 1000} s idle, SIGTERM; the baseline on a new directory; serve again on its directory (reopen); the baseline on that same directory. Figures are medians over rounds.`,
     '',
     'Wall: from spawning the process to `listening` (serve) or to PGlite answering `SELECT 1`',
     "(baseline: `PGlite.create({ dataDir })` in a bare Node process). Uptime: the process's own",
@@ -152,17 +156,22 @@ function render(opts: BenchOptions, rounds: number, r: Results): string {
       ],
       [
         row('new data directory (initdb)', r.serveFirst, r.bareFirst, ''),
-        row('reopen', r.serveReopen, r.bareReopen, `< 1 s: **${reopenMs < 1000 ? 'met' : 'missed'}**`),
+        row(
+          'reopen',
+          r.serveReopen,
+          r.bareReopen,
+          `≤ bare + ${REOPEN_MARGIN_MS} ms: **${met ? 'met' : 'missed'}**`,
+        ),
       ],
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
     '',
-    `**Target**: a reopen of an existing data directory starts in < 1 s; measured ${ms(reopenMs)} ms from spawn to listening. PGlite's own start (the WASM PostgreSQL instance: initdb on a new directory, recovery and catalogue loading on a reopen) is the baseline; eventsync adds ${ms(reopenMs - m(r.bareReopen, (s) => s.wallMs))} ms to a reopen and ${ms(m(r.serveFirst, (s) => s.wallMs) - m(r.bareFirst, (s) => s.wallMs))} ms to a first start: loading its modules (importing \`dist/server.js\` and \`dist/pglite.js\` takes ~200 ms on this machine, mostly zod, mingo, ws and pino), the migrations (created on a new directory, checked on a reopen) and the HTTP server. PGlite also holds nearly all of the memory.`,
-    ...(reopenMs < 1000
+    `**Target**: a reopen of an existing data directory listens within ${REOPEN_MARGIN_MS} ms of a bare PGlite open of the same directory; measured ${ms(reopenMs)} ms from spawn to listening against ${ms(bareReopenMs)} ms, eventsync's part ${ms(reopenMs - bareReopenMs)} ms (${ms(m(r.serveFirst, (s) => s.wallMs) - m(r.bareFirst, (s) => s.wallMs))} ms on a first start). That part is loading the command (one bundled module, \`scripts/build-cli.ts\`: the unbundled files took about twice as long to import), the migrations (created on a new directory, checked on a reopen: the first query of eventsync's tables loads their catalogue entries), the engine and the HTTP server. PGlite holds nearly all of the memory.`,
+    ...(met
       ? []
       : [
           '',
-          `Why the miss: ${bareReopenMs >= 1000 ? `a bare PGlite alone takes ${ms(bareReopenMs)} ms to reopen here, so nothing eventsync does can meet the target on this machine` : `eventsync's own ${ms(reopenMs - bareReopenMs)} ms push it over`}. What would close it: for eventsync's part, loading less before listening (the ~200 ms of imports above; the REST and SSE handlers and pino could load on first use); for PGlite's part, which is most of it, a faster machine or a faster PGlite start, which is outside this project.`,
+          `Why the miss: eventsync's own ${ms(reopenMs - bareReopenMs)} ms. What would close it: loading less before listening (mingo's full operator set and zod are the largest imports; the REST and SSE handlers could load on first use), or opening PGlite while the modules load.`,
         ]),
   ].join('\n');
 }
