@@ -26,14 +26,14 @@ export { StartupError } from './server/startup-errors.js';
 export { type AttachedTransport, attachWebSocket, type WebSocketOptions } from './server/ws.js';
 export { SyncEngine, type SyncEngineOptions } from './sync/engine.js';
 export type { Session } from './sync/session.js';
-export {
-  type Action,
-  type Authenticate,
-  type Authorize,
-  type AuthorizeQuery,
-  type AuthRequest,
-  defaultLimits,
-  type Principal,
-  type Sink,
-  type SyncLimits,
+export type {
+  Action,
+  Authenticate,
+  Authorize,
+  AuthorizeQuery,
+  AuthRequest,
+  Principal,
+  Sink,
+  SyncLimits,
 } from './sync/types.js';
+export { defaultLimits } from './sync/types.js';

@@ -9,13 +9,42 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../events/logger.js';
 import { type ErrorCode, ErrorCodes, EventSyncError } from '../protocol/errors.js';
-import type { SyncEngine } from '../sync/engine.js';
 import { parseClientJson } from '../sync/json.js';
+import type { SessionHost } from '../sync/session-host.js';
 import type { Principal } from '../sync/types.js';
 
 /** A request handler an app can mount: `true` when it took the request (and will answer it). */
 export interface RequestHandler {
   handle(req: IncomingMessage, res: ServerResponse): boolean;
+}
+
+/**
+ * The `handle` of a transport mounted under `prefix`: each request under it goes to `serve`,
+ * whose failure is answered as an error (`sendError`); a target no URL parser takes is 400. A
+ * request elsewhere is not taken (`false`), for the next handler or the app.
+ */
+export function handleUnder(
+  prefix: string,
+  logger: Logger,
+  serve: (req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]) => Promise<void>,
+): RequestHandler['handle'] {
+  return (req, res) => {
+    let url: URL;
+    let segments: string[] | undefined;
+    try {
+      url = requestUrl(req);
+      segments = segmentsUnder(url.pathname, prefix);
+    } catch (error) {
+      if (!(error instanceof EventSyncError)) return false; // not a URL we could read: not ours
+      sendError(res, error, logger);
+      return true;
+    }
+    if (!segments) return false;
+    serve(req, res, url, segments).catch((error: unknown) =>
+      sendError(res, error, logger, { method: req.method, path: url.pathname }),
+    );
+    return true;
+  };
 }
 
 /** `/api/` → `/api`, `api` → `/api`. */
@@ -42,14 +71,14 @@ export function requestPrincipal(req: IncomingMessage): string | undefined {
   return principals.get(req);
 }
 
-/** Runs the engine's `authenticate` on a request; throws `unauthorized` when it refuses. */
+/** Runs the host's `authenticate` on a request; throws `unauthorized` when it refuses. */
 export async function authenticateRequest(
-  engine: SyncEngine,
+  host: Pick<SessionHost, 'authenticate'>,
   req: IncomingMessage,
   url: URL,
 ): Promise<Principal> {
   const token = requestToken(req, url);
-  const principal = await engine.authenticate({
+  const principal = await host.authenticate({
     headers: req.headers,
     url: req.url ?? '/',
     ...(token === undefined ? {} : { token }),
@@ -64,15 +93,15 @@ export async function authenticateRequest(
   return principal;
 }
 
-/** Throws `forbidden` unless `engine.authorize` allows it. */
+/** Throws `forbidden` unless the host's `authorize` allows it. */
 export async function mustAuthorize(
-  engine: SyncEngine,
+  host: Pick<SessionHost, 'authorize'>,
   principal: Principal,
   action: 'read' | 'subscribe' | 'write',
   collection: string,
   documentId?: string,
 ): Promise<void> {
-  if (!(await engine.authorize(principal, action, collection, documentId))) {
+  if (!(await host.authorize(principal, action, collection, documentId))) {
     const what = documentId === undefined ? collection : `${collection}/${documentId}`;
     throw new EventSyncError('forbidden', `you may not ${action} ${what}`);
   }

@@ -20,27 +20,27 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { JsonObject } from '../core/json.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { Id } from '../protocol/messages.js';
 import { CloseCodes, DEFAULT_PATHS, parseSseEventId, SSE_SUBSCRIPTION, TOO_SLOW } from '../protocol/wire.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter } from '../sync/filter-policy.js';
-import type { Session } from '../sync/session.js';
+import type { Session, SubscribeMessage } from '../sync/session.js';
+import type { Sink, SyncLimits } from '../sync/types.js';
 import { accessProblem, applyCors } from './access.js';
 import { CatchUpWindow } from './catch-up-window.js';
 import { encodeOnce } from './encode-once.js';
 import {
   authenticateRequest,
+  handleUnder,
   intParam,
   methodNotAllowed,
   mustAuthorize,
   normalizePrefix,
   parseJson,
   type RequestHandler,
-  requestUrl,
-  segmentsUnder,
-  sendError,
 } from './http.js';
 import { batchedWrites } from './write-batcher.js';
 
@@ -64,62 +64,88 @@ export interface SseHandler extends RequestHandler {
 }
 
 export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): SseHandler {
-  const prefix = normalizePrefix(options.prefix ?? DEFAULT_PATHS.sse);
-  const heartbeatMs = options.heartbeatMs ?? 15_000;
-  const lingerMs = options.lingerMs ?? 10_000;
-  const { limits, logger } = engine;
-  const open = new Map<Session, ServerResponse>();
-  const write = batchedWrites(options.batchWritesMs);
-  const sseBytes = encodeOnce(sseFrame);
+  const streams = new SseStreams(engine, options);
+  return {
+    handle: handleUnder(streams.prefix, engine.logger, (req, res, url, segments) =>
+      streams.open(req, res, url, segments),
+    ),
+    async close(code: number = CloseCodes.goingAway.code, reason = 'server shutting down') {
+      streams.closeAll(code, reason);
+    },
+  };
+}
 
-  async function stream(req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]) {
+/** The open streams of one handler, and how a request becomes one. */
+class SseStreams {
+  readonly prefix: string;
+  readonly #engine: SyncEngine;
+  readonly #heartbeatMs: number;
+  readonly #open = new Map<Session, ServerResponse>();
+  /** What the streams' sinks share: batched writes, frames rendered and encoded once. */
+  readonly #output: StreamOutput;
+
+  constructor(engine: SyncEngine, options: SseOptions) {
+    this.#engine = engine;
+    this.prefix = normalizePrefix(options.prefix ?? DEFAULT_PATHS.sse);
+    this.#heartbeatMs = options.heartbeatMs ?? 15_000;
+    this.#output = {
+      write: batchedWrites(options.batchWritesMs),
+      encode: encodeOnce(sseFrame),
+      lingerMs: options.lingerMs ?? 10_000,
+      maxBufferedBytes: engine.limits.maxBufferedBytes,
+    };
+  }
+
+  /**
+   * A request under the prefix: checked, authenticated and authorized before the stream starts
+   * (so a refusal is a JSON answer an `EventSource` does not retry), then the stream's session,
+   * welcomed without a `hello`, subscribes.
+   */
+  async open(req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]): Promise<void> {
     let gone = false;
     res.once('close', () => {
       gone = true;
     });
-    const method = req.method ?? 'GET';
+    const engine = this.#engine;
     const refused = accessProblem(req, engine.access);
     if (refused) throw new EventSyncError('forbidden', refused);
     if (applyCors(req, res, engine.access, ['GET'])) return;
     if (segments.length < 1 || segments.length > 2) {
-      throw new EventSyncError('not_found', `no stream at ${url.pathname}; use ${prefix}/:collection[/:id]`);
+      throw new EventSyncError(
+        'not_found',
+        `no stream at ${url.pathname}; use ${this.prefix}/:collection[/:id]`,
+      );
     }
+    const method = req.method ?? 'GET';
     if (method !== 'GET') return methodNotAllowed(res, method, ['GET']);
-    const [collection, documentId] = segments as [string, string | undefined];
-    assertCollectionName(collection);
-    let subscribe: Record<string, unknown>;
-    if (documentId !== undefined) {
-      assertId(documentId);
-      if (url.searchParams.has('filter')) {
-        throw new ValidationError(
-          'filter applies to collection streams (/sse/:collection), not to one document',
-        );
-      }
-      const afterSeq = resumeAfter(req, url, collection, documentId);
-      subscribe = { collection, documentId, ...(afterSeq === undefined ? {} : { afterSeq }) };
-    } else {
-      const raw = url.searchParams.get('filter');
-      const filter = raw ? parseJson(raw, limits.maxMessageDepth, 'filter') : undefined;
-      if (filter !== undefined) assertRemoteFilter(filter, limits);
-      subscribe = { collection, ...(filter === undefined ? {} : { filter }) };
-    }
+    const subscribe = subscriptionOf(req, url, segments, engine.limits);
     const named = url.searchParams.get('clientId');
     const clientId = named ?? `sse-${randomUUID()}`;
     if (!Id.safeParse(clientId).success) {
       throw new ValidationError('clientId: 1-128 of A-Z a-z 0-9 _ . : @ -, not starting with . : @ -');
     }
-
     const principal = await authenticateRequest(engine, req, url);
-    if (documentId !== undefined) await mustAuthorize(engine, principal, 'read', collection, documentId);
-    else await mustAuthorize(engine, principal, 'subscribe', collection);
+    if ('documentId' in subscribe) {
+      await mustAuthorize(engine, principal, 'read', subscribe.collection, subscribe.documentId);
+    } else await mustAuthorize(engine, principal, 'subscribe', subscribe.collection);
     // A client id the stream names must be the principal's; one the server issued is new and
     // unguessable, and a stream acknowledges nothing, so it is not written down.
-    if (named !== null) await engine.service.claimClient(clientId, principal.id);
+    if (named !== null) await engine.claimClient(clientId, principal.id);
     if (gone) return;
     const slot = engine.connections.acquire(req.socket.remoteAddress);
     if (!slot.ok) throw new EventSyncError('rate_limited', slot.message);
     res.once('close', slot.release);
+    const session = this.#start(req, res, url);
+    if (gone) {
+      session.close(CloseCodes.goingAway.code, 'client went away');
+      return;
+    }
+    session.accept(principal, clientId);
+    await session.subscribe(subscribe);
+  }
 
+  /** Sends the stream's headers and connects its session, with a `: ping` every `heartbeatMs`. */
+  #start(req: IncomingMessage, res: ServerResponse, url: URL): Session {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -127,83 +153,132 @@ export function createSseHandler(engine: SyncEngine, options: SseOptions = {}): 
       'x-accel-buffering': 'no',
     });
     res.write(': eventsync\n\n');
-
     let heartbeat: NodeJS.Timeout | undefined;
-    // Catch-up may queue up to half the limit; the too-slow rule counts only the rest.
-    const catchUp = new CatchUpWindow(limits.maxBufferedBytes / 2);
-    const tooSlow = () => res.writableLength - catchUp.bytes > limits.maxBufferedBytes;
-    const ended = () => res.writableEnded || res.destroyed;
-    const session = engine.connect(
-      { headers: req.headers, url: req.url ?? url.pathname },
-      {
-        send(frame, eventId) {
-          if (ended()) return;
-          if (tooSlow()) {
-            session.close(TOO_SLOW.code, TOO_SLOW.reason);
-            return;
-          }
-          const bytes = sseBytes(frame, eventId);
-          write(res, () => res.write(bytes));
-        },
-        sendCatchUp(frame, eventId) {
-          if (ended()) return true;
-          const bytes = sseBytes(frame, eventId);
-          const written = catchUp.add(bytes.length);
-          write(res, () => res.write(bytes, written));
-          return !catchUp.full;
-        },
-        drained: () => catchUp.drained(),
-        // The stream is its one subscription: ended by the server (refused, too large), nothing
-        // more can come, and a stream left open would look alive.
-        ended: () => session.close(CloseCodes.normalClosure.code, 'the subscription ended'),
-        close(code, reason) {
-          clearInterval(heartbeat);
-          catchUp.close();
-          open.delete(session);
-          if (ended()) return;
-          res.end(`event: close\ndata: ${JSON.stringify({ code, reason })}\n\n`);
-          // A client that does not read the rest is not waited for.
-          setTimeout(() => res.destroy(), lingerMs).unref();
-        },
-      },
-    );
-    open.set(session, res);
+    const sink = new StreamSink(res, this.#output, () => {
+      clearInterval(heartbeat);
+      this.#open.delete(session);
+    });
+    const session = this.#engine.connect({ headers: req.headers, url: req.url ?? url.pathname }, sink);
+    sink.session = session;
+    this.#open.set(session, res);
     res.once('close', () => session.close(CloseCodes.goingAway.code, 'client went away'));
     heartbeat = setInterval(() => {
-      if (tooSlow()) session.close(TOO_SLOW.code, TOO_SLOW.reason);
+      if (sink.tooSlow) session.close(TOO_SLOW.code, TOO_SLOW.reason);
       else res.write(': ping\n\n');
-    }, heartbeatMs);
+    }, this.#heartbeatMs);
     heartbeat.unref();
-    if (gone) {
-      session.close(CloseCodes.goingAway.code, 'client went away');
-      return;
-    }
-    session.accept(principal, clientId);
-    await session.receive(JSON.stringify({ type: 'subscribe', sub: SSE_SUBSCRIPTION, ...subscribe }));
+    return session;
   }
 
-  return {
-    handle(req, res) {
-      let url: URL;
-      let segments: string[] | undefined;
-      try {
-        url = requestUrl(req);
-        segments = segmentsUnder(url.pathname, prefix);
-      } catch (error) {
-        if (!(error instanceof EventSyncError)) return false;
-        sendError(res, error, logger);
-        return true;
-      }
-      if (!segments) return false;
-      stream(req, res, url, segments).catch((error: unknown) =>
-        sendError(res, error, logger, { path: url.pathname }),
+  closeAll(code: number, reason: string): void {
+    for (const session of [...this.#open.keys()]) session.close(code, reason);
+  }
+}
+
+/** What every stream of a handler writes with. */
+interface StreamOutput {
+  write: ReturnType<typeof batchedWrites>;
+  encode: ReturnType<typeof encodeOnce>;
+  lingerMs: number;
+  maxBufferedBytes: number;
+}
+
+/** Where a stream's session sends: SSE messages on the response, `event: close` at the end. */
+class StreamSink implements Sink {
+  /** The session sending here (set once connected): closed when the client is too slow. */
+  session: Session | undefined;
+  readonly #res: ServerResponse;
+  readonly #output: StreamOutput;
+  readonly #onClose: () => void;
+  /** Catch-up may queue up to half the limit; the too-slow rule counts only the rest. */
+  readonly #catchUp: CatchUpWindow;
+
+  constructor(res: ServerResponse, output: StreamOutput, onClose: () => void) {
+    this.#res = res;
+    this.#output = output;
+    this.#onClose = onClose;
+    this.#catchUp = new CatchUpWindow(output.maxBufferedBytes / 2);
+  }
+
+  get tooSlow(): boolean {
+    return this.#res.writableLength - this.#catchUp.bytes > this.#output.maxBufferedBytes;
+  }
+
+  get #ended(): boolean {
+    return this.#res.writableEnded || this.#res.destroyed;
+  }
+
+  send(frame: string, eventId?: string): void {
+    if (this.#ended) return;
+    if (this.tooSlow) {
+      this.session?.close(TOO_SLOW.code, TOO_SLOW.reason);
+      return;
+    }
+    const bytes = this.#output.encode(frame, eventId);
+    this.#output.write(this.#res, () => this.#res.write(bytes));
+  }
+
+  sendCatchUp(frame: string, eventId?: string): boolean {
+    if (this.#ended) return true;
+    const bytes = this.#output.encode(frame, eventId);
+    const written = this.#catchUp.add(bytes.length);
+    this.#output.write(this.#res, () => this.#res.write(bytes, written));
+    return !this.#catchUp.full;
+  }
+
+  drained(): Promise<void> {
+    return this.#catchUp.drained();
+  }
+
+  /**
+   * The stream is its one subscription: ended by the server (refused, too large), nothing more
+   * can come, and a stream left open would look alive.
+   */
+  ended(): void {
+    this.session?.close(CloseCodes.normalClosure.code, 'the subscription ended');
+  }
+
+  close(code: number, reason: string): void {
+    this.#onClose();
+    this.#catchUp.close();
+    if (this.#ended) return;
+    this.#res.end(`event: close\ndata: ${JSON.stringify({ code, reason })}\n\n`);
+    // A client that does not read the rest is not waited for.
+    setTimeout(() => this.#res.destroy(), this.#output.lingerMs).unref();
+  }
+}
+
+/** The stream's one subscription, from its path and query: one document, or a collection with a filter. */
+function subscriptionOf(
+  req: IncomingMessage,
+  url: URL,
+  segments: string[],
+  limits: SyncLimits,
+): SubscribeMessage {
+  const [collection, documentId] = segments as [string, string | undefined];
+  assertCollectionName(collection);
+  const sub = SSE_SUBSCRIPTION;
+  if (documentId !== undefined) {
+    assertId(documentId);
+    if (url.searchParams.has('filter')) {
+      throw new ValidationError(
+        'filter applies to collection streams (/sse/:collection), not to one document',
       );
-      return true;
-    },
-    async close(code: number = CloseCodes.goingAway.code, reason = 'server shutting down') {
-      for (const session of [...open.keys()]) session.close(code, reason);
-    },
-  };
+    }
+    const afterSeq = resumeAfter(req, url, collection, documentId);
+    return {
+      type: 'subscribe',
+      sub,
+      collection,
+      documentId,
+      ...(afterSeq === undefined ? {} : { afterSeq }),
+    };
+  }
+  const raw = url.searchParams.get('filter');
+  const filter = raw ? parseJson(raw, limits.maxMessageDepth, 'filter') : undefined;
+  if (filter === undefined) return { type: 'subscribe', sub, collection };
+  assertRemoteFilter(filter, limits);
+  return { type: 'subscribe', sub, collection, filter: filter as JsonObject };
 }
 
 /** One SSE message: the frame as its `data:` line, with the document position as its id when it has one. */

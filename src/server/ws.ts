@@ -10,6 +10,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { CloseCodes, DEFAULT_PATHS, TOO_SLOW } from '../protocol/wire.js';
 import type { SyncEngine } from '../sync/engine.js';
+import type { Session } from '../sync/session.js';
+import type { AuthRequest, Sink } from '../sync/types.js';
 import { accessProblem } from './access.js';
 import { CatchUpWindow } from './catch-up-window.js';
 import { encodeOnce } from './encode-once.js';
@@ -44,8 +46,11 @@ export function attachWebSocket(
   // margin so the session sees a frame just over the limit and answers with a `too_large` reason.
   const wss = new WebSocketServer({ noServer: true, maxPayload: 2 * limits.maxMessageBytes + 1024 });
   const alive = new WeakMap<WebSocket, boolean>();
-  const write = batchedWrites(options.batchWritesMs);
-  const encode = encodeOnce();
+  const output: SocketOutput = {
+    write: batchedWrites(options.batchWritesMs),
+    encode: encodeOnce(),
+    maxBufferedBytes: limits.maxBufferedBytes,
+  };
 
   let closing = false;
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -61,66 +66,11 @@ export function attachWebSocket(
 
   wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
     alive.set(ws, true);
-    // ws has no cork of its own: its socket (set once the upgrade is done, as it is here) has.
-    const socket = (ws as unknown as { _socket: Socket })._socket;
-    // Catch-up may queue up to half the limit; the too-slow rule counts only the rest.
-    const catchUp = new CatchUpWindow(limits.maxBufferedBytes / 2);
-    const session = engine.connect(
-      { headers: request.headers, url: request.url ?? path },
-      {
-        send(frame) {
-          if (ws.readyState !== WebSocket.OPEN) return;
-          if (ws.bufferedAmount - catchUp.bytes > limits.maxBufferedBytes) {
-            session.close(TOO_SLOW.code, TOO_SLOW.reason);
-            return;
-          }
-          const bytes = encode(frame);
-          write(socket, () => ws.send(bytes, TEXT));
-        },
-        sendCatchUp(frame) {
-          if (ws.readyState !== WebSocket.OPEN) return true;
-          const bytes = encode(frame);
-          const written = catchUp.add(bytes.length);
-          write(socket, () => ws.send(bytes, TEXT, written));
-          return !catchUp.full;
-        },
-        drained: () => catchUp.drained(),
-        close(code, reason) {
-          catchUp.close();
-          // The close frame of a client too slow to read would queue behind its full buffer: free the socket now.
-          if (code === TOO_SLOW.code) ws.terminate();
-          else if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
-            ws.close(code, reason);
-        },
-      },
-    );
-    ws.on('message', (data, isBinary) => {
-      if (isBinary) {
-        session.close(CloseCodes.unsupportedData.code, 'text frames only');
-        return;
-      }
-      const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
-      void session.receive(data.toString(), bytes);
-    });
     ws.on('pong', () => alive.set(ws, true));
-    const openedAt = performance.now();
-    engine.logger.debug({ session: session.id }, 'eventsync: websocket connected');
-    ws.on('close', (code, reason) => {
-      session.close();
-      engine.logger.debug(
-        {
-          session: session.id,
-          principal: session.principal?.id,
-          code,
-          reason: reason.toString(),
-          ms: Math.round(performance.now() - openedAt),
-        },
-        'eventsync: websocket closed',
-      );
-    });
-    ws.on('error', () => session.close(CloseCodes.internalError.code, 'socket error'));
+    connectSocket(engine, ws, { headers: request.headers, url: request.url ?? path }, output);
   });
 
+  // A connection that missed a pong by the next ping is gone (its peer or the network died).
   const heartbeat = setInterval(() => {
     for (const ws of wss.clients) {
       if (!alive.get(ws)) {
@@ -145,6 +95,84 @@ export function attachWebSocket(
       }, 2000);
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       clearTimeout(stragglers);
+    },
+  };
+}
+
+/** What every socket of one transport writes with. */
+interface SocketOutput {
+  write: ReturnType<typeof batchedWrites>;
+  encode: ReturnType<typeof encodeOnce>;
+  maxBufferedBytes: number;
+}
+
+/** A new WebSocket's session: its text frames go to `receive`, its close ends the session. */
+function connectSocket(
+  engine: SyncEngine,
+  ws: WebSocket,
+  request: Omit<AuthRequest, 'token'>,
+  output: SocketOutput,
+): void {
+  const session = engine.connect(
+    request,
+    socketSink(ws, output, () => session),
+  );
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) {
+      session.close(CloseCodes.unsupportedData.code, 'text frames only');
+      return;
+    }
+    const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+    void session.receive(data.toString(), bytes);
+  });
+  const openedAt = performance.now();
+  engine.logger.debug({ session: session.id }, 'eventsync: websocket connected');
+  ws.on('close', (code, reason) => {
+    session.close();
+    engine.logger.debug(
+      {
+        session: session.id,
+        principal: session.principal?.id,
+        code,
+        reason: reason.toString(),
+        ms: Math.round(performance.now() - openedAt),
+      },
+      'eventsync: websocket closed',
+    );
+  });
+  ws.on('error', () => session.close(CloseCodes.internalError.code, 'socket error'));
+}
+
+/** Where a WebSocket's session sends: live frames under the too-slow rule, catch-up paced. */
+function socketSink(ws: WebSocket, output: SocketOutput, session: () => Session): Sink {
+  // ws has no cork of its own: its socket (set once the upgrade is done, as it is here) has.
+  const socket = (ws as unknown as { _socket: Socket })._socket;
+  // Catch-up may queue up to half the limit; the too-slow rule counts only the rest.
+  const catchUp = new CatchUpWindow(output.maxBufferedBytes / 2);
+  return {
+    send(frame) {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (ws.bufferedAmount - catchUp.bytes > output.maxBufferedBytes) {
+        session().close(TOO_SLOW.code, TOO_SLOW.reason);
+        return;
+      }
+      const bytes = output.encode(frame);
+      output.write(socket, () => ws.send(bytes, TEXT));
+    },
+    sendCatchUp(frame) {
+      if (ws.readyState !== WebSocket.OPEN) return true;
+      const bytes = output.encode(frame);
+      const written = catchUp.add(bytes.length);
+      output.write(socket, () => ws.send(bytes, TEXT, written));
+      return !catchUp.full;
+    },
+    drained: () => catchUp.drained(),
+    close(code, reason) {
+      catchUp.close();
+      // The close frame of a client too slow to read would queue behind its full buffer: free the socket now.
+      if (code === TOO_SLOW.code) ws.terminate();
+      else if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
+        ws.close(code, reason);
     },
   };
 }

@@ -7,8 +7,8 @@
 import type { VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import type { Filter } from '../storage/types.js';
-import type { SyncEngine } from './engine.js';
 import { andFilters } from './read-scope.js';
+import type { CollectionReader, SessionHost } from './session-host.js';
 
 /** Documents in a collection subscription's first page, before their size is known. */
 export const FIRST_PAGE_DOCUMENTS = 32;
@@ -52,15 +52,9 @@ export interface PageSnapshot {
   vectorClock: VectorClock;
 }
 
-/** What the reads need of a collection's storage (an `EventSyncStorage`). */
-interface Readable {
-  readonly versionField: string;
-  findMany(filter: Filter, options: { sort: Record<string, 1 | -1>; limit: number }): Promise<unknown[]>;
-}
-
 /** The first `limit` documents matching `filter` with an `_id` after `after` (all when undefined), in `_id` order. */
 export async function readPage(
-  storage: Readable,
+  storage: CollectionReader,
   filter: Filter,
   after: string | undefined,
   limit: number,
@@ -93,25 +87,24 @@ export function nextPageSize(maxBufferedBytes: number, frameBytes: number, frame
  * In the order of `ids`.
  */
 export async function readSnapshots(
-  engine: SyncEngine,
-  storage: Readable,
+  host: Pick<SessionHost, 'head' | 'currentSnapshot'>,
+  storage: CollectionReader,
   collection: string,
   ids: readonly string[],
 ): Promise<PageSnapshot[]> {
   if (ids.length === 0) return [];
-  const backend = engine.events.backend;
   // One after another, not all at once: a page must not take every pooled connection from other requests.
   const before: (number | undefined)[] = [];
   for (const id of ids) {
     await nextTurn();
-    before.push((await backend.head(collection, id))?.lastSeq);
+    before.push((await host.head(collection, id))?.lastSeq);
   }
   const docs = await storage.findMany({ _id: { $in: [...ids] } }, { sort: { _id: 1 }, limit: ids.length });
   const byId = new Map((docs as JsonObject[]).map((doc) => [doc._id as string, doc]));
   const out: PageSnapshot[] = [];
   for (const [i, id] of ids.entries()) {
     await nextTurn();
-    const head = await backend.head(collection, id);
+    const head = await host.head(collection, id);
     if (head?.lastSeq === before[i]) {
       const state = byId.get(id) ?? null;
       out.push({
@@ -121,14 +114,18 @@ export async function readSnapshots(
         vectorClock: head?.vectorClock ?? {},
       });
     } else {
-      out.push(await changing(engine, collection, id));
+      out.push(await changing(host, collection, id));
     }
   }
   return out;
 }
 
 /** A document written to while its page was read: read on its own until it holds still. */
-async function changing(engine: SyncEngine, collection: string, id: string): Promise<PageSnapshot> {
-  const { seq, version, state, vectorClock } = await engine.currentSnapshot(collection, id);
+async function changing(
+  host: Pick<SessionHost, 'currentSnapshot'>,
+  collection: string,
+  id: string,
+): Promise<PageSnapshot> {
+  const { seq, version, state, vectorClock } = await host.currentSnapshot(collection, id);
   return { seq, version, state, vectorClock };
 }

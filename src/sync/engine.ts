@@ -6,12 +6,13 @@
  * every session that follows it. No transport code lives here.
  */
 
-import type { Snapshot, SyncEvent } from '../core/events.js';
+import type { StreamHead } from '../core/event-backend.js';
+import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import { EventStore } from '../events/event-store.js';
 import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
-import { SyncService } from '../events/sync-service.js';
+import { type ClientPosition, type MissingEvents, SyncService } from '../events/sync-service.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
 import type { Database } from '../storage/backend.js';
@@ -22,6 +23,7 @@ import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
 import { checkedScope, type ReadScope } from './read-scope.js';
 import { Session } from './session.js';
+import type { Delivery, Follower, SessionHost } from './session-host.js';
 import {
   type AccessOptions,
   type Action,
@@ -62,19 +64,6 @@ export interface SyncEngineOptions {
   access?: AccessOptions;
 }
 
-/** What a session needs to know about one event; built once per event, shared by all sessions. */
-export interface Delivery {
-  event: SyncEvent;
-  /** `collection/documentId`: the key sessions track the document by. */
-  key: string;
-  /** `collection/documentId/seq`: the frame's position (SSE sends it as the event id). */
-  eventId: string;
-  /** The `event` frame, serialized on first use. */
-  frame(): string;
-  /** The document now (null when deleted), read once on first use; for collection filters. */
-  state(): Promise<JsonObject | null>;
-}
-
 const MAX_OPEN_COLLECTIONS = 1000;
 const DEFAULT_AUTHORIZATION_TTL_MS = 60_000;
 /** WebSocket close reasons are at most 123 bytes of UTF-8. */
@@ -83,7 +72,11 @@ const MAX_CLOSE_REASON_BYTES = 123;
 const FEED_RETRY_MS = 500;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
 const allowAll: Authorize = () => true;
-export class SyncEngine {
+/**
+ * The server side of sync: collections whose writes are events, the feed that delivers them, and
+ * the host of every session (`SessionHost`: the calls a session, and REST and SSE, make of it).
+ */
+export class SyncEngine implements SessionHost {
   readonly events: EventStore;
   readonly service: SyncService;
   readonly limits: SyncLimits;
@@ -106,10 +99,10 @@ export class SyncEngine {
    * changed, when a session follows or unfollows: an event is delivered to the array as it was
    * when the event was dispatched, without copying it per event.
    */
-  readonly #byDocument = new Map<string, readonly Session[]>();
+  readonly #byDocument = new Map<string, readonly Follower[]>();
   /** Sessions with a subscription to a whole collection (copy-on-write, as `#byDocument`). */
-  readonly #byCollection = new Map<string, readonly Session[]>();
-  readonly #sessions = new Set<Session>();
+  readonly #byCollection = new Map<string, readonly Follower[]>();
+  readonly #sessions = new Set<Follower>();
   readonly #stopFeed = new AbortController();
   #feed: Promise<void> | undefined;
 
@@ -210,6 +203,28 @@ export class SyncEngine {
     return session;
   }
 
+  claimClient(clientId: string, principalId: string): Promise<void> {
+    return this.service.claimClient(clientId, principalId);
+  }
+
+  missingEvents(
+    clientId: string,
+    collection: string,
+    documentId: string,
+    position?: ClientPosition,
+  ): Promise<MissingEvents> {
+    return this.service.getMissingEvents(clientId, collection, documentId, position);
+  }
+
+  /** A document's events with seq > `afterSeq`, at most `limit` of them, in seq order. */
+  readEvents(collection: string, documentId: string, afterSeq: number, limit: number): Promise<SyncEvent[]> {
+    return this.events.getEvents(collection, documentId, afterSeq, limit);
+  }
+
+  head(collection: string, documentId: string): Promise<StreamHead | undefined> {
+    return this.events.backend.head(collection, documentId);
+  }
+
   /**
    * The document at one seq, read consistently: the stream head before and after the read must
    * agree (atomic writes move both together), so the state is exactly the one at that seq.
@@ -217,9 +232,9 @@ export class SyncEngine {
   async currentSnapshot(collection: string, documentId: string): Promise<Snapshot> {
     const storage = await this.collection(collection);
     for (let attempt = 0; attempt < 20; attempt++) {
-      const before = await this.events.backend.head(collection, documentId);
+      const before = await this.head(collection, documentId);
       const doc = await storage.findOne(documentId);
-      const after = await this.events.backend.head(collection, documentId);
+      const after = await this.head(collection, documentId);
       if (before?.lastSeq === after?.lastSeq) {
         const state = (doc as unknown as JsonObject | undefined) ?? null;
         return {
@@ -239,26 +254,42 @@ export class SyncEngine {
     );
   }
 
+  /**
+   * Held in memory and written in batches (no statement per acknowledgement). Without a clock
+   * (the session holds none for that seq) the backend looks it up when it writes: a document's
+   * clock after its first event is never empty.
+   */
+  async acknowledge(
+    clientId: string,
+    collection: string,
+    documentId: string,
+    seq: number,
+    vectorClock: VectorClock | undefined,
+  ): Promise<void> {
+    await this.service.registerClient(clientId);
+    await this.service.acknowledge(clientId, collection, documentId, seq, vectorClock, { reached: true });
+  }
+
   // ---- the indexes sessions keep up to date ----
 
-  follow(session: Session, collection: string, documentId: string): void {
-    addTo(this.#byDocument, documentKey(collection, documentId), session);
+  follow(follower: Follower, collection: string, documentId: string): void {
+    addTo(this.#byDocument, documentKey(collection, documentId), follower);
   }
 
-  unfollow(session: Session, collection: string, documentId: string): void {
-    removeFrom(this.#byDocument, documentKey(collection, documentId), session);
+  unfollow(follower: Follower, collection: string, documentId: string): void {
+    removeFrom(this.#byDocument, documentKey(collection, documentId), follower);
   }
 
-  followCollection(session: Session, collection: string): void {
-    addTo(this.#byCollection, collection, session);
+  followCollection(follower: Follower, collection: string): void {
+    addTo(this.#byCollection, collection, follower);
   }
 
-  unfollowCollection(session: Session, collection: string): void {
-    removeFrom(this.#byCollection, collection, session);
+  unfollowCollection(follower: Follower, collection: string): void {
+    removeFrom(this.#byCollection, collection, follower);
   }
 
-  disconnected(session: Session): void {
-    if (this.#sessions.delete(session)) this.metrics.connections--;
+  disconnected(follower: Follower): void {
+    if (this.#sessions.delete(follower)) this.metrics.connections--;
   }
 
   // ---- taking rights back ----
@@ -298,7 +329,7 @@ export class SyncEngine {
   }
 
   /** A scan, not an index: revoking is rare, and each event's delivery stays free of it. */
-  #sessionsOf(principalId: string): Session[] {
+  #sessionsOf(principalId: string): Follower[] {
     return [...this.#sessions].filter((s) => !s.closed && s.principal?.id === principalId);
   }
 
@@ -463,13 +494,13 @@ async function retryTransient<R>(read: () => Promise<R>): Promise<R> {
   }
 }
 
-function addTo<K>(index: Map<K, readonly Session[]>, k: K, session: Session): void {
+function addTo<K>(index: Map<K, readonly Follower[]>, k: K, session: Follower): void {
   const sessions = index.get(k);
   if (!sessions) index.set(k, [session]);
   else if (!sessions.includes(session)) index.set(k, [...sessions, session]);
 }
 
-function removeFrom<K>(index: Map<K, readonly Session[]>, k: K, session: Session): void {
+function removeFrom<K>(index: Map<K, readonly Follower[]>, k: K, session: Follower): void {
   const sessions = index.get(k);
   if (!sessions?.includes(session)) return;
   if (sessions.length === 1) index.delete(k);

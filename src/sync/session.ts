@@ -20,11 +20,15 @@ import {
   readPage,
   readSnapshots,
 } from './collection-snapshot.js';
-import type { Delivery, SyncEngine } from './engine.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
 import { andFilters, NOTHING, type ReadScope } from './read-scope.js';
+import type { CollectionReader, Delivery, Follower, SessionHost } from './session-host.js';
 import type { AuthRequest, Principal, Sink } from './types.js';
+
+/** A `subscribe` message: one document, or the documents of a collection that match a filter. */
+export type SubscribeMessage = Extract<ClientMessage, { type: 'subscribe' }>;
+export type UnsubscribeMessage = Extract<ClientMessage, { type: 'unsubscribe' }>;
 
 type Subscription =
   | { kind: 'document'; collection: string; documentId: string }
@@ -79,11 +83,11 @@ interface Missing {
 const eventFrame = (event: SyncEvent) => JSON.stringify({ type: 'event', event } satisfies ServerMessage);
 let sessions = 0;
 
-export class Session {
+export class Session implements Follower {
   readonly id = `s${++sessions}`;
   principal: Principal | undefined;
   clientId: string | undefined;
-  readonly #engine: SyncEngine;
+  readonly #host: SessionHost;
   readonly #request: Omit<AuthRequest, 'token'>;
   readonly #sink: Sink;
   readonly #subs = new Map<string, Subscription>();
@@ -101,19 +105,19 @@ export class Session {
   #tokens: number;
   #refilledAt = Date.now();
   #throttled = false;
-  /** Frames are handled one after another, in arrival order. */
+  /** Messages are handled one after another, in arrival order (see #inOrder). */
   #queue: Promise<void> = Promise.resolve();
   /** Closes a connection not welcomed in time: one that never says who it is must not hold a socket. */
   #helloTimer: NodeJS.Timeout | undefined;
 
-  constructor(engine: SyncEngine, request: Omit<AuthRequest, 'token'>, sink: Sink) {
-    this.#engine = engine;
+  constructor(host: SessionHost, request: Omit<AuthRequest, 'token'>, sink: Sink) {
+    this.#host = host;
     this.#request = request;
     this.#sink = sink;
-    this.#tokens = engine.limits.maxMessagesPerSecond;
-    this.#readable = new AuthorizationCache(engine.authorizationTtlMs);
-    this.#collectionAccess = new AuthorizationCache(engine.authorizationTtlMs);
-    const ms = engine.limits.helloTimeoutMs;
+    this.#tokens = host.limits.maxMessagesPerSecond;
+    this.#readable = new AuthorizationCache(host.authorizationTtlMs);
+    this.#collectionAccess = new AuthorizationCache(host.authorizationTtlMs);
+    const ms = host.limits.helloTimeoutMs;
     this.#helloTimer = setTimeout(() => {
       if (!this.principal) this.close(HELLO_TIMEOUT.code, `${HELLO_TIMEOUT.reason} within ${ms} ms`);
     }, ms);
@@ -128,7 +132,7 @@ export class Session {
   /** Takes one frame from the client. Cheap checks happen now; the rest runs in order. */
   receive(raw: string, bytes = raw.length): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    const limits = this.#engine.limits;
+    const limits = this.#host.limits;
     if (bytes > limits.maxMessageBytes) {
       this.#error('too_large', `frames are limited to ${limits.maxMessageBytes} bytes`);
       this.close(CloseCodes.messageTooBig.code, 'message too large');
@@ -160,14 +164,32 @@ export class Session {
       this.#error('bad_message', describeIssue(checked.error.issues[0]), type?.slice(0, 64));
       return Promise.resolve();
     }
-    const message = checked.data;
+    return this.#inOrder(checked.data);
+  }
+
+  /**
+   * Starts a subscription, as a `subscribe` frame does (the frames `receive` parsed come the same
+   * way): SSE, whose stream is one subscription, calls it after `accept`. A refusal or a failure
+   * is an `error` (`ref: sub`) to the client, never a rejection.
+   */
+  subscribe(message: SubscribeMessage): Promise<void> {
+    return this.#inOrder(message);
+  }
+
+  /** Ends a subscription, as an `unsubscribe` frame does. */
+  unsubscribe(message: UnsubscribeMessage): Promise<void> {
+    return this.#inOrder(message);
+  }
+
+  /** Messages are handled one after another, in arrival order; a failure is told to the client. */
+  #inOrder(message: ClientMessage): Promise<void> {
     this.#queue = this.#queue
       .then(() => this.#handle(message))
       .catch((error: unknown) => this.#fail(error, message));
     return this.#queue;
   }
 
-  /** Called by the engine for each event of a document or collection this session follows. */
+  /** Called by the host's feed for each event of a document or collection this session follows. */
   deliver(delivery: Delivery): Promise<void> | undefined {
     if (this.#closed) return undefined;
     const tracked = this.#docs.get(delivery.key);
@@ -195,15 +217,15 @@ export class Session {
     this.#closed = true;
     clearTimeout(this.#helloTimer);
     for (const tracked of this.#docs.values())
-      this.#engine.unfollow(this, tracked.collection, tracked.documentId);
+      this.#host.unfollow(this, tracked.collection, tracked.documentId);
     for (const sub of this.#subs.values()) {
-      if (sub.kind === 'collection') this.#engine.unfollowCollection(this, sub.collection);
+      if (sub.kind === 'collection') this.#host.unfollowCollection(this, sub.collection);
     }
-    this.#engine.metrics.subscriptions -= this.#subs.size;
+    this.#host.metrics.subscriptions -= this.#subs.size;
     this.#subs.clear();
     this.#watching.clear();
     this.#docs.clear();
-    this.#engine.disconnected(this);
+    this.#host.disconnected(this);
     this.#sink.close(code, reason);
   }
 
@@ -234,14 +256,14 @@ export class Session {
       this.#error('unsupported_protocol', `this server speaks protocol ${PROTOCOL_VERSION}`, 'hello');
       return this.close(CloseCodes.unsupportedProtocol.code, 'unsupported protocol');
     }
-    const principal = await this.#engine.authenticate({ ...this.#request, token: message.token });
+    const principal = await this.#host.authenticate({ ...this.#request, token: message.token });
     if (!principal) {
       this.#error('unauthorized', 'the credentials were refused', 'hello');
       return this.close(CloseCodes.unauthorized.code, 'unauthorized');
     }
     // Another principal's client id would read and move that client's acknowledged positions.
     try {
-      await this.#engine.service.claimClient(message.clientId, principal.id);
+      await this.#host.claimClient(message.clientId, principal.id);
     } catch (error) {
       if (!EventSyncError.is(error, 'forbidden')) throw error;
       this.#error('forbidden', error.message, 'hello');
@@ -294,7 +316,7 @@ export class Session {
               : position.vectorClock
                 ? { vectorClock: position.vectorClock }
                 : { afterSeq: 0 };
-          return this.#engine.service.getMissingEvents(this.clientId!, collection, documentId, from);
+          return this.#host.missingEvents(this.clientId!, collection, documentId, from);
         },
         position.afterSeq,
       );
@@ -306,16 +328,16 @@ export class Session {
     if (!this.#claim(sub)) return;
     const access = await this.#accessTo(collection);
     if (!access.subscribe) return this.#error('forbidden', `you may not subscribe to ${collection}`, sub);
-    if (filter && Object.keys(filter).length > 0) assertRemoteFilter(filter, this.#engine.limits);
+    if (filter && Object.keys(filter).length > 0) assertRemoteFilter(filter, this.#host.limits);
     const subscription = scoped(
       { kind: 'collection', collection, filter: filter ?? {}, documents: 0 },
       access,
     );
     this.#addSub(sub, subscription);
     // Followed before the first read: every event committed after it reaches this session.
-    this.#engine.followCollection(this, collection);
-    const storage = await this.#engine.collection(collection);
-    const limits = this.#engine.limits;
+    this.#host.followCollection(this, collection);
+    const storage = await this.#host.collection(collection);
+    const limits = this.#host.limits;
     // The first page is read before answering, so a filter mingo refuses fails the subscribe itself.
     let asked = Math.min(FIRST_PAGE_DOCUMENTS, limits.maxSubscriptionDocuments + 1);
     await nextTurn();
@@ -350,7 +372,7 @@ export class Session {
   async #snapshotPage(
     sub: string,
     subscription: CollectionSubscription,
-    storage: Awaited<ReturnType<SyncEngine['collection']>>,
+    storage: CollectionReader,
     page: JsonObject[],
   ): Promise<{ more: boolean; bytes: number; frames: number }> {
     const sent = { more: true, bytes: 0, frames: 0 };
@@ -359,7 +381,7 @@ export class Session {
     let snapshots: PageSnapshot[];
     try {
       snapshots = await readSnapshots(
-        this.#engine,
+        this.#host,
         storage,
         subscription.collection,
         fresh.map((t) => t.documentId),
@@ -417,7 +439,7 @@ export class Session {
       if (!tracked) {
         tracked = { collection, documentId, lastSeq: 0, lastClock: {}, held: [], subs: new Set() };
         this.#docs.set(documentKey(collection, documentId), tracked);
-        this.#engine.follow(this, collection, documentId);
+        this.#host.follow(this, collection, documentId);
         fresh.push(tracked);
       }
       this.#cover(tracked, sub);
@@ -436,13 +458,13 @@ export class Session {
     const subscription = this.#subs.get(sub);
     if (!subscription) return;
     this.#subs.delete(sub);
-    this.#engine.metrics.subscriptions--;
+    this.#host.metrics.subscriptions--;
     if (subscription.kind === 'collection') {
       const left = (this.#watching.get(subscription.collection) ?? 1) - 1;
       if (left > 0) this.#watching.set(subscription.collection, left);
       else {
         this.#watching.delete(subscription.collection);
-        this.#engine.unfollowCollection(this, subscription.collection);
+        this.#host.unfollowCollection(this, subscription.collection);
       }
     }
     for (const tracked of [...this.#docs.values()]) {
@@ -460,15 +482,16 @@ export class Session {
         'ack',
       );
     }
-    // Held in memory and written in batches (no statement per ack). The clock of a seq this
-    // session holds no clock for (older than the last sent, or the client's own position) is
-    // looked up when written: a document's clock after its first event is never empty.
+    // This session holds the clock of the last seq it sent only; for an older seq (or the
+    // client's own position) the host looks the clock up when it writes.
     const known = seq === tracked.lastSeq && Object.keys(tracked.lastClock).length > 0;
-    const clock = known ? tracked.lastClock : undefined;
-    await this.#engine.service.registerClient(this.clientId!);
-    await this.#engine.service.acknowledge(this.clientId!, collection, documentId, seq, clock, {
-      reached: true,
-    });
+    await this.#host.acknowledge(
+      this.clientId!,
+      collection,
+      documentId,
+      seq,
+      known ? tracked.lastClock : undefined,
+    );
   }
 
   // ---- documents: catch-up, live events, membership ----
@@ -490,7 +513,7 @@ export class Session {
       subs: new Set(),
     };
     this.#docs.set(documentKey(collection, documentId), tracked);
-    this.#engine.follow(this, collection, documentId);
+    this.#host.follow(this, collection, documentId);
     this.#cover(tracked, sub);
     try {
       await this.#sendMissing(tracked, await missing());
@@ -510,7 +533,7 @@ export class Session {
       documentId,
       sub,
       async () => {
-        const snapshot = await this.#engine.currentSnapshot(collection, documentId);
+        const snapshot = await this.#host.currentSnapshot(collection, documentId);
         return { snapshot, events: [] };
       },
       undefined,
@@ -583,7 +606,7 @@ export class Session {
     let more = true;
     if (catchUp) more = this.#catchUpFrame(frame, eventId);
     else this.#sink.send(frame, eventId);
-    this.#engine.metrics.eventsDelivered++;
+    this.#host.metrics.eventsDelivered++;
     tracked.lastSeq = event.seq;
     tracked.lastClock = event.vectorClock;
     return more;
@@ -599,15 +622,12 @@ export class Session {
     this.#hold(tracked, event, frame);
     if (this.#closed) return;
     try {
-      const missing = await this.#engine.service.getMissingEvents(
-        this.clientId!,
-        tracked.collection,
-        tracked.documentId,
-        { afterSeq: tracked.lastSeq },
-      );
+      const missing = await this.#host.missingEvents(this.clientId!, tracked.collection, tracked.documentId, {
+        afterSeq: tracked.lastSeq,
+      });
       await this.#sendMissing(tracked, missing);
     } catch (error) {
-      this.#engine.logger.error({ err: error, session: this.id }, 'eventsync: repairing a gap failed');
+      this.#host.logger.error({ err: error, session: this.id }, 'eventsync: repairing a gap failed');
       this.close(CloseCodes.internalError.code, 'could not repair a gap; reconnect to catch up');
       return;
     }
@@ -623,7 +643,7 @@ export class Session {
     const bytes = Buffer.byteLength(frame);
     tracked.held!.push({ event, frame, bytes });
     this.#heldBytes += bytes;
-    if (this.#heldBytes > this.#engine.limits.maxBufferedBytes) this.close(TOO_SLOW.code, TOO_SLOW.reason);
+    if (this.#heldBytes > this.#host.limits.maxBufferedBytes) this.close(TOO_SLOW.code, TOO_SLOW.reason);
   }
 
   /** The catch-up of a document is sent: the live events held meanwhile follow, in order. */
@@ -702,7 +722,7 @@ export class Session {
         subs: new Set(),
       };
       this.#docs.set(documentKey(event.collection, event.documentId), fresh);
-      this.#engine.follow(this, event.collection, event.documentId);
+      this.#host.follow(this, event.collection, event.documentId);
       for (const sub of matching) this.#cover(fresh, sub);
       this.#deliverLive(fresh, event, delivery.frame(), delivery.eventId);
       return;
@@ -756,7 +776,7 @@ export class Session {
       if (this.#subs.get(sub) !== subscription) return false;
       if (access !== subscription.access) scoped(subscription, access);
     } catch (error) {
-      this.#engine.logger.error({ err: error, session: this.id, sub }, 'eventsync: authorizeQuery failed');
+      this.#host.logger.error({ err: error, session: this.id, sub }, 'eventsync: authorizeQuery failed');
       if (this.#subs.get(sub) === subscription)
         this.#end(sub, 'internal', 'the server could not check this subscription');
       return false;
@@ -807,10 +827,10 @@ export class Session {
       );
       return false;
     }
-    if (this.#subs.size >= this.#engine.limits.maxSubscriptions) {
+    if (this.#subs.size >= this.#host.limits.maxSubscriptions) {
       this.#error(
         'rate_limited',
-        `at most ${this.#engine.limits.maxSubscriptions} subscriptions per connection`,
+        `at most ${this.#host.limits.maxSubscriptions} subscriptions per connection`,
         sub,
       );
       return false;
@@ -823,7 +843,7 @@ export class Session {
     if (subscription.kind === 'collection') {
       this.#watching.set(subscription.collection, (this.#watching.get(subscription.collection) ?? 0) + 1);
     }
-    this.#engine.metrics.subscriptions++;
+    this.#host.metrics.subscriptions++;
   }
 
   /** `sub` covers `tracked` from now on (counted against `maxSubscriptionDocuments`). */
@@ -845,7 +865,7 @@ export class Session {
     const subscription = this.#subs.get(sub);
     return (
       subscription?.kind === 'collection' &&
-      subscription.documents >= this.#engine.limits.maxSubscriptionDocuments
+      subscription.documents >= this.#host.limits.maxSubscriptionDocuments
     );
   }
 
@@ -855,7 +875,7 @@ export class Session {
    * set-up): following part of what it asked for would look like the whole.
    */
   #tooMany(sub: string): void {
-    const max = this.#engine.limits.maxSubscriptionDocuments;
+    const max = this.#host.limits.maxSubscriptionDocuments;
     this.#end(
       sub,
       'too_large',
@@ -875,26 +895,26 @@ export class Session {
     for (const h of tracked.held ?? []) this.#heldBytes -= h.bytes;
     tracked.held = undefined;
     this.#docs.delete(documentKey(tracked.collection, tracked.documentId));
-    this.#engine.unfollow(this, tracked.collection, tracked.documentId);
+    this.#host.unfollow(this, tracked.collection, tracked.documentId);
   }
 
   #mayRead(collection: string, documentId: string): Promise<boolean> {
     return this.#readable.ask(documentKey(collection, documentId), () =>
-      this.#engine.authorize(this.principal!, 'read', collection, documentId),
+      this.#host.authorize(this.principal!, 'read', collection, documentId),
     );
   }
 
   /** May this principal subscribe to `collection`, and within which scope. Throws when `authorizeQuery` does. */
   #accessTo(collection: string): Promise<CollectionAccess> {
     return this.#collectionAccess.ask(collection, async () => {
-      const subscribe = await this.#engine.authorize(this.principal!, 'subscribe', collection);
-      const scope = subscribe ? await this.#engine.readScope(this.principal!, collection) : NOTHING;
+      const subscribe = await this.#host.authorize(this.principal!, 'subscribe', collection);
+      const scope = subscribe ? await this.#host.readScope(this.principal!, collection) : NOTHING;
       return { subscribe, scope };
     });
   }
 
   #takeToken(): boolean {
-    const rate = this.#engine.limits.maxMessagesPerSecond;
+    const rate = this.#host.limits.maxMessagesPerSecond;
     const now = Date.now();
     this.#tokens = Math.min(rate, this.#tokens + ((now - this.#refilledAt) / 1000) * rate);
     this.#refilledAt = now;
@@ -918,7 +938,7 @@ export class Session {
     if (message.type === 'subscribe') this.#drop(message.sub);
     if (EventSyncError.is(error)) this.#error(error.code, error.message, ref);
     else {
-      this.#engine.logger.error(
+      this.#host.logger.error(
         { err: error, session: this.id, type: message.type },
         'eventsync: handling a message failed',
       );

@@ -25,9 +25,6 @@ const KNOWN: Record<string, string> = {};
 
 /** Cycles between the files of one folder today, and what removes them. */
 const KNOWN_FILE_CYCLES: Record<string, string> = {
-  // Session reaches into the engine and the engine makes sessions: a narrow SessionHost that
-  // Session is given breaks it (issue 16 item 3).
-  'sync/collection-snapshot.ts sync/engine.ts sync/session.ts': 'SessionHost',
   // Handles hand their channel to the client and the channel updates handles (issue 16 item 6).
   'client/channel.ts client/handles.ts': 'client split',
 };
