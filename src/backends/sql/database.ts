@@ -12,9 +12,10 @@ import type {
 } from '../../storage/backend.js';
 import { assertCollectionName } from '../../storage/validate.js';
 import { Announcer } from './announcer.js';
-import { CHANGES_CHANNEL, parseNotification, SqlCollection, type SqlContext } from './collection.js';
+import { SqlCollection, type SqlContext } from './collection.js';
 import type { SqlDriver } from './driver.js';
 import { type FeedOptions, SqlEventBackend, type SqlEventContext } from './events.js';
+import { CHANGES_CHANNEL, parseNotification } from './notifications.js';
 import { filterIndexSql, migrate } from './schema.js';
 import { mapSqlError } from './sqlstate.js';
 

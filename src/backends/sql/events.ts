@@ -21,10 +21,8 @@ import type { Diff, JsonObject } from '../../core/json.js';
 import { EventSyncError, ValidationError } from '../../protocol/errors.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
+import { eventOnlyPayload } from './notifications.js';
 import { mapSqlError } from './sqlstate.js';
-
-/** The NOTIFY channel every write announces itself on (changes, and events appended on their own). */
-export const CHANGES_CHANNEL = 'eventsync_changes';
 
 /** What the event log needs from its database. */
 export interface SqlEventContext {
@@ -140,11 +138,6 @@ export async function appendEvent(q: SqlQueryable, draft: EventDraft): Promise<S
   const [row] = await q.query<AssignedRow>(sql.append, params);
   if (row === undefined) throw new EventSyncError('internal', 'appending an event returned no row');
   return assembleEvent(draft, eventId, at, row);
-}
-
-/** The notification of an event appended on its own (no `op`: a wake-up for feeds, not a document change). */
-export function eventOnlyPayload(event: SyncEvent): string {
-  return `{"c":${JSON.stringify(event.collection)},"id":${JSON.stringify(event.documentId)},"s":${event.seq},"ss":${event.serverSeq}}`;
 }
 
 const appendCte = recordingCte(undefined, 5, '$3', '$4');
