@@ -1,7 +1,7 @@
 /**
  * One collection's rows in `eventsync_documents`, for both drivers. Each primitive is one
  * statement (one round trip). Given an `EventRecord`, the same statement also appends the write's
- * event (`recordingCte` in events.ts): the write, the stream head and the event commit together or
+ * event (`recordingCte` in recording.ts): the write, the stream head and the event commit together or
  * not at all. `replaceSection` is the exception: its diff needs the new version, so it records its
  * event with a second statement in the same transaction. With notifications on, every committed
  * write is then announced (see announcer.ts): after its commit, not inside it.
@@ -24,16 +24,9 @@ import { type FindOptions, findInPages } from '../../storage/find.js';
 import type { Filter } from '../../storage/types.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
-import {
-  type AssignedRow,
-  appendEvent,
-  assembleEvent,
-  recordingCte,
-  recordingParams,
-  type SqlEventBackend,
-} from './events.js';
 import { type FindPlan, findPlan, ID_ROWS, MAX_SORT_BUFFER, PAGE_ROWS, type Statement } from './find.js';
 import { payload, type WriteNotice } from './notifications.js';
+import { type AssignedRow, appendEvent, assembleEvent, recordingCte, recordingParams } from './recording.js';
 import { mapSqlError } from './sqlstate.js';
 
 /** What the collections of one database share. */
@@ -41,7 +34,7 @@ export interface SqlContext {
   readonly driver: SqlDriver;
   readonly notify: boolean;
   /** The database's event log: the one `sharesDatabaseWith` recognises. */
-  readonly eventLog: SqlEventBackend;
+  readonly eventLog: EventBackend;
   assertOpen(): void;
   /** Sends a committed write's notification (see announcer.ts). */
   announce(payload: string): void;
@@ -95,7 +88,7 @@ const sql = {
     RETURNING version, data`,
 
   /*
-   * The same writes recording their event (see `recordingCte` in events.ts for why seq stays
+   * The same writes recording their event (see `recordingCte` in recording.ts for why seq stays
    * gapless): write `w`, head upsert `h` from `w`'s row, event insert `e` from `h`. One
    * statement, so one round trip, and all of it or nothing commits.
    */
