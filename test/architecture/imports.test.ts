@@ -28,8 +28,6 @@ const KNOWN_FILE_CYCLES: Record<string, string> = {
   // Session reaches into the engine and the engine makes sessions: a narrow SessionHost that
   // Session is given breaks it (issue 16 item 3).
   'sync/collection-snapshot.ts sync/engine.ts sync/session.ts': 'SessionHost',
-  // Handles hand their channel to the client and the channel updates handles (issue 16 item 6).
-  'client/channel.ts client/handles.ts': 'client split',
 };
 
 interface Edge {
