@@ -539,7 +539,7 @@ function render(
     "PGlite reads a document's events as one JSON array (`json_agg`, parsed once) rather than as",
     'rows, which PGlite would parse field by field on this thread: 10,000 events in ~150 ms instead of',
     '~330 ms on this kind of machine; `pg` reads rows, which were faster there (`Listing` in',
-    '`src/backends/sql/events.ts`).',
+    '`src/backends/sql/event-log.ts`).',
     '',
     table(
       [

@@ -8,13 +8,13 @@
 import type pg from 'pg';
 import { createSqlDatabase, type SqlDatabase } from './backends/sql/database.js';
 import { isPgPool, type PgDriverOptions, pgDriver } from './backends/sql/drivers/pg.js';
-import type { FeedOptions } from './backends/sql/events.js';
+import type { FeedOptions } from './backends/sql/feed.js';
 import { ValidationError } from './protocol/errors.js';
 
 export { createSqlDatabase, type SqlDatabase, type SqlDatabaseOptions } from './backends/sql/database.js';
 export type { SqlDriver, SqlQueryable } from './backends/sql/driver.js';
 export { type PgDriverOptions, pgDriver } from './backends/sql/drivers/pg.js';
-export type { FeedOptions } from './backends/sql/events.js';
+export type { FeedOptions } from './backends/sql/feed.js';
 
 export interface PgDatabaseOptions extends PgDriverOptions {
   /** `postgres://user:password@host:port/database`; or pass `pool`. */
@@ -28,7 +28,7 @@ export interface PgDatabaseOptions extends PgDriverOptions {
   max?: number;
   /** NOTIFY on every write so `subscribe`/`watch` work across processes. Default true. */
   notify?: boolean;
-  /** How the event feed waits for writers in flight (see `SqlEventBackend.listAfterServerSeq`). */
+  /** How the event feed waits for writers in flight (`listAfterServerSeq` in backends/sql/feed.ts). */
   feed?: FeedOptions;
 }
 

@@ -10,12 +10,12 @@ import type { PGlite } from '@electric-sql/pglite';
 import { createSqlDatabase, type SqlDatabase } from './backends/sql/database.js';
 import { lockDataDir } from './backends/sql/drivers/data-dir-lock.js';
 import { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
-import type { FeedOptions } from './backends/sql/events.js';
+import type { FeedOptions } from './backends/sql/feed.js';
 
 export { createSqlDatabase, type SqlDatabase, type SqlDatabaseOptions } from './backends/sql/database.js';
 export type { SqlDriver, SqlQueryable } from './backends/sql/driver.js';
 export { openPglite, pgliteDriver } from './backends/sql/drivers/pglite.js';
-export type { FeedOptions } from './backends/sql/events.js';
+export type { FeedOptions } from './backends/sql/feed.js';
 
 export interface PgliteDatabaseOptions {
   /**

@@ -6,22 +6,61 @@
 
 import { EventSyncError } from '../protocol/errors.js';
 import { documentKey, isRetryable, SSE_SUBSCRIPTION } from '../protocol/wire.js';
-import { type Core, DocumentFeed, EventSyncClientError, type Feed } from './handles.js';
+import { EventSyncClientError } from './errors.js';
 import type { Replica } from './replica.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
-import type { Link, LinkHandlers, LinkOutcome, ServerMessage } from './transport.js';
+import type { ClientMessage, Link, LinkHandlers, LinkOutcome, ServerMessage } from './transport.js';
 
 const MAX_ACKS_PER_FLUSH = 20;
 
+/** What a channel carries: one subscription, a document's or a collection's (the feeds of handles.ts). */
+export interface Subscription {
+  /** The subscription id on the current link. */
+  sub: string;
+  /** The channel carrying it: set by `add`, cleared by `remove` (typed by the feed). */
+  channel: unknown;
+  readonly collection: string;
+  /** Set for a document's subscription: the shared channel routes frames to it by document. */
+  readonly documentId?: string;
+  /** A document's subscription: the seq its `subscribe` asked to start after. */
+  readonly subscribedAfter?: number;
+  /** Set when the server refused the subscription for good: it is not sent again. */
+  readonly error: EventSyncClientError | undefined;
+  subscribeMessage(sub: string): ClientMessage;
+  /** The link is about to subscribe (WebSocket: `subscribe` sent; SSE: stream opened). */
+  beginCatchUp(): void;
+  onSynced(): void;
+  onSnapshot(message: Extract<ServerMessage, { type: 'snapshot' }>): void;
+  onEvent(event: Extract<ServerMessage, { type: 'event' }>['event']): void;
+  /** `reason`: `unmatched`, or `forbidden` (the principal may no longer read the document). */
+  onLeave(documentId: string, reason: string): void;
+  linkLost(): void;
+}
+
+/** What channels need of the client that owns them. */
+export interface ChannelHost<F extends Subscription> {
+  readonly ackDelayMs: number;
+  nextSub(): string;
+  openLink(channel: Channel<F>, handlers: LinkHandlers): Link;
+  /** The channel's state changed (`reason`: why it dropped). */
+  channelChanged(channel: Channel<F>, reason?: string): void;
+  backoff(attempt: number): number;
+  /** Retrying cannot help: every channel stops. */
+  fatal(error: EventSyncClientError): void;
+  /** The server refused `feed`'s subscription for good. */
+  feedFailed(feed: F, error: EventSyncClientError): void;
+  report(error: EventSyncClientError): void;
+}
+
 /** One transport connection and its reconnect loop. */
-export class Channel {
+export class Channel<F extends Subscription = Subscription> {
   state: ConnectionState = 'idle';
   everConnected = false;
   link: Link | undefined;
-  readonly feeds = new Set<Feed>();
-  /** Document feeds by `collection/documentId` (the shared WebSocket channel). */
-  readonly #byDoc = new Map<string, DocumentFeed>();
-  readonly #bySub = new Map<string, Feed>();
+  readonly feeds = new Set<F>();
+  /** Document subscriptions by `collection/documentId` (the shared WebSocket channel). */
+  readonly #byDoc = new Map<string, F>();
+  readonly #bySub = new Map<string, F>();
   /** Per document: the highest seq this link has brought (an ack may not go beyond it). */
   readonly #delivered = new Map<string, number>();
   readonly #acked = new Map<string, number>();
@@ -29,10 +68,10 @@ export class Channel {
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #attempt = 0;
-  readonly #resubscribes = new Map<Feed, ReturnType<typeof setTimeout>>();
+  readonly #resubscribes = new Map<F, ReturnType<typeof setTimeout>>();
 
   constructor(
-    readonly core: Core,
+    readonly core: ChannelHost<F>,
     readonly kind: 'documents' | 'single',
   ) {}
 
@@ -63,19 +102,19 @@ export class Channel {
     this.#go('disconnect');
   }
 
-  add(feed: Feed): void {
+  add(feed: F): void {
     this.feeds.add(feed);
     feed.channel = this;
-    if (feed instanceof DocumentFeed) this.#byDoc.set(documentKey(feed.collection, feed.documentId), feed);
+    if (feed.documentId !== undefined) this.#byDoc.set(documentKey(feed.collection, feed.documentId), feed);
     if (this.state === 'connected' && this.link?.canSend) this.#subscribe(feed);
   }
 
-  remove(feed: Feed): void {
+  remove(feed: F): void {
     this.feeds.delete(feed);
     feed.channel = undefined;
     clearTimeout(this.#resubscribes.get(feed));
     this.#resubscribes.delete(feed);
-    if (feed instanceof DocumentFeed) this.#byDoc.delete(documentKey(feed.collection, feed.documentId));
+    if (feed.documentId !== undefined) this.#byDoc.delete(documentKey(feed.collection, feed.documentId));
     if (this.#bySub.get(feed.sub) === feed) {
       this.#bySub.delete(feed.sub);
       if (this.link?.canSend) this.link.send({ type: 'unsubscribe', sub: feed.sub });
@@ -124,15 +163,15 @@ export class Channel {
     this.core.channelChanged(this);
   }
 
-  #subscribe(feed: Feed): void {
+  #subscribe(feed: F): void {
     if (feed.error) return;
     const sub = this.core.nextSub();
     if (this.#bySub.get(feed.sub) === feed) this.#bySub.delete(feed.sub);
     feed.sub = sub;
     this.#bySub.set(sub, feed);
     const message = feed.subscribeMessage(sub);
-    if (feed instanceof DocumentFeed) {
-      this.#delivered.set(documentKey(feed.collection, feed.documentId), feed.subscribedAfter);
+    if (feed.documentId !== undefined) {
+      this.#delivered.set(documentKey(feed.collection, feed.documentId), feed.subscribedAfter ?? 0);
     }
     feed.beginCatchUp();
     this.link?.send(message);
@@ -174,11 +213,11 @@ export class Channel {
     }, delay);
   }
 
-  #feedBySub(sub: string): Feed | undefined {
+  #feedBySub(sub: string): F | undefined {
     return this.#bySub.get(sub);
   }
 
-  #route(collection: string, documentId: string): Feed | undefined {
+  #route(collection: string, documentId: string): F | undefined {
     if (this.kind === 'documents') return this.#byDoc.get(documentKey(collection, documentId));
     const [only] = this.feeds;
     return only?.collection === collection ? only : undefined;

@@ -14,32 +14,34 @@
  *   subscription in `snapshot` and `event` frames, and says nothing when a document it already
  *   sends joins another subscription.
  * - Replicas (`replica.ts`) apply events strictly in seq order, drop duplicates and buffer early
- *   events; a gap still open after `gapTimeoutMs` is repaired over REST (`POST /api/sync/...`).
+ *   events; a gap still open after `gapTimeoutMs` is repaired over REST (`POST /api/sync/...`,
+ *   `repair.ts`).
+ * - Replicas of document handles are saved in batches (`saver.ts`) to the `persistence` store.
  * - Reconnects use exponential backoff with jitter and resubscribe each document after the last
  *   seq it applied, so the server sends only the missing events (a snapshot when it must).
  */
-import type { SyncEvent, VectorClock } from '../core/events.js';
+import type { SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError } from '../protocol/errors.js';
-import { DEFAULT_PATHS, documentKey, parseDocumentKey } from '../protocol/wire.js';
-import { Channel } from './channel.js';
+import { DEFAULT_PATHS, documentKey } from '../protocol/wire.js';
+import { Channel, type ChannelHost } from './channel.js';
+import { EventSyncClientError } from './errors.js';
 import {
   CollectionFeed,
   type CollectionHandle,
-  type Core,
   DocumentFeed,
   type DocumentHandle,
-  EventSyncClientError,
   type Feed,
+  type FeedHost,
   type Filter,
   positionOfSnapshot,
 } from './handles.js';
-import type { ReplicaStore, StoredReplica } from './persistence.js';
-import { emptyPosition, Replica, type ReplicaChange } from './replica.js';
+import type { ReplicaStore, StoredState } from './persistence.js';
+import { fetchMissing, GapRepair } from './repair.js';
+import type { Replica, ReplicaChange } from './replica.js';
+import { ReplicaSaver } from './saver.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
 import {
   type EventSourceConstructor,
-  errorOf,
   type FetchLike,
   type Link,
   type LinkHandlers,
@@ -48,13 +50,8 @@ import {
   type WebSocketConstructor,
 } from './transport.js';
 
-export {
-  type CollectionChange,
-  type CollectionHandle,
-  type DocumentHandle,
-  EventSyncClientError,
-  type Filter,
-} from './handles.js';
+export { EventSyncClientError } from './errors.js';
+export type { CollectionChange, CollectionHandle, DocumentHandle, Filter } from './handles.js';
 export type { ConnectionState } from './state.js';
 
 export interface ReconnectOptions {
@@ -121,42 +118,29 @@ function newClientId(): string {
   return `client-${id}`;
 }
 
-interface SyncAnswer {
-  snapshot?: { seq: number; version: number; state: JsonObject | null; vectorClock: VectorClock };
-  events: SyncEvent[];
-}
-
 export class EventSyncClient {
   readonly #options: EventSyncClientOptions;
   readonly #transport: 'websocket' | 'sse';
   readonly #httpBase: string;
   readonly #wsBase: string;
   readonly #paths: { sync: string; sse: string; api: string };
-  readonly #gapTimeoutMs: number;
   readonly #reconnect: Required<ReconnectOptions>;
   #clientId: string;
-  #clientIdDirty: boolean;
   #state: ConnectionState = 'idle';
   #everConnected = false;
   #subCounter = 0;
   readonly #documents = new Map<string, DocumentFeed>();
   readonly #collections = new Map<string, CollectionFeed>();
-  readonly #channels = new Set<Channel>();
-  #documentChannel: Channel | undefined;
+  readonly #channels = new Set<Channel<Feed>>();
+  #documentChannel: Channel<Feed> | undefined;
   #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   #starting: Promise<void> | undefined;
   /** Per document: the highest seq `onEvent` reported (a document followed twice reports once). */
   readonly #reported = new Map<string, number>();
-  readonly #gapTimers = new Map<Replica, ReturnType<typeof setTimeout>>();
-  readonly #repairFailures = new Map<Replica, number>();
-  readonly #repairing = new Map<Replica, Promise<void>>();
-  // persistence
-  #loaded: Promise<void> | undefined;
-  readonly #stored = new Map<string, StoredReplica>();
-  readonly #dirty = new Map<string, DocumentFeed | null>();
-  #persistTimer: ReturnType<typeof setTimeout> | undefined;
-  #saving: Promise<void> = Promise.resolve();
-  readonly #core: Core;
+  readonly #repair: GapRepair;
+  readonly #saver: ReplicaSaver;
+  readonly #channelHost: ChannelHost<Feed>;
+  readonly #feedHost: FeedHost;
 
   constructor(options: EventSyncClientOptions) {
     this.#options = options;
@@ -171,15 +155,27 @@ export class EventSyncClient {
       sse: options.paths?.sse ?? DEFAULT_PATHS.sse,
       api: options.paths?.api ?? DEFAULT_PATHS.api,
     };
-    this.#gapTimeoutMs = options.gapTimeoutMs ?? 1000;
     this.#reconnect = {
       initialDelayMs: options.reconnect?.initialDelayMs ?? 250,
       maxDelayMs: options.reconnect?.maxDelayMs ?? 10_000,
       jitter: Math.min(1, Math.max(0, options.reconnect?.jitter ?? 0.5)),
     };
     this.#clientId = options.clientId ?? newClientId();
-    this.#clientIdDirty = options.persistence !== undefined;
-    this.#core = this.#makeCore();
+    const report = (error: EventSyncClientError) => this.#report(error);
+    this.#repair = new GapRepair({
+      gapTimeoutMs: options.gapTimeoutMs ?? 1000,
+      maxDelayMs: this.#reconnect.maxDelayMs,
+      ask: (collection, documentId, afterSeq) => this.#ask(collection, documentId, afterSeq),
+      report,
+      running: () => this.#running,
+    });
+    this.#saver = new ReplicaSaver(options.persistence, {
+      delayMs: options.persistDelayMs ?? 100,
+      clientId: this.#clientId,
+      report,
+    });
+    this.#channelHost = this.#makeChannelHost();
+    this.#feedHost = this.#makeFeedHost();
     if (options.documentId !== undefined) {
       if (options.collection === undefined) {
         throw new EventSyncClientError('validation', 'documentId needs collection: the collection it is in');
@@ -203,8 +199,8 @@ export class EventSyncClient {
     const key = documentKey(collection, documentId);
     let feed = this.#documents.get(key);
     if (!feed) {
-      const stored = this.#stored.get(key);
-      feed = new DocumentFeed(this.#core, collection, documentId, stored && positionOfSnapshot(stored));
+      const stored = this.#saver.stored.get(key);
+      feed = new DocumentFeed(this.#feedHost, collection, documentId, stored && positionOfSnapshot(stored));
       this.#documents.set(key, feed);
       if (this.#running) this.#assign(feed);
     }
@@ -217,7 +213,7 @@ export class EventSyncClient {
     const key = `${collection}?${normalized === undefined ? '' : JSON.stringify(normalized)}`;
     let feed = this.#collections.get(key);
     if (!feed) {
-      feed = new CollectionFeed(this.#core, collection, normalized);
+      feed = new CollectionFeed(this.#feedHost, collection, normalized);
       this.#collections.set(key, feed);
       if (this.#running) this.#assign(feed);
     }
@@ -240,21 +236,18 @@ export class EventSyncClient {
   /** Stops every connection and timer; saves what is pending. Resolves once saved. */
   disconnect(): Promise<void> {
     const wasConnected = this.#state === 'connected';
-    for (const channel of this.#channels) channel.stop();
-    this.#channels.clear();
-    this.#documentChannel = undefined;
+    this.#stopChannels();
     for (const feed of this.#feeds()) {
       feed.channel = undefined;
       feed.linkLost();
       if (feed instanceof CollectionFeed) feed.detachAll();
     }
-    for (const t of this.#gapTimers.values()) clearTimeout(t);
-    this.#gapTimers.clear();
+    this.#repair.stopTimers();
     const next = nextState(this.#state, 'disconnect');
     if (next) this.#setState(next);
     if (wasConnected) this.#options.onDisconnect?.('disconnect');
     this.#settle(new EventSyncClientError('closed', 'disconnect() was called'));
-    return this.#flushPersistence();
+    return this.#saver.flush();
   }
 
   /**
@@ -265,7 +258,8 @@ export class EventSyncClient {
     const jobs: Promise<void>[] = [];
     for (const feed of this.#feeds()) {
       for (const replica of feed.replicas()) {
-        if (replica.based || feed instanceof DocumentFeed) jobs.push(this.#repair(feed, replica, true));
+        if (replica.based || feed instanceof DocumentFeed)
+          jobs.push(this.#repair.repair(feed, replica, true));
       }
     }
     const results = await Promise.allSettled(jobs);
@@ -286,18 +280,32 @@ export class EventSyncClient {
   }
 
   async #start(): Promise<void> {
-    await this.#load();
+    await this.#saver.load((state) => this.#loaded(state));
     if (this.#running) return;
     const next = nextState(this.#state, 'connect');
     if (!next) return;
     this.#setState(next);
     if (this.#transport === 'websocket') {
-      this.#documentChannel = new Channel(this.#core, 'documents');
+      this.#documentChannel = new Channel(this.#channelHost, 'documents');
       this.#channels.add(this.#documentChannel);
     }
     for (const feed of this.#feeds()) this.#assign(feed);
     for (const channel of this.#channels) channel.start();
     this.#refresh();
+  }
+
+  /** Persisted replicas and client id, loaded: seeds the handles that have not subscribed yet. */
+  #loaded(state: StoredState): void {
+    if (this.#options.clientId === undefined && state.clientId !== undefined) {
+      this.#clientId = state.clientId;
+      this.#saver.saveClientId(undefined);
+    } else {
+      this.#saver.saveClientId(state.clientId === this.#clientId ? undefined : this.#clientId);
+    }
+    for (const feed of this.#documents.values()) {
+      const stored = this.#saver.stored.get(documentKey(feed.collection, feed.documentId));
+      if (stored && !feed.started && stored.seq > feed.seq) feed.seed(positionOfSnapshot(stored));
+    }
   }
 
   /** Puts a feed on a connection: its own, the shared document WebSocket, or a collection's SSE stream. */
@@ -314,38 +322,34 @@ export class EventSyncClient {
     this.#channelFor(feed).add(feed);
   }
 
-  #channelFor(feed: Feed): Channel {
+  #channelFor(feed: Feed): Channel<Feed> {
     if (feed instanceof DocumentFeed && this.#documentChannel) return this.#documentChannel;
-    const channel = new Channel(this.#core, 'single');
+    const channel = new Channel(this.#channelHost, 'single');
     this.#channels.add(channel);
     if (this.#running) queueMicrotask(() => this.#channels.has(channel) && channel.start());
     return channel;
   }
 
-  /** Loads persisted replicas and the client id, once. */
-  #load(): Promise<void> {
-    const store = this.#options.persistence;
-    if (!store) return Promise.resolve();
-    this.#loaded ??= store.load().then(
-      (data) => {
-        if (this.#options.clientId === undefined && data.clientId !== undefined) {
-          this.#clientId = data.clientId;
-          this.#clientIdDirty = false;
-        } else this.#clientIdDirty = data.clientId !== this.#clientId;
-        for (const r of data.replicas) this.#stored.set(documentKey(r.collection, r.documentId), r);
-        for (const feed of this.#documents.values()) {
-          const stored = this.#stored.get(documentKey(feed.collection, feed.documentId));
-          if (stored && !feed.started && stored.seq > feed.seq) feed.seed(positionOfSnapshot(stored));
-        }
-        if (this.#clientIdDirty) this.#schedulePersist();
-      },
-      (error: unknown) => {
-        this.#report(
-          new EventSyncClientError('internal', `loading persisted replicas failed: ${String(error)}`),
-        );
-      },
-    );
-    return this.#loaded;
+  /**
+   * Takes a feed that closed or failed off its connection (stopping the connection when it was
+   * the feed's own), and puts the document handles riding on a collection feed on their own.
+   */
+  #unassign(feed: Feed): void {
+    const channel = feed.channel;
+    channel?.remove(feed);
+    if (channel && channel !== this.#documentChannel) {
+      channel.stop();
+      this.#channels.delete(channel);
+    }
+    if (feed instanceof CollectionFeed) {
+      for (const doc of feed.detachAll()) if (this.#running) this.#assign(doc);
+    }
+  }
+
+  #stopChannels(): void {
+    for (const channel of this.#channels) channel.stop();
+    this.#channels.clear();
+    this.#documentChannel = undefined;
   }
 
   #setState(state: ConnectionState): void {
@@ -404,7 +408,7 @@ export class EventSyncClient {
     return Math.max(0, Math.round(base * (1 - jitter * Math.random())));
   }
 
-  #openLink(channel: Channel, handlers: LinkHandlers): Link {
+  #openLink(channel: Channel<Feed>, handlers: LinkHandlers): Link {
     const connectTimeoutMs = this.#options.connectTimeoutMs ?? 10_000;
     if (this.#transport === 'websocket') {
       const WebSocket =
@@ -460,241 +464,76 @@ export class EventSyncClient {
         });
       }
     }
-    if (feed instanceof DocumentFeed && !feed.closed) {
-      this.#dirty.set(key, feed);
-      this.#schedulePersist();
-    }
+    if (feed instanceof DocumentFeed && !feed.closed) this.#saver.changed(key, feed);
     feed.channel?.ack(replica);
-  }
-
-  #watchGap(feed: Feed, replica: Replica): void {
-    const timer = this.#gapTimers.get(replica);
-    if (!replica.needsRepair || feed.closed || !this.#running) {
-      if (timer !== undefined) {
-        clearTimeout(timer);
-        this.#gapTimers.delete(replica);
-      }
-      if (!replica.needsRepair) this.#repairFailures.delete(replica);
-      return;
-    }
-    if (timer !== undefined || this.#repairing.has(replica)) return;
-    const failures = this.#repairFailures.get(replica) ?? 0;
-    const delay = Math.min(this.#reconnect.maxDelayMs, this.#gapTimeoutMs * 2 ** Math.min(failures, 20));
-    this.#gapTimers.set(
-      replica,
-      setTimeout(() => {
-        this.#gapTimers.delete(replica);
-        if (replica.needsRepair && !feed.closed) {
-          this.#repair(feed, replica, false).catch(() => {
-            // reported by #repair; the next gap check retries
-          });
-        }
-      }, delay),
-    );
-  }
-
-  /** Asks the server what `replica` misses and applies it (from scratch when the replica broke). */
-  #repair(feed: Feed, replica: Replica, always: boolean): Promise<void> {
-    const running = this.#repairing.get(replica);
-    if (running) return running;
-    const job = (async () => {
-      const rebuild = replica.needsRebuild || !replica.based;
-      const answer = await this.#ask(replica.collection, replica.documentId, rebuild ? 0 : replica.seq);
-      if (feed.closed || feed.replicaOf(replica.documentId) !== replica) return;
-      if (rebuild) {
-        const fresh = new Replica(replica.collection, replica.documentId, emptyPosition());
-        if (answer.snapshot) fresh.replace(positionOfSnapshot(answer.snapshot), true);
-        for (const event of answer.events) fresh.receive(event);
-        if (fresh.broken || fresh.waiting > 0) {
-          throw new EventSyncClientError(
-            'internal',
-            `the server's events for ${documentKey(replica.collection, replica.documentId)} do not apply from the start`,
-            { cause: fresh.brokenBy },
-          );
-        }
-        if (fresh.seq >= replica.seq || replica.broken || !replica.based) {
-          feed.applied(replica, replica.replace(fresh.position, true));
-        }
-        return;
-      }
-      const changes: ReplicaChange[] = [];
-      if (answer.snapshot) changes.push(...replica.replace(positionOfSnapshot(answer.snapshot)));
-      for (const event of answer.events) changes.push(...replica.receive(event));
-      feed.applied(replica, changes);
-    })();
-    const tracked = job.then(
-      () => {
-        this.#repairFailures.delete(replica);
-      },
-      (error: unknown) => {
-        this.#repairFailures.set(replica, (this.#repairFailures.get(replica) ?? 0) + 1);
-        const err = EventSyncError.is(error)
-          ? (error as EventSyncClientError)
-          : new EventSyncClientError(
-              'internal',
-              `repairing ${documentKey(replica.collection, replica.documentId)} failed: ${String(error)}`,
-              { cause: error },
-            );
-        if (!always) this.#report(err);
-        throw err;
-      },
-    );
-    const settled = tracked.finally(() => {
-      this.#repairing.delete(replica);
-      this.#watchGap(feed, replica);
-    });
-    this.#repairing.set(replica, settled);
-    settled.catch(() => undefined);
-    return settled;
-  }
-
-  /** `POST /api/sync/:collection/:id` with `afterSeq`. */
-  async #ask(collection: string, documentId: string, afterSeq: number): Promise<SyncAnswer> {
-    const url = `${this.#httpBase}${this.#paths.api}/sync/${encodeURIComponent(collection)}/${encodeURIComponent(documentId)}`;
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (this.#options.token !== undefined) headers.authorization = `Bearer ${this.#options.token}`;
-    const res = await this.#fetch()(url, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ afterSeq, clientId: this.#clientId }),
-    });
-    if (!res.ok) {
-      const { code, message } = await errorOf(res);
-      throw new EventSyncClientError(code, `POST ${url}: ${message}`);
-    }
-    const body = JSON.parse(await res.text()) as Partial<SyncAnswer>;
-    return { ...(body.snapshot ? { snapshot: body.snapshot } : {}), events: body.events ?? [] };
-  }
-
-  #forgetReplica(replica: Replica): void {
-    clearTimeout(this.#gapTimers.get(replica));
-    this.#gapTimers.delete(replica);
-    this.#repairFailures.delete(replica);
   }
 
   #closeFeed(feed: Feed): void {
     if (feed.closed) return;
     feed.closed = true;
-    const channel = feed.channel;
-    channel?.remove(feed);
-    if (channel && channel !== this.#documentChannel) {
-      channel.stop();
-      this.#channels.delete(channel);
-    }
+    this.#unassign(feed);
     if (feed instanceof DocumentFeed) {
       if (feed.source?.attached.get(feed.documentId) === feed) feed.source.attached.delete(feed.documentId);
       feed.source = undefined;
-    } else if (feed instanceof CollectionFeed) {
-      for (const doc of feed.detachAll()) if (this.#running) this.#assign(doc);
     }
-    for (const replica of feed.replicas()) this.#forgetReplica(replica);
+    for (const replica of feed.replicas()) this.#repair.forget(replica);
     if (feed instanceof DocumentFeed) {
       const key = documentKey(feed.collection, feed.documentId);
       this.#documents.delete(key);
-      this.#stored.delete(key);
-      if (this.#options.persistence) {
-        this.#dirty.set(key, null);
-        this.#schedulePersist();
-      }
+      this.#saver.removed(key);
     } else {
       for (const [key, f] of this.#collections) if (f === feed) this.#collections.delete(key);
     }
     this.#refresh();
   }
 
-  #schedulePersist(): void {
-    if (!this.#options.persistence || this.#persistTimer !== undefined) return;
-    this.#persistTimer = setTimeout(() => {
-      this.#persistTimer = undefined;
-      void this.#flushPersistence();
-    }, this.#options.persistDelayMs ?? 100);
+  /** `POST /api/sync/:collection/:id` with `afterSeq` (repair.ts). */
+  #ask(collection: string, documentId: string, afterSeq: number) {
+    const url = `${this.#httpBase}${this.#paths.api}/sync/${encodeURIComponent(collection)}/${encodeURIComponent(documentId)}`;
+    return fetchMissing(this.#fetch(), url, this.#options.token, { afterSeq, clientId: this.#clientId });
   }
 
-  #flushPersistence(): Promise<void> {
-    clearTimeout(this.#persistTimer);
-    this.#persistTimer = undefined;
-    const store = this.#options.persistence;
-    if (!store) return Promise.resolve();
-    if (this.#dirty.size === 0 && !this.#clientIdDirty) return this.#saving;
-    const put: StoredReplica[] = [];
-    const remove: { collection: string; documentId: string }[] = [];
-    for (const [key, feed] of this.#dirty) {
-      if (feed === null) {
-        remove.push(parseDocumentKey(key)!);
-        continue;
-      }
-      const r = feed.replica;
-      if (!r.based || r.broken) continue;
-      const stored: StoredReplica = {
-        collection: r.collection,
-        documentId: r.documentId,
-        seq: r.seq,
-        version: r.version,
-        state: r.state,
-        vectorClock: r.vectorClock,
-      };
-      put.push(stored);
-      this.#stored.set(key, stored);
-    }
-    this.#dirty.clear();
-    const clientId = this.#clientIdDirty ? this.#clientId : undefined;
-    this.#clientIdDirty = false;
-    this.#saving = this.#saving
-      .then(() => store.save({ ...(clientId === undefined ? {} : { clientId }), put, remove }))
-      .catch((error: unknown) => {
-        this.#report(new EventSyncClientError('internal', `saving replicas failed: ${String(error)}`));
-      });
-    return this.#saving;
-  }
-
-  #makeCore(): Core {
-    const client = this;
+  #makeChannelHost(): ChannelHost<Feed> {
     return {
-      get ackDelayMs() {
-        return client.#options.ackDelayMs ?? 500;
-      },
+      ackDelayMs: this.#options.ackDelayMs ?? 500,
       nextSub: () => `s${++this.#subCounter}`,
       openLink: (channel, handlers) => this.#openLink(channel, handlers),
       channelChanged: (_channel, reason) => this.#refresh(reason),
       backoff: (attempt) => this.#backoff(attempt),
       fatal: (error) => {
         const wasConnected = this.#state === 'connected';
-        for (const channel of this.#channels) channel.stop();
-        this.#channels.clear();
-        this.#documentChannel = undefined;
+        this.#stopChannels();
         const next = nextState(this.#state, 'fatal');
         if (next) this.#setState(next);
         if (wasConnected) this.#options.onDisconnect?.(`${error.code}: ${error.message}`);
         this.#report(error);
         this.#settle(error);
       },
-      feedFailed: (feed, error) => {
-        feed.fail(error);
-        if (feed instanceof CollectionFeed) {
-          for (const doc of feed.detachAll()) if (this.#running) this.#assign(doc);
-        }
-        const channel = feed.channel;
-        channel?.remove(feed);
-        if (channel && channel !== this.#documentChannel) {
-          channel.stop();
-          this.#channels.delete(channel);
-        }
-        this.#report(error);
-        this.#refresh();
-      },
+      feedFailed: (feed, error) => this.#feedFailed(feed, error),
       report: (error) => this.#report(error),
+    };
+  }
+
+  #makeFeedHost(): FeedHost {
+    return {
       changed: (feed, replica, changes) => this.#changed(feed, replica, changes),
-      watchGap: (feed, replica) => this.#watchGap(feed, replica),
-      forgetReplica: (replica) => this.#forgetReplica(replica),
+      watchGap: (feed, replica) => this.#repair.watch(feed, replica),
+      forgetReplica: (replica) => this.#repair.forget(replica),
       closeFeed: (feed) => this.#closeFeed(feed),
+      feedFailed: (feed, error) => this.#feedFailed(feed, error),
       mirrored: (feed) => {
-        if (feed.closed || !this.#options.persistence) return;
-        this.#dirty.set(documentKey(feed.collection, feed.documentId), feed);
-        this.#schedulePersist();
+        if (!feed.closed) this.#saver.changed(documentKey(feed.collection, feed.documentId), feed);
       },
       refresh: (feed) => {
-        this.#repair(feed, feed.replica, false).catch(() => undefined);
+        this.#repair.repair(feed, feed.replica, false).catch(() => undefined);
       },
     };
+  }
+
+  #feedFailed(feed: Feed, error: EventSyncClientError): void {
+    feed.fail(error);
+    this.#unassign(feed);
+    this.#report(error);
+    this.#refresh();
   }
 }

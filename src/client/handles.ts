@@ -6,24 +6,14 @@
  */
 import type { SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { documentKey } from '../protocol/wire.js';
-import type { Channel } from './channel.js';
+import type { Channel, Subscription } from './channel.js';
+import { EventSyncClientError } from './errors.js';
 import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
-import type { ClientMessage, Link, LinkHandlers, ServerMessage } from './transport.js';
+import type { ClientMessage, ServerMessage } from './transport.js';
 
 /** A MongoDB query filter, as JSON. */
 export type Filter = Record<string, unknown>;
-
-/** An error the client reports: a server `error` frame, a refused request, a failed repair. */
-export class EventSyncClientError extends EventSyncError {
-  /** The subscription (or message type) the error is about, when the server named one. */
-  readonly ref: string | undefined;
-  constructor(code: string, message: string, options: { ref?: string; cause?: unknown } = {}) {
-    super(code as ErrorCode, message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.ref = options.ref;
-  }
-}
 
 type Listener<A extends unknown[]> = (...args: A) => void;
 
@@ -83,18 +73,21 @@ export function positionOfSnapshot(s: {
   return { seq: s.seq, version: s.version, state: s.state, vectorClock: s.vectorClock };
 }
 
-export abstract class Feed {
+/** One subscription with its replicas: what a channel carries (`Subscription` in channel.ts). */
+export abstract class Feed implements Subscription {
   /** The subscription id on the current link. */
   sub = '';
   synced = false;
   closed = false;
   error: EventSyncClientError | undefined;
-  channel: Channel | undefined;
+  channel: Channel<Feed> | undefined;
   protected readonly syncedListeners = new Set<() => void>();
+  /** The `change` listeners, as each kind of feed calls them. */
+  protected abstract readonly changeListeners: Set<Listener<never[]>>;
   #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
 
   constructor(
-    protected readonly core: Core,
+    protected readonly host: FeedHost,
     readonly collection: string,
   ) {}
 
@@ -111,6 +104,13 @@ export abstract class Feed {
   abstract onLeave(documentId: string, reason: string): void;
   /** The replica changed: tell the listeners. */
   abstract emit(replica: Replica, changes: ReplicaChange[]): void;
+
+  /** Adds a `change` or `synced` listener; returns the function that removes it. */
+  on(type: 'change' | 'synced', listener: Listener<never[]>): () => void {
+    const listeners: Set<Listener<never[]>> = type === 'change' ? this.changeListeners : this.syncedListeners;
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }
 
   onSynced(): void {
     this.synced = true;
@@ -142,10 +142,10 @@ export abstract class Feed {
   /** Changes from the link or a repair, applied: report them and look after the replica. */
   applied(replica: Replica, changes: ReplicaChange[]): void {
     if (changes.length > 0) {
-      this.core.changed(this, replica, changes);
+      this.host.changed(this, replica, changes);
       this.emit(replica, changes);
     }
-    this.core.watchGap(this, replica);
+    this.host.watchGap(this, replica);
   }
 }
 
@@ -160,15 +160,15 @@ export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
   started = false;
   /** The `afterSeq` of the current link's subscription. */
   subscribedAfter = 0;
-  readonly #listeners = new Set<Listener<[JsonObject | null, SyncEvent?]>>();
+  protected readonly changeListeners = new Set<Listener<[JsonObject | null, SyncEvent?]>>();
 
   constructor(
-    core: Core,
+    host: FeedHost,
     collection: string,
     readonly documentId: string,
     from: ReplicaPosition | undefined,
   ) {
-    super(core, collection);
+    super(host, collection);
     this.replica = new Replica(collection, documentId, from ?? emptyPosition());
   }
 
@@ -185,16 +185,8 @@ export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
     return this.replica.vectorClock;
   }
 
-  on(type: 'change', listener: (doc: JsonObject | null, event?: SyncEvent) => void): () => void;
-  on(type: 'synced', listener: () => void): () => void;
-  on(type: 'change' | 'synced', listener: Listener<never[]>): () => void {
-    const set = (type === 'change' ? this.#listeners : this.syncedListeners) as Set<Listener<never[]>>;
-    set.add(listener);
-    return () => set.delete(listener);
-  }
-
   close(): void {
-    this.core.closeFeed(this);
+    this.host.closeFeed(this);
   }
 
   subscribeMessage(sub: string): ClientMessage {
@@ -261,7 +253,7 @@ export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
     }
     if (!changes || changes.length === 0) return;
     this.emit(replica, changes);
-    this.core.mirrored(this);
+    this.host.mirrored(this);
   }
 
   /** Leaves the source collection with a replica of its own, at the position it had. */
@@ -277,7 +269,7 @@ export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
 
   emit(_replica: Replica, changes: ReplicaChange[]): void {
     for (const change of changes) {
-      for (const listener of [...this.#listeners]) {
+      for (const listener of [...this.changeListeners]) {
         if (change.kind === 'event') listener(change.state, change.event);
         else listener(change.state);
       }
@@ -292,14 +284,16 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
   /** Documents the current subscription has brought (snapshot or create) before `synced`. */
   #seen: Set<string> | undefined;
   #docs: Map<string, JsonObject> | undefined;
-  readonly #listeners = new Set<Listener<[ReadonlyMap<string, JsonObject>, CollectionChange<JsonObject>]>>();
+  protected readonly changeListeners = new Set<
+    Listener<[ReadonlyMap<string, JsonObject>, CollectionChange<JsonObject>]>
+  >();
 
   constructor(
-    core: Core,
+    host: FeedHost,
     collection: string,
     readonly filter: Filter | undefined,
   ) {
-    super(core, collection);
+    super(host, collection);
   }
 
   get docs(): ReadonlyMap<string, JsonObject> {
@@ -316,19 +310,8 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     return { seq: r.seq, version: r.version, vectorClock: r.vectorClock };
   }
 
-  on(
-    type: 'change',
-    listener: (docs: ReadonlyMap<string, JsonObject>, change: CollectionChange<JsonObject>) => void,
-  ): () => void;
-  on(type: 'synced', listener: () => void): () => void;
-  on(type: 'change' | 'synced', listener: Listener<never[]>): () => void {
-    const set = (type === 'change' ? this.#listeners : this.syncedListeners) as Set<Listener<never[]>>;
-    set.add(listener);
-    return () => set.delete(listener);
-  }
-
   close(): void {
-    this.core.closeFeed(this);
+    this.host.closeFeed(this);
   }
 
   subscribeMessage(sub: string): ClientMessage {
@@ -412,7 +395,7 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     this.attached.delete(documentId);
     doc.detach();
     const message = `you may no longer read ${documentKey(this.collection, documentId)}`;
-    this.core.feedFailed(doc, new EventSyncClientError('forbidden', message));
+    this.host.feedFailed(doc, new EventSyncClientError('forbidden', message));
   }
 
   override onSynced(): void {
@@ -428,7 +411,7 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     for (const doc of this.attached.values()) {
       // Not a member: it may have been created and deleted while the stream was down, which a
       // collection's catch-up does not tell. The handle asks the server where the document is.
-      if (seen && !this.#replicas.get(doc.documentId)?.based) this.core.refresh(doc);
+      if (seen && !this.#replicas.get(doc.documentId)?.based) this.host.refresh(doc);
       doc.onSynced();
     }
   }
@@ -444,17 +427,17 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
 
   #remove(replica: Replica): void {
     this.#replicas.delete(replica.documentId);
-    this.core.forgetReplica(replica);
+    this.host.forgetReplica(replica);
     const doc = this.attached.get(replica.documentId);
     if (doc?.replica === replica && replica.state !== null) {
       // Gone without a delete event (it was deleted while the stream was down): ask the server.
-      this.core.refresh(doc);
+      this.host.refresh(doc);
     }
     const wasMember = replica.based && replica.state !== null;
     if (!wasMember) return;
     this.#docs = undefined;
     const change: CollectionChange<JsonObject> = { type: 'leave', documentId: replica.documentId };
-    for (const listener of [...this.#listeners]) listener(this.docs, change);
+    for (const listener of [...this.changeListeners]) listener(this.docs, change);
   }
 
   emit(replica: Replica, changes: ReplicaChange[]): void {
@@ -464,26 +447,22 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
         change.kind === 'event'
           ? { type: 'event', documentId: replica.documentId, doc: change.state, event: change.event }
           : { type: 'snapshot', documentId: replica.documentId, doc: change.state, seq: change.seq };
-      for (const listener of [...this.#listeners]) listener(this.docs, c);
+      for (const listener of [...this.changeListeners]) listener(this.docs, c);
     }
     this.attached.get(replica.documentId)?.adopt(replica, changes);
   }
 }
 
-/** What feeds and channels need of the client (implemented by EventSyncClient). */
-export interface Core {
-  readonly ackDelayMs: number;
-  nextSub(): string;
-  openLink(channel: Channel, handlers: LinkHandlers): Link;
-  channelChanged(channel: Channel, reason?: string): void;
-  backoff(attempt: number): number;
-  fatal(error: EventSyncClientError): void;
-  feedFailed(feed: Feed, error: EventSyncClientError): void;
-  report(error: EventSyncClientError): void;
+/** What feeds need of the client that owns them. */
+export interface FeedHost {
+  /** A replica changed (from the link or a repair): report it, ack it, save it. */
   changed(feed: Feed, replica: Replica, changes: ReplicaChange[]): void;
+  /** A replica may have a gap, or have lost one: repair it when it does not fill (repair.ts). */
   watchGap(feed: Feed, replica: Replica): void;
   forgetReplica(replica: Replica): void;
   closeFeed(feed: Feed): void;
+  /** The server refused a feed for good. */
+  feedFailed(feed: Feed, error: EventSyncClientError): void;
   /** An attached document handle's replica changed through its source: save it. */
   mirrored(feed: DocumentFeed): void;
   /** Asks the server what a document handle's replica misses (REST), reporting failures. */

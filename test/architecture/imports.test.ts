@@ -24,10 +24,7 @@ const SRC = resolve(import.meta.dirname, '../../src');
 const KNOWN: Record<string, string> = {};
 
 /** Cycles between the files of one folder today, and what removes them. */
-const KNOWN_FILE_CYCLES: Record<string, string> = {
-  // Handles hand their channel to the client and the channel updates handles (issue 16 item 6).
-  'client/channel.ts client/handles.ts': 'client split',
-};
+const KNOWN_FILE_CYCLES: Record<string, string> = {};
 
 interface Edge {
   from: string;

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
-import { feedSql, type SqlEventBackend } from '../../src/backends/sql/events.js';
+import { feedSql } from '../../src/backends/sql/feed.js';
 import { findPlan } from '../../src/backends/sql/find.js';
 import { filterIndexName, migrations } from '../../src/backends/sql/schema.js';
 import type { SyncEvent } from '../../src/core/events.js';
@@ -391,7 +391,7 @@ describe('pg: event log across connections and processes', () => {
       );
       expect(naive.map((r) => Number(r.server_seq))).toEqual([e2.serverSeq]);
       // Nor does the settled serverSeq move past n - 1 meanwhile.
-      const latest = () => (events as SqlEventBackend).latestServerSeq();
+      const latest = () => events.latestServerSeq();
       expect(await latest()).toBeLessThan(t1.event.serverSeq);
       // The feed returns neither while transaction 1 may still commit (it waited 300 ms, then gave up).
       expect(await events.listAfterServerSeq(name, start, 100)).toEqual([]);
@@ -475,7 +475,7 @@ describe('pg: event log across connections and processes', () => {
         expect.objectContaining({ collection: name, documentId: 'a' }),
       );
       expect(await events.listAfterServerSeq(name, start, 100)).toEqual([]);
-      expect(await (events as SqlEventBackend).latestServerSeq()).toBeLessThan(held);
+      expect(await events.latestServerSeq()).toBeLessThan(held);
       await b.query('COMMIT');
       expect((await events.listAfterServerSeq(name, start, 100)).map((e) => e.serverSeq)).toEqual([
         held,

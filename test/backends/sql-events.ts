@@ -1,5 +1,5 @@
 /**
- * What only the SQL event log does (SqlEventBackend and the recording writes straight, no
+ * What only the SQL event log does (the event backend and the recording writes straight, no
  * EventSyncStorage on top): recording with notifications off, and how many statements the feed
  * and a flush of acknowledgements take. Run by pglite.int.test.ts and pg.int.test.ts against
  * their driver; what every backend must do is in test/conformance/event-backend.suite.ts (the

@@ -70,10 +70,15 @@ class Lock {
   }
 }
 
+/** One collection of a database: its rows, the lock its transactions hold, its change listeners. */
 interface CollectionState {
-  rows: Rows;
-  lock: Lock;
-  listeners: Set<Listener>;
+  readonly name: string;
+  readonly rows: Rows;
+  readonly lock: Lock;
+  readonly listeners: Set<Listener>;
+  /** The database's event log, and its check that refuses work once it is closed. */
+  readonly log: MemoryEventLog;
+  readonly assertOpen: () => void;
 }
 
 export class MemoryDatabase implements Database {
@@ -92,7 +97,14 @@ export class MemoryDatabase implements Database {
   #state(name: string): CollectionState {
     let state = this.#collections.get(name);
     if (!state) {
-      state = { rows: new Map(), lock: new Lock(), listeners: new Set() };
+      state = {
+        name,
+        rows: new Map(),
+        lock: new Lock(),
+        listeners: new Set(),
+        log: this.#log,
+        assertOpen: this.#assertOpen,
+      };
       this.#collections.set(name, state);
     }
     return state;
@@ -100,7 +112,7 @@ export class MemoryDatabase implements Database {
 
   async collection(name: string): Promise<CollectionBackend> {
     this.#assertOpen();
-    return new MemoryCollection(name, this.#state(name), this.#log, this.#assertOpen);
+    return new MemoryCollection(this.#state(name));
   }
 
   async events(): Promise<EventBackend> {
@@ -253,17 +265,21 @@ async function listen(state: CollectionState, listener: Listener): Promise<() =>
   };
 }
 
+/** Tells a collection's listeners about a committed change (with its event's seqs, when it recorded one). */
+function announce(state: CollectionState, change: CommittedChange, event: SyncEvent | undefined): void {
+  if (event) Object.assign(change, { seq: event.seq, serverSeq: event.serverSeq });
+  for (const listener of state.listeners) listener(change);
+}
+
 class MemoryCollection implements CollectionBackend {
   readonly readIsRoundTrip = false;
+  readonly collection: string;
   readonly #writer: Writer;
 
-  constructor(
-    readonly collection: string,
-    private readonly state: CollectionState,
-    private readonly log: MemoryEventLog,
-    private readonly assertOpen: () => void,
-  ) {
-    this.#writer = new Writer(collection, {
+  constructor(private readonly state: CollectionState) {
+    const { name, log } = state;
+    this.collection = name;
+    this.#writer = new Writer(name, {
       read: (id) => state.rows.get(id),
       write: (id, doc) => (doc ? state.rows.set(id, doc) : state.rows.delete(id)),
       record: (draft) => {
@@ -271,25 +287,22 @@ class MemoryCollection implements CollectionBackend {
         log.publish([event]);
         return clone(event);
       },
-      announce: (change, event) => {
-        if (event) Object.assign(change, { seq: event.seq, serverSeq: event.serverSeq });
-        for (const listener of state.listeners) listener(change);
-      },
+      announce: (change, event) => announce(state, change, event),
     });
   }
 
   sharesDatabaseWith(events: EventBackend): boolean {
-    return events === this.log;
+    return events === this.state.log;
   }
 
   async get(id: string): Promise<StoredDocument | undefined> {
-    this.assertOpen();
+    this.state.assertOpen();
     const row = this.state.rows.get(id);
     return row && clone(row);
   }
 
   async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
-    this.assertOpen();
+    this.state.assertOpen();
     // The stored documents themselves are read (synchronously, one state of the rows); only
     // what is returned is cloned.
     const rows = () => pagesOf(this.state.rows.values(), PAGE_ROWS);
@@ -323,17 +336,17 @@ class MemoryCollection implements CollectionBackend {
 
   /** Runs a synchronous write once no transaction holds the collection (and the database is still open then). */
   async #write<R>(write: () => R): Promise<R> {
-    this.assertOpen();
+    this.state.assertOpen();
     return this.state.lock.whenFree(() => {
-      this.assertOpen();
+      this.state.assertOpen();
       return write();
     });
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
-    this.assertOpen();
+    this.state.assertOpen();
     const release = await this.state.lock.acquire();
-    const tx = new MemoryTransaction(this.collection, this.state, this.log, this.assertOpen);
+    const tx = new MemoryTransaction(this.state);
     try {
       const result = await fn(tx);
       tx.commit();
@@ -345,7 +358,7 @@ class MemoryCollection implements CollectionBackend {
   }
 
   async subscribe(listener: Listener): Promise<() => Promise<void>> {
-    this.assertOpen();
+    this.state.assertOpen();
     return listen(this.state, listener);
   }
 }
@@ -358,6 +371,7 @@ class MemoryCollection implements CollectionBackend {
  */
 class MemoryTransaction implements CollectionBackend {
   readonly readIsRoundTrip = false;
+  readonly collection: string;
   #overlay = new Map<string, StoredDocument | undefined>();
   readonly #changes: { change: CommittedChange; event: SyncEvent | undefined }[] = [];
   readonly #staged: SyncEvent[] = [];
@@ -365,13 +379,10 @@ class MemoryTransaction implements CollectionBackend {
   readonly #writer: Writer;
   #ended = false;
 
-  constructor(
-    readonly collection: string,
-    private readonly state: CollectionState,
-    private readonly log: MemoryEventLog,
-    private readonly assertOpen: () => void,
-  ) {
-    this.#writer = new Writer(collection, {
+  constructor(private readonly state: CollectionState) {
+    const { name, log } = state;
+    this.collection = name;
+    this.#writer = new Writer(name, {
       read: (id) => (this.#overlay.has(id) ? this.#overlay.get(id) : state.rows.get(id)),
       write: (id, doc) => this.#overlay.set(id, doc),
       record: (draft) => {
@@ -387,12 +398,12 @@ class MemoryTransaction implements CollectionBackend {
   }
 
   #active(): void {
-    this.assertOpen();
+    this.state.assertOpen();
     if (this.#ended) throw ClosedError.transactionEnded();
   }
 
   sharesDatabaseWith(events: EventBackend): boolean {
-    return events === this.log;
+    return events === this.state.log;
   }
 
   async get(id: string): Promise<StoredDocument | undefined> {
@@ -476,15 +487,12 @@ class MemoryTransaction implements CollectionBackend {
    */
   commit(): void {
     this.#active();
-    this.log.publish(this.#staged);
+    this.state.log.publish(this.#staged);
     for (const [id, doc] of this.#overlay) {
       if (doc) this.state.rows.set(id, doc);
       else this.state.rows.delete(id);
     }
-    for (const { change, event } of this.#changes) {
-      if (event) Object.assign(change, { seq: event.seq, serverSeq: event.serverSeq });
-      for (const listener of this.state.listeners) listener(change);
-    }
+    for (const { change, event } of this.#changes) announce(this.state, change, event);
   }
 
   /** After commit or rollback: every further use is refused. */

@@ -1,7 +1,7 @@
 /**
  * One collection's rows in `eventsync_documents`, for both drivers. Each primitive is one
  * statement (one round trip). Given an `EventRecord`, the same statement also appends the write's
- * event (`recordingCte` in events.ts): the write, the stream head and the event commit together or
+ * event (`recordingCte` in recording.ts): the write, the stream head and the event commit together or
  * not at all. `replaceSection` is the exception: its diff needs the new version, so it records its
  * event with a second statement in the same transaction. With notifications on, every committed
  * write is then announced (see announcer.ts): after its commit, not inside it.
@@ -21,52 +21,20 @@ import type {
   Written,
 } from '../../storage/backend.js';
 import { type FindOptions, findInPages } from '../../storage/find.js';
-import type { ChangeOperation, Filter } from '../../storage/types.js';
+import type { Filter } from '../../storage/types.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
-import {
-  type AssignedRow,
-  appendEvent,
-  assembleEvent,
-  CHANGES_CHANNEL,
-  recordingCte,
-  recordingParams,
-  type SqlEventBackend,
-} from './events.js';
 import { type FindPlan, findPlan, ID_ROWS, MAX_SORT_BUFFER, PAGE_ROWS, type Statement } from './find.js';
+import { payload, type WriteNotice } from './notifications.js';
+import { type AssignedRow, appendEvent, assembleEvent, recordingCte, recordingParams } from './recording.js';
 import { mapSqlError } from './sqlstate.js';
-
-export { CHANGES_CHANNEL };
-/** Payloads above this many bytes lose `data` (then `diff`): NOTIFY's hard limit is 8,000. */
-export const NOTIFY_PAYLOAD_LIMIT = 7000;
-
-/**
- * The NOTIFY payload, JSON: `{c: collection, id, op: 'create'|'update'|'delete', v: version,
- * data?, diff?, s?, ss?}`. `data` is the document after the change (before it, for deletes);
- * `diff` is there for updates; `s` and `ss` are the seq and serverSeq of the event the write
- * recorded. When the payload would exceed NOTIFY_PAYLOAD_LIMIT bytes `data` is left out, and
- * `diff` too if still too big; listeners then read the document themselves.
- *
- * An event appended on its own (`EventBackend.append`) notifies `{c, id, s, ss}`, without `op`:
- * a wake-up for event feeds, not a document change.
- */
-export interface ChangePayload {
-  c: string;
-  id: string;
-  op?: ChangeOperation;
-  v?: number;
-  data?: JsonObject;
-  diff?: Diff;
-  s?: number;
-  ss?: number;
-}
 
 /** What the collections of one database share. */
 export interface SqlContext {
   readonly driver: SqlDriver;
   readonly notify: boolean;
   /** The database's event log: the one `sharesDatabaseWith` recognises. */
-  readonly eventLog: SqlEventBackend;
+  readonly eventLog: EventBackend;
   assertOpen(): void;
   /** Sends a committed write's notification (see announcer.ts). */
   announce(payload: string): void;
@@ -120,7 +88,7 @@ const sql = {
     RETURNING version, data`,
 
   /*
-   * The same writes recording their event (see `recordingCte` in events.ts for why seq stays
+   * The same writes recording their event (see `recordingCte` in recording.ts for why seq stays
    * gapless): write `w`, head upsert `h` from `w`'s row, event insert `e` from `h`. One
    * statement, so one round trip, and all of it or nothing commits.
    */
@@ -235,30 +203,24 @@ export class SqlCollection implements CollectionBackend {
   }
 
   async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
+    const { id, version } = doc;
     const data = doc.json ?? JSON.stringify(doc.data);
-    const doing = `insert ${JSON.stringify(doc.id)}`;
-    const writeParams = [this.collection, doc.id, doc.version, data];
-    let written: Written;
-    if (record) {
-      const diff = creationDiff(doc.data, doc.version);
-      const draft = eventDraft(this.collection, doc.id, 'create', doc.version, record, { diff });
-      const [row] = await this.#recording<InsertedRow>(
-        doing,
-        sql.insertRecord,
-        writeParams,
-        draft,
-        JSON.stringify(diff),
-      );
-      if (row === undefined) return undefined;
-      written = { event: row.event, token: row.token, incarnation: row.incarnation };
-    } else {
-      const [row] = await this.#run<InsertedRow>(doing, sql.insert, writeParams);
-      if (row === undefined) return undefined;
-      written = { token: row.token, incarnation: row.incarnation };
-    }
-    this.#announce(() =>
-      payload(this.collection, doc.id, 'create', doc.version, data, undefined, written.event),
+    const diff = record && creationDiff(doc.data, version);
+    const row = await this.#write<InsertedRow>(
+      `insert ${JSON.stringify(id)}`,
+      sql.insert,
+      [this.collection, id, version, data],
+      [],
+      record && {
+        statement: sql.insertRecord,
+        draft: eventDraft(this.collection, id, 'create', version, record, { diff }),
+        diffJson: JSON.stringify(diff),
+      },
     );
+    if (row === undefined) return undefined;
+    const written: Written = { token: row.token, incarnation: row.incarnation };
+    if (row.event) written.event = row.event;
+    this.#announce(() => ({ id, op: 'create', version, dataJson: data, event: row.event }));
     return written;
   }
 
@@ -269,32 +231,24 @@ export class SqlCollection implements CollectionBackend {
     record?: EventRecord,
     expectedToken?: string,
   ): Promise<Written | undefined> {
+    const { id, version } = doc;
     const data = doc.json ?? JSON.stringify(doc.data);
-    const doing = `replace ${JSON.stringify(doc.id)}`;
     const diffJson = this.#ctx.notify || record ? JSON.stringify(diff) : undefined;
-    const writeParams = [this.collection, doc.id, doc.version, data, expectedVersion];
-    const conditions = [expectedToken ?? null, doc.incarnation ?? null];
-    let written: Written;
-    if (record) {
-      const draft = eventDraft(this.collection, doc.id, 'update', doc.version, record, { diff });
-      const [row] = await this.#recording<TokenRow>(
-        doing,
-        sql.replaceRecord,
-        writeParams,
-        draft,
+    const row = await this.#write<TokenRow>(
+      `replace ${JSON.stringify(id)}`,
+      sql.replace,
+      [this.collection, id, version, data, expectedVersion],
+      [expectedToken ?? null, doc.incarnation ?? null],
+      record && {
+        statement: sql.replaceRecord,
+        draft: eventDraft(this.collection, id, 'update', version, record, { diff }),
         diffJson,
-        conditions,
-      );
-      if (row === undefined) return undefined;
-      written = { event: row.event, token: row.token };
-    } else {
-      const [row] = await this.#run<TokenRow>(doing, sql.replace, [...writeParams, ...conditions]);
-      if (row === undefined) return undefined;
-      written = { token: row.token };
-    }
-    this.#announce(() =>
-      payload(this.collection, doc.id, 'update', doc.version, data, diffJson, written.event),
+      },
     );
+    if (row === undefined) return undefined;
+    const written: Written = { token: row.token };
+    if (row.event) written.event = row.event;
+    this.#announce(() => ({ id, op: 'update', version, dataJson: data, diffJson, event: row.event }));
     return written;
   }
 
@@ -337,17 +291,14 @@ export class SqlCollection implements CollectionBackend {
     }
     if (written === undefined) return undefined;
     const { version, data, event } = written;
-    this.#announce(() =>
-      payload(
-        this.collection,
-        id,
-        'update',
-        version,
-        JSON.stringify(data),
-        JSON.stringify(write.diff(version)),
-        event,
-      ),
-    );
+    this.#announce(() => ({
+      id,
+      op: 'update',
+      version,
+      dataJson: JSON.stringify(data),
+      diffJson: JSON.stringify(write.diff(version)),
+      event,
+    }));
     return written;
   }
 
@@ -356,40 +307,31 @@ export class SqlCollection implements CollectionBackend {
     record?: EventRecord,
     expected: DeleteCondition = {},
   ): Promise<(StoredDocument & Written) | undefined> {
-    const doing = `delete ${JSON.stringify(id)}`;
-    const conditions = [expected.version ?? null, expected.incarnation ?? null];
-    let deleted: StoredDocument & Written;
-    if (record) {
-      // The version and the deleted document come from the row: the draft is completed below.
-      const draft = eventDraft(this.collection, id, 'delete', 0, record, {});
-      const [row] = await this.#recording<VersionRow>(
-        doing,
-        sql.deleteRecord,
-        [this.collection, id],
-        draft,
-        undefined,
-        conditions,
-      );
-      if (row === undefined) return undefined;
-      const version = Number(row.version);
-      const done = eventDraft(this.collection, id, 'delete', version, record, { deletedDocument: row.data });
-      deleted = { id, version, data: row.data, event: { ...row.event, version, metadata: done.metadata! } };
-    } else {
-      const [row] = await this.#run<VersionRow>(doing, sql.delete, [this.collection, id, ...conditions]);
-      if (row === undefined) return undefined;
-      deleted = { id, version: Number(row.version), data: row.data };
-    }
-    this.#announce(() =>
-      payload(
-        this.collection,
-        id,
-        'delete',
-        deleted.version,
-        JSON.stringify(deleted.data),
-        undefined,
-        deleted.event,
-      ),
+    const row = await this.#write<VersionRow>(
+      `delete ${JSON.stringify(id)}`,
+      sql.delete,
+      [this.collection, id],
+      [expected.version ?? null, expected.incarnation ?? null],
+      // The version and the deleted document come from the row: the event is completed below.
+      record && {
+        statement: sql.deleteRecord,
+        draft: eventDraft(this.collection, id, 'delete', 0, record, {}),
+      },
     );
+    if (row === undefined) return undefined;
+    const version = Number(row.version);
+    const deleted: StoredDocument & Written = { id, version, data: row.data };
+    if (row.event) {
+      const done = eventDraft(this.collection, id, 'delete', version, record!, { deletedDocument: row.data });
+      deleted.event = { ...row.event, version, metadata: done.metadata! };
+    }
+    this.#announce(() => ({
+      id,
+      op: 'delete',
+      version,
+      dataJson: JSON.stringify(row.data),
+      event: deleted.event,
+    }));
     return deleted;
   }
 
@@ -454,30 +396,36 @@ export class SqlCollection implements CollectionBackend {
   }
 
   /**
-   * Runs a recording write (`text`) with `writeParams`, then the event's parameters, then
-   * `moreParams`. Returns the row (none when the write did not happen) with the event assembled
-   * from `draft` and what the database assigned.
+   * Runs one write: `plain` with `writeParams` and `conditions`, or, given an event to record, its
+   * `statement` (the same write recording the event) with the event's parameters between the
+   * two. Returns the written row, with the event assembled from the draft and what the database
+   * assigned; undefined when the write did not happen (a condition did not hold).
    */
-  async #recording<R = object>(
+  async #write<R>(
     doing: string,
-    text: string,
+    plain: string,
     writeParams: unknown[],
-    draft: EventDraft,
-    diffJson?: string,
-    moreParams: unknown[] = [],
-  ): Promise<(R & AssignedRow & { event: SyncEvent })[]> {
+    conditions: unknown[],
+    record?: { statement: string; draft: EventDraft; diffJson?: string },
+  ): Promise<(R & { event?: SyncEvent }) | undefined> {
+    if (!record) {
+      const [row] = await this.#run<R & { event?: SyncEvent }>(doing, plain, [...writeParams, ...conditions]);
+      return row;
+    }
+    const { statement, draft, diffJson } = record;
     const eventId = newObjectId();
     const at = Date.now();
-    const params = [...writeParams, ...recordingParams(draft, eventId, at, diffJson), ...moreParams];
-    const rows = await this.#run<R & AssignedRow>(doing, text, params);
-    return rows.map((row) => ({ ...row, event: assembleEvent(draft, eventId, at, row) }));
+    const params = [...writeParams, ...recordingParams(draft, eventId, at, diffJson), ...conditions];
+    const [row] = await this.#run<R & AssignedRow>(doing, statement, params);
+    return row && { ...row, event: assembleEvent(draft, eventId, at, row) };
   }
 
-  /** Announces a committed write (`build` makes its payload): now, or when the transaction commits. */
-  #announce(build: () => string): void {
+  /** Announces a committed write (`build` tells it, see notifications.ts): now, or when the transaction commits. */
+  #announce(build: () => WriteNotice): void {
     if (!this.#ctx.notify) return;
-    if (this.#tx) this.#tx.announcements.push(build());
-    else this.#ctx.announce(build());
+    const text = payload(this.collection, build());
+    if (this.#tx) this.#tx.announcements.push(text);
+    else this.#ctx.announce(text);
   }
 
   async #run<R>(doing: string, text: string, params: unknown[]): Promise<R[]> {
@@ -488,70 +436,4 @@ export class SqlCollection implements CollectionBackend {
       throw mapSqlError(error, `${doing} in ${JSON.stringify(this.collection)}`);
     }
   }
-}
-
-/**
- * The notification of a change, from JSON texts already made for the statement (no second
- * stringify of data), with the seq and serverSeq of the event it recorded, if any.
- */
-export function payload(
-  collection: string,
-  id: string,
-  op: ChangeOperation,
-  version: number,
-  dataJson: string,
-  diffJson?: string,
-  event?: Pick<SyncEvent, 'seq' | 'serverSeq'>,
-): string {
-  const seqs = event ? `,"s":${event.seq},"ss":${event.serverSeq}` : '';
-  const head = `{"c":${JSON.stringify(collection)},"id":${JSON.stringify(id)},"op":"${op}","v":${version}${seqs}`;
-  const diff = diffJson === undefined ? '' : `,"diff":${diffJson}`;
-  const full = `${head},"data":${dataJson}${diff}}`;
-  if (fits(full)) return full;
-  if (diff && fits(`${head}${diff}}`)) return `${head}${diff}}`;
-  return `${head}}`;
-}
-
-function fits(text: string): boolean {
-  // A UTF-16 unit is at most 3 UTF-8 bytes: most payloads are decided without counting.
-  if (text.length * 3 <= NOTIFY_PAYLOAD_LIMIT) return true;
-  return text.length <= NOTIFY_PAYLOAD_LIMIT && Buffer.byteLength(text) <= NOTIFY_PAYLOAD_LIMIT;
-}
-
-const operations = new Set<string>(['create', 'update', 'delete']);
-
-/** A parsed notification: a document change (maybe with its event's seqs), or only an event. */
-export interface Notification {
-  collection: string;
-  id: string;
-  change?: CommittedChange;
-  /** Set when the notification is about a recorded event. */
-  serverSeq?: number;
-}
-
-/** Parses a NOTIFY payload; undefined when it isn't one of ours. */
-export function parseNotification(text: string): Notification | undefined {
-  let p: Partial<ChangePayload>;
-  try {
-    p = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof p !== 'object' || p === null) return undefined;
-  if (typeof p.c !== 'string' || typeof p.id !== 'string') return undefined;
-  const event = typeof p.s === 'number' && typeof p.ss === 'number';
-  const notification: Notification = { collection: p.c, id: p.id };
-  if (event) notification.serverSeq = p.ss;
-  if (p.op === undefined && event) return notification;
-  if (typeof p.v !== 'number' || typeof p.op !== 'string' || !operations.has(p.op)) return undefined;
-  const change: CommittedChange = { collection: p.c, id: p.id, operation: p.op, version: p.v };
-  if (isObject(p.data)) change.data = p.data;
-  if (isObject(p.diff)) change.diff = p.diff as Diff;
-  if (event) Object.assign(change, { seq: p.s, serverSeq: p.ss });
-  notification.change = change;
-  return notification;
-}
-
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -12,9 +12,12 @@ import type {
 } from '../../storage/backend.js';
 import { assertCollectionName } from '../../storage/validate.js';
 import { Announcer } from './announcer.js';
-import { CHANGES_CHANNEL, parseNotification, SqlCollection, type SqlContext } from './collection.js';
+import { SqlCollection, type SqlContext } from './collection.js';
 import type { SqlDriver } from './driver.js';
-import { type FeedOptions, SqlEventBackend, type SqlEventContext } from './events.js';
+import type { SqlEventContext } from './event-context.js';
+import { sqlEventBackend } from './events.js';
+import type { FeedOptions } from './feed.js';
+import { CHANGES_CHANNEL, parseNotification } from './notifications.js';
 import { filterIndexSql, migrate } from './schema.js';
 import { mapSqlError } from './sqlstate.js';
 
@@ -27,7 +30,7 @@ export interface SqlDatabaseOptions {
   notify?: boolean;
   /** Told about a change listener that threw, a notification that isn't ours, or announcements that could not be sent. Default: ignored. */
   onError?: (error: EventSyncError) => void;
-  /** How the event feed waits for writers still in flight (see `listAfterServerSeq` in events.ts). */
+  /** How the event feed waits for writers still in flight (see `listAfterServerSeq` in feed.ts). */
   feed?: FeedOptions;
 }
 
@@ -55,7 +58,7 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
   readonly kind: 'pglite' | 'pg';
   readonly driver: SqlDriver;
   readonly notify: boolean;
-  readonly eventLog: SqlEventBackend;
+  readonly eventLog: EventBackend;
   readonly #announcer: Announcer | undefined;
   readonly #onError: (error: EventSyncError) => void;
   readonly #listeners = new Map<string, Set<Listener>>();
@@ -73,7 +76,7 @@ class SqlDatabaseImpl implements SqlDatabase, SqlContext, SqlEventContext {
     this.driver = driver;
     this.notify = options.notify ?? true;
     this.#onError = options.onError ?? (() => {});
-    this.eventLog = new SqlEventBackend(this, options.feed);
+    this.eventLog = sqlEventBackend(this, options.feed);
     if (this.notify) {
       this.#announcer = new Announcer(
         (payloads) => driver.notify(CHANGES_CHANNEL, payloads),

@@ -39,11 +39,11 @@ export const migrations: readonly Migration[] = [
     name: 'events',
     statements: [
       // One order over all events (the feeds' serverSeq). CACHE 1 (the default) matters: the feed
-      // reads `last_value` as "every value up to here has been handed out" (see events.ts).
+      // reads `last_value` as "every value up to here has been handed out" (see feed.ts).
       'CREATE SEQUENCE IF NOT EXISTS eventsync_server_seq AS bigint CACHE 1',
       // The default of `eventsync_events.server_seq`: gives the writing transaction its xid (if it
       // has none yet) *before* it takes the value, which is what lets the feed wait for every
-      // transaction that may still commit a smaller serverSeq (see `listAfterServerSeq` in events.ts).
+      // transaction that may still commit a smaller serverSeq (see `listAfterServerSeq` in feed.ts).
       `CREATE OR REPLACE FUNCTION eventsync_next_server_seq() RETURNS bigint
         LANGUAGE sql VOLATILE PARALLEL UNSAFE
         AS $$ SELECT CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('eventsync_server_seq') END $$`,

@@ -110,9 +110,12 @@ export function pgDriver(poolOrConfig: pg.Pool | pg.PoolConfig, options: PgDrive
  * anything listens, it reconnects (every second until it succeeds or the driver closes) and
  * LISTENs again; a notify connects it when it is down.
  *
- * TODO: notifications committed while the connection was down are lost and nobody is told; once
- * the event store exists, signal the gap to listeners (e.g. a `reset` callback) so they catch up
- * from it. Also missing: a keepalive query to notice a silently dead connection sooner than TCP does.
+ * Notifications committed while the connection is down are lost. Event feeds do not depend on
+ * them: a notification only wakes `EventStore.subscribe` early, which also polls the event log
+ * and so catches up from it. `watch()` change streams, which have no log to read, miss those
+ * changes (a connection that fails with an error, and each failed reconnect, is reported to
+ * `onListenError`). A silently dead connection is noticed only when TCP gives up (there is no
+ * keepalive query).
  */
 class ListenConnection {
   readonly #config: pg.ClientConfig;
