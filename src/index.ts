@@ -1,4 +1,5 @@
 export { MemoryDatabase, memoryDatabase } from './backends/memory/memory-database.js';
+export * from './core/errors.js';
 export type { EventBackend, EventRecord, StreamHead } from './core/event-backend.js';
 export type * from './core/events.js';
 export type * from './core/json.js';
@@ -32,7 +33,6 @@ export {
   PersistentVectorClockManager,
   type VectorClockManager,
 } from './events/vector-clocks.js';
-export * from './protocol/errors.js';
 export type { CollectionBackend, CommittedChange, Database, StoredDocument } from './storage/backend.js';
 export { type CreateStorageOptions, createStorage } from './storage/create-storage.js';
 export { DocumentStorage, type StorageOptions } from './storage/document-storage.js';

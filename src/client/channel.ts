@@ -4,12 +4,12 @@
  * routing of server frames to feeds, and debounced acks.
  */
 
-import { EventSyncError } from '../protocol/errors.js';
+import { EventSyncError } from '../core/errors.js';
 import { documentKey, isRetryable, SSE_SUBSCRIPTION } from '../protocol/wire.js';
 import { type Core, DocumentFeed, EventSyncClientError, type Feed } from './handles.js';
 import type { Replica } from './replica.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
-import type { Link, LinkHandlers, LinkOutcome, ServerMessage } from './transport.js';
+import type { Link, LinkHandlers, LinkOutcome, Refusal, ServerMessage } from './transport.js';
 
 const MAX_ACKS_PER_FLUSH = 20;
 
@@ -138,7 +138,7 @@ export class Channel {
     this.link?.send(message);
   }
 
-  #closed(link: Link, reason: string, outcome: LinkOutcome, error?: { code: string; message: string }): void {
+  #closed(link: Link, reason: string, outcome: LinkOutcome, error?: Refusal): void {
     if (link !== this.link) return;
     this.link = undefined;
     this.lastReason = reason;

@@ -18,9 +18,10 @@
  * - Reconnects use exponential backoff with jitter and resubscribe each document after the last
  *   seq it applied, so the server sends only the missing events (a snapshot when it must).
  */
+
+import { EventSyncError } from '../core/errors.js';
 import type { SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError } from '../protocol/errors.js';
 import { DEFAULT_PATHS, documentKey, parseDocumentKey } from '../protocol/wire.js';
 import { Channel } from './channel.js';
 import {

@@ -4,9 +4,10 @@
  * from its channel (or, for a document riding on a collection's SSE stream, from that collection)
  * and tells its listeners. The public shapes are `DocumentHandle` and `CollectionHandle`.
  */
+
+import { type ErrorCode, EventSyncError } from '../core/errors.js';
 import type { SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { documentKey } from '../protocol/wire.js';
 import type { Channel } from './channel.js';
 import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
@@ -19,8 +20,8 @@ export type Filter = Record<string, unknown>;
 export class EventSyncClientError extends EventSyncError {
   /** The subscription (or message type) the error is about, when the server named one. */
   readonly ref: string | undefined;
-  constructor(code: string, message: string, options: { ref?: string; cause?: unknown } = {}) {
-    super(code as ErrorCode, message, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(code: ErrorCode, message: string, options: { ref?: string; cause?: unknown } = {}) {
+    super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.ref = options.ref;
   }
 }

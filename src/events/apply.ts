@@ -12,9 +12,9 @@
  * unchanged subtrees with the input state and with the events' values: treat it as immutable.
  */
 import jsonPatch from 'fast-json-patch';
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 
 // fast-json-patch is CommonJS whose named exports Node cannot detect: take them from the default export.
 const { applyOperation, JsonPatchError } = jsonPatch;

@@ -1,7 +1,7 @@
 /** Argument checks shared by the event modules: bad input becomes a `ValidationError` before any I/O. */
 
+import { ValidationError } from '../core/errors.js';
 import type { VectorClock } from '../core/events.js';
-import { ValidationError } from '../protocol/errors.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
 
 export function assertSeq(value: unknown, name: string): asserts value is number {

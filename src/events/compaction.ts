@@ -15,10 +15,10 @@
  * Run one compaction at a time per collection; writes may go on meanwhile.
  */
 
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend } from '../core/event-backend.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
 import type { Diff, JsonObject } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { buildDiff, compareValues } from '../storage/diff.js';
 import { assertCollectionName } from '../storage/validate.js';
 import { applyEvents } from './apply.js';

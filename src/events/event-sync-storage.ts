@@ -6,10 +6,10 @@
  */
 
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventRecord } from '../core/event-backend.js';
 import type { EventOperation, SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
 import type {
   BaseDocument,

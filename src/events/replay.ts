@@ -3,10 +3,10 @@
  * The rebuilt state equals what the storage held right after that event (null while deleted).
  */
 
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend } from '../core/event-backend.js';
 import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { applyEvents } from './apply.js';
 import { assertDocumentRef, assertSeq } from './assert.js';
 

@@ -28,9 +28,9 @@
  * the clock of the event or snapshot at F - 1 when there is one; otherwise p is unknown.
  */
 
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend, StreamHead } from '../core/event-backend.js';
 import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { applyEvent } from './apply.js';
 import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 import { replay } from './replay.js';

@@ -3,7 +3,7 @@
  * recorded diff is exactly what the patch changed). A member set to `null` is removed; an object
  * merges into an object member; anything else (arrays included) replaces the member.
  */
-import { ValidationError } from '../protocol/errors.js';
+import { ValidationError } from '../core/errors.js';
 import { keyProblem } from '../storage/validate.js';
 
 type JsonRecord = Record<string, unknown>;

@@ -21,14 +21,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import type { JsonObject } from '../core/json.js';
 import {
   AlreadyExistsError,
   EventSyncError,
   NotFoundError,
   StaleVersionError,
   ValidationError,
-} from '../protocol/errors.js';
+} from '../core/errors.js';
+import type { JsonObject } from '../core/json.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
 import { DEFAULT_PATHS } from '../protocol/wire.js';
 import type { BaseDocument, UpdateOperators } from '../storage/types.js';

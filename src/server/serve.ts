@@ -6,8 +6,8 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ValidationError } from '../core/errors.js';
 import type { Logger } from '../events/logger.js';
-import { ValidationError } from '../protocol/errors.js';
 import type { Database } from '../storage/backend.js';
 import { SyncEngine, type SyncEngineOptions } from '../sync/engine.js';
 import { isLoopback, LOOPBACK_HOSTS } from './access.js';

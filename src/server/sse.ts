@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import { Id } from '../protocol/messages.js';
 import { CloseCodes, DEFAULT_PATHS, parseSseEventId, SSE_SUBSCRIPTION, TOO_SLOW } from '../protocol/wire.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';

@@ -4,10 +4,10 @@
  * per-document write queue, MongoDB filter semantics (mingo) and the change stream.
  */
 
+import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../core/errors.js';
 import type { EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';

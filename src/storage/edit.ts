@@ -8,8 +8,8 @@
  * cost stays about the size of the change.
  */
 import { create, isDraft, rawReturn } from 'mutative';
+import { ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
-import { ValidationError } from '../protocol/errors.js';
 import { compareAlong, compareValues, escapePointerSegment, formatPointer, parsePointer } from './diff.js';
 import { jsonWithin } from './limits.js';
 import type { EditFunction } from './types.js';

@@ -16,8 +16,8 @@
  * held when a limit was asked for (beyond it: `too_large`), so a bounded request stays bounded.
  */
 import { Query } from 'mingo';
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { findInMemory } from './mongo.js';
 import type { Filter } from './types.js';
 

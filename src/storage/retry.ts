@@ -1,4 +1,4 @@
-import { VersionConflictError } from '../protocol/errors.js';
+import { VersionConflictError } from '../core/errors.js';
 import type { RetryOptions } from './types.js';
 
 export const defaultRetryOptions: Required<RetryOptions> = {

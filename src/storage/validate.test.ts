@@ -1,6 +1,6 @@
 import { create } from 'mutative';
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../protocol/errors.js';
+import { ValidationError } from '../core/errors.js';
 import {
   assertCollectionName,
   assertId,

@@ -6,8 +6,8 @@
  * Browser-safe: no Node built-ins (ids use the global `crypto.getRandomValues`).
  */
 
+import { ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import { ValidationError } from '../protocol/errors.js';
 import { formatPointer, parsePointer } from './diff.js';
 
 /** Deepest nesting of objects/arrays accepted, counting the document itself as level 1. */

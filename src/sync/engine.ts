@@ -6,13 +6,13 @@
  * every session that follows it. No transport code lives here.
  */
 
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import { EventStore } from '../events/event-store.js';
 import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
 import { SyncService } from '../events/sync-service.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
 import type { Database } from '../storage/backend.js';
 import { createStorage } from '../storage/create-storage.js';
@@ -332,8 +332,8 @@ export class SyncEngine {
           if (signal.aborted) return;
           // A failed read (a dropped connection, the database restarting) loses nothing: read again
           // from the last event dispatched, sessions stay open. Only a database closed under the
-          // engine (ClosedError; by name, so that another copy of the package counts) ends the feed.
-          if ((error as Error | undefined)?.name !== 'ClosedError') {
+          // engine (code `closed`) ends the feed.
+          if (!EventSyncError.is(error, 'closed')) {
             this.logger.warn({ err: error }, 'eventsync: reading the event feed failed; retrying');
             await sleep(FEED_RETRY_MS, signal);
             continue;

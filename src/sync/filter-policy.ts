@@ -9,7 +9,7 @@
  * `$jsonSchema` and `$text` are costly and not needed by clients. The size limits bound what one
  * filter costs per document: its text, its nesting and the length of its `$in`/`$nin`/`$all` lists.
  */
-import { ValidationError } from '../protocol/errors.js';
+import { ValidationError } from '../core/errors.js';
 import { assertFilter } from '../storage/mongo.js';
 import type { Filter } from '../storage/types.js';
 

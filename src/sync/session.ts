@@ -5,9 +5,9 @@
  * connection, in seq order, whatever subscriptions cover the document.
  */
 import { Query } from 'mingo';
+import { type ErrorCode, EventSyncError } from '../core/errors.js';
 import type { SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
 import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';
 import type { Filter } from '../storage/types.js';

@@ -5,7 +5,7 @@
  */
 import { Query } from 'mingo';
 import { describe, expect, it } from 'vitest';
-import { EventSyncError } from '../../src/protocol/errors.js';
+import { EventSyncError } from '../../src/core/errors.js';
 import type { CollectionBackend } from '../../src/storage/backend.js';
 import { uniqueCollection } from '../support/databases.js';
 import {

@@ -6,10 +6,10 @@
  */
 
 import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
+import { ClosedError } from '../../core/errors.js';
 import type { EventBackend, EventRecord, StreamHead } from '../../core/event-backend.js';
 import type { EventDraft, EventOperation, SyncEvent } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
-import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,

@@ -8,10 +8,10 @@
  */
 
 import { creationDiff, eventDraft } from '../../core/drafts.js';
+import { ClosedError } from '../../core/errors.js';
 import type { EventBackend, EventRecord } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
-import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,

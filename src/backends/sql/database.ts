@@ -2,8 +2,9 @@
  * A `Database` over a SQL driver: migrates once, hands out collection backends and its one event
  * log, and runs the one LISTEN that feeds every `subscribe` and `watchCommits` of this database.
  */
+
+import { ClosedError, EventSyncError, ValidationError } from '../../core/errors.js';
 import type { EventBackend } from '../../core/event-backend.js';
-import { ClosedError, EventSyncError, ValidationError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CollectionOptions,

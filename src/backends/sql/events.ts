@@ -8,6 +8,8 @@
  * same head upsert and insert behind a document write in one CTE (`recordingCte`), so a change and
  * its event commit together or not at all (I1) in one round trip.
  */
+
+import { EventSyncError, ValidationError } from '../../core/errors.js';
 import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../core/event-backend.js';
 import type {
   EventDraft,
@@ -18,7 +20,6 @@ import type {
   VectorClock,
 } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
-import { EventSyncError, ValidationError } from '../../protocol/errors.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import { mapSqlError } from './sqlstate.js';
