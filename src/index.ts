@@ -1,4 +1,10 @@
 export { MemoryDatabase, memoryDatabase } from './backends/memory/memory-database.js';
+export type {
+  CollectionBackend,
+  CommittedChange,
+  Database,
+  StoredDocument,
+} from './core/collection-backend.js';
 export * from './core/errors.js';
 export type { EventBackend, EventRecord, StreamHead } from './core/event-backend.js';
 export type * from './core/events.js';
@@ -33,7 +39,6 @@ export {
   PersistentVectorClockManager,
   type VectorClockManager,
 } from './events/vector-clocks.js';
-export type { CollectionBackend, CommittedChange, Database, StoredDocument } from './storage/backend.js';
 export { type CreateStorageOptions, createStorage } from './storage/create-storage.js';
 export { DocumentStorage, type StorageOptions } from './storage/document-storage.js';
 export type { StorageLimits } from './storage/limits.js';

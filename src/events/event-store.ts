@@ -4,9 +4,9 @@
  * validation and the meaning of each query.
  */
 
+import type { Database } from '../core/collection-backend.js';
 import type { EventBackend } from '../core/event-backend.js';
 import type { EventDraft, SyncEvent, VectorClock } from '../core/events.js';
-import type { Database } from '../storage/backend.js';
 import { assertCollectionName, assertId } from '../storage/validate.js';
 import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 

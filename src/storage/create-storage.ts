@@ -1,4 +1,4 @@
-import type { Database } from './backend.js';
+import type { Database } from '../core/collection-backend.js';
 import { DocumentStorage, type StorageOptions } from './document-storage.js';
 import type { BaseDocument, Storage } from './types.js';
 import { assertCollectionName } from './validate.js';

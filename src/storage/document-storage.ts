@@ -4,11 +4,16 @@
  * per-document write queue, MongoDB filter semantics (mingo) and the change stream.
  */
 
+import type {
+  CollectionBackend,
+  CommittedChange,
+  StoredDocument,
+  Written,
+} from '../core/collection-backend.js';
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../core/errors.js';
 import type { EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
 import { assertFindOptions } from './find.js';

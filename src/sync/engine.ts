@@ -6,6 +6,7 @@
  * every session that follows it. No transport code lives here.
  */
 
+import type { Database } from '../core/collection-backend.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
@@ -14,7 +15,6 @@ import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
 import { SyncService } from '../events/sync-service.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
-import type { Database } from '../storage/backend.js';
 import { createStorage } from '../storage/create-storage.js';
 import type { BaseDocument } from '../storage/types.js';
 import { assertCollectionName } from '../storage/validate.js';

@@ -7,21 +7,23 @@
  * write is then announced (see announcer.ts): after its commit, not inside it.
  */
 
+import type {
+  ChangeOperation,
+  CollectionBackend,
+  CommittedChange,
+  DeleteCondition,
+  Filter,
+  FindOptions,
+  SectionWrite,
+  StoredDocument,
+  Written,
+} from '../../core/collection-backend.js';
 import { creationDiff, eventDraft } from '../../core/drafts.js';
 import { ClosedError } from '../../core/errors.js';
 import type { EventBackend, EventRecord } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
-import type {
-  CollectionBackend,
-  CommittedChange,
-  DeleteCondition,
-  SectionWrite,
-  StoredDocument,
-  Written,
-} from '../../storage/backend.js';
-import { type FindOptions, findInPages } from '../../storage/find.js';
-import type { ChangeOperation, Filter } from '../../storage/types.js';
+import { findInPages } from '../../storage/find.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import {

@@ -3,14 +3,14 @@
  * log, and runs the one LISTEN that feeds every `subscribe` and `watchCommits` of this database.
  */
 
-import { ClosedError, EventSyncError, ValidationError } from '../../core/errors.js';
-import type { EventBackend } from '../../core/event-backend.js';
 import type {
   CollectionBackend,
   CollectionOptions,
   CommittedChange,
   Database,
-} from '../../storage/backend.js';
+} from '../../core/collection-backend.js';
+import { ClosedError, EventSyncError, ValidationError } from '../../core/errors.js';
+import type { EventBackend } from '../../core/event-backend.js';
 import { assertCollectionName } from '../../storage/validate.js';
 import { Announcer } from './announcer.js';
 import { CHANGES_CHANNEL, parseNotification, SqlCollection, type SqlContext } from './collection.js';
