@@ -11,10 +11,12 @@
  * deep-clone the whole document through JSON on every call.) The result therefore shares
  * unchanged subtrees with the input state and with the events' values: treat it as immutable.
  */
+
 import jsonPatch from 'fast-json-patch';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
+import { isPlainObject } from '../core/values.js';
 
 // fast-json-patch is CommonJS whose named exports Node cannot detect: take them from the default export.
 const { applyOperation, JsonPatchError } = jsonPatch;
@@ -29,9 +31,6 @@ interface AnyOperation {
 
 /** Containers this call has copied: only these may be mutated. */
 type Owned = Set<object>;
-
-const isPlainObject = (v: unknown): v is JsonObject =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const describe = (event: SyncEvent) =>
   `event ${event.fromSeq !== undefined ? `${event.fromSeq}..` : ''}${event.seq} (${event.operation}) of ` +

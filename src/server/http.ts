@@ -157,9 +157,6 @@ export function parseJson(text: string, maxDepth: number, what = 'the body'): un
   return parsed.value;
 }
 
-export const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-
 export function sendJson(
   res: ServerResponse,
   status: number,

@@ -29,6 +29,7 @@ import {
   ValidationError,
 } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
+import { isPlainObject } from '../core/values.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
 import { DEFAULT_PATHS } from '../protocol/wire.js';
 import type { BaseDocument, UpdateOperators } from '../storage/types.js';
@@ -41,7 +42,6 @@ import { accessProblem, applyCors, isJsonContentType } from './access.js';
 import {
   authenticateRequest,
   intParam,
-  isPlainObject,
   methodNotAllowed,
   mustAuthorize,
   normalizePrefix,

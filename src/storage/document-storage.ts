@@ -14,6 +14,7 @@ import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '
 import type { EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
+import { isPlainObject } from '../core/values.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
 import { assertFindOptions } from './find.js';
@@ -487,9 +488,6 @@ function toDoc<T>(data: JsonObject | undefined): T | undefined {
   return data as unknown as T | undefined;
 }
 const toJson = (doc: unknown) => doc as JsonObject;
-
-const isPlainObject = (v: unknown): v is JsonObject =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** `"a.b"` → `['a', 'b']`, refusing what cannot be a section: array indexes, `$` keys, the `_id` and version fields. */
 function assertSectionPath(path: string, reservedTopLevel: string[]): string[] {

@@ -8,6 +8,7 @@
 
 import { ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
+import { describeValue, isPlainObject } from '../core/values.js';
 import { formatPointer, parsePointer } from './diff.js';
 
 /** Deepest nesting of objects/arrays accepted, counting the document itself as level 1. */
@@ -62,8 +63,8 @@ export function stringProblem(text: string): string | undefined {
 
 /** Asserts `value` is a JSON document: a plain object holding only JSON values (see {@link assertJsonValue}). */
 export function assertJsonDocument(value: unknown, path = ''): asserts value is JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || !isPlainPrototype(value)) {
-    throw new ValidationError(`a document must be a plain object, not ${describe(value)}`, path);
+  if (!isPlainObject(value)) {
+    throw new ValidationError(`a document must be a plain object, not ${describeValue(value)}`, path);
   }
   assertJsonValue(value, path);
 }
@@ -184,7 +185,7 @@ class Checker {
     let height = 0;
     if (Array.isArray(obj)) {
       if (Object.getPrototypeOf(obj) !== Array.prototype) {
-        this.fail(`${describe(obj)} is not plain JSON: store a plain array`);
+        this.fail(`${describeValue(obj)} is not plain JSON: store a plain array`);
       }
       const arr = obj as unknown[];
       for (let i = 0; i < arr.length; i++) {
@@ -216,7 +217,7 @@ class Checker {
         }
       }
     } else {
-      if (!isPlainPrototype(obj)) this.fail(`${describe(obj)} is not plain JSON: ${advice(obj)}`);
+      if (!isPlainObject(obj)) this.fail(`${describeValue(obj)} is not plain JSON: ${advice(obj)}`);
       if (Object.getOwnPropertySymbols(obj).length > 0) {
         this.fail('symbol-keyed members are not JSON (they would be dropped): use string keys');
       }
@@ -257,23 +258,6 @@ class Checker {
   private tooDeep(): never {
     this.fail(`the value is nested more than ${MAX_DEPTH} levels deep (or contains a cycle): flatten it`);
   }
-}
-
-function isPlainPrototype(obj: object): boolean {
-  const proto = Object.getPrototypeOf(obj);
-  return proto === Object.prototype || proto === null;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) {
-    const ctor = Object.getPrototypeOf(value)?.constructor?.name;
-    return ctor && ctor !== 'Array' ? `an instance of ${ctor}` : 'an array';
-  }
-  if (typeof value !== 'object') return typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
-  const ctor = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor
-    ?.name;
-  return ctor ? `an instance of ${ctor}` : 'an object with a custom prototype';
 }
 
 function advice(obj: object): string {
@@ -323,7 +307,7 @@ export function assertIncarnation(value: unknown): asserts value is string {
 
 export function assertId(id: unknown): asserts id is string {
   if (typeof id !== 'string')
-    throw new ValidationError(`a document id must be a string, not ${describe(id)}`, '');
+    throw new ValidationError(`a document id must be a string, not ${describeValue(id)}`, '');
   if (id.length === 0 || id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
     throw new ValidationError(
       `invalid document id ${JSON.stringify(id.length > 140 ? `${id.slice(0, 140)}…` : id)}: ` +
@@ -343,7 +327,7 @@ const COLLECTION_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
 export function assertCollectionName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || !COLLECTION_PATTERN.test(name)) {
     throw new ValidationError(
-      `invalid collection name ${typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : describe(name)}: ` +
+      `invalid collection name ${typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : describeValue(name)}: ` +
         'use 1 to 63 characters of a-z 0-9 _, starting with a letter or _',
       '',
     );

@@ -10,6 +10,7 @@ import type { Database } from '../core/collection-backend.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
+import { sleep } from '../core/sleep.js';
 import { EventStore } from '../events/event-store.js';
 import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
@@ -435,19 +436,6 @@ function closeReason(reason: string): string {
   return out;
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 /**
  * Runs `read` again (three tries, 100 ms apart) when it fails for a reason other than bad input:
  * a pooled connection killed under it should cost a retry, not every session that needed it.
@@ -458,7 +446,7 @@ async function retryTransient<R>(read: () => Promise<R>): Promise<R> {
       return await read();
     } catch (error) {
       if (attempt >= 3 || EventSyncError.is(error, 'validation')) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
 }

@@ -23,6 +23,7 @@ import { ClosedError } from '../../core/errors.js';
 import type { EventBackend, EventRecord } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
+import { isPlainObject } from '../../core/values.js';
 import { findInPages } from '../../storage/find.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
@@ -547,13 +548,9 @@ export function parseNotification(text: string): Notification | undefined {
   if (p.op === undefined && event) return notification;
   if (typeof p.v !== 'number' || typeof p.op !== 'string' || !operations.has(p.op)) return undefined;
   const change: CommittedChange = { collection: p.c, id: p.id, operation: p.op, version: p.v };
-  if (isObject(p.data)) change.data = p.data;
-  if (isObject(p.diff)) change.diff = p.diff as Diff;
+  if (isPlainObject(p.data)) change.data = p.data;
+  if (isPlainObject(p.diff)) change.diff = p.diff as Diff;
   if (event) Object.assign(change, { seq: p.s, serverSeq: p.ss });
   notification.change = change;
   return notification;
-}
-
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

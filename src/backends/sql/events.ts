@@ -20,6 +20,7 @@ import type {
   VectorClock,
 } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
+import { sleep } from '../../core/sleep.js';
 import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import { mapSqlError } from './sqlstate.js';
@@ -426,8 +427,6 @@ export interface FeedOptions {
   /** How long `listAfterServerSeq` waits for in-flight writers before returning nothing new. Default 2,000 ms. */
   settleTimeoutMs?: number;
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class SqlEventBackend implements EventBackend {
   readonly #ctx: SqlEventContext;
