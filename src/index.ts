@@ -8,6 +8,7 @@ export type {
 export * from './core/errors.js';
 export type { EventBackend, EventRecord, StreamHead } from './core/event-backend.js';
 export type * from './core/events.js';
+export { newObjectId } from './core/ids.js';
 export type * from './core/json.js';
 export { applyEvent, applyEvents } from './events/apply.js';
 export {
@@ -43,4 +44,3 @@ export { type CreateStorageOptions, createStorage } from './storage/create-stora
 export { DocumentStorage, type StorageOptions } from './storage/document-storage.js';
 export type { StorageLimits } from './storage/limits.js';
 export type * from './storage/types.js';
-export { newObjectId } from './storage/validate.js';

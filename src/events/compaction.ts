@@ -18,9 +18,9 @@
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend } from '../core/event-backend.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
+import { assertCollectionName } from '../core/ids.js';
 import type { Diff, JsonObject } from '../core/json.js';
 import { buildDiff, compareValues } from '../storage/diff.js';
-import { assertCollectionName } from '../storage/validate.js';
 import { applyEvents } from './apply.js';
 import { assertSeq } from './assert.js';
 

@@ -9,6 +9,7 @@ import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventRecord } from '../core/event-backend.js';
 import type { EventOperation, SyncEvent } from '../core/events.js';
+import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
 import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
 import type {
@@ -28,8 +29,7 @@ import type {
   UpdatePipeline,
   WatchOptions,
 } from '../storage/types.js';
-import { assertId, assertJsonValue } from '../storage/validate.js';
-import { assertClientId } from './assert.js';
+import { assertJsonValue } from '../storage/validate.js';
 import type { EventStore } from './event-store.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { SnapshotStore } from './snapshots.js';

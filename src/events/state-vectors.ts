@@ -18,7 +18,8 @@
 import { EventSyncError } from '../core/errors.js';
 import type { Acknowledgement, EventBackend } from '../core/event-backend.js';
 import type { StateVector, VectorClock } from '../core/events.js';
-import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
+import { assertClientId } from '../core/ids.js';
+import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 
 export interface StateVectorOptions {
   /** Write noted acknowledgements at most this often, in ms. Default 1,000; 0 writes each at once (one step each). */

@@ -31,8 +31,9 @@
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend, StreamHead } from '../core/event-backend.js';
 import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
+import { assertClientId } from '../core/ids.js';
 import { applyEvent } from './apply.js';
-import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
+import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 import { replay } from './replay.js';
 import { StateVectorManager } from './state-vectors.js';
 

@@ -21,9 +21,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EventSyncError, ValidationError } from '../core/errors.js';
+import { assertCollectionName, assertId } from '../core/ids.js';
 import { Id } from '../protocol/messages.js';
 import { CloseCodes, DEFAULT_PATHS, parseSseEventId, SSE_SUBSCRIPTION, TOO_SLOW } from '../protocol/wire.js';
-import { assertCollectionName, assertId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter } from '../sync/filter-policy.js';
 import type { Session } from '../sync/session.js';

@@ -13,6 +13,7 @@ import type {
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../core/errors.js';
 import type { EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
+import { assertId, newObjectId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
 import { isPlainObject } from '../core/values.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
@@ -41,7 +42,7 @@ import type {
   UpdatePipeline,
   WatchOptions,
 } from './types.js';
-import { assertId, assertIncarnation, assertJsonDocument, assertVersion, newObjectId } from './validate.js';
+import { assertIncarnation, assertJsonDocument, assertVersion } from './validate.js';
 
 export interface StorageOptions {
   /** Name of the version field the storage owns. Default `"version"`. */

@@ -3,7 +3,7 @@
  * and against prototype pollution. Everything here throws {@link ValidationError} (code
  * `'validation'`) with a message that says what to do and the JSON Pointer of the problem.
  *
- * Browser-safe: no Node built-ins (ids use the global `crypto.getRandomValues`).
+ * Browser-safe: no Node built-ins.
  */
 
 import { ValidationError } from '../core/errors.js';
@@ -13,9 +13,6 @@ import { formatPointer, parsePointer } from './diff.js';
 
 /** Deepest nesting of objects/arrays accepted, counting the document itself as level 1. */
 export const MAX_DEPTH = 100;
-
-/** Longest document id accepted. */
-export const MAX_ID_LENGTH = 128;
 
 const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
@@ -271,15 +268,9 @@ function advice(obj: object): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Ids and names
+// Versions and incarnations a caller names (ids and collection names: src/core/ids.ts)
 // ---------------------------------------------------------------------------------------------
 
-const ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$/;
-
-/**
- * Asserts `id` is a document id: 1 to {@link MAX_ID_LENGTH} characters of `A-Z a-z 0-9 _ . : @ -`,
- * not starting with `.`, `:`, `@` or `-`. No `/`: SSE event ids are `collection/id/seq`.
- */
 /** A document version a caller names (e.g. `expectedVersion`): a positive safe integer. */
 export function assertVersion(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
@@ -303,67 +294,4 @@ export function assertIncarnation(value: unknown): asserts value is string {
       `expectedIncarnation must be an incarnation the storage gave (decimal digits), not ${JSON.stringify(value)}`,
     );
   }
-}
-
-export function assertId(id: unknown): asserts id is string {
-  if (typeof id !== 'string')
-    throw new ValidationError(`a document id must be a string, not ${describeValue(id)}`, '');
-  if (id.length === 0 || id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
-    throw new ValidationError(
-      `invalid document id ${JSON.stringify(id.length > 140 ? `${id.slice(0, 140)}…` : id)}: ` +
-        `use 1 to ${MAX_ID_LENGTH} characters of A-Z a-z 0-9 _ . : @ -, starting with a letter, digit or _`,
-      '',
-    );
-  }
-}
-
-const COLLECTION_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
-
-/**
- * Asserts `name` is a collection name: 1 to 63 characters of lowercase `a-z`, `0-9` and `_`,
- * starting with a letter or `_`. Such a name is a valid unquoted PostgreSQL identifier (63 bytes
- * is its limit, and lowercase avoids case folding) and a valid MongoDB collection name.
- */
-export function assertCollectionName(name: unknown): asserts name is string {
-  if (typeof name !== 'string' || !COLLECTION_PATTERN.test(name)) {
-    throw new ValidationError(
-      `invalid collection name ${typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : describeValue(name)}: ` +
-        'use 1 to 63 characters of a-z 0-9 _, starting with a letter or _',
-      '',
-    );
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// ObjectId
-// ---------------------------------------------------------------------------------------------
-
-let processPart: string | undefined;
-let counter = 0;
-
-function randomBytes(n: number): Uint8Array {
-  const bytes = new Uint8Array(n);
-  globalThis.crypto.getRandomValues(bytes);
-  return bytes;
-}
-
-function hex(n: number, digits: number): string {
-  return n.toString(16).padStart(digits, '0');
-}
-
-/**
- * A new 24-hex-digit MongoDB-style ObjectId: 4-byte big-endian seconds since the epoch, 5 random
- * bytes chosen once per process, a 3-byte counter starting at a random value. Sorts roughly by
- * creation time; unique within a process (16M ids per second) and, with overwhelming probability,
- * across processes.
- */
-export function newObjectId(): string {
-  if (processPart === undefined) {
-    processPart = Array.from(randomBytes(5), (b) => hex(b, 2)).join('');
-    const c = randomBytes(3);
-    counter = (c[0]! << 16) | (c[1]! << 8) | c[2]!;
-  }
-  counter = (counter + 1) & 0xffffff;
-  const seconds = Math.floor(Date.now() / 1000) >>> 0;
-  return hex(seconds, 8) + processPart + hex(counter, 6);
 }

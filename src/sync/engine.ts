@@ -9,6 +9,7 @@
 import type { Database } from '../core/collection-backend.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
+import { assertCollectionName } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
 import { sleep } from '../core/sleep.js';
 import { EventStore } from '../events/event-store.js';
@@ -18,7 +19,6 @@ import { SyncService } from '../events/sync-service.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
 import { createStorage } from '../storage/create-storage.js';
 import type { BaseDocument } from '../storage/types.js';
-import { assertCollectionName } from '../storage/validate.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
 import { checkedScope, type ReadScope } from './read-scope.js';

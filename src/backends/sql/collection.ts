@@ -22,10 +22,10 @@ import { creationDiff, eventDraft } from '../../core/drafts.js';
 import { ClosedError } from '../../core/errors.js';
 import type { EventBackend, EventRecord } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent } from '../../core/events.js';
+import { newObjectId } from '../../core/ids.js';
 import type { Diff, JsonObject } from '../../core/json.js';
 import { isPlainObject } from '../../core/values.js';
 import { findInPages } from '../../storage/find.js';
-import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import {
   type AssignedRow,

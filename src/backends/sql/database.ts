@@ -11,7 +11,7 @@ import type {
 } from '../../core/collection-backend.js';
 import { ClosedError, EventSyncError, ValidationError } from '../../core/errors.js';
 import type { EventBackend } from '../../core/event-backend.js';
-import { assertCollectionName } from '../../storage/validate.js';
+import { assertCollectionName } from '../../core/ids.js';
 import { Announcer } from './announcer.js';
 import { CHANGES_CHANNEL, parseNotification, SqlCollection, type SqlContext } from './collection.js';
 import type { SqlDriver } from './driver.js';

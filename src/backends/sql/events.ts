@@ -19,9 +19,9 @@ import type {
   SyncEvent,
   VectorClock,
 } from '../../core/events.js';
+import { newObjectId } from '../../core/ids.js';
 import type { Diff, JsonObject } from '../../core/json.js';
 import { sleep } from '../../core/sleep.js';
-import { newObjectId } from '../../storage/validate.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import { mapSqlError } from './sqlstate.js';
 
