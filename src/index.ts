@@ -31,7 +31,6 @@ export { type SnapshotInput, SnapshotStore } from './events/snapshots.js';
 export { StateVectorManager } from './events/state-vectors.js';
 export {
   type ClientPosition,
-  type MissingEvents,
   SyncService,
   type SyncServiceOptions,
 } from './events/sync-service.js';

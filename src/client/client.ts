@@ -20,7 +20,7 @@
  */
 
 import { EventSyncError } from '../core/errors.js';
-import type { SyncEvent, VectorClock } from '../core/events.js';
+import type { DocumentPosition, MissingEvents, SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import { DEFAULT_PATHS, documentKey, parseDocumentKey } from '../protocol/wire.js';
 import { Channel } from './channel.js';
@@ -122,10 +122,7 @@ function newClientId(): string {
   return `client-${id}`;
 }
 
-interface SyncAnswer {
-  snapshot?: { seq: number; version: number; state: JsonObject | null; vectorClock: VectorClock };
-  events: SyncEvent[];
-}
+type SyncAnswer = MissingEvents<DocumentPosition>;
 
 export class EventSyncClient {
   readonly #options: EventSyncClientOptions;

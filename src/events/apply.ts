@@ -14,6 +14,7 @@
 
 import jsonPatch from 'fast-json-patch';
 import { EventSyncError, ValidationError } from '../core/errors.js';
+import { firstSeq } from '../core/event-order.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { isPlainObject } from '../core/values.js';
@@ -68,7 +69,7 @@ export function applyEvents(
   let previous = afterSeq;
   let current = state;
   for (const event of events) {
-    const first = event.fromSeq ?? event.seq;
+    const first = firstSeq(event);
     if (previous !== undefined && first !== previous + 1) {
       throw new EventSyncError(
         'internal',

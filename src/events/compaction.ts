@@ -17,6 +17,7 @@
 
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend } from '../core/event-backend.js';
+import { firstSeq } from '../core/event-order.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
 import { assertCollectionName } from '../core/ids.js';
 import type { Diff, JsonObject } from '../core/json.js';
@@ -183,7 +184,7 @@ function mergedEvent(
 ): SyncEvent & { fromSeq: number } {
   const first = run[0]!;
   const last = run.at(-1)!;
-  const fromSeq = first.fromSeq ?? first.seq;
+  const fromSeq = firstSeq(first);
   const net = buildDiff(before, after, compareValues(before, after), last.version);
   const diff: Diff = {
     hasChanges: true,

@@ -8,7 +8,7 @@
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventRecord } from '../core/event-backend.js';
-import type { EventOperation, SyncEvent } from '../core/events.js';
+import type { EventOperation, Snapshot, SyncEvent } from '../core/events.js';
 import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
 import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
@@ -36,6 +36,9 @@ import { SnapshotStore } from './snapshots.js';
 import { MemoryVectorClockManager, type VectorClockManager } from './vector-clocks.js';
 
 export type Consistency = 'atomic' | 'best-effort';
+
+/** How often `currentSnapshot` reads a document again while writes keep landing between its reads. */
+const CURRENT_SNAPSHOT_ATTEMPTS = 20;
 
 export interface EventSyncOptions {
   /** The actor recorded when a call names none. Default `"server"`. */
@@ -213,27 +216,43 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
 
   /** Snapshots the document now (on demand); returns the seq it covers. */
   async createSnapshot(id: string): Promise<number> {
+    const { collection, documentId, createdAt, ...position } = await this.currentSnapshot(id);
+    if (position.seq === 0) {
+      throw new EventSyncError('not_found', `document ${JSON.stringify(id)} has no events to snapshot`);
+    }
+    await this.#snapshots.create(collection, documentId, position);
+    return position.seq;
+  }
+
+  /**
+   * The document as it is now, at its current seq (`null` when deleted or never written). Read
+   * between two reads of its stream head: when they agree, no event committed in between, and
+   * since a write and its event commit together the document read is the state at that seq.
+   * Read again while writes land, up to {@link CURRENT_SNAPSHOT_ATTEMPTS} times.
+   */
+  async currentSnapshot(id: string): Promise<Snapshot> {
     assertId(id);
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const before = await this.#events.backend.head(this.collection, id);
+    const { backend } = this.#events;
+    for (let attempt = 0; attempt < CURRENT_SNAPSHOT_ATTEMPTS; attempt++) {
+      const before = await backend.head(this.collection, id);
       const doc = await this.#storage.findOne(id);
-      const after = await this.#events.backend.head(this.collection, id);
-      if (!after)
-        throw new EventSyncError('not_found', `document ${JSON.stringify(id)} has no events to snapshot`);
-      // No event committed between the two head reads, so the document read is the state at that seq.
-      if (before?.lastSeq === after.lastSeq) {
-        await this.#snapshots.create(this.collection, id, {
-          seq: after.lastSeq,
-          version: doc ? version(doc, this) : await this.#events.getLatestVersion(this.collection, id),
-          state: doc ? asJson(doc) : null,
-          vectorClock: after.vectorClock,
-        });
-        return after.lastSeq;
-      }
+      const after = await backend.head(this.collection, id);
+      if (before?.lastSeq !== after?.lastSeq) continue;
+      const seq = after?.lastSeq ?? 0;
+      return {
+        collection: this.collection,
+        documentId: id,
+        seq,
+        // Deleted: the version its delete event recorded, as replay and stored snapshots say it.
+        version: doc ? version(doc, this) : await this.#versionAt(id, seq),
+        state: doc ? asJson(doc) : null,
+        vectorClock: after?.vectorClock ?? {},
+        createdAt: Date.now(),
+      };
     }
     throw new EventSyncError(
       'version_conflict',
-      `document ${JSON.stringify(id)} kept changing while being snapshotted`,
+      `document ${JSON.stringify(id)} of ${JSON.stringify(this.collection)} kept changing while it was read; try again`,
     );
   }
 
@@ -283,6 +302,13 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
 
   #draftOf(operation: EventOperation, doc: T, facts: WriteFacts): DraftFor {
     return { id: doc._id, operation, version: version(doc, this), doc: asJson(doc), facts };
+  }
+
+  /** The version of the event at `seq` (0 at seq 0, or when compaction removed it). */
+  async #versionAt(id: string, seq: number): Promise<number> {
+    if (seq === 0) return 0;
+    const [event] = await this.#events.backend.list(this.collection, id, { afterSeq: seq - 1, toSeq: seq });
+    return event?.version ?? 0;
   }
 
   /** After an event committed: advance the clock manager, snapshot every `snapshotEvery` events. */

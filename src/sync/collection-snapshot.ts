@@ -4,7 +4,7 @@
  * document's state at one seq. The session decides what to send and when (it paces the frames
  * to the socket and holds live events meanwhile); nothing here waits for a client.
  */
-import type { VectorClock } from '../core/events.js';
+import type { DocumentPosition } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import type { Filter } from '../storage/types.js';
 import type { SyncEngine } from './engine.js';
@@ -41,15 +41,6 @@ function giveTurn(): void {
   turnStarted = performance.now();
   waiting.shift()?.();
   if (waiting.length > 0) setImmediate(giveTurn);
-}
-
-/** A document's state at one seq, as a `snapshot` frame carries it. */
-export interface PageSnapshot {
-  seq: number;
-  version: number;
-  /** `null`: the document is gone (deleted, or never written). */
-  state: JsonObject | null;
-  vectorClock: VectorClock;
 }
 
 /** What the reads need of a collection's storage (an `EventSyncStorage`). */
@@ -97,7 +88,7 @@ export async function readSnapshots(
   storage: Readable,
   collection: string,
   ids: readonly string[],
-): Promise<PageSnapshot[]> {
+): Promise<DocumentPosition[]> {
   if (ids.length === 0) return [];
   const backend = engine.events.backend;
   // One after another, not all at once: a page must not take every pooled connection from other requests.
@@ -108,7 +99,7 @@ export async function readSnapshots(
   }
   const docs = await storage.findMany({ _id: { $in: [...ids] } }, { sort: { _id: 1 }, limit: ids.length });
   const byId = new Map((docs as JsonObject[]).map((doc) => [doc._id as string, doc]));
-  const out: PageSnapshot[] = [];
+  const out: DocumentPosition[] = [];
   for (const [i, id] of ids.entries()) {
     await nextTurn();
     const head = await backend.head(collection, id);
@@ -128,7 +119,7 @@ export async function readSnapshots(
 }
 
 /** A document written to while its page was read: read on its own until it holds still. */
-async function changing(engine: SyncEngine, collection: string, id: string): Promise<PageSnapshot> {
+async function changing(engine: SyncEngine, collection: string, id: string): Promise<DocumentPosition> {
   const { seq, version, state, vectorClock } = await engine.currentSnapshot(collection, id);
   return { seq, version, state, vectorClock };
 }

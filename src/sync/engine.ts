@@ -211,33 +211,9 @@ export class SyncEngine {
     return session;
   }
 
-  /**
-   * The document at one seq, read consistently: the stream head before and after the read must
-   * agree (atomic writes move both together), so the state is exactly the one at that seq.
-   */
+  /** The document as it is now, at its current seq (see `EventSyncStorage.currentSnapshot`). */
   async currentSnapshot(collection: string, documentId: string): Promise<Snapshot> {
-    const storage = await this.collection(collection);
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const before = await this.events.backend.head(collection, documentId);
-      const doc = await storage.findOne(documentId);
-      const after = await this.events.backend.head(collection, documentId);
-      if (before?.lastSeq === after?.lastSeq) {
-        const state = (doc as unknown as JsonObject | undefined) ?? null;
-        return {
-          collection,
-          documentId,
-          seq: after?.lastSeq ?? 0,
-          version: state ? Number(state[storage.versionField] ?? 0) : 0,
-          state,
-          vectorClock: after?.vectorClock ?? {},
-          createdAt: Date.now(),
-        };
-      }
-    }
-    throw new EventSyncError(
-      'version_conflict',
-      `document ${documentKey(collection, documentId)} kept changing; try again`,
-    );
+    return (await this.collection(collection)).currentSnapshot(documentId);
   }
 
   // ---- the indexes sessions keep up to date ----

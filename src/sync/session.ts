@@ -6,7 +6,8 @@
  */
 import { Query } from 'mingo';
 import { type ErrorCode, EventSyncError } from '../core/errors.js';
-import type { SyncEvent, VectorClock } from '../core/events.js';
+import { firstSeq } from '../core/event-order.js';
+import type { DocumentPosition, MissingEvents, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
 import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';
@@ -16,7 +17,6 @@ import {
   FIRST_PAGE_DOCUMENTS,
   nextPageSize,
   nextTurn,
-  type PageSnapshot,
   readPage,
   readSnapshots,
 } from './collection-snapshot.js';
@@ -68,12 +68,6 @@ interface Held {
   event: SyncEvent;
   frame: string;
   bytes: number;
-}
-
-/** What a document's log says a client is missing (`SyncService.getMissingEvents`). */
-interface Missing {
-  snapshot?: PageSnapshot;
-  events: SyncEvent[];
 }
 
 const eventFrame = (event: SyncEvent) => JSON.stringify({ type: 'event', event } satisfies ServerMessage);
@@ -356,7 +350,7 @@ export class Session {
     const sent = { more: true, bytes: 0, frames: 0 };
     const fresh = await this.#trackPage(sub, subscription, page);
     if (fresh.length === 0) return sent;
-    let snapshots: PageSnapshot[];
+    let snapshots: DocumentPosition[];
     try {
       snapshots = await readSnapshots(
         this.#engine,
@@ -478,7 +472,7 @@ export class Session {
     collection: string,
     documentId: string,
     sub: string,
-    missing: () => Promise<Missing>,
+    missing: () => Promise<MissingEvents<DocumentPosition>>,
     clientSeq: number | undefined,
   ): Promise<void> {
     const tracked: Tracked = {
@@ -523,7 +517,7 @@ export class Session {
    * whenever the sink has enough of it queued, the rest waits until the socket drained. Stops
    * early when the session closes or stops following the document meanwhile.
    */
-  async #sendMissing(tracked: Tracked, { snapshot, events }: Missing): Promise<void> {
+  async #sendMissing(tracked: Tracked, { snapshot, events }: MissingEvents<DocumentPosition>): Promise<void> {
     if (!this.#follows(tracked)) return; // left (or closed) while the log was read
     let more = true;
     if (snapshot) {
@@ -542,7 +536,7 @@ export class Session {
   }
 
   /** The `snapshot` frame of a followed document; from now on it is at the snapshot's seq. */
-  #snapshotFrame(tracked: Tracked, snapshot: PageSnapshot): string {
+  #snapshotFrame(tracked: Tracked, snapshot: DocumentPosition): string {
     tracked.lastSeq = snapshot.seq;
     tracked.lastClock = snapshot.vectorClock;
     return JSON.stringify({
@@ -574,7 +568,7 @@ export class Session {
     eventId = sseEventId(event.collection, event.documentId, event.seq),
   ): boolean {
     if (event.seq <= tracked.lastSeq) return true; // already sent (catch-up and live overlap)
-    const first = event.fromSeq ?? event.seq;
+    const first = firstSeq(event);
     if (first > tracked.lastSeq + 1) {
       // Events between arrive later or were skipped by the feed: fetch them first, in order.
       void this.#repair(tracked, event, frame);
@@ -696,7 +690,7 @@ export class Session {
       const fresh: Tracked = {
         collection: event.collection,
         documentId: event.documentId,
-        lastSeq: (event.fromSeq ?? event.seq) - 1,
+        lastSeq: firstSeq(event) - 1,
         lastClock: {},
         held: undefined,
         subs: new Set(),
