@@ -1,8 +1,10 @@
 /**
  * EventSyncStorage: a `Storage<T>` that records every change as an event. Code that used the
  * storage switches by wrapping it; nothing else changes. With `consistency: 'atomic'` (the
- * default) a change and its event commit together or not at all; `'best-effort'` is the
- * original design's behaviour (store the event after the change, log a failure) and can lose events.
+ * default) a change and its event commit together or not at all: that needs a storage that can
+ * record (`RecordingStorage`, as `DocumentStorage` on any backend is) on the event store's
+ * database. `'best-effort'` wraps any `Storage<T>`: it is the original design's behaviour (store
+ * the event after the change, log a failure) and can lose events.
  */
 
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
@@ -11,24 +13,9 @@ import type { EventRecord } from '../core/event-backend.js';
 import type { EventOperation, Snapshot, SyncEvent } from '../core/events.js';
 import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
-import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
-import type {
-  BaseDocument,
-  ChangeStream,
-  DeleteOptions,
-  EditFunction,
-  EditOptions,
-  EditResult,
-  Filter,
-  FindManyOptions,
-  NewDocument,
-  RetryOptions,
-  Storage,
-  StoredEntry,
-  UpdateOperators,
-  UpdatePipeline,
-  WatchOptions,
-} from '../storage/types.js';
+import { isRecordingStorage, type Recorder, type RecordingStorage } from '../storage/recording.js';
+// The storage's shapes, by their names there (this class forwards the whole of Storage<T>).
+import type * as S from '../storage/types.js';
 import { assertJsonValue } from '../storage/validate.js';
 import type { EventStore } from './event-store.js';
 import { consoleLogger, type Logger } from './logger.js';
@@ -61,11 +48,13 @@ export interface EventCallOptions {
 
 type Heard = (event: SyncEvent, doc: JsonObject | undefined) => Promise<void>;
 
-export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
+export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> {
   readonly collection: string;
   readonly versionField: string;
   readonly consistency: Consistency;
-  readonly #storage: Storage<T>;
+  readonly #storage: S.Storage<T>;
+  /** The same storage, where it records atomically: set exactly when `consistency` is `'atomic'`. */
+  readonly #recording: RecordingStorage<T> | undefined;
   readonly #events: EventStore;
   readonly #clientId: string;
   readonly #clocks: VectorClockManager;
@@ -75,7 +64,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   /** What happens after an event committed; inside a transaction it is held until the commit. */
   readonly #heard: Heard;
 
-  constructor(storage: Storage<T>, events: EventStore, options: EventSyncOptions = {}, heard?: Heard) {
+  constructor(storage: S.Storage<T>, events: EventStore, options: EventSyncOptions = {}, heard?: Heard) {
     this.#storage = storage;
     this.#events = events;
     this.collection = storage.collection;
@@ -93,13 +82,14 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
       );
     }
     if (this.consistency === 'atomic') {
-      if (!(storage instanceof DocumentStorage) || !storage.backend.sharesDatabaseWith(events.backend)) {
+      if (!isRecordingStorage(storage) || !storage.sharesDatabaseWith(events.backend)) {
         throw new ValidationError(
           "consistency 'atomic' needs the storage and the event store on the same database, so a change and " +
             "its event commit together; open both from one database, or pass consistency: 'best-effort' " +
             '(events are stored after each change and can be lost)',
         );
       }
+      this.#recording = storage;
     } else if (this.consistency !== 'best-effort') {
       throw new ValidationError("consistency must be 'atomic' or 'best-effort'");
     }
@@ -110,20 +100,20 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     return this.#storage.findOne(id);
   }
 
-  findEntry(id: string): Promise<StoredEntry<T> | undefined> {
+  findEntry(id: string): Promise<S.StoredEntry<T> | undefined> {
     return this.#storage.findEntry(id);
   }
 
-  findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]> {
+  findMany(filter?: S.Filter, options?: S.FindManyOptions): Promise<T[]> {
     return this.#storage.findMany(filter, options);
   }
 
-  watch(options?: WatchOptions): ChangeStream<T> {
+  watch(options?: S.WatchOptions): S.ChangeStream<T> {
     return this.#storage.watch(options);
   }
 
   async findOneAndUpsert(
-    doc: NewDocument<T>,
+    doc: S.NewDocument<T>,
     options?: EventCallOptions,
   ): Promise<{ doc: T; created: boolean; incarnation: string }> {
     return this.#write(
@@ -138,34 +128,34 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
 
   async findOneAndUpdate(
     id: string,
-    edit: EditFunction<T>,
-    options?: EditOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    edit: S.EditFunction<T>,
+    options?: S.EditOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(options, (s) => s.findOneAndUpdate(id, edit, options), this.#updateDraft);
   }
 
   async updateOne(
     id: string,
-    operators: UpdateOperators,
-    options?: EditOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    operators: S.UpdateOperators,
+    options?: S.EditOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(options, (s) => s.updateOne(id, operators, options), this.#updateDraft);
   }
 
   async updateOneWithPipeline(
     id: string,
-    pipeline: UpdatePipeline,
-    options?: EditOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    pipeline: S.UpdatePipeline,
+    options?: S.EditOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(options, (s) => s.updateOneWithPipeline(id, pipeline, options), this.#updateDraft);
   }
 
   async updateSection<S extends object = Record<string, unknown>>(
     id: string,
     path: string,
-    edit: EditFunction<S>,
-    options?: RetryOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    edit: S.EditFunction<S>,
+    options?: S.RetryOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(
       options,
       (s) => s.updateSection(id, path, edit, options),
@@ -176,7 +166,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     );
   }
 
-  async deleteOne(id: string, options?: DeleteOptions & EventCallOptions): Promise<T | undefined> {
+  async deleteOne(id: string, options?: S.DeleteOptions & EventCallOptions): Promise<T | undefined> {
     return this.#write(
       options,
       (s) => s.deleteOne(id, options),
@@ -191,11 +181,11 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
    * keep its events.
    */
   async withTransaction<R>(fn: (tx: EventSyncStorage<T>) => Promise<R>): Promise<R> {
-    if (this.consistency !== 'atomic') {
+    if (!this.#recording) {
       throw new ValidationError("withTransaction on EventSyncStorage needs consistency 'atomic'");
     }
     const held: [SyncEvent, JsonObject | undefined][] = [];
-    const result = await this.#storage.withTransaction((tx) =>
+    const result = await this.#recording.withTransaction((tx) =>
       fn(
         new EventSyncStorage<T>(
           tx,
@@ -263,13 +253,13 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   /** The storage as it should run this call: recording atomically, or plain (best-effort records after). */
   async #write<R>(
     options: EventCallOptions | undefined,
-    run: (storage: Storage<T>) => Promise<R>,
+    run: (storage: S.Storage<T>) => Promise<R>,
     draftAfter: (result: R) => DraftFor | undefined,
   ): Promise<R> {
     const record = this.#record(options);
-    if (this.consistency === 'atomic') {
+    if (this.#recording) {
       const recorder: Recorder = { record, onEvent: (event, doc) => this.#heard(event, doc) };
-      return run((this.#storage as DocumentStorage<T>).recordingAs(recorder));
+      return run(this.#recording.recordingAs(recorder));
     }
     const result = await run(this.#storage);
     const draft = draftAfter(result);
@@ -297,7 +287,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     return { clientId, metadata: options.metadata };
   }
 
-  readonly #updateDraft = (r: EditResult<T>) =>
+  readonly #updateDraft = (r: S.EditResult<T>) =>
     r.diff.hasChanges ? this.#draftOf('update', r.doc, { diff: r.diff }) : undefined;
 
   #draftOf(operation: EventOperation, doc: T, facts: WriteFacts): DraftFor {

@@ -11,7 +11,7 @@ import type {
   Written,
 } from '../core/collection-backend.js';
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../core/errors.js';
-import type { EventRecord } from '../core/event-backend.js';
+import type { EventBackend } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import { assertId, newObjectId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -23,6 +23,7 @@ import { KeyedQueue } from './keyed-queue.js';
 import { type LastWriteCache, LastWrites } from './last-writes.js';
 import { jsonWithin, type ResolvedLimits, resolveLimits, type StorageLimits } from './limits.js';
 import { applyPipeline, applyUpdateOperators, assertFilter, findInMemory } from './mongo.js';
+import type { Recorder, RecordingStorage } from './recording.js';
 import { CONFLICT, retryOnConflict } from './retry.js';
 import type {
   BaseDocument,
@@ -36,7 +37,6 @@ import type {
   FindManyOptions,
   NewDocument,
   RetryOptions,
-  Storage,
   StoredEntry,
   UpdateOperators,
   UpdatePipeline,
@@ -73,12 +73,6 @@ const UNSURE: unique symbol = Symbol('unsure');
 
 const ID = '_id';
 
-/** Who records events for the writes of a storage view, and who hears of each event once it committed. */
-export interface Recorder {
-  record: EventRecord;
-  onEvent(event: SyncEvent, doc: JsonObject | undefined): void | Promise<void>;
-}
-
 /** What every view of one storage shares (see `recordingAs`). */
 interface Shared {
   backend: CollectionBackend;
@@ -92,7 +86,7 @@ interface Shared {
   watchers: Set<() => void>;
 }
 
-export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
+export class DocumentStorage<T extends BaseDocument> implements RecordingStorage<T> {
   readonly collection: string;
   readonly versionField: string;
   readonly #shared: Shared;
@@ -122,15 +116,15 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     this.#recorder = recorder;
   }
 
-  /**
-   * A view of this storage whose writes also append their event, atomically (same statement or
-   * transaction), as `recorder.record` says; `recorder.onEvent` hears of each after it committed.
-   */
   recordingAs(recorder: Recorder): DocumentStorage<T> {
     return new DocumentStorage<T>(this.#backend, { versionField: this.versionField }, this.#shared, recorder);
   }
 
-  /** Whether this storage keeps its documents in `backend`'s database (atomic event recording needs it). */
+  sharesDatabaseWith(events: EventBackend): boolean {
+    return this.#backend.sharesDatabaseWith(events);
+  }
+
+  /** The collection backend this storage keeps its documents in. */
   get backend(): CollectionBackend {
     return this.#backend;
   }
@@ -345,7 +339,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     });
   }
 
-  async withTransaction<R>(fn: (tx: Storage<T>) => Promise<R>): Promise<R> {
+  async withTransaction<R>(fn: (tx: DocumentStorage<T>) => Promise<R>): Promise<R> {
     this.#open();
     // Events of the transaction are heard only once it committed.
     const heard: [SyncEvent, JsonObject | undefined][] = [];

@@ -7,17 +7,8 @@
  * write is then announced (see announcer.ts): after its commit, not inside it.
  */
 
-import type {
-  ChangeOperation,
-  CollectionBackend,
-  CommittedChange,
-  DeleteCondition,
-  Filter,
-  FindOptions,
-  SectionWrite,
-  StoredDocument,
-  Written,
-} from '../../core/collection-backend.js';
+// The collection backend contract, by its names there (this file implements it for SQL).
+import type * as Backend from '../../core/collection-backend.js';
 import { creationDiff, eventDraft } from '../../core/drafts.js';
 import { ClosedError } from '../../core/errors.js';
 import type { EventBackend, EventRecord } from '../../core/event-backend.js';
@@ -56,7 +47,7 @@ export const NOTIFY_PAYLOAD_LIMIT = 7000;
 export interface ChangePayload {
   c: string;
   id: string;
-  op?: ChangeOperation;
+  op?: Backend.ChangeOperation;
   v?: number;
   data?: JsonObject;
   diff?: Diff;
@@ -73,7 +64,10 @@ export interface SqlContext {
   assertOpen(): void;
   /** Sends a committed write's notification (see announcer.ts). */
   announce(payload: string): void;
-  subscribe(collection: string, listener: (change: CommittedChange) => void): Promise<() => Promise<void>>;
+  subscribe(
+    collection: string,
+    listener: (change: Backend.CommittedChange) => void,
+  ): Promise<() => Promise<void>>;
 }
 
 interface VersionRow {
@@ -160,7 +154,7 @@ interface TxState {
   announcements: string[];
 }
 
-export class SqlCollection implements CollectionBackend {
+export class SqlCollection implements Backend.CollectionBackend {
   readonly collection: string;
   readonly readIsRoundTrip = true;
   readonly #ctx: SqlContext;
@@ -184,7 +178,7 @@ export class SqlCollection implements CollectionBackend {
     this.#tx = tx;
   }
 
-  async get(id: string): Promise<StoredDocument | undefined> {
+  async get(id: string): Promise<Backend.StoredDocument | undefined> {
     const [row] = await this.#run<VersionRow & InsertedRow>(`get ${JSON.stringify(id)}`, sql.get, [
       this.collection,
       id,
@@ -194,7 +188,7 @@ export class SqlCollection implements CollectionBackend {
       : { id, version: Number(row.version), data: row.data, token: row.token, incarnation: row.incarnation };
   }
 
-  async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
+  async find(filter: Backend.Filter, options: Backend.FindOptions = {}): Promise<JsonObject[]> {
     const plan = findPlan(this.collection, this.#filterIndex, filter, options);
     if (plan === undefined) {
       this.#assertOpen();
@@ -237,11 +231,11 @@ export class SqlCollection implements CollectionBackend {
     return events === this.#ctx.eventLog;
   }
 
-  async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
+  async insert(doc: Backend.StoredDocument, record?: EventRecord): Promise<Backend.Written | undefined> {
     const data = doc.json ?? JSON.stringify(doc.data);
     const doing = `insert ${JSON.stringify(doc.id)}`;
     const writeParams = [this.collection, doc.id, doc.version, data];
-    let written: Written;
+    let written: Backend.Written;
     if (record) {
       const diff = creationDiff(doc.data, doc.version);
       const draft = eventDraft(this.collection, doc.id, 'create', doc.version, record, { diff });
@@ -266,18 +260,18 @@ export class SqlCollection implements CollectionBackend {
   }
 
   async replace(
-    doc: StoredDocument,
+    doc: Backend.StoredDocument,
     expectedVersion: number,
     diff: Diff,
     record?: EventRecord,
     expectedToken?: string,
-  ): Promise<Written | undefined> {
+  ): Promise<Backend.Written | undefined> {
     const data = doc.json ?? JSON.stringify(doc.data);
     const doing = `replace ${JSON.stringify(doc.id)}`;
     const diffJson = this.#ctx.notify || record ? JSON.stringify(diff) : undefined;
     const writeParams = [this.collection, doc.id, doc.version, data, expectedVersion];
     const conditions = [expectedToken ?? null, doc.incarnation ?? null];
-    let written: Written;
+    let written: Backend.Written;
     if (record) {
       const draft = eventDraft(this.collection, doc.id, 'update', doc.version, record, { diff });
       const [row] = await this.#recording<TokenRow>(
@@ -302,9 +296,9 @@ export class SqlCollection implements CollectionBackend {
   }
 
   async replaceSection(
-    write: SectionWrite,
+    write: Backend.SectionWrite,
     record?: EventRecord,
-  ): Promise<(StoredDocument & Written) | undefined> {
+  ): Promise<(Backend.StoredDocument & Backend.Written) | undefined> {
     const { id, path, versionField } = write;
     const params = [
       this.collection,
@@ -317,7 +311,9 @@ export class SqlCollection implements CollectionBackend {
       write.expectedSectionVersion === undefined ? null : JSON.stringify(write.expectedSectionVersion),
     ];
     const doing = `replace section ${JSON.stringify(path.join('.'))} of ${JSON.stringify(id)}`;
-    const update = async (q: SqlQueryable): Promise<(StoredDocument & Written) | undefined> => {
+    const update = async (
+      q: SqlQueryable,
+    ): Promise<(Backend.StoredDocument & Backend.Written) | undefined> => {
       const [row] = await q.query<VersionRow>(sql.replaceSection, params);
       if (row === undefined) return undefined;
       const doc = { id, version: Number(row.version), data: row.data };
@@ -331,7 +327,7 @@ export class SqlCollection implements CollectionBackend {
       return { ...doc, event: await appendEvent(q, draft) };
     };
     this.#assertOpen();
-    let written: (StoredDocument & Written) | undefined;
+    let written: (Backend.StoredDocument & Backend.Written) | undefined;
     try {
       // Inside a transaction already, or nothing to add to the update: one statement.
       written = this.#tx || !record ? await update(this.#q) : await this.#ctx.driver.transaction(update);
@@ -357,11 +353,11 @@ export class SqlCollection implements CollectionBackend {
   async delete(
     id: string,
     record?: EventRecord,
-    expected: DeleteCondition = {},
-  ): Promise<(StoredDocument & Written) | undefined> {
+    expected: Backend.DeleteCondition = {},
+  ): Promise<(Backend.StoredDocument & Backend.Written) | undefined> {
     const doing = `delete ${JSON.stringify(id)}`;
     const conditions = [expected.version ?? null, expected.incarnation ?? null];
-    let deleted: StoredDocument & Written;
+    let deleted: Backend.StoredDocument & Backend.Written;
     if (record) {
       // The version and the deleted document come from the row: the draft is completed below.
       const draft = eventDraft(this.collection, id, 'delete', 0, record, {});
@@ -396,7 +392,7 @@ export class SqlCollection implements CollectionBackend {
     return deleted;
   }
 
-  async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
+  async transaction<R>(fn: (tx: Backend.CollectionBackend) => Promise<R>): Promise<R> {
     this.#assertOpen();
     if (this.#tx) return this.#savepoint(this.#tx, fn);
     const state: TxState = { open: true, depth: 0, announcements: [] };
@@ -420,13 +416,13 @@ export class SqlCollection implements CollectionBackend {
     }
   }
 
-  subscribe(listener: (change: CommittedChange) => void): Promise<() => Promise<void>> {
+  subscribe(listener: (change: Backend.CommittedChange) => void): Promise<() => Promise<void>> {
     this.#assertOpen();
     return this.#ctx.subscribe(this.collection, listener);
   }
 
   /** A nested transaction: a savepoint, so that its failure undoes only its own writes. */
-  async #savepoint<R>(state: TxState, fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
+  async #savepoint<R>(state: TxState, fn: (tx: Backend.CollectionBackend) => Promise<R>): Promise<R> {
     const name = `eventsync_${++state.depth}`;
     const doing = `nested transaction in ${JSON.stringify(this.collection)}`;
     await this.#q.query(`SAVEPOINT ${name}`).catch((error) => {
@@ -500,7 +496,7 @@ export class SqlCollection implements CollectionBackend {
 export function payload(
   collection: string,
   id: string,
-  op: ChangeOperation,
+  op: Backend.ChangeOperation,
   version: number,
   dataJson: string,
   diffJson?: string,
@@ -527,7 +523,7 @@ const operations = new Set<string>(['create', 'update', 'delete']);
 export interface Notification {
   collection: string;
   id: string;
-  change?: CommittedChange;
+  change?: Backend.CommittedChange;
   /** Set when the notification is about a recorded event. */
   serverSeq?: number;
 }
@@ -547,7 +543,7 @@ export function parseNotification(text: string): Notification | undefined {
   if (event) notification.serverSeq = p.ss;
   if (p.op === undefined && event) return notification;
   if (typeof p.v !== 'number' || typeof p.op !== 'string' || !operations.has(p.op)) return undefined;
-  const change: CommittedChange = { collection: p.c, id: p.id, operation: p.op, version: p.v };
+  const change: Backend.CommittedChange = { collection: p.c, id: p.id, operation: p.op, version: p.v };
   if (isPlainObject(p.data)) change.data = p.data;
   if (isPlainObject(p.diff)) change.diff = p.diff as Diff;
   if (event) Object.assign(change, { seq: p.s, serverSeq: p.ss });
