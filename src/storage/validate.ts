@@ -142,19 +142,34 @@ class Checker {
 
   /** Checks `value` sitting at nesting `level`; returns the height of its subtree (0 for scalars). */
   check(value: unknown, level: number): number {
+    if (typeof value !== 'object' || value === null) {
+      this.checkScalar(value);
+      return 0;
+    }
+    const known = this.heights.get(value);
+    if (known === -1) this.fail('the value contains a cycle (an object inside itself): JSON cannot store it');
+    if (known !== undefined) {
+      if (level + known - 1 > MAX_DEPTH) this.tooDeep();
+      return known;
+    }
+    if (level > MAX_DEPTH) this.tooDeep();
+    const height = Array.isArray(value) ? this.checkArray(value, level) : this.checkObject(value, level);
+    if (height > 0) this.heights.set(value, height + 1);
+    return height + 1;
+  }
+
+  private checkScalar(value: unknown): void {
     switch (typeof value) {
       case 'string': {
         const problem = stringProblem(value);
         if (problem) this.fail(problem);
-        return 0;
+        return;
       }
-      case 'boolean':
-        return 0;
       case 'number':
         if (!Number.isFinite(value)) {
           this.fail(`${value} is not a JSON number: store null, a finite number or a string instead`);
         }
-        return 0;
+        return;
       case 'undefined':
         this.fail('undefined is not JSON: use `delete obj.key` to remove a member, or null');
         break;
@@ -166,94 +181,90 @@ class Checker {
         break;
       case 'symbol':
         this.fail('a symbol is not JSON: store a string instead');
-        break;
     }
-    if (value === null) return 0;
-    const obj = value as object;
+  }
 
-    const known = this.heights.get(obj);
-    if (known === -1) this.fail('the value contains a cycle (an object inside itself): JSON cannot store it');
-    if (known !== undefined) {
-      if (level + known - 1 > MAX_DEPTH) this.tooDeep();
-      return known;
+  /** The elements of `arr`; returns the height of the tallest (0 when all are scalars). */
+  private checkArray(arr: unknown[], level: number): number {
+    if (Object.getPrototypeOf(arr) !== Array.prototype) {
+      this.fail(`${describeValue(arr)} is not plain JSON: store a plain array`);
     }
-    if (level > MAX_DEPTH) this.tooDeep();
-
     let height = 0;
-    if (Array.isArray(obj)) {
-      if (Object.getPrototypeOf(obj) !== Array.prototype) {
-        this.fail(`${describeValue(obj)} is not plain JSON: store a plain array`);
+    for (let i = 0; i < arr.length; i++) {
+      const item = arr[i];
+      if (item === undefined) {
+        this.fail(
+          i in arr
+            ? 'undefined in an array is not JSON (it would turn into null): use null, or splice the element out'
+            : 'the array has a hole (a missing element, which would turn into null): use null, or splice',
+          String(i),
+        );
       }
-      const arr = obj as unknown[];
-      for (let i = 0; i < arr.length; i++) {
-        const item = arr[i];
-        if (item === undefined) {
-          this.fail(
-            i in arr
-              ? 'undefined in an array is not JSON (it would turn into null): use null, or splice the element out'
-              : 'the array has a hole (a missing element, which would turn into null): use null, or splice',
-            String(i),
-          );
-        }
-        if (typeof item === 'object' && item !== null) {
-          if (height === 0) this.heights.set(obj, -1);
-          this.segments.push(String(i));
-          const h = this.check(item, level + 1);
-          this.segments.pop();
-          if (h > height) height = h;
-        } else if (
-          typeof item === 'number'
-            ? !Number.isFinite(item)
-            : typeof item === 'string'
-              ? stringProblem(item) !== undefined
-              : typeof item !== 'boolean' && item !== null
-        ) {
-          this.segments.push(String(i));
-          this.check(item, level + 1);
-          this.segments.pop();
-        }
-      }
-    } else {
-      if (!isPlainObject(obj)) this.fail(`${describeValue(obj)} is not plain JSON: ${advice(obj)}`);
-      if (Object.getOwnPropertySymbols(obj).length > 0) {
-        this.fail('symbol-keyed members are not JSON (they would be dropped): use string keys');
-      }
-      const record = obj as Record<string, unknown>;
-      for (const key of Object.keys(record)) {
-        const problem = keyProblem(key);
-        if (problem) this.fail(problem, key);
-        const item = record[key];
-        if (typeof item === 'object' && item !== null) {
-          if (height === 0) this.heights.set(obj, -1);
-          this.segments.push(key);
-          const h = this.check(item, level + 1);
-          this.segments.pop();
-          if (h > height) height = h;
-        } else if (
-          typeof item === 'number'
-            ? !Number.isFinite(item)
-            : typeof item === 'string'
-              ? stringProblem(item) !== undefined
-              : typeof item !== 'boolean' && item !== null
-        ) {
-          if (item === undefined) {
-            this.fail(
-              `undefined is not JSON (the member would be dropped): use \`delete obj[${JSON.stringify(key)}]\` to remove it, or null`,
-              key,
-            );
-          }
-          this.segments.push(key);
-          this.check(item, level + 1);
-          this.segments.pop();
-        }
-      }
+      height = this.checkMember(arr, String(i), item, level, height);
     }
-    if (height > 0) this.heights.set(obj, height + 1);
-    return height + 1;
+    return height;
+  }
+
+  /** The keys and members of `obj`; returns the height of the tallest member (0 when all are scalars). */
+  private checkObject(obj: object, level: number): number {
+    if (!isPlainObject(obj)) this.fail(`${describeValue(obj)} is not plain JSON: ${advice(obj)}`);
+    if (Object.getOwnPropertySymbols(obj).length > 0) {
+      this.fail('symbol-keyed members are not JSON (they would be dropped): use string keys');
+    }
+    let height = 0;
+    for (const key of Object.keys(obj)) {
+      const problem = keyProblem(key);
+      if (problem) this.fail(problem, key);
+      const item = obj[key];
+      if (item === undefined) {
+        this.fail(
+          `undefined is not JSON (the member would be dropped): use \`delete obj[${JSON.stringify(key)}]\` to remove it, or null`,
+          key,
+        );
+      }
+      height = this.checkMember(obj, key, item, level, height);
+    }
+    return height;
+  }
+
+  /**
+   * Checks `item`, the member `key` of `container` (at `level`), given the tallest `height` among
+   * the members before it; returns the tallest after it. A valid scalar, the common case, costs
+   * one type test and no path bookkeeping.
+   */
+  private checkMember(container: object, key: string, item: unknown, level: number, height: number): number {
+    if (typeof item === 'object' && item !== null) {
+      // The first container inside marks this one as being checked (see `heights`).
+      if (height === 0) this.heights.set(container, -1);
+      this.segments.push(key);
+      const h = this.check(item, level + 1);
+      this.segments.pop();
+      return Math.max(h, height);
+    }
+    if (!isValidScalar(item)) {
+      this.segments.push(key);
+      this.checkScalar(item);
+      this.segments.pop();
+    }
+    return height;
   }
 
   private tooDeep(): never {
     this.fail(`the value is nested more than ${MAX_DEPTH} levels deep (or contains a cycle): flatten it`);
+  }
+}
+
+/** Whether `value` (not an object) is a JSON scalar the storage takes. */
+function isValidScalar(value: unknown): boolean {
+  switch (typeof value) {
+    case 'number':
+      return Number.isFinite(value);
+    case 'string':
+      return stringProblem(value) === undefined;
+    case 'boolean':
+      return true;
+    default:
+      return value === null;
   }
 }
 
