@@ -155,6 +155,16 @@ export class ClosedError extends EventSyncError {
     super('closed', hint === undefined ? `${what} is closed` : `${what} is closed: ${hint}`);
   }
 
+  /**
+   * Whether `error` says that the object called (a database, a storage, a transaction) is closed
+   * for good: calling it again cannot help. The code alone does not tell: a database server that
+   * ended a connection also answers `closed` (SQLSTATE 57P01), and that is worth a retry. By name,
+   * so that an error from another copy of the package counts too.
+   */
+  static override is(error: unknown): error is ClosedError {
+    return EventSyncError.is(error, 'closed') && error.name === 'ClosedError';
+  }
+
   /** A transaction's backend (or storage) used after its transaction committed or rolled back: on every backend alike. */
   static transactionEnded(): ClosedError {
     return new ClosedError(

@@ -15,7 +15,7 @@
  * and known here from then on, so a principal's later uses cost nothing.
  */
 
-import { EventSyncError } from '../core/errors.js';
+import { ClosedError } from '../core/errors.js';
 import type { Acknowledgement, EventBackend } from '../core/event-backend.js';
 import type { StateVector, VectorClock } from '../core/events.js';
 import { assertClientId } from '../core/ids.js';
@@ -214,7 +214,7 @@ export class StateVectorManager {
     } catch (error) {
       this.#onFlushError(error);
       // A closed database takes nothing any more; anything else is tried again with the next write.
-      if (EventSyncError.is(error, 'closed')) return;
+      if (ClosedError.is(error)) return;
       for (const ack of acks) {
         const key = keyOf(ack.clientId, ack.collection, ack.documentId);
         const newer = this.#pending.get(key);

@@ -7,7 +7,7 @@
  */
 
 import type { Database } from '../core/collection-backend.js';
-import { EventSyncError, ValidationError } from '../core/errors.js';
+import { ClosedError, EventSyncError, ValidationError } from '../core/errors.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
 import { assertCollectionName } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -309,8 +309,8 @@ export class SyncEngine {
           if (signal.aborted) return;
           // A failed read (a dropped connection, the database restarting) loses nothing: read again
           // from the last event dispatched, sessions stay open. Only a database closed under the
-          // engine (code `closed`) ends the feed.
-          if (!EventSyncError.is(error, 'closed')) {
+          // engine (ClosedError) ends the feed.
+          if (!ClosedError.is(error)) {
             this.logger.warn({ err: error }, 'eventsync: reading the event feed failed; retrying');
             await sleep(FEED_RETRY_MS, signal);
             continue;
