@@ -40,6 +40,6 @@ export type {
   WebSocketConstructor,
   WebSocketLike,
 } from './client/transport.js';
+export { EventSyncError } from './core/errors.js';
 export type { SyncEvent, VectorClock } from './core/events.js';
 export type { JsonObject, JsonValue } from './core/json.js';
-export { EventSyncError } from './protocol/errors.js';

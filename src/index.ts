@@ -1,6 +1,14 @@
 export { MemoryDatabase, memoryDatabase } from './backends/memory/memory-database.js';
+export type {
+  CollectionBackend,
+  CommittedChange,
+  Database,
+  StoredDocument,
+} from './core/collection-backend.js';
+export * from './core/errors.js';
 export type { EventBackend, EventRecord, StreamHead } from './core/event-backend.js';
 export type * from './core/events.js';
+export { newObjectId } from './core/ids.js';
 export type * from './core/json.js';
 export { applyEvent, applyEvents } from './events/apply.js';
 export {
@@ -23,7 +31,6 @@ export { type SnapshotInput, SnapshotStore } from './events/snapshots.js';
 export { StateVectorManager } from './events/state-vectors.js';
 export {
   type ClientPosition,
-  type MissingEvents,
   SyncService,
   type SyncServiceOptions,
 } from './events/sync-service.js';
@@ -32,10 +39,7 @@ export {
   PersistentVectorClockManager,
   type VectorClockManager,
 } from './events/vector-clocks.js';
-export * from './protocol/errors.js';
-export type { CollectionBackend, CommittedChange, Database, StoredDocument } from './storage/backend.js';
 export { type CreateStorageOptions, createStorage } from './storage/create-storage.js';
 export { DocumentStorage, type StorageOptions } from './storage/document-storage.js';
 export type { StorageLimits } from './storage/limits.js';
 export type * from './storage/types.js';
-export { newObjectId } from './storage/validate.js';

@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { createSqlDatabase, type SqlDatabase } from './backends/sql/database.js';
 import { isPgPool, type PgDriverOptions, pgDriver } from './backends/sql/drivers/pg.js';
 import type { FeedOptions } from './backends/sql/feed.js';
-import { ValidationError } from './protocol/errors.js';
+import { ValidationError } from './core/errors.js';
 
 export { createSqlDatabase, type SqlDatabase, type SqlDatabaseOptions } from './backends/sql/database.js';
 export type { SqlDriver, SqlQueryable } from './backends/sql/driver.js';

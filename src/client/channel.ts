@@ -4,12 +4,12 @@
  * routing of server frames to feeds, and debounced acks.
  */
 
-import { EventSyncError } from '../protocol/errors.js';
+import { EventSyncError } from '../core/errors.js';
 import { documentKey, isRetryable, SSE_SUBSCRIPTION } from '../protocol/wire.js';
 import { EventSyncClientError } from './errors.js';
 import type { Replica } from './replica.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
-import type { ClientMessage, Link, LinkHandlers, LinkOutcome, ServerMessage } from './transport.js';
+import type { ClientMessage, Link, LinkHandlers, LinkOutcome, Refusal, ServerMessage } from './transport.js';
 
 const MAX_ACKS_PER_FLUSH = 20;
 
@@ -177,7 +177,7 @@ export class Channel<F extends Subscription = Subscription> {
     this.link?.send(message);
   }
 
-  #closed(link: Link, reason: string, outcome: LinkOutcome, error?: { code: string; message: string }): void {
+  #closed(link: Link, reason: string, outcome: LinkOutcome, error?: Refusal): void {
     if (link !== this.link) return;
     this.link = undefined;
     this.lastReason = reason;

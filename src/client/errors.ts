@@ -1,12 +1,12 @@
 /** The error the client reports (channels, feeds and repairs make it; `onError` and promises carry it). */
-import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
+import { type ErrorCode, EventSyncError } from '../core/errors.js';
 
 /** An error the client reports: a server `error` frame, a refused request, a failed repair. */
 export class EventSyncClientError extends EventSyncError {
   /** The subscription (or message type) the error is about, when the server named one. */
   readonly ref: string | undefined;
-  constructor(code: string, message: string, options: { ref?: string; cause?: unknown } = {}) {
-    super(code as ErrorCode, message, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(code: ErrorCode, message: string, options: { ref?: string; cause?: unknown } = {}) {
+    super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.ref = options.ref;
   }
 }

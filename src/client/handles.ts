@@ -4,6 +4,7 @@
  * from its channel (or, for a document riding on a collection's SSE stream, from that collection)
  * and tells its listeners. The public shapes are `DocumentHandle` and `CollectionHandle`.
  */
+
 import type { SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import { documentKey } from '../protocol/wire.js';

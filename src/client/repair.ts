@@ -3,9 +3,8 @@
  * server over REST what it misses (`POST /api/sync/:collection/:id`) and applies the answer,
  * from scratch when it broke. Failed repairs are retried with the gap timer, backing off.
  */
-import type { SyncEvent, VectorClock } from '../core/events.js';
-import type { JsonObject } from '../core/json.js';
-import { EventSyncError } from '../protocol/errors.js';
+import { EventSyncError } from '../core/errors.js';
+import type { DocumentPosition, MissingEvents } from '../core/events.js';
 import { documentKey } from '../protocol/wire.js';
 import { EventSyncClientError } from './errors.js';
 import { type Feed, positionOfSnapshot } from './handles.js';
@@ -13,10 +12,7 @@ import { emptyPosition, Replica, type ReplicaChange } from './replica.js';
 import { errorOf, type FetchLike } from './transport.js';
 
 /** The server's answer to `POST /api/sync/...`: a snapshot when it must, then the events after it. */
-export interface SyncAnswer {
-  snapshot?: { seq: number; version: number; state: JsonObject | null; vectorClock: VectorClock };
-  events: SyncEvent[];
-}
+export type SyncAnswer = MissingEvents<DocumentPosition>;
 
 /** `POST url` (`…/api/sync/:collection/:id`) with `afterSeq`: what the server says a replica misses. */
 export async function fetchMissing(

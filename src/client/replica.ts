@@ -12,17 +12,13 @@
  *   rebuild from the server helps; events keep being buffered meanwhile.
  */
 
-import type { SyncEvent, VectorClock } from '../core/events.js';
+import { firstSeq } from '../core/event-order.js';
+import type { DocumentPosition, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import { applyEvent } from '../events/apply.js';
 
-/** The state of a document at one seq. */
-export interface ReplicaPosition {
-  seq: number;
-  version: number;
-  state: JsonObject | null;
-  vectorClock: VectorClock;
-}
+/** The state of a document at one seq (the client's public name of a `DocumentPosition`). */
+export type ReplicaPosition = DocumentPosition;
 
 /** What changed the replica, in the order it happened, with the document after the change. */
 export type ReplicaChange =
@@ -30,8 +26,6 @@ export type ReplicaChange =
   | { kind: 'snapshot'; seq: number; previousSeq: number; state: JsonObject | null };
 
 export const emptyPosition = (): ReplicaPosition => ({ seq: 0, version: 0, state: null, vectorClock: {} });
-
-const firstSeq = (event: SyncEvent) => event.fromSeq ?? event.seq;
 
 export class Replica {
   state: JsonObject | null;

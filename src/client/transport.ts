@@ -4,8 +4,10 @@
  * the caller's business. Browser-safe: the WebSocket, EventSource and fetch implementations are
  * passed in (the client defaults them to `globalThis`).
  */
+
+import { EventSyncError } from '../core/errors.js';
 import type * as Messages from '../protocol/messages.js';
-import { CloseCodes, mayReconnect } from '../protocol/wire.js';
+import { CloseCodes, type ErrorCode, mayReconnect } from '../protocol/wire.js';
 
 /** The protocol version this client speaks (the type fails to compile if the server's changes). */
 export const PROTOCOL_VERSION: typeof Messages.PROTOCOL_VERSION = 1;
@@ -50,6 +52,12 @@ export type FetchLike = (url: string, init?: FetchInit) => Promise<FetchResponse
 
 export type LinkOutcome = 'drop' | 'fatal' | 'refused';
 
+/** Why the server refused a connection or a request: an `error` frame's, or an HTTP answer's, code and message. */
+export interface Refusal {
+  code: ErrorCode;
+  message: string;
+}
+
 /** How a link reports. `close` comes once, and nothing comes after it. */
 export interface LinkHandlers {
   open(): void;
@@ -58,7 +66,7 @@ export interface LinkHandlers {
    * `drop`: reconnect later. `fatal`: retrying cannot help the client at all (credentials refused,
    * protocol not spoken). `refused`: this stream's request was refused (forbidden, a bad filter).
    */
-  close(reason: string, outcome: LinkOutcome, error?: { code: string; message: string }): void;
+  close(reason: string, outcome: LinkOutcome, error?: Refusal): void;
 }
 
 export interface Link {
@@ -104,7 +112,7 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
   const ws = new options.WebSocket(options.url);
   let done = false;
   let welcomed = false;
-  let refusal: { code: string; message: string } | undefined;
+  let refusal: Refusal | undefined;
   const finish = (reason: string, outcome: LinkOutcome) => {
     if (done) return;
     done = true;
@@ -200,7 +208,7 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
   const es = new options.EventSource(options.url);
   let done = false;
   let opened = false;
-  const finish = (reason: string, outcome: LinkOutcome, error?: { code: string; message: string }) => {
+  const finish = (reason: string, outcome: LinkOutcome, error?: Refusal) => {
     if (done) return;
     done = true;
     es.close();
@@ -262,7 +270,7 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
 async function probe(
   fetch: FetchLike,
   url: string,
-): Promise<{ status: number; code: string; message: string; outcome: LinkOutcome } | undefined> {
+): Promise<(Refusal & { status: number; outcome: LinkOutcome }) | undefined> {
   const abort = new AbortController();
   try {
     const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
@@ -278,15 +286,21 @@ async function probe(
 }
 
 /** `{ error: { code, message } }` of a refused HTTP request, or a generic one. */
-export async function errorOf(res: FetchResponseLike): Promise<{ code: string; message: string }> {
+export async function errorOf(res: FetchResponseLike): Promise<Refusal> {
   const text = await res.text().catch(() => '');
   try {
-    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-    if (typeof body.error?.code === 'string') {
-      return { code: body.error.code, message: String(body.error.message ?? '') };
-    }
+    const { error } = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const message = String(error?.message ?? '');
+    if (EventSyncError.is(error)) return { code: error.code, message };
+    // A code this version does not know (a newer server's) is kept in the message.
+    if (typeof error?.code === 'string')
+      return { ...byStatus(res.status), message: `${error.code}: ${message}` };
   } catch {
     // not JSON
   }
-  return { code: res.status >= 500 ? 'internal' : 'bad_message', message: `HTTP ${res.status}` };
+  return byStatus(res.status);
+}
+
+function byStatus(status: number): Refusal {
+  return { code: status >= 500 ? 'internal' : 'bad_message', message: `HTTP ${status}` };
 }

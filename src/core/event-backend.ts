@@ -6,7 +6,7 @@
  * Events are appended in two ways:
  * - atomically with a document write: the `CollectionBackend` write primitives take an
  *   `EventRecord` and append the event in the same statement or transaction (see
- *   `src/storage/backend.ts`);
+ *   `src/core/collection-backend.ts`);
  * - on their own with `append` (the `'best-effort'` consistency mode, and imports).
  * Either way the backend assigns `seq` (the document's head + 1), `serverSeq`, the vector clock
  * (the head's clock with `clientId` incremented), `id` and `timestamp`, under the same lock as

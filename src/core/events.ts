@@ -42,16 +42,41 @@ export interface EventDraft {
   metadata?: JsonObject;
 }
 
-export interface Snapshot {
+/**
+ * A document at one seq: its state, version and vector clock there. The one shape of a position:
+ * what replay rebuilds (`ReplayResult`), a snapshot records (`SnapshotInput`), a client's replica
+ * holds (`ReplicaPosition`) and a `snapshot` frame carries; those names are this type.
+ */
+export interface DocumentPosition {
+  /** The last event seq the state includes (everything up to and including it); 0 before the first. */
+  seq: number;
+  /** The version of the last event up to `seq` (for a delete, the deleted version); 0 at seq 0. */
+  version: number;
+  /** The document at `seq`; `null` before its creation and while deleted. */
+  state: JsonObject | null;
+  /** The document's vector clock at `seq`. */
+  vectorClock: VectorClock;
+}
+
+/**
+ * A position as the event log keeps it: which document it is of, and when it was taken. (A
+ * client's persisted replica is one without `createdAt`: `StoredReplica`.)
+ */
+export interface Snapshot extends DocumentPosition {
   collection: string;
   documentId: string;
-  /** The event seq the state includes (everything up to and including it). */
-  seq: number;
-  version: number;
-  /** The document at `seq`; `null` when it was deleted at that point. */
-  state: JsonObject | null;
-  vectorClock: VectorClock;
   createdAt: number;
+}
+
+/**
+ * What takes a client from its position to the current document (`SyncService.getMissingEvents`,
+ * REST `POST /api/sync`): when `snapshot` is present, the client replaces its state with it first;
+ * then it applies `events` in order. The session and the client read only the position of the
+ * snapshot (`MissingEvents<DocumentPosition>`).
+ */
+export interface MissingEvents<S extends DocumentPosition = Snapshot> {
+  snapshot?: S;
+  events: SyncEvent[];
 }
 
 /** What one client has acknowledged of one document. */

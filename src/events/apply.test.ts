@@ -3,9 +3,9 @@ import fc from 'fast-check';
 import jsonPatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import { creationDiff } from '../core/drafts.js';
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { compareValues } from '../storage/diff.js';
 import { applyEvent, applyEvents } from './apply.js';
 

@@ -11,10 +11,13 @@
  * deep-clone the whole document through JSON on every call.) The result therefore shares
  * unchanged subtrees with the input state and with the events' values: treat it as immutable.
  */
+
 import jsonPatch from 'fast-json-patch';
+import { EventSyncError, ValidationError } from '../core/errors.js';
+import { firstSeq } from '../core/event-order.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { isPlainObject } from '../core/values.js';
 
 // fast-json-patch is CommonJS whose named exports Node cannot detect: take them from the default export.
 const { applyOperation, JsonPatchError } = jsonPatch;
@@ -29,9 +32,6 @@ interface AnyOperation {
 
 /** Containers this call has copied: only these may be mutated. */
 type Owned = Set<object>;
-
-const isPlainObject = (v: unknown): v is JsonObject =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const describe = (event: SyncEvent) =>
   `event ${event.fromSeq !== undefined ? `${event.fromSeq}..` : ''}${event.seq} (${event.operation}) of ` +
@@ -69,7 +69,7 @@ export function applyEvents(
   let previous = afterSeq;
   let current = state;
   for (const event of events) {
-    const first = event.fromSeq ?? event.seq;
+    const first = firstSeq(event);
     if (previous !== undefined && first !== previous + 1) {
       throw new EventSyncError(
         'internal',

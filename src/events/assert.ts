@@ -1,8 +1,8 @@
 /** Argument checks shared by the event modules: bad input becomes a `ValidationError` before any I/O. */
 
+import { ValidationError } from '../core/errors.js';
 import type { VectorClock } from '../core/events.js';
-import { ValidationError } from '../protocol/errors.js';
-import { assertCollectionName, assertId } from '../storage/validate.js';
+import { assertCollectionName, assertId } from '../core/ids.js';
 
 export function assertSeq(value: unknown, name: string): asserts value is number {
   if (!Number.isSafeInteger(value) || (value as number) < 0) {
@@ -24,11 +24,4 @@ export function assertVectorClock(clock: unknown, name = 'vectorClock'): asserts
 export function assertDocumentRef(collection: string, documentId: string): void {
   assertCollectionName(collection);
   assertId(documentId);
-}
-
-/** Client ids are opaque strings of 1 to 128 characters (the same rule as the actors of events). */
-export function assertClientId(clientId: unknown): asserts clientId is string {
-  if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 128) {
-    throw new ValidationError('a clientId is a string of 1 to 128 characters');
-  }
 }

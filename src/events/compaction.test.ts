@@ -8,9 +8,9 @@ import {
   snapshotAt,
   standardHistory,
 } from '../../test/support/event-history.js';
+import { EventSyncError } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
 import { memoryDatabase } from '../index.js';
-import { EventSyncError } from '../protocol/errors.js';
 import { applyEvents } from './apply.js';
 import { type CompactionTotals, compact } from './compaction.js';
 import { replay } from './replay.js';

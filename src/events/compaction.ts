@@ -15,12 +15,13 @@
  * Run one compaction at a time per collection; writes may go on meanwhile.
  */
 
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend } from '../core/event-backend.js';
+import { firstSeq } from '../core/event-order.js';
 import type { Snapshot, SyncEvent } from '../core/events.js';
+import { assertCollectionName } from '../core/ids.js';
 import type { Diff, JsonObject } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { buildDiff, compareValues } from '../storage/diff.js';
-import { assertCollectionName } from '../storage/validate.js';
 import { applyEvents } from './apply.js';
 import { assertSeq } from './assert.js';
 
@@ -183,7 +184,7 @@ function mergedEvent(
 ): SyncEvent & { fromSeq: number } {
   const first = run[0]!;
   const last = run.at(-1)!;
-  const fromSeq = first.fromSeq ?? first.seq;
+  const fromSeq = firstSeq(first);
   const net = buildDiff(before, after, compareValues(before, after), last.version);
   const diff: Diff = {
     hasChanges: true,

@@ -4,10 +4,10 @@
  * validation and the meaning of each query.
  */
 
+import type { Database } from '../core/collection-backend.js';
 import type { EventBackend } from '../core/event-backend.js';
 import type { EventDraft, SyncEvent, VectorClock } from '../core/events.js';
-import type { Database } from '../storage/backend.js';
-import { assertCollectionName, assertId } from '../storage/validate.js';
+import { assertCollectionName, assertId } from '../core/ids.js';
 import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 
 export interface SubscribeOptions {

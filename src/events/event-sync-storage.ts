@@ -1,41 +1,31 @@
 /**
  * EventSyncStorage: a `Storage<T>` that records every change as an event. Code that used the
  * storage switches by wrapping it; nothing else changes. With `consistency: 'atomic'` (the
- * default) a change and its event commit together or not at all; `'best-effort'` is the
- * original design's behaviour (store the event after the change, log a failure) and can lose events.
+ * default) a change and its event commit together or not at all: that needs a storage that can
+ * record (`RecordingStorage`, as `DocumentStorage` on any backend is) on the event store's
+ * database. `'best-effort'` wraps any `Storage<T>`: it is the original design's behaviour (store
+ * the event after the change, log a failure) and can lose events.
  */
 
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventRecord } from '../core/event-backend.js';
-import type { EventOperation, SyncEvent } from '../core/events.js';
+import type { EventOperation, Snapshot, SyncEvent } from '../core/events.js';
+import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
-import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
-import type {
-  BaseDocument,
-  ChangeStream,
-  DeleteOptions,
-  EditFunction,
-  EditOptions,
-  EditResult,
-  Filter,
-  FindManyOptions,
-  NewDocument,
-  RetryOptions,
-  Storage,
-  StoredEntry,
-  UpdateOperators,
-  UpdatePipeline,
-  WatchOptions,
-} from '../storage/types.js';
-import { assertId, assertJsonValue } from '../storage/validate.js';
-import { assertClientId } from './assert.js';
+import { isRecordingStorage, type Recorder, type RecordingStorage } from '../storage/recording.js';
+// The storage's shapes, by their names there (this class forwards the whole of Storage<T>).
+import type * as S from '../storage/types.js';
+import { assertJsonValue } from '../storage/validate.js';
 import type { EventStore } from './event-store.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { SnapshotStore } from './snapshots.js';
 import { MemoryVectorClockManager, type VectorClockManager } from './vector-clocks.js';
 
 export type Consistency = 'atomic' | 'best-effort';
+
+/** How often `currentSnapshot` reads a document again while writes keep landing between its reads. */
+const CURRENT_SNAPSHOT_ATTEMPTS = 20;
 
 export interface EventSyncOptions {
   /** The actor recorded when a call names none. Default `"server"`. */
@@ -58,11 +48,13 @@ export interface EventCallOptions {
 
 type Heard = (event: SyncEvent, doc: JsonObject | undefined) => Promise<void>;
 
-export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
+export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> {
   readonly collection: string;
   readonly versionField: string;
   readonly consistency: Consistency;
-  readonly #storage: Storage<T>;
+  readonly #storage: S.Storage<T>;
+  /** The same storage, where it records atomically: set exactly when `consistency` is `'atomic'`. */
+  readonly #recording: RecordingStorage<T> | undefined;
   readonly #events: EventStore;
   readonly #clientId: string;
   readonly #clocks: VectorClockManager;
@@ -72,7 +64,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   /** What happens after an event committed; inside a transaction it is held until the commit. */
   readonly #heard: Heard;
 
-  constructor(storage: Storage<T>, events: EventStore, options: EventSyncOptions = {}, heard?: Heard) {
+  constructor(storage: S.Storage<T>, events: EventStore, options: EventSyncOptions = {}, heard?: Heard) {
     this.#storage = storage;
     this.#events = events;
     this.collection = storage.collection;
@@ -90,13 +82,14 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
       );
     }
     if (this.consistency === 'atomic') {
-      if (!(storage instanceof DocumentStorage) || !storage.backend.sharesDatabaseWith(events.backend)) {
+      if (!isRecordingStorage(storage) || !storage.sharesDatabaseWith(events.backend)) {
         throw new ValidationError(
           "consistency 'atomic' needs the storage and the event store on the same database, so a change and " +
             "its event commit together; open both from one database, or pass consistency: 'best-effort' " +
             '(events are stored after each change and can be lost)',
         );
       }
+      this.#recording = storage;
     } else if (this.consistency !== 'best-effort') {
       throw new ValidationError("consistency must be 'atomic' or 'best-effort'");
     }
@@ -107,20 +100,20 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     return this.#storage.findOne(id);
   }
 
-  findEntry(id: string): Promise<StoredEntry<T> | undefined> {
+  findEntry(id: string): Promise<S.StoredEntry<T> | undefined> {
     return this.#storage.findEntry(id);
   }
 
-  findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]> {
+  findMany(filter?: S.Filter, options?: S.FindManyOptions): Promise<T[]> {
     return this.#storage.findMany(filter, options);
   }
 
-  watch(options?: WatchOptions): ChangeStream<T> {
+  watch(options?: S.WatchOptions): S.ChangeStream<T> {
     return this.#storage.watch(options);
   }
 
   async findOneAndUpsert(
-    doc: NewDocument<T>,
+    doc: S.NewDocument<T>,
     options?: EventCallOptions,
   ): Promise<{ doc: T; created: boolean; incarnation: string }> {
     return this.#write(
@@ -135,34 +128,34 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
 
   async findOneAndUpdate(
     id: string,
-    edit: EditFunction<T>,
-    options?: EditOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    edit: S.EditFunction<T>,
+    options?: S.EditOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(options, (s) => s.findOneAndUpdate(id, edit, options), this.#updateDraft);
   }
 
   async updateOne(
     id: string,
-    operators: UpdateOperators,
-    options?: EditOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    operators: S.UpdateOperators,
+    options?: S.EditOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(options, (s) => s.updateOne(id, operators, options), this.#updateDraft);
   }
 
   async updateOneWithPipeline(
     id: string,
-    pipeline: UpdatePipeline,
-    options?: EditOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    pipeline: S.UpdatePipeline,
+    options?: S.EditOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(options, (s) => s.updateOneWithPipeline(id, pipeline, options), this.#updateDraft);
   }
 
   async updateSection<S extends object = Record<string, unknown>>(
     id: string,
     path: string,
-    edit: EditFunction<S>,
-    options?: RetryOptions & EventCallOptions,
-  ): Promise<EditResult<T>> {
+    edit: S.EditFunction<S>,
+    options?: S.RetryOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>> {
     return this.#write(
       options,
       (s) => s.updateSection(id, path, edit, options),
@@ -173,7 +166,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     );
   }
 
-  async deleteOne(id: string, options?: DeleteOptions & EventCallOptions): Promise<T | undefined> {
+  async deleteOne(id: string, options?: S.DeleteOptions & EventCallOptions): Promise<T | undefined> {
     return this.#write(
       options,
       (s) => s.deleteOne(id, options),
@@ -188,11 +181,11 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
    * keep its events.
    */
   async withTransaction<R>(fn: (tx: EventSyncStorage<T>) => Promise<R>): Promise<R> {
-    if (this.consistency !== 'atomic') {
+    if (!this.#recording) {
       throw new ValidationError("withTransaction on EventSyncStorage needs consistency 'atomic'");
     }
     const held: [SyncEvent, JsonObject | undefined][] = [];
-    const result = await this.#storage.withTransaction((tx) =>
+    const result = await this.#recording.withTransaction((tx) =>
       fn(
         new EventSyncStorage<T>(
           tx,
@@ -213,27 +206,43 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
 
   /** Snapshots the document now (on demand); returns the seq it covers. */
   async createSnapshot(id: string): Promise<number> {
+    const { collection, documentId, createdAt, ...position } = await this.currentSnapshot(id);
+    if (position.seq === 0) {
+      throw new EventSyncError('not_found', `document ${JSON.stringify(id)} has no events to snapshot`);
+    }
+    await this.#snapshots.create(collection, documentId, position);
+    return position.seq;
+  }
+
+  /**
+   * The document as it is now, at its current seq (`null` when deleted or never written). Read
+   * between two reads of its stream head: when they agree, no event committed in between, and
+   * since a write and its event commit together the document read is the state at that seq.
+   * Read again while writes land, up to {@link CURRENT_SNAPSHOT_ATTEMPTS} times.
+   */
+  async currentSnapshot(id: string): Promise<Snapshot> {
     assertId(id);
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const before = await this.#events.backend.head(this.collection, id);
+    const { backend } = this.#events;
+    for (let attempt = 0; attempt < CURRENT_SNAPSHOT_ATTEMPTS; attempt++) {
+      const before = await backend.head(this.collection, id);
       const doc = await this.#storage.findOne(id);
-      const after = await this.#events.backend.head(this.collection, id);
-      if (!after)
-        throw new EventSyncError('not_found', `document ${JSON.stringify(id)} has no events to snapshot`);
-      // No event committed between the two head reads, so the document read is the state at that seq.
-      if (before?.lastSeq === after.lastSeq) {
-        await this.#snapshots.create(this.collection, id, {
-          seq: after.lastSeq,
-          version: doc ? version(doc, this) : await this.#events.getLatestVersion(this.collection, id),
-          state: doc ? asJson(doc) : null,
-          vectorClock: after.vectorClock,
-        });
-        return after.lastSeq;
-      }
+      const after = await backend.head(this.collection, id);
+      if (before?.lastSeq !== after?.lastSeq) continue;
+      const seq = after?.lastSeq ?? 0;
+      return {
+        collection: this.collection,
+        documentId: id,
+        seq,
+        // Deleted: the version its delete event recorded, as replay and stored snapshots say it.
+        version: doc ? version(doc, this) : await this.#versionAt(id, seq),
+        state: doc ? asJson(doc) : null,
+        vectorClock: after?.vectorClock ?? {},
+        createdAt: Date.now(),
+      };
     }
     throw new EventSyncError(
       'version_conflict',
-      `document ${JSON.stringify(id)} kept changing while being snapshotted`,
+      `document ${JSON.stringify(id)} of ${JSON.stringify(this.collection)} kept changing while it was read; try again`,
     );
   }
 
@@ -244,13 +253,13 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
   /** The storage as it should run this call: recording atomically, or plain (best-effort records after). */
   async #write<R>(
     options: EventCallOptions | undefined,
-    run: (storage: Storage<T>) => Promise<R>,
+    run: (storage: S.Storage<T>) => Promise<R>,
     draftAfter: (result: R) => DraftFor | undefined,
   ): Promise<R> {
     const record = this.#record(options);
-    if (this.consistency === 'atomic') {
+    if (this.#recording) {
       const recorder: Recorder = { record, onEvent: (event, doc) => this.#heard(event, doc) };
-      return run((this.#storage as DocumentStorage<T>).recordingAs(recorder));
+      return run(this.#recording.recordingAs(recorder));
     }
     const result = await run(this.#storage);
     const draft = draftAfter(result);
@@ -278,11 +287,18 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     return { clientId, metadata: options.metadata };
   }
 
-  readonly #updateDraft = (r: EditResult<T>) =>
+  readonly #updateDraft = (r: S.EditResult<T>) =>
     r.diff.hasChanges ? this.#draftOf('update', r.doc, { diff: r.diff }) : undefined;
 
   #draftOf(operation: EventOperation, doc: T, facts: WriteFacts): DraftFor {
     return { id: doc._id, operation, version: version(doc, this), doc: asJson(doc), facts };
+  }
+
+  /** The version of the event at `seq` (0 at seq 0, or when compaction removed it). */
+  async #versionAt(id: string, seq: number): Promise<number> {
+    if (seq === 0) return 0;
+    const [event] = await this.#events.backend.list(this.collection, id, { afterSeq: seq - 1, toSeq: seq });
+    return event?.version ?? 0;
   }
 
   /** After an event committed: advance the clock manager, snapshot every `snapshotEvery` events. */

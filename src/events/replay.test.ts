@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { snapshotAt, standardHistory } from '../../test/support/event-history.js';
-import { EventSyncError } from '../protocol/errors.js';
+import { EventSyncError } from '../core/errors.js';
 import { replay } from './replay.js';
 
 async function expectNotFound(promise: Promise<unknown>): Promise<string> {

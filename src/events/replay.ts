@@ -3,22 +3,15 @@
  * The rebuilt state equals what the storage held right after that event (null while deleted).
  */
 
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend } from '../core/event-backend.js';
-import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
-import type { JsonObject } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { firstSeq, follows } from '../core/event-order.js';
+import type { DocumentPosition, SyncEvent } from '../core/events.js';
 import { applyEvents } from './apply.js';
 import { assertDocumentRef, assertSeq } from './assert.js';
 
-export interface ReplayResult {
-  /** The document at `seq`; `null` before its creation and while deleted. */
-  state: JsonObject | null;
-  seq: number;
-  /** The version of the last event up to `seq` (for a delete, the deleted version); 0 at seq 0. */
-  version: number;
-  /** The document's vector clock at `seq`. */
-  vectorClock: VectorClock;
-}
+/** What replay rebuilds: the document at one seq (the public name of a `DocumentPosition`). */
+export type ReplayResult = DocumentPosition;
 
 /** The state before the first event. */
 export const EMPTY: Readonly<ReplayResult> = Object.freeze({
@@ -62,7 +55,7 @@ export async function replay(
     const base = snapshot ?? EMPTY;
     if (base.seq === target) return fromSnapshot(base);
     const events = await backend.list(collection, documentId, { afterSeq: base.seq, toSeq: target });
-    if (follows(events, base.seq, target)) return replayFrom(base, events);
+    if (follows(events, base.seq) && events.at(-1)!.seq === target) return replayFrom(base, events);
     // Compaction may have moved on between the two reads: a newer snapshot then covers the gap.
     const newer = await backend.latestSnapshot(collection, documentId, target);
     if (attempt < ATTEMPTS && newer && newer.seq > base.seq) continue;
@@ -71,7 +64,7 @@ export async function replay(
 }
 
 /** Applies `events` (which must follow `base.seq` without a gap) to a snapshot or replay result. */
-export function replayFrom(base: ReplayResult | Snapshot, events: readonly SyncEvent[]): ReplayResult {
+export function replayFrom(base: DocumentPosition, events: readonly SyncEvent[]): ReplayResult {
   const state = applyEvents(base.state, events, base.seq);
   const last = events.at(-1);
   return last
@@ -79,13 +72,8 @@ export function replayFrom(base: ReplayResult | Snapshot, events: readonly SyncE
     : fromSnapshot(base);
 }
 
-/** Whether `events` run without a gap from `afterSeq` + 1 to `toSeq` (merged events start at `fromSeq`). */
-function follows(events: readonly SyncEvent[], afterSeq: number, toSeq: number): boolean {
-  const first = events[0];
-  return first !== undefined && (first.fromSeq ?? first.seq) === afterSeq + 1 && events.at(-1)!.seq === toSeq;
-}
-
-function fromSnapshot(base: ReplayResult | Snapshot): ReplayResult {
+/** The position alone: a snapshot's identity and `createdAt` left out. */
+function fromSnapshot(base: DocumentPosition): ReplayResult {
   return { state: base.state, seq: base.seq, version: base.version, vectorClock: base.vectorClock };
 }
 
@@ -96,7 +84,7 @@ function compactedAway(
   baseSeq: number,
   events: readonly SyncEvent[],
 ): EventSyncError {
-  const first = events[0] ? (events[0].fromSeq ?? events[0].seq) : target + 1;
+  const first = events[0] ? firstSeq(events[0]) : target + 1;
   const missing =
     first > baseSeq + 1
       ? `events ${baseSeq + 1}..${Math.min(first - 1, target)} were compacted away`

@@ -5,21 +5,12 @@
  */
 
 import type { EventBackend } from '../core/event-backend.js';
-import type { Snapshot, VectorClock } from '../core/events.js';
-import type { JsonObject } from '../core/json.js';
+import type { DocumentPosition, Snapshot } from '../core/events.js';
 import { assertJsonDocument } from '../storage/validate.js';
 import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 
-/** What a snapshot records; the store adds the document's identity and `createdAt`. */
-export interface SnapshotInput {
-  /** The last event seq the state includes. */
-  seq: number;
-  version: number;
-  /** The document at `seq`; `null` when it was deleted at that point. */
-  state: JsonObject | null;
-  /** The document's vector clock at `seq`. */
-  vectorClock: VectorClock;
-}
+/** What a snapshot records, a `DocumentPosition`; the store adds the document's identity and `createdAt`. */
+export type SnapshotInput = DocumentPosition;
 
 export class SnapshotStore {
   constructor(readonly backend: EventBackend) {}

@@ -15,9 +15,11 @@
  * and known here from then on, so a principal's later uses cost nothing.
  */
 
+import { ClosedError } from '../core/errors.js';
 import type { Acknowledgement, EventBackend } from '../core/event-backend.js';
 import type { StateVector, VectorClock } from '../core/events.js';
-import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
+import { assertClientId } from '../core/ids.js';
+import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 
 export interface StateVectorOptions {
   /** Write noted acknowledgements at most this often, in ms. Default 1,000; 0 writes each at once (one step each). */
@@ -212,7 +214,7 @@ export class StateVectorManager {
     } catch (error) {
       this.#onFlushError(error);
       // A closed database takes nothing any more; anything else is tried again with the next write.
-      if ((error as Error | undefined)?.name === 'ClosedError') return;
+      if (ClosedError.is(error)) return;
       for (const ack of acks) {
         const key = keyOf(ack.clientId, ack.collection, ack.documentId);
         const newer = this.#pending.get(key);

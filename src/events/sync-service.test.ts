@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { snapshotAt, standardHistory } from '../../test/support/event-history.js';
-import { EventSyncError } from '../protocol/errors.js';
+import { EventSyncError } from '../core/errors.js';
+import type { MissingEvents } from '../core/events.js';
 import { applyEvents } from './apply.js';
 import { compact } from './compaction.js';
-import { type MissingEvents, SyncService } from './sync-service.js';
+import { SyncService } from './sync-service.js';
 
 const seqs = (answer: MissingEvents) => answer.events.map((e) => e.seq);
 

@@ -28,23 +28,18 @@
  * the clock of the event or snapshot at F - 1 when there is one; otherwise p is unknown.
  */
 
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { EventBackend, StreamHead } from '../core/event-backend.js';
-import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { firstSeq, follows } from '../core/event-order.js';
+import type { MissingEvents, Snapshot, SyncEvent, VectorClock } from '../core/events.js';
+import { assertClientId } from '../core/ids.js';
 import { applyEvent } from './apply.js';
-import { assertClientId, assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
+import { assertDocumentRef, assertSeq, assertVectorClock } from './assert.js';
 import { replay } from './replay.js';
 import { StateVectorManager } from './state-vectors.js';
 
 /** Where a client is: the last seq it applied, or the vector clock of what it has seen. */
 export type ClientPosition = { afterSeq: number } | { vectorClock: VectorClock };
-
-export interface MissingEvents {
-  /** When present, the client replaces its state with `snapshot.state` (at `snapshot.seq`) first. */
-  snapshot?: Snapshot;
-  /** To apply in order, after the client's position or after the snapshot. */
-  events: SyncEvent[];
-}
 
 export interface SyncServiceOptions {
   /**
@@ -218,7 +213,7 @@ export class SyncService {
     const unseen = await this.backend.listUnseen(collection, documentId, clock);
     const first = unseen[0];
     if (!first) return this.#withSnapshot(collection, documentId); // the unseen events were compacted
-    const from = first.fromSeq ?? first.seq;
+    const from = firstSeq(first);
     const before = await this.#clockBefore(collection, documentId, first);
     if (!before || !dominates(clock, before) || !exact(clock, before, head)) {
       return this.#withSnapshot(collection, documentId);
@@ -314,12 +309,6 @@ function fromCurrentIncarnation(answer: MissingEvents): MissingEvents {
     createdAt: boundary.timestamp,
   };
   return { snapshot, events: events.slice(at + 1) };
-}
-
-/** Whether `events` starts right after `afterSeq` (a merged event starts at its `fromSeq`). */
-function follows(events: readonly SyncEvent[], afterSeq: number): boolean {
-  const first = events[0];
-  return first !== undefined && (first.fromSeq ?? first.seq) === afterSeq + 1;
 }
 
 /** a >= b on every counter (absent counts 0). */

@@ -2,27 +2,25 @@
  * The sync protocol, defined once: every message a client or server may send, as zod schemas.
  * Types come from the schemas (`z.infer`), so client and server cannot drift apart, and the
  * server validates every frame against them before it acts. `docs/PROTOCOL.md` is generated
- * from these schemas (a test fails when it is stale). Browser-safe: imports only zod and `wire.ts`.
+ * from these schemas (a test fails when it is stale). Browser-safe: imports only zod, `wire.ts` and `src/core/`.
  *
  * Version 1. A client says which version it speaks in `hello`; the server answers with its own
  * in `welcome` and refuses a version it does not speak.
  */
 import { z } from 'zod';
+import { COLLECTION_NAME_PATTERN, ID_PATTERN } from '../core/ids.js';
 import { ErrorCodes } from './wire.js';
 
 export const PROTOCOL_VERSION = 1;
 
 // ---- shared pieces ---------------------------------------------------------------------------
 
-export const Id = z
-  .string()
-  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$/)
-  .meta({
-    description: 'A document or client id: 1-128 of A-Z a-z 0-9 _ . : @ -, not starting with . : @ -',
-  });
+export const Id = z.string().regex(ID_PATTERN).meta({
+  description: 'A document or client id: 1-128 of A-Z a-z 0-9 _ . : @ -, not starting with . : @ -',
+});
 export const CollectionName = z
   .string()
-  .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+  .regex(COLLECTION_NAME_PATTERN)
   .meta({ description: 'A collection name: lower-case letters, digits and _, starting with a letter or _' });
 export const SubscriptionId = z
   .string()

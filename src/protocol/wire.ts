@@ -3,44 +3,21 @@
  * error codes, close codes, how a document and an SSE event are named, the default paths. The
  * server, the client and the protocol document (`scripts/protocol-doc.ts`) all read them from
  * here, so a code or a format is written down once. Each is part of the protocol: changing one
- * breaks clients that are already deployed. Browser-safe: imports nothing.
+ * breaks clients that are already deployed. Browser-safe: imports only `src/core/`.
  */
+
+import { type ErrorCode, ErrorCodes } from '../core/errors.js';
 
 // ---- error codes ---------------------------------------------------------------------------------
 
 /**
- * Error codes: stable snake_case strings, never renamed, with the HTTP status they are answered
- * with, and whether sending the same request again may succeed (`retryable`). A client gives
+ * Error codes, with the HTTP status each is answered with and whether it is `retryable`. The
+ * table lives with the error class in `src/core/errors.ts` (every layer throws those, and core
+ * imports nothing); the protocol, its document and the client read it from here. A client gives
  * up on a subscription refused with a code that is not retryable (subscribing again would only
  * be refused again): change something first (credentials, the filter, the message).
  */
-export const ErrorCodes = {
-  validation: { status: 400, retryable: false },
-  /** A frame or request that is not valid JSON, or does not match the protocol's schema. */
-  bad_message: { status: 400, retryable: false },
-  unsupported_protocol: { status: 400, retryable: false },
-  /** No (valid) credentials: send `hello` with a token, or an Authorization header. */
-  unauthorized: { status: 401, retryable: false },
-  /** The principal may not do this (read, subscribe or write) to this collection or document. */
-  forbidden: { status: 403, retryable: false },
-  not_found: { status: 404, retryable: false },
-  /** REST: the path exists, the method does not (the answer's Allow header lists the ones that do). */
-  method_not_allowed: { status: 405, retryable: false },
-  already_exists: { status: 409, retryable: false },
-  /** The document kept changing while it was read or written: the same request again may well succeed. */
-  version_conflict: { status: 409, retryable: true },
-  /** Also a collection subscription whose filter matches more than `maxSubscriptionDocuments`. */
-  too_large: { status: 413, retryable: false },
-  /** REST: a write whose body is not declared `Content-Type: application/json`. */
-  unsupported_media_type: { status: 415, retryable: false },
-  /** Too many messages per second, or too many subscriptions on one connection. */
-  rate_limited: { status: 429, retryable: true },
-  timeout: { status: 504, retryable: true },
-  closed: { status: 503, retryable: true },
-  internal: { status: 500, retryable: true },
-} as const satisfies Record<string, { status: number; retryable: boolean }>;
-
-export type ErrorCode = keyof typeof ErrorCodes;
+export { type ErrorCode, ErrorCodes };
 
 /** Whether a request refused with `code` may succeed unchanged later; a code this version does not know: yes. */
 export function isRetryable(code: string): boolean {

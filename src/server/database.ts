@@ -6,9 +6,9 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { memoryDatabase } from '../backends/memory/memory-database.js';
+import type { Database } from '../core/collection-backend.js';
+import { ValidationError } from '../core/errors.js';
 import type { Logger } from '../events/logger.js';
-import { ValidationError } from '../protocol/errors.js';
-import type { Database } from '../storage/backend.js';
 import { StartupError, systemCode } from './startup-errors.js';
 
 /** How `db` is read: a PostgreSQL URL, memory, or a PGlite data directory (absolute). */

@@ -7,8 +7,8 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { type ErrorCode, ErrorCodes, EventSyncError } from '../core/errors.js';
 import type { Logger } from '../events/logger.js';
-import { type ErrorCode, ErrorCodes, EventSyncError } from '../protocol/errors.js';
 import { parseClientJson } from '../sync/json.js';
 import type { SessionHost } from '../sync/session-host.js';
 import type { Principal } from '../sync/types.js';
@@ -186,9 +186,6 @@ export function parseJson(text: string, maxDepth: number, what = 'the body'): un
   return parsed.value;
 }
 
-export const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-
 export function sendJson(
   res: ServerResponse,
   status: number,
@@ -212,7 +209,7 @@ export function sendJson(
 export function sendError(res: ServerResponse, error: unknown, logger: Logger, context: object = {}): void {
   let code: ErrorCode = 'internal';
   let message = 'the server could not handle this request';
-  if ((error instanceof EventSyncError || EventSyncError.is(error)) && error.code !== 'internal') {
+  if (EventSyncError.is(error) && error.code !== 'internal') {
     code = error.code;
     message = error.message;
   } else {

@@ -3,13 +3,12 @@
  * recorded diff is exactly what the patch changed). A member set to `null` is removed; an object
  * merges into an object member; anything else (arrays included) replaces the member.
  */
-import { ValidationError } from '../protocol/errors.js';
+
+import { ValidationError } from '../core/errors.js';
+import { isPlainObject } from '../core/values.js';
 import { keyProblem } from '../storage/validate.js';
 
 type JsonRecord = Record<string, unknown>;
-
-const isPlainObject = (v: unknown): v is JsonRecord =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Refuses keys a document may not hold (`__proto__`, `$…`, dotted, empty), anywhere in the patch,

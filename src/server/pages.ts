@@ -13,9 +13,9 @@
  * many as the remaining bytes hold at the average size so far (plus one).
  */
 import type { ServerResponse } from 'node:http';
+import { EventSyncError } from '../core/errors.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError } from '../protocol/errors.js';
 import { findInMemory } from '../storage/mongo.js';
 import type { BaseDocument, Filter, FindManyOptions } from '../storage/types.js';
 

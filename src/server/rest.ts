@@ -21,18 +21,20 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import type { JsonObject } from '../core/json.js';
 import {
   AlreadyExistsError,
   EventSyncError,
   NotFoundError,
   StaleVersionError,
   ValidationError,
-} from '../protocol/errors.js';
+} from '../core/errors.js';
+import { assertCollectionName, assertId, newObjectId } from '../core/ids.js';
+import type { JsonObject } from '../core/json.js';
+import { isPlainObject } from '../core/values.js';
 import { Id, Seq, VectorClock } from '../protocol/messages.js';
 import { DEFAULT_PATHS } from '../protocol/wire.js';
 import type { BaseDocument, UpdateOperators } from '../storage/types.js';
-import { assertCollectionName, assertId, MAX_DEPTH, newObjectId } from '../storage/validate.js';
+import { MAX_DEPTH } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';
 import { andFilters } from '../sync/read-scope.js';
@@ -42,7 +44,6 @@ import {
   authenticateRequest,
   handleUnder,
   intParam,
-  isPlainObject,
   methodNotAllowed,
   mustAuthorize,
   normalizePrefix,

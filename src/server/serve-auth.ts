@@ -6,8 +6,8 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createRemoteJWKSet, errors, type JWTVerifyOptions, jwtVerify } from 'jose';
+import { isId } from '../core/ids.js';
 import type { Logger } from '../events/logger.js';
-import { Id } from '../protocol/messages.js';
 import type { Authenticate, Authorize } from '../sync/types.js';
 import { isLoopback } from './access.js';
 import { StartupError } from './startup-errors.js';
@@ -69,7 +69,7 @@ export async function serveAuth(spec: AuthSpec, host: string, logger: Logger): P
  * clocks; it proves nothing, so it is for the demo and local use only.
  */
 export const nameFromToken: Authenticate = ({ token }) => ({
-  id: token !== undefined && /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,63}$/.test(token) ? token : 'anonymous',
+  id: isId(token) ? token : 'anonymous',
 });
 
 /**
@@ -100,7 +100,7 @@ export function jwtAuthenticate(spec: JwtSpec, logger: Logger): Authenticate {
       logger.debug({ reason: error.code }, 'eventsync: token refused');
       return undefined;
     }
-    if (!Id.safeParse(claims.sub).success) {
+    if (!isId(claims.sub)) {
       logger.debug({ reason: 'sub is not an id' }, 'eventsync: token refused');
       return undefined;
     }

@@ -6,9 +6,9 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Database } from '../core/collection-backend.js';
+import { ValidationError } from '../core/errors.js';
 import type { Logger } from '../events/logger.js';
-import { ValidationError } from '../protocol/errors.js';
-import type { Database } from '../storage/backend.js';
 import { SyncEngine, type SyncEngineOptions } from '../sync/engine.js';
 import { isLoopback, LOOPBACK_HOSTS } from './access.js';
 import { type Attached, type AttachOptions, attach } from './attach.js';

@@ -20,11 +20,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { EventSyncError, ValidationError } from '../core/errors.js';
+import { assertCollectionName, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { Id } from '../protocol/messages.js';
 import { CloseCodes, DEFAULT_PATHS, parseSseEventId, SSE_SUBSCRIPTION, TOO_SLOW } from '../protocol/wire.js';
-import { assertCollectionName, assertId } from '../storage/validate.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter } from '../sync/filter-policy.js';
 import type { Session, SubscribeMessage } from '../sync/session.js';

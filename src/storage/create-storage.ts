@@ -1,7 +1,7 @@
-import type { Database } from './backend.js';
+import type { Database } from '../core/collection-backend.js';
+import { assertCollectionName } from '../core/ids.js';
 import { DocumentStorage, type StorageOptions } from './document-storage.js';
 import type { BaseDocument, Storage } from './types.js';
-import { assertCollectionName } from './validate.js';
 
 export interface CreateStorageOptions extends StorageOptions {
   db: Database;

@@ -7,7 +7,9 @@
  * derives the merge patch and the MongoDB update from the ops, in time proportional to the change:
  * it never walks or copies the whole document.
  */
+
 import type { Diff, JsonObject, JsonPatchOperation, JsonValue, MongoUpdate } from '../core/json.js';
+import { isPlainObject } from '../core/values.js';
 
 // ---------------------------------------------------------------------------------------------
 // JSON Pointer (RFC 6901)
@@ -68,11 +70,6 @@ export function prefixPatch(
  * A plain object (prototype `Object.prototype` or null): anything else assigned by an edit (a
  * `Date`, a `Map`, a class instance) compares as a replaced value, which validation then refuses.
  */
-function isPlainObject(value: unknown): value is JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
 
 function isPlainArray(value: unknown): value is JsonValue[] {
   return Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype;

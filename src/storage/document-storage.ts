@@ -4,11 +4,18 @@
  * per-document write queue, MongoDB filter semantics (mingo) and the change stream.
  */
 
-import type { EventRecord } from '../core/event-backend.js';
+import type {
+  CollectionBackend,
+  CommittedChange,
+  StoredDocument,
+  Written,
+} from '../core/collection-backend.js';
+import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../core/errors.js';
+import type { EventBackend } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
+import { assertId, newObjectId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
-import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../protocol/errors.js';
-import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
+import { isPlainObject } from '../core/values.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
 import { assertFindOptions } from './find.js';
@@ -16,6 +23,7 @@ import { KeyedQueue } from './keyed-queue.js';
 import { type LastWriteCache, LastWrites } from './last-writes.js';
 import { jsonWithin, type ResolvedLimits, resolveLimits, type StorageLimits } from './limits.js';
 import { applyPipeline, applyUpdateOperators, assertFilter, findInMemory } from './mongo.js';
+import type { Recorder, RecordingStorage } from './recording.js';
 import { CONFLICT, retryOnConflict } from './retry.js';
 import type {
   BaseDocument,
@@ -29,13 +37,12 @@ import type {
   FindManyOptions,
   NewDocument,
   RetryOptions,
-  Storage,
   StoredEntry,
   UpdateOperators,
   UpdatePipeline,
   WatchOptions,
 } from './types.js';
-import { assertId, assertIncarnation, assertJsonDocument, assertVersion, newObjectId } from './validate.js';
+import { assertIncarnation, assertJsonDocument, assertVersion } from './validate.js';
 
 export interface StorageOptions {
   /** Name of the version field the storage owns. Default `"version"`. */
@@ -66,12 +73,6 @@ const UNSURE: unique symbol = Symbol('unsure');
 
 const ID = '_id';
 
-/** Who records events for the writes of a storage view, and who hears of each event once it committed. */
-export interface Recorder {
-  record: EventRecord;
-  onEvent(event: SyncEvent, doc: JsonObject | undefined): void | Promise<void>;
-}
-
 /** What every view of one storage shares (see `recordingAs`). */
 interface Shared {
   backend: CollectionBackend;
@@ -85,7 +86,7 @@ interface Shared {
   watchers: Set<() => void>;
 }
 
-export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
+export class DocumentStorage<T extends BaseDocument> implements RecordingStorage<T> {
   readonly collection: string;
   readonly versionField: string;
   readonly #shared: Shared;
@@ -115,15 +116,15 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     this.#recorder = recorder;
   }
 
-  /**
-   * A view of this storage whose writes also append their event, atomically (same statement or
-   * transaction), as `recorder.record` says; `recorder.onEvent` hears of each after it committed.
-   */
   recordingAs(recorder: Recorder): DocumentStorage<T> {
     return new DocumentStorage<T>(this.#backend, { versionField: this.versionField }, this.#shared, recorder);
   }
 
-  /** Whether this storage keeps its documents in `backend`'s database (atomic event recording needs it). */
+  sharesDatabaseWith(events: EventBackend): boolean {
+    return this.#backend.sharesDatabaseWith(events);
+  }
+
+  /** The collection backend this storage keeps its documents in. */
   get backend(): CollectionBackend {
     return this.#backend;
   }
@@ -338,7 +339,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     });
   }
 
-  async withTransaction<R>(fn: (tx: Storage<T>) => Promise<R>): Promise<R> {
+  async withTransaction<R>(fn: (tx: DocumentStorage<T>) => Promise<R>): Promise<R> {
     this.#open();
     // Events of the transaction are heard only once it committed.
     const heard: [SyncEvent, JsonObject | undefined][] = [];
@@ -482,9 +483,6 @@ function toDoc<T>(data: JsonObject | undefined): T | undefined {
   return data as unknown as T | undefined;
 }
 const toJson = (doc: unknown) => doc as JsonObject;
-
-const isPlainObject = (v: unknown): v is JsonObject =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** `"a.b"` → `['a', 'b']`, refusing what cannot be a section: array indexes, `$` keys, the `_id` and version fields. */
 function assertSectionPath(path: string, reservedTopLevel: string[]): string[] {

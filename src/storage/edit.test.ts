@@ -1,7 +1,7 @@
 import jsonpatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
+import { EventSyncError } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
-import { EventSyncError } from '../protocol/errors.js';
 import { runEdit } from './edit.js';
 
 const doc = (): JsonObject => ({

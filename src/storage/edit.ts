@@ -7,9 +7,11 @@
  * new version inside the replacing value. Comparing skips subtrees shared with `before`, so the
  * cost stays about the size of the change.
  */
+
 import { create, isDraft, rawReturn } from 'mutative';
+import { ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonPatchOperation, JsonValue } from '../core/json.js';
-import { ValidationError } from '../protocol/errors.js';
+import { isPlainObject } from '../core/values.js';
 import { compareAlong, compareValues, escapePointerSegment, formatPointer, parsePointer } from './diff.js';
 import { jsonWithin } from './limits.js';
 import type { EditFunction } from './types.js';
@@ -35,9 +37,6 @@ export interface EditTarget {
   /** Refuse (`TooLargeError`) a result larger than this many bytes of JSON, naming it `what`. */
   sizeLimit?: { maxBytes: number; what: string };
 }
-
-const isPlainObject = (v: unknown): v is JsonObject =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Returns `undefined` when the edit changed nothing (besides version fields, which the storage owns).

@@ -16,20 +16,10 @@
  * held when a limit was asked for (beyond it: `too_large`), so a bounded request stays bounded.
  */
 import { Query } from 'mingo';
+import type { Filter, FindOptions, SortSpec } from '../core/collection-backend.js';
+import { EventSyncError, ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { findInMemory } from './mongo.js';
-import type { Filter } from './types.js';
-
-export type SortSpec = Record<string, 1 | -1>;
-
-/** What a backend's `find` takes besides the filter (projection stays with the storage). */
-export interface FindOptions {
-  sort?: SortSpec;
-  skip?: number;
-  /** At most this many documents; 0 or absent: all. */
-  limit?: number;
-}
 
 /** A sort value mingo orders totally (missing is `null`, as mingo groups it). */
 export type Scalar = null | number | string | boolean;

@@ -14,8 +14,8 @@
  * recently used first out.
  */
 
+import type { StoredDocument } from '../core/collection-backend.js';
 import type { JsonObject } from '../core/json.js';
-import type { StoredDocument } from './backend.js';
 
 interface Entry {
   version: number;

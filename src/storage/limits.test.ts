@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EventSyncError, TooLargeError } from '../protocol/errors.js';
+import { EventSyncError, TooLargeError } from '../core/errors.js';
 import { jsonWithin, MAX_DOCUMENT_BYTES, resolveLimits, utf8Bytes } from './limits.js';
 
 describe('limits', () => {

@@ -5,8 +5,8 @@
  * request costs about its own size. Browser-safe, like validate.ts: no Node built-ins.
  */
 
+import { TooLargeError, ValidationError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
-import { TooLargeError, ValidationError } from '../protocol/errors.js';
 
 export interface StorageLimits {
   /**

@@ -5,8 +5,8 @@
 import fc from 'fast-check';
 import { update } from 'mingo/updater';
 import { describe, expect, it } from 'vitest';
+import { ValidationError } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
-import { ValidationError } from '../protocol/errors.js';
 import { applySimpleOperators, applyUpdateOperators, assertFilter } from './mongo.js';
 import type { UpdateOperators } from './types.js';
 

@@ -3,14 +3,16 @@
  * query filters with sort/skip/limit/projection. Every backend uses these, so a filter or an
  * operator means the same thing on memory, PGlite and PostgreSQL.
  */
+
 import { Aggregator, find, Query } from 'mingo';
 // Update operators from the updater entry: it sets up only what they need (query and boolean/
 // comparison expression operators, for $pull conditions and array filters) on each call, where
 // the main entry's `update` builds its full operator context every time: 17 µs instead of 60 µs
 // per call for two $inc (scratch measurement, Node 20, this machine).
 import { update } from 'mingo/updater';
+import { ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import { ValidationError } from '../protocol/errors.js';
+import { isPlainObject } from '../core/values.js';
 import { formatPointer } from './diff.js';
 import { DEFAULT_MAX_ARRAY_GROWTH } from './limits.js';
 import type { Filter, FindManyOptions, UpdateOperators, UpdatePipeline } from './types.js';
@@ -35,9 +37,6 @@ const pipelineStages = new Set(['$set', '$addFields', '$unset', '$project', '$re
 
 /** Operators that run code or reach outside the document: never accepted. */
 const forbiddenOperators = new Set(['$where', '$function', '$accumulator']);
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof RegExp);
 
 /** Dotted field paths in operators: positional `$`, `$[]` and `$[name]` are the only `$` segments allowed. */
 function assertFieldPath(path: string, where: string): void {

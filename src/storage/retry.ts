@@ -1,4 +1,5 @@
-import { VersionConflictError } from '../protocol/errors.js';
+import { VersionConflictError } from '../core/errors.js';
+import { sleep } from '../core/sleep.js';
 import type { RetryOptions } from './types.js';
 
 export const defaultRetryOptions: Required<RetryOptions> = {
@@ -11,8 +12,6 @@ export const defaultRetryOptions: Required<RetryOptions> = {
 
 /** Returned by an attempt that lost the race for the document and should run again on fresh state. */
 export const CONFLICT: unique symbol = Symbol('conflict');
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Runs `attempt` until it does not report a conflict, with exponential backoff and jitter between

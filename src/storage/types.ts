@@ -1,6 +1,10 @@
 /** The public shapes of the document storage. No I/O lives here. */
+import type { ChangeOperation, Filter } from '../core/collection-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import type { Diff } from '../core/json.js';
+
+// In core because backends take them too; part of the storage's shapes all the same.
+export type { ChangeOperation, Filter };
 
 /** Every stored document has a string `_id` (default: a new 24-hex ObjectId) and a version field. */
 export interface BaseDocument {
@@ -83,9 +87,6 @@ export interface FindManyOptions {
   projection?: Record<string, 0 | 1 | boolean>;
 }
 
-/** A MongoDB query filter. Operators `$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or` run in the database where it can; everything mingo supports works. */
-export type Filter = Record<string, unknown>;
-
 /** MongoDB update operators: `$set $unset $inc $push $pull $addToSet $min $max $rename` (and the rest of mingo's). */
 export type UpdateOperators = Record<string, Record<string, unknown>>;
 
@@ -98,8 +99,6 @@ export interface DeleteOptions {
   /** Delete only this incarnation (see {@link StoredEntry}). */
   expectedIncarnation?: string;
 }
-
-export type ChangeOperation = 'create' | 'update' | 'delete';
 
 export interface ChangeEvent<T> {
   id: string;

@@ -3,18 +3,16 @@
  * and against prototype pollution. Everything here throws {@link ValidationError} (code
  * `'validation'`) with a message that says what to do and the JSON Pointer of the problem.
  *
- * Browser-safe: no Node built-ins (ids use the global `crypto.getRandomValues`).
+ * Browser-safe: no Node built-ins.
  */
 
+import { ValidationError } from '../core/errors.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import { ValidationError } from '../protocol/errors.js';
+import { describeValue, isPlainObject } from '../core/values.js';
 import { formatPointer, parsePointer } from './diff.js';
 
 /** Deepest nesting of objects/arrays accepted, counting the document itself as level 1. */
 export const MAX_DEPTH = 100;
-
-/** Longest document id accepted. */
-export const MAX_ID_LENGTH = 128;
 
 const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
@@ -62,8 +60,8 @@ export function stringProblem(text: string): string | undefined {
 
 /** Asserts `value` is a JSON document: a plain object holding only JSON values (see {@link assertJsonValue}). */
 export function assertJsonDocument(value: unknown, path = ''): asserts value is JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || !isPlainPrototype(value)) {
-    throw new ValidationError(`a document must be a plain object, not ${describe(value)}`, path);
+  if (!isPlainObject(value)) {
+    throw new ValidationError(`a document must be a plain object, not ${describeValue(value)}`, path);
   }
   assertJsonValue(value, path);
 }
@@ -144,19 +142,34 @@ class Checker {
 
   /** Checks `value` sitting at nesting `level`; returns the height of its subtree (0 for scalars). */
   check(value: unknown, level: number): number {
+    if (typeof value !== 'object' || value === null) {
+      this.checkScalar(value);
+      return 0;
+    }
+    const known = this.heights.get(value);
+    if (known === -1) this.fail('the value contains a cycle (an object inside itself): JSON cannot store it');
+    if (known !== undefined) {
+      if (level + known - 1 > MAX_DEPTH) this.tooDeep();
+      return known;
+    }
+    if (level > MAX_DEPTH) this.tooDeep();
+    const height = Array.isArray(value) ? this.checkArray(value, level) : this.checkObject(value, level);
+    if (height > 0) this.heights.set(value, height + 1);
+    return height + 1;
+  }
+
+  private checkScalar(value: unknown): void {
     switch (typeof value) {
       case 'string': {
         const problem = stringProblem(value);
         if (problem) this.fail(problem);
-        return 0;
+        return;
       }
-      case 'boolean':
-        return 0;
       case 'number':
         if (!Number.isFinite(value)) {
           this.fail(`${value} is not a JSON number: store null, a finite number or a string instead`);
         }
-        return 0;
+        return;
       case 'undefined':
         this.fail('undefined is not JSON: use `delete obj.key` to remove a member, or null');
         break;
@@ -168,90 +181,72 @@ class Checker {
         break;
       case 'symbol':
         this.fail('a symbol is not JSON: store a string instead');
-        break;
     }
-    if (value === null) return 0;
-    const obj = value as object;
+  }
 
-    const known = this.heights.get(obj);
-    if (known === -1) this.fail('the value contains a cycle (an object inside itself): JSON cannot store it');
-    if (known !== undefined) {
-      if (level + known - 1 > MAX_DEPTH) this.tooDeep();
-      return known;
+  /** The elements of `arr`; returns the height of the tallest (0 when all are scalars). */
+  private checkArray(arr: unknown[], level: number): number {
+    if (Object.getPrototypeOf(arr) !== Array.prototype) {
+      this.fail(`${describeValue(arr)} is not plain JSON: store a plain array`);
     }
-    if (level > MAX_DEPTH) this.tooDeep();
-
     let height = 0;
-    if (Array.isArray(obj)) {
-      if (Object.getPrototypeOf(obj) !== Array.prototype) {
-        this.fail(`${describe(obj)} is not plain JSON: store a plain array`);
+    for (let i = 0; i < arr.length; i++) {
+      const item = arr[i];
+      if (item === undefined) {
+        this.fail(
+          i in arr
+            ? 'undefined in an array is not JSON (it would turn into null): use null, or splice the element out'
+            : 'the array has a hole (a missing element, which would turn into null): use null, or splice',
+          String(i),
+        );
       }
-      const arr = obj as unknown[];
-      for (let i = 0; i < arr.length; i++) {
-        const item = arr[i];
-        if (item === undefined) {
-          this.fail(
-            i in arr
-              ? 'undefined in an array is not JSON (it would turn into null): use null, or splice the element out'
-              : 'the array has a hole (a missing element, which would turn into null): use null, or splice',
-            String(i),
-          );
-        }
-        if (typeof item === 'object' && item !== null) {
-          if (height === 0) this.heights.set(obj, -1);
-          this.segments.push(String(i));
-          const h = this.check(item, level + 1);
-          this.segments.pop();
-          if (h > height) height = h;
-        } else if (
-          typeof item === 'number'
-            ? !Number.isFinite(item)
-            : typeof item === 'string'
-              ? stringProblem(item) !== undefined
-              : typeof item !== 'boolean' && item !== null
-        ) {
-          this.segments.push(String(i));
-          this.check(item, level + 1);
-          this.segments.pop();
-        }
-      }
-    } else {
-      if (!isPlainPrototype(obj)) this.fail(`${describe(obj)} is not plain JSON: ${advice(obj)}`);
-      if (Object.getOwnPropertySymbols(obj).length > 0) {
-        this.fail('symbol-keyed members are not JSON (they would be dropped): use string keys');
-      }
-      const record = obj as Record<string, unknown>;
-      for (const key of Object.keys(record)) {
-        const problem = keyProblem(key);
-        if (problem) this.fail(problem, key);
-        const item = record[key];
-        if (typeof item === 'object' && item !== null) {
-          if (height === 0) this.heights.set(obj, -1);
-          this.segments.push(key);
-          const h = this.check(item, level + 1);
-          this.segments.pop();
-          if (h > height) height = h;
-        } else if (
-          typeof item === 'number'
-            ? !Number.isFinite(item)
-            : typeof item === 'string'
-              ? stringProblem(item) !== undefined
-              : typeof item !== 'boolean' && item !== null
-        ) {
-          if (item === undefined) {
-            this.fail(
-              `undefined is not JSON (the member would be dropped): use \`delete obj[${JSON.stringify(key)}]\` to remove it, or null`,
-              key,
-            );
-          }
-          this.segments.push(key);
-          this.check(item, level + 1);
-          this.segments.pop();
-        }
-      }
+      height = this.checkMember(arr, String(i), item, level, height);
     }
-    if (height > 0) this.heights.set(obj, height + 1);
-    return height + 1;
+    return height;
+  }
+
+  /** The keys and members of `obj`; returns the height of the tallest member (0 when all are scalars). */
+  private checkObject(obj: object, level: number): number {
+    if (!isPlainObject(obj)) this.fail(`${describeValue(obj)} is not plain JSON: ${advice(obj)}`);
+    if (Object.getOwnPropertySymbols(obj).length > 0) {
+      this.fail('symbol-keyed members are not JSON (they would be dropped): use string keys');
+    }
+    let height = 0;
+    for (const key of Object.keys(obj)) {
+      const problem = keyProblem(key);
+      if (problem) this.fail(problem, key);
+      const item = obj[key];
+      if (item === undefined) {
+        this.fail(
+          `undefined is not JSON (the member would be dropped): use \`delete obj[${JSON.stringify(key)}]\` to remove it, or null`,
+          key,
+        );
+      }
+      height = this.checkMember(obj, key, item, level, height);
+    }
+    return height;
+  }
+
+  /**
+   * Checks `item`, the member `key` of `container` (at `level`), given the tallest `height` among
+   * the members before it; returns the tallest after it. A valid scalar, the common case, costs
+   * one type test and no path bookkeeping.
+   */
+  private checkMember(container: object, key: string, item: unknown, level: number, height: number): number {
+    if (typeof item === 'object' && item !== null) {
+      // The first container inside marks this one as being checked (see `heights`).
+      if (height === 0) this.heights.set(container, -1);
+      this.segments.push(key);
+      const h = this.check(item, level + 1);
+      this.segments.pop();
+      return Math.max(h, height);
+    }
+    if (!isValidScalar(item)) {
+      this.segments.push(key);
+      this.checkScalar(item);
+      this.segments.pop();
+    }
+    return height;
   }
 
   private tooDeep(): never {
@@ -259,21 +254,18 @@ class Checker {
   }
 }
 
-function isPlainPrototype(obj: object): boolean {
-  const proto = Object.getPrototypeOf(obj);
-  return proto === Object.prototype || proto === null;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) {
-    const ctor = Object.getPrototypeOf(value)?.constructor?.name;
-    return ctor && ctor !== 'Array' ? `an instance of ${ctor}` : 'an array';
+/** Whether `value` (not an object) is a JSON scalar the storage takes. */
+function isValidScalar(value: unknown): boolean {
+  switch (typeof value) {
+    case 'number':
+      return Number.isFinite(value);
+    case 'string':
+      return stringProblem(value) === undefined;
+    case 'boolean':
+      return true;
+    default:
+      return value === null;
   }
-  if (typeof value !== 'object') return typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
-  const ctor = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor
-    ?.name;
-  return ctor ? `an instance of ${ctor}` : 'an object with a custom prototype';
 }
 
 function advice(obj: object): string {
@@ -287,15 +279,9 @@ function advice(obj: object): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Ids and names
+// Versions and incarnations a caller names (ids and collection names: src/core/ids.ts)
 // ---------------------------------------------------------------------------------------------
 
-const ID_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$/;
-
-/**
- * Asserts `id` is a document id: 1 to {@link MAX_ID_LENGTH} characters of `A-Z a-z 0-9 _ . : @ -`,
- * not starting with `.`, `:`, `@` or `-`. No `/`: SSE event ids are `collection/id/seq`.
- */
 /** A document version a caller names (e.g. `expectedVersion`): a positive safe integer. */
 export function assertVersion(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
@@ -319,67 +305,4 @@ export function assertIncarnation(value: unknown): asserts value is string {
       `expectedIncarnation must be an incarnation the storage gave (decimal digits), not ${JSON.stringify(value)}`,
     );
   }
-}
-
-export function assertId(id: unknown): asserts id is string {
-  if (typeof id !== 'string')
-    throw new ValidationError(`a document id must be a string, not ${describe(id)}`, '');
-  if (id.length === 0 || id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
-    throw new ValidationError(
-      `invalid document id ${JSON.stringify(id.length > 140 ? `${id.slice(0, 140)}…` : id)}: ` +
-        `use 1 to ${MAX_ID_LENGTH} characters of A-Z a-z 0-9 _ . : @ -, starting with a letter, digit or _`,
-      '',
-    );
-  }
-}
-
-const COLLECTION_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
-
-/**
- * Asserts `name` is a collection name: 1 to 63 characters of lowercase `a-z`, `0-9` and `_`,
- * starting with a letter or `_`. Such a name is a valid unquoted PostgreSQL identifier (63 bytes
- * is its limit, and lowercase avoids case folding) and a valid MongoDB collection name.
- */
-export function assertCollectionName(name: unknown): asserts name is string {
-  if (typeof name !== 'string' || !COLLECTION_PATTERN.test(name)) {
-    throw new ValidationError(
-      `invalid collection name ${typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : describe(name)}: ` +
-        'use 1 to 63 characters of a-z 0-9 _, starting with a letter or _',
-      '',
-    );
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// ObjectId
-// ---------------------------------------------------------------------------------------------
-
-let processPart: string | undefined;
-let counter = 0;
-
-function randomBytes(n: number): Uint8Array {
-  const bytes = new Uint8Array(n);
-  globalThis.crypto.getRandomValues(bytes);
-  return bytes;
-}
-
-function hex(n: number, digits: number): string {
-  return n.toString(16).padStart(digits, '0');
-}
-
-/**
- * A new 24-hex-digit MongoDB-style ObjectId: 4-byte big-endian seconds since the epoch, 5 random
- * bytes chosen once per process, a 3-byte counter starting at a random value. Sorts roughly by
- * creation time; unique within a process (16M ids per second) and, with overwhelming probability,
- * across processes.
- */
-export function newObjectId(): string {
-  if (processPart === undefined) {
-    processPart = Array.from(randomBytes(5), (b) => hex(b, 2)).join('');
-    const c = randomBytes(3);
-    counter = (c[0]! << 16) | (c[1]! << 8) | c[2]!;
-  }
-  counter = (counter + 1) & 0xffffff;
-  const seconds = Math.floor(Date.now() / 1000) >>> 0;
-  return hex(seconds, 8) + processPart + hex(counter, 6);
 }

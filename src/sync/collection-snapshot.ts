@@ -4,7 +4,7 @@
  * document's state at one seq. The session decides what to send and when (it paces the frames
  * to the socket and holds live events meanwhile); nothing here waits for a client.
  */
-import type { VectorClock } from '../core/events.js';
+import type { DocumentPosition } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import type { Filter } from '../storage/types.js';
 import { andFilters } from './read-scope.js';
@@ -41,15 +41,6 @@ function giveTurn(): void {
   turnStarted = performance.now();
   waiting.shift()?.();
   if (waiting.length > 0) setImmediate(giveTurn);
-}
-
-/** A document's state at one seq, as a `snapshot` frame carries it. */
-export interface PageSnapshot {
-  seq: number;
-  version: number;
-  /** `null`: the document is gone (deleted, or never written). */
-  state: JsonObject | null;
-  vectorClock: VectorClock;
 }
 
 /** The first `limit` documents matching `filter` with an `_id` after `after` (all when undefined), in `_id` order. */
@@ -91,7 +82,7 @@ export async function readSnapshots(
   storage: CollectionReader,
   collection: string,
   ids: readonly string[],
-): Promise<PageSnapshot[]> {
+): Promise<DocumentPosition[]> {
   if (ids.length === 0) return [];
   // One after another, not all at once: a page must not take every pooled connection from other requests.
   const before: (number | undefined)[] = [];
@@ -101,7 +92,7 @@ export async function readSnapshots(
   }
   const docs = await storage.findMany({ _id: { $in: [...ids] } }, { sort: { _id: 1 }, limit: ids.length });
   const byId = new Map((docs as JsonObject[]).map((doc) => [doc._id as string, doc]));
-  const out: PageSnapshot[] = [];
+  const out: DocumentPosition[] = [];
   for (const [i, id] of ids.entries()) {
     await nextTurn();
     const head = await host.head(collection, id);
@@ -125,7 +116,7 @@ async function changing(
   host: Pick<SessionHost, 'currentSnapshot'>,
   collection: string,
   id: string,
-): Promise<PageSnapshot> {
+): Promise<DocumentPosition> {
   const { seq, version, state, vectorClock } = await host.currentSnapshot(collection, id);
   return { seq, version, state, vectorClock };
 }

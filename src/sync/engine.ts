@@ -6,19 +6,20 @@
  * every session that follows it. No transport code lives here.
  */
 
+import type { Database } from '../core/collection-backend.js';
+import { ClosedError, EventSyncError, ValidationError } from '../core/errors.js';
 import type { StreamHead } from '../core/event-backend.js';
-import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
+import type { MissingEvents, Snapshot, SyncEvent, VectorClock } from '../core/events.js';
+import { assertCollectionName } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
+import { sleep } from '../core/sleep.js';
 import { EventStore } from '../events/event-store.js';
 import { EventSyncStorage } from '../events/event-sync-storage.js';
 import { consoleLogger, type Logger } from '../events/logger.js';
-import { type ClientPosition, type MissingEvents, SyncService } from '../events/sync-service.js';
-import { EventSyncError, ValidationError } from '../protocol/errors.js';
+import { type ClientPosition, SyncService } from '../events/sync-service.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
-import type { Database } from '../storage/backend.js';
 import { createStorage } from '../storage/create-storage.js';
 import type { BaseDocument } from '../storage/types.js';
-import { assertCollectionName } from '../storage/validate.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
 import { checkedScope, type ReadScope } from './read-scope.js';
@@ -225,33 +226,9 @@ export class SyncEngine implements SessionHost {
     return this.events.backend.head(collection, documentId);
   }
 
-  /**
-   * The document at one seq, read consistently: the stream head before and after the read must
-   * agree (atomic writes move both together), so the state is exactly the one at that seq.
-   */
+  /** The document as it is now, at its current seq (see `EventSyncStorage.currentSnapshot`). */
   async currentSnapshot(collection: string, documentId: string): Promise<Snapshot> {
-    const storage = await this.collection(collection);
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const before = await this.head(collection, documentId);
-      const doc = await storage.findOne(documentId);
-      const after = await this.head(collection, documentId);
-      if (before?.lastSeq === after?.lastSeq) {
-        const state = (doc as unknown as JsonObject | undefined) ?? null;
-        return {
-          collection,
-          documentId,
-          seq: after?.lastSeq ?? 0,
-          version: state ? Number(state[storage.versionField] ?? 0) : 0,
-          state,
-          vectorClock: after?.vectorClock ?? {},
-          createdAt: Date.now(),
-        };
-      }
-    }
-    throw new EventSyncError(
-      'version_conflict',
-      `document ${documentKey(collection, documentId)} kept changing; try again`,
-    );
+    return (await this.collection(collection)).currentSnapshot(documentId);
   }
 
   /**
@@ -363,8 +340,8 @@ export class SyncEngine implements SessionHost {
           if (signal.aborted) return;
           // A failed read (a dropped connection, the database restarting) loses nothing: read again
           // from the last event dispatched, sessions stay open. Only a database closed under the
-          // engine (ClosedError; by name, so that another copy of the package counts) ends the feed.
-          if ((error as Error | undefined)?.name !== 'ClosedError') {
+          // engine (ClosedError) ends the feed.
+          if (!ClosedError.is(error)) {
             this.logger.warn({ err: error }, 'eventsync: reading the event feed failed; retrying');
             await sleep(FEED_RETRY_MS, signal);
             continue;
@@ -466,19 +443,6 @@ function closeReason(reason: string): string {
   return out;
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 /**
  * Runs `read` again (three tries, 100 ms apart) when it fails for a reason other than bad input:
  * a pooled connection killed under it should cost a retry, not every session that needed it.
@@ -489,7 +453,7 @@ async function retryTransient<R>(read: () => Promise<R>): Promise<R> {
       return await read();
     } catch (error) {
       if (attempt >= 3 || EventSyncError.is(error, 'validation')) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
 }

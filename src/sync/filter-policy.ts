@@ -9,7 +9,9 @@
  * `$jsonSchema` and `$text` are costly and not needed by clients. The size limits bound what one
  * filter costs per document: its text, its nesting and the length of its `$in`/`$nin`/`$all` lists.
  */
-import { ValidationError } from '../protocol/errors.js';
+
+import { ValidationError } from '../core/errors.js';
+import { isPlainObject } from '../core/values.js';
 import { assertFilter } from '../storage/mongo.js';
 import type { Filter } from '../storage/types.js';
 
@@ -34,9 +36,6 @@ const refusedOperators = new Set([
 ]);
 
 const listOperators = new Set(['$in', '$nin', '$all']);
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Throws `ValidationError` (400 `validation`, error frame) unless a remote caller may run `filter`. */
 export function assertRemoteFilter(filter: unknown, limits: FilterLimits): asserts filter is Filter {

@@ -6,10 +6,10 @@
  * `Follower`, so neither file imports the other's module but this one.
  */
 import type { StreamHead } from '../core/event-backend.js';
-import type { Snapshot, SyncEvent, VectorClock } from '../core/events.js';
+import type { MissingEvents, Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import type { Logger } from '../events/logger.js';
-import type { ClientPosition, MissingEvents } from '../events/sync-service.js';
+import type { ClientPosition } from '../events/sync-service.js';
 import type { Filter } from '../storage/types.js';
 import type { SyncMetrics } from './metrics.js';
 import type { ReadScope } from './read-scope.js';

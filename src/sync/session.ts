@@ -5,9 +5,10 @@
  * connection, in seq order, whatever subscriptions cover the document.
  */
 import { Query } from 'mingo';
-import type { SyncEvent, VectorClock } from '../core/events.js';
+import { type ErrorCode, EventSyncError } from '../core/errors.js';
+import { firstSeq } from '../core/event-order.js';
+import type { DocumentPosition, MissingEvents, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
 import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';
 import type { Filter } from '../storage/types.js';
@@ -16,7 +17,6 @@ import {
   FIRST_PAGE_DOCUMENTS,
   nextPageSize,
   nextTurn,
-  type PageSnapshot,
   readPage,
   readSnapshots,
 } from './collection-snapshot.js';
@@ -72,12 +72,6 @@ interface Held {
   event: SyncEvent;
   frame: string;
   bytes: number;
-}
-
-/** What a document's log says a client is missing (`SyncService.getMissingEvents`). */
-interface Missing {
-  snapshot?: PageSnapshot;
-  events: SyncEvent[];
 }
 
 const eventFrame = (event: SyncEvent) => JSON.stringify({ type: 'event', event } satisfies ServerMessage);
@@ -378,7 +372,7 @@ export class Session implements Follower {
     const sent = { more: true, bytes: 0, frames: 0 };
     const fresh = await this.#trackPage(sub, subscription, page);
     if (fresh.length === 0) return sent;
-    let snapshots: PageSnapshot[];
+    let snapshots: DocumentPosition[];
     try {
       snapshots = await readSnapshots(
         this.#host,
@@ -501,7 +495,7 @@ export class Session implements Follower {
     collection: string,
     documentId: string,
     sub: string,
-    missing: () => Promise<Missing>,
+    missing: () => Promise<MissingEvents<DocumentPosition>>,
     clientSeq: number | undefined,
   ): Promise<void> {
     const tracked: Tracked = {
@@ -546,7 +540,7 @@ export class Session implements Follower {
    * whenever the sink has enough of it queued, the rest waits until the socket drained. Stops
    * early when the session closes or stops following the document meanwhile.
    */
-  async #sendMissing(tracked: Tracked, { snapshot, events }: Missing): Promise<void> {
+  async #sendMissing(tracked: Tracked, { snapshot, events }: MissingEvents<DocumentPosition>): Promise<void> {
     if (!this.#follows(tracked)) return; // left (or closed) while the log was read
     let more = true;
     if (snapshot) {
@@ -565,7 +559,7 @@ export class Session implements Follower {
   }
 
   /** The `snapshot` frame of a followed document; from now on it is at the snapshot's seq. */
-  #snapshotFrame(tracked: Tracked, snapshot: PageSnapshot): string {
+  #snapshotFrame(tracked: Tracked, snapshot: DocumentPosition): string {
     tracked.lastSeq = snapshot.seq;
     tracked.lastClock = snapshot.vectorClock;
     return JSON.stringify({
@@ -597,7 +591,7 @@ export class Session implements Follower {
     eventId = sseEventId(event.collection, event.documentId, event.seq),
   ): boolean {
     if (event.seq <= tracked.lastSeq) return true; // already sent (catch-up and live overlap)
-    const first = event.fromSeq ?? event.seq;
+    const first = firstSeq(event);
     if (first > tracked.lastSeq + 1) {
       // Events between arrive later or were skipped by the feed: fetch them first, in order.
       void this.#repair(tracked, event, frame);
@@ -716,7 +710,7 @@ export class Session implements Follower {
       const fresh: Tracked = {
         collection: event.collection,
         documentId: event.documentId,
-        lastSeq: (event.fromSeq ?? event.seq) - 1,
+        lastSeq: firstSeq(event) - 1,
         lastClock: {},
         held: undefined,
         subs: new Set(),

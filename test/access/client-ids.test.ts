@@ -9,8 +9,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventSyncClient } from '../../src/client.js';
+import type { Database } from '../../src/core/collection-backend.js';
 import { memoryDatabase } from '../../src/index.js';
-import type { Database } from '../../src/storage/backend.js';
 import { SyncEngine, type SyncEngineOptions } from '../../src/sync/engine.js';
 import { NodeWebSocket } from '../client/support.js';
 import { http, SseClient } from '../server/http-client.js';

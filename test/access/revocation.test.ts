@@ -9,10 +9,10 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EventSyncClient } from '../../src/client.js';
+import type { Database } from '../../src/core/collection-backend.js';
 import { memoryDatabase } from '../../src/index.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
 import { DISCONNECTED } from '../../src/protocol/wire.js';
-import type { Database } from '../../src/storage/backend.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import type { Authorize } from '../../src/sync/types.js';
 import { FetchEventSource, NodeWebSocket, until } from '../client/support.js';

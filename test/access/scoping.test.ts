@@ -10,8 +10,8 @@
  * `authorizeQuery` must admit only readable documents (and shows the probes would notice a leak).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/core/collection-backend.js';
 import { memoryDatabase } from '../../src/index.js';
-import type { Database } from '../../src/storage/backend.js';
 import { SyncEngine, type SyncEngineOptions } from '../../src/sync/engine.js';
 import type { Authorize } from '../../src/sync/types.js';
 import { http, SseClient } from '../server/http-client.js';

@@ -9,11 +9,11 @@ import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import { feedSql } from '../../src/backends/sql/feed.js';
 import { findPlan } from '../../src/backends/sql/find.js';
 import { filterIndexName, migrations } from '../../src/backends/sql/schema.js';
+import type { CollectionBackend } from '../../src/core/collection-backend.js';
+import { EventSyncError } from '../../src/core/errors.js';
 import type { SyncEvent } from '../../src/core/events.js';
 import { SyncService } from '../../src/events/sync-service.js';
 import { type PgDatabaseOptions, pgDatabase } from '../../src/pg.js';
-import { EventSyncError } from '../../src/protocol/errors.js';
-import type { CollectionBackend } from '../../src/storage/backend.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 
 import type { BackendTarget } from '../conformance/backend-fixtures.js';

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
-import { EventSyncError } from '../../src/protocol/errors.js';
+import { EventSyncError } from '../../src/core/errors.js';
 import { findInMemory } from '../../src/storage/mongo.js';
 import { diff, doc, watchChanges, withDatabase } from '../conformance/backend-fixtures.js';
 import { uniqueCollection } from '../support/databases.js';

@@ -3,14 +3,15 @@
  * SQL-only backend tests (test/backends/sql-*.ts) share: the target a backend test file
  * registers, and small builders of documents, diffs, event drafts and section writes.
  */
-import type { EventDraft } from '../../src/core/events.js';
-import type { Diff, JsonObject } from '../../src/core/json.js';
+
 import type {
   CollectionBackend,
   CommittedChange,
   Database,
   StoredDocument,
-} from '../../src/storage/backend.js';
+} from '../../src/core/collection-backend.js';
+import type { EventDraft } from '../../src/core/events.js';
+import type { Diff, JsonObject } from '../../src/core/json.js';
 
 /** A backend, as a test file registers it with the contract suites. */
 export interface BackendTarget {

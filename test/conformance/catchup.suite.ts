@@ -6,12 +6,12 @@
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { VectorClock } from '../../src/core/events.js';
+import type { MissingEvents, VectorClock } from '../../src/core/events.js';
 import { applyEvents } from '../../src/events/apply.js';
 import { type CompactionPolicy, compact } from '../../src/events/compaction.js';
 import { replay } from '../../src/events/replay.js';
 import { SnapshotStore } from '../../src/events/snapshots.js';
-import { type MissingEvents, SyncService } from '../../src/events/sync-service.js';
+import { SyncService } from '../../src/events/sync-service.js';
 import { type Database, EventSyncError } from '../../src/index.js';
 import {
   freshCollection,

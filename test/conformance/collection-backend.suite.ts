@@ -1,12 +1,12 @@
 /**
- * The `CollectionBackend` contract (src/storage/backend.ts), run unchanged on every backend:
+ * The `CollectionBackend` contract (src/core/collection-backend.ts), run unchanged on every backend:
  * the primitives straight, no storage on top. What only SQL has (tokens, migrations, statements,
  * NOTIFY) is in test/backends/sql-primitives.ts.
  */
 import { Query } from 'mingo';
 import { describe, expect, it } from 'vitest';
-import { EventSyncError } from '../../src/protocol/errors.js';
-import type { CollectionBackend } from '../../src/storage/backend.js';
+import type { CollectionBackend } from '../../src/core/collection-backend.js';
+import { EventSyncError } from '../../src/core/errors.js';
 import { uniqueCollection } from '../support/databases.js';
 import {
   type BackendTarget,

@@ -5,12 +5,12 @@
  * statement counts) is in test/backends/sql-events.ts.
  */
 import { describe, expect, it } from 'vitest';
+import type { CollectionBackend, CommittedChange, Database } from '../../src/core/collection-backend.js';
 import { creationDiff } from '../../src/core/drafts.js';
 import type { EventBackend, EventRecord } from '../../src/core/event-backend.js';
 import type { SyncEvent } from '../../src/core/events.js';
 import type { JsonObject } from '../../src/core/json.js';
 import { memoryDatabase } from '../../src/index.js';
-import type { CollectionBackend, CommittedChange, Database } from '../../src/storage/backend.js';
 import { uniqueCollection } from '../support/databases.js';
 import { INJECTED_FAULT } from '../support/event-faults.js';
 import {

@@ -6,10 +6,10 @@
 import type { PGlite } from '@electric-sql/pglite';
 import { inject } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
+import type { Database } from '../../src/core/collection-backend.js';
 import { memoryDatabase } from '../../src/index.js';
 import { type PgDatabaseOptions, pgDatabase } from '../../src/pg.js';
 import { openPglite, pgliteDatabase } from '../../src/pglite.js';
-import type { Database } from '../../src/storage/backend.js';
 
 /** The run's PostgreSQL URL (embedded server, or DATABASE_URL). */
 export function databaseUrl(): string {

@@ -8,7 +8,7 @@
  */
 import type { MemoryEventLog } from '../../src/backends/memory/memory-events.js';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';
-import type { Database } from '../../src/storage/backend.js';
+import type { Database } from '../../src/core/collection-backend.js';
 
 export const INJECTED_FAULT = 'injected event insert failure';
 

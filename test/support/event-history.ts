@@ -4,11 +4,11 @@
  * compaction and catch-up are checked against.
  */
 import { memoryDatabase } from '../../src/backends/memory/memory-database.js';
+import type { Database } from '../../src/core/collection-backend.js';
 import type { EventBackend } from '../../src/core/event-backend.js';
 import type { SyncEvent, VectorClock } from '../../src/core/events.js';
 import type { JsonObject } from '../../src/core/json.js';
 import { SnapshotStore } from '../../src/events/snapshots.js';
-import type { Database } from '../../src/storage/backend.js';
 import { createStorage } from '../../src/storage/create-storage.js';
 import type { DocumentStorage } from '../../src/storage/document-storage.js';
 import type { Storage } from '../../src/storage/types.js';

@@ -1,7 +1,7 @@
 /** `SyncEngine.create` refuses `authenticate` without `authorize` (issue 15, item 5). */
 import { describe, expect, it } from 'vitest';
+import { EventSyncError } from '../../src/core/errors.js';
 import { memoryDatabase } from '../../src/index.js';
-import { EventSyncError } from '../../src/protocol/errors.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import type { Authenticate } from '../../src/sync/types.js';
 

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/core/collection-backend.js';
 import { attachWebSocket } from '../../src/server/ws.js';
-import type { Database } from '../../src/storage/backend.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { closeSharedPglite, syncBackends } from '../support/databases.js';
 import { TestClient } from '../support/ws-client.js';

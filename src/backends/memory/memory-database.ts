@@ -5,23 +5,24 @@
  * several server instances on one PostgreSQL.
  */
 
-import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
-import type { EventBackend, EventRecord, StreamHead } from '../../core/event-backend.js';
-import type { EventDraft, EventOperation, SyncEvent } from '../../core/events.js';
-import type { Diff, JsonObject } from '../../core/json.js';
-import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,
   Database,
   DeleteCondition,
+  Filter,
+  FindOptions,
   SectionWrite,
   StoredDocument,
   Written,
-} from '../../storage/backend.js';
+} from '../../core/collection-backend.js';
+import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
+import { ClosedError } from '../../core/errors.js';
+import type { EventBackend, EventRecord, StreamHead } from '../../core/event-backend.js';
+import type { EventDraft, EventOperation, SyncEvent } from '../../core/events.js';
+import type { Diff, JsonObject } from '../../core/json.js';
 import { getIn } from '../../storage/edit.js';
-import { type FindOptions, findInPages, pagesOf } from '../../storage/find.js';
-import type { Filter } from '../../storage/types.js';
+import { findInPages, pagesOf } from '../../storage/find.js';
 import { MemoryEventLog, nextEvent } from './memory-events.js';
 
 type Rows = Map<string, StoredDocument>;

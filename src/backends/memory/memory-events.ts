@@ -6,7 +6,7 @@
  */
 import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../core/event-backend.js';
 import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from '../../core/events.js';
-import { newObjectId } from '../../storage/validate.js';
+import { newObjectId } from '../../core/ids.js';
 
 const key = (collection: string, documentId: string) => `${collection}\u0000${documentId}`;
 const clone = <V>(value: V): V => structuredClone(value);

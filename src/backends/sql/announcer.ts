@@ -13,6 +13,8 @@
  * change unannounced. Event feeds do not depend on it (they read the event log, and poll);
  * `watch` does (see README, "Choices worth knowing").
  */
+import { sleep } from '../../core/sleep.js';
+
 /** At most this many payloads (each at most ~7 KB) go in one statement. */
 const MAX_PER_STATEMENT = 200;
 /**
@@ -21,8 +23,6 @@ const MAX_PER_STATEMENT = 200;
  * a statement per write costs the atomic write ~25% of its throughput, one per 2 ms about nothing.
  */
 const MIN_INTERVAL_MS = 2;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Announcer {
   readonly #send: (payloads: string[]) => Promise<void>;

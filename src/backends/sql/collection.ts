@@ -7,22 +7,23 @@
  * write is then announced (see announcer.ts): after its commit, not inside it.
  */
 
-import { creationDiff, eventDraft } from '../../core/drafts.js';
-import type { EventBackend, EventRecord } from '../../core/event-backend.js';
-import type { EventDraft, SyncEvent } from '../../core/events.js';
-import type { Diff, JsonObject } from '../../core/json.js';
-import { ClosedError } from '../../protocol/errors.js';
 import type {
   CollectionBackend,
   CommittedChange,
   DeleteCondition,
+  Filter,
+  FindOptions,
   SectionWrite,
   StoredDocument,
   Written,
-} from '../../storage/backend.js';
-import { type FindOptions, findInPages } from '../../storage/find.js';
-import type { Filter } from '../../storage/types.js';
-import { newObjectId } from '../../storage/validate.js';
+} from '../../core/collection-backend.js';
+import { creationDiff, eventDraft } from '../../core/drafts.js';
+import { ClosedError } from '../../core/errors.js';
+import type { EventBackend, EventRecord } from '../../core/event-backend.js';
+import type { EventDraft, SyncEvent } from '../../core/events.js';
+import { newObjectId } from '../../core/ids.js';
+import type { Diff, JsonObject } from '../../core/json.js';
+import { findInPages } from '../../storage/find.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import { type FindPlan, findPlan, ID_ROWS, MAX_SORT_BUFFER, PAGE_ROWS, type Statement } from './find.js';
 import { payload, type WriteNotice } from './notifications.js';

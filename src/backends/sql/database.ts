@@ -2,15 +2,16 @@
  * A `Database` over a SQL driver: migrates once, hands out collection backends and its one event
  * log, and runs the one LISTEN that feeds every `subscribe` and `watchCommits` of this database.
  */
-import type { EventBackend } from '../../core/event-backend.js';
-import { ClosedError, EventSyncError, ValidationError } from '../../protocol/errors.js';
+
 import type {
   CollectionBackend,
   CollectionOptions,
   CommittedChange,
   Database,
-} from '../../storage/backend.js';
-import { assertCollectionName } from '../../storage/validate.js';
+} from '../../core/collection-backend.js';
+import { ClosedError, EventSyncError, ValidationError } from '../../core/errors.js';
+import type { EventBackend } from '../../core/event-backend.js';
+import { assertCollectionName } from '../../core/ids.js';
 import { Announcer } from './announcer.js';
 import { SqlCollection, type SqlContext } from './collection.js';
 import type { SqlDriver } from './driver.js';

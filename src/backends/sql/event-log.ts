@@ -3,9 +3,10 @@
  * clock has not seen, after a version), the stream head, compaction's deletes and replacements,
  * and the list of streams. Tables: `eventsync_events`, `eventsync_streams` (schema.ts, migration 2).
  */
+
+import { ValidationError } from '../../core/errors.js';
 import type { EventRange, StreamHead } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent, VectorClock } from '../../core/events.js';
-import { ValidationError } from '../../protocol/errors.js';
 import { describe, SqlEventPart } from './event-context.js';
 import { type EventRow, eventColumns, toEvent } from './event-rows.js';
 import { eventOnlyPayload } from './notifications.js';

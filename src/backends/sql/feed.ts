@@ -4,6 +4,7 @@
  * out sequence values before commit, so "settled" is the hard part; see `listAfterServerSeq`.
  */
 import type { SyncEvent } from '../../core/events.js';
+import { sleep } from '../../core/sleep.js';
 import { type SqlEventContext, SqlEventPart } from './event-context.js';
 import { type EventRow, eventColumns, toEvent } from './event-rows.js';
 
@@ -101,8 +102,6 @@ const sql = {
 
 /** The feed's statement (exported for a plan test). */
 export const feedSql = (slow: boolean, byCollection: boolean): string => sql.feed(slow, byCollection);
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** `EventBackend`'s feed: `listAfterServerSeq`, `latestServerSeq`, `watchCommits`. */
 export class SqlFeed extends SqlEventPart {

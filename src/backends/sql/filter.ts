@@ -37,6 +37,8 @@
  * dotted paths don't use the GIN index; single keys do.
  */
 
+import { isPlainObject } from '../../core/values.js';
+
 export type JsonPathCondition = string | boolean;
 
 /** Deeper `$and`/`$or` nesting than this is left to mingo (TRUE). */
@@ -284,10 +286,4 @@ function join(parts: string[], op: string, empty: boolean): JsonPathCondition {
   if (parts.length === 2) return `(${parts[0]} ${op} ${parts[1]})`;
   const mid = Math.ceil(parts.length / 2);
   return `(${join(parts.slice(0, mid), op, empty)} ${op} ${join(parts.slice(mid), op, empty)})`;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
 }

@@ -17,9 +17,9 @@
  *   without statistics (PGlite never analyzes by itself) PostgreSQL plans `id > $n ORDER BY id
  *   LIMIT $m` as a scan and sort of every later row, which made a paged scan quadratic.
  */
-import type { FindOptions, SortKey } from '../../storage/find.js';
+import type { Filter, FindOptions } from '../../core/collection-backend.js';
+import type { SortKey } from '../../storage/find.js';
 import { sortKeys } from '../../storage/find.js';
-import type { Filter } from '../../storage/types.js';
 import { translateFilter } from './filter.js';
 
 const table = 'eventsync_documents';

@@ -3,10 +3,10 @@
  * announcer.ts), and how a listener reads it back (database.ts): one channel, one JSON payload
  * per write or appended event.
  */
+import type { ChangeOperation, CommittedChange } from '../../core/collection-backend.js';
 import type { SyncEvent } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
-import type { CommittedChange } from '../../storage/backend.js';
-import type { ChangeOperation } from '../../storage/types.js';
+import { isPlainObject } from '../../core/values.js';
 
 /** The NOTIFY channel every write announces itself on (changes, and events appended on their own). */
 export const CHANGES_CHANNEL = 'eventsync_changes';
@@ -98,13 +98,9 @@ export function parseNotification(text: string): Notification | undefined {
   if (p.op === undefined && event) return notification;
   if (typeof p.v !== 'number' || typeof p.op !== 'string' || !operations.has(p.op)) return undefined;
   const change: CommittedChange = { collection: p.c, id: p.id, operation: p.op, version: p.v };
-  if (isObject(p.data)) change.data = p.data;
-  if (isObject(p.diff)) change.diff = p.diff as Diff;
+  if (isPlainObject(p.data)) change.data = p.data;
+  if (isPlainObject(p.diff)) change.diff = p.diff as Diff;
   if (event) Object.assign(change, { seq: p.s, serverSeq: p.ss });
   notification.change = change;
   return notification;
-}
-
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -5,9 +5,10 @@
  * document write in one CTE (`recordingCte`), so a change and its event commit together or not
  * at all (I1) in one round trip; an event appended on its own is `appendEvent`.
  */
+
+import { EventSyncError } from '../../core/errors.js';
 import type { EventDraft, SyncEvent, VectorClock } from '../../core/events.js';
-import { EventSyncError } from '../../protocol/errors.js';
-import { newObjectId } from '../../storage/validate.js';
+import { newObjectId } from '../../core/ids.js';
 import type { SqlQueryable } from './driver.js';
 
 /** What a recorded write's statement returns about its event. */

@@ -7,6 +7,7 @@
  * `eventsync_snapshots`, …), keyed by `(collection, id)` or `(collection, document_id, …)` so the
  * tables can later be distributed by document; indexes are `<table>_<columns>_<kind>`.
  */
+import { isCollectionName } from '../../core/ids.js';
 import type { SqlDriver } from './driver.js';
 
 export interface Migration {
@@ -144,7 +145,7 @@ export const migrations: readonly Migration[] = [
  * predicate against a parameter. Named by a hash too: identifiers stop at 63 characters.
  */
 export function filterIndexSql(collection: string): string {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(collection)) throw new Error(`not a collection name: ${collection}`);
+  if (!isCollectionName(collection)) throw new Error(`not a collection name: ${collection}`);
   return `CREATE INDEX IF NOT EXISTS ${filterIndexName(collection)}
     ON eventsync_documents USING gin (data jsonb_path_ops) WHERE collection = '${collection}'`;
 }

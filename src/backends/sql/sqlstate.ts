@@ -2,7 +2,7 @@
  * One map from PostgreSQL errors (SQLSTATE codes, both drivers) to eventsync's error codes.
  * The original error always rides along as `cause`; messages say what was being done.
  */
-import { EventSyncError, ValidationError } from '../../protocol/errors.js';
+import { EventSyncError, ValidationError } from '../../core/errors.js';
 
 /** SQLSTATE → what it means for a caller. Anything not listed is `internal`. */
 const byState: Record<

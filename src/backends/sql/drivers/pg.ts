@@ -3,7 +3,7 @@
  * (a pooled connection can't hold a LISTEN: it goes back to the pool between queries).
  */
 import pg from 'pg';
-import { ValidationError } from '../../../protocol/errors.js';
+import { ValidationError } from '../../../core/errors.js';
 import { NOTIFY_SQL, type SqlDriver, type SqlQueryable } from '../driver.js';
 
 export interface PgDriverOptions {

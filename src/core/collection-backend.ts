@@ -1,13 +1,27 @@
 /**
  * What a backend provides to the storage: a handful of primitive, single-round-trip operations
  * on one collection. Everything with semantics (edits, retries, diffs, validation, filters'
- * exact meaning, sections' rules) lives once in `DocumentStorage`, so every backend behaves alike.
+ * exact meaning, sections' rules) lives once in `DocumentStorage` (`src/storage/`), so every
+ * backend behaves alike. Memory, PGlite and PostgreSQL implement it (`src/backends/`).
  */
-import type { EventBackend, EventRecord } from '../core/event-backend.js';
-import type { SyncEvent } from '../core/events.js';
-import type { Diff, JsonObject } from '../core/json.js';
-import type { FindOptions } from './find.js';
-import type { ChangeOperation, Filter } from './types.js';
+import type { EventBackend, EventRecord } from './event-backend.js';
+import type { SyncEvent } from './events.js';
+import type { Diff, JsonObject } from './json.js';
+
+/** A MongoDB query filter. Operators `$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or` run in the database where it can; everything mingo supports works. */
+export type Filter = Record<string, unknown>;
+
+export type ChangeOperation = 'create' | 'update' | 'delete';
+
+export type SortSpec = Record<string, 1 | -1>;
+
+/** What a backend's `find` takes besides the filter (projection stays with the storage). */
+export interface FindOptions {
+  sort?: SortSpec;
+  skip?: number;
+  /** At most this many documents; 0 or absent: all. */
+  limit?: number;
+}
 
 /** A document as stored: `data` holds the whole document, `_id` and version field included. */
 export interface StoredDocument {

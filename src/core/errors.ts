@@ -1,14 +1,46 @@
 /**
- * The errors eventsync throws, and sends as `{ code, message }`. Their codes are part of the
- * public contract: stable snake_case strings, never renamed, listed with their HTTP status and
- * whether they are retryable in `wire.ts`. Check them with `EventSyncError.is(e, 'not_found')`
- * rather than `instanceof`, so two copies of the package (or an error that crossed the wire)
- * still agree.
+ * The errors eventsync throws, and sends as `{ code, message }`: one class, `EventSyncError`,
+ * with a typed `code`, and a subclass per common case. The codes are part of the public contract
+ * and of the wire (`ErrorCodes`: stable snake_case strings, never renamed, each with its HTTP
+ * status and whether it is retryable; `src/protocol/wire.ts` hands the table to the protocol).
+ * Check an error with `EventSyncError.is(e, 'not_found')`, never `instanceof` or `error.name`,
+ * so two copies of the package (or an error that crossed the wire) still agree.
+ *
+ * Browser-safe, and imports nothing: every layer (storage, backends, events, sync, server,
+ * client) throws these.
  */
-import { type ErrorCode, ErrorCodes } from './wire.js';
 
-// The package entry exports this file whole: the codes stay exported from here too.
-export { type ErrorCode, ErrorCodes };
+/**
+ * Error codes: stable snake_case strings, never renamed, with the HTTP status they are answered
+ * with, and whether sending the same request again may succeed (`retryable`).
+ */
+export const ErrorCodes = {
+  validation: { status: 400, retryable: false },
+  /** A frame or request that is not valid JSON, or does not match the protocol's schema. */
+  bad_message: { status: 400, retryable: false },
+  unsupported_protocol: { status: 400, retryable: false },
+  /** No (valid) credentials: send `hello` with a token, or an Authorization header. */
+  unauthorized: { status: 401, retryable: false },
+  /** The principal may not do this (read, subscribe or write) to this collection or document. */
+  forbidden: { status: 403, retryable: false },
+  not_found: { status: 404, retryable: false },
+  /** REST: the path exists, the method does not (the answer's Allow header lists the ones that do). */
+  method_not_allowed: { status: 405, retryable: false },
+  already_exists: { status: 409, retryable: false },
+  /** The document kept changing while it was read or written: the same request again may well succeed. */
+  version_conflict: { status: 409, retryable: true },
+  /** Also a collection subscription whose filter matches more than `maxSubscriptionDocuments`. */
+  too_large: { status: 413, retryable: false },
+  /** REST: a write whose body is not declared `Content-Type: application/json`. */
+  unsupported_media_type: { status: 415, retryable: false },
+  /** Too many messages per second, or too many subscriptions on one connection. */
+  rate_limited: { status: 429, retryable: true },
+  timeout: { status: 504, retryable: true },
+  closed: { status: 503, retryable: true },
+  internal: { status: 500, retryable: true },
+} as const satisfies Record<string, { status: number; retryable: boolean }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
 
 export class EventSyncError extends Error {
   readonly code: ErrorCode;
@@ -19,10 +51,12 @@ export class EventSyncError extends Error {
     this.name = new.target.name;
   }
 
+  /** Whether `error` carries an eventsync code (`code`, when given): whatever class or copy of the package made it. */
   static is(error: unknown, code?: ErrorCode): error is EventSyncError {
     if (typeof error !== 'object' || error === null) return false;
     const c = (error as { code?: unknown }).code;
-    return typeof c === 'string' && c in ErrorCodes && (code === undefined || c === code);
+    // Own keys only: `'constructor' in ErrorCodes` holds too.
+    return typeof c === 'string' && Object.hasOwn(ErrorCodes, c) && (code === undefined || c === code);
   }
 }
 
@@ -119,6 +153,16 @@ export class TooLargeError extends EventSyncError {
 export class ClosedError extends EventSyncError {
   constructor(what: string, hint?: string) {
     super('closed', hint === undefined ? `${what} is closed` : `${what} is closed: ${hint}`);
+  }
+
+  /**
+   * Whether `error` says that the object called (a database, a storage, a transaction) is closed
+   * for good: calling it again cannot help. The code alone does not tell: a database server that
+   * ended a connection also answers `closed` (SQLSTATE 57P01), and that is worth a retry. By name,
+   * so that an error from another copy of the package counts too.
+   */
+  static override is(error: unknown): error is ClosedError {
+    return EventSyncError.is(error, 'closed') && error.name === 'ClosedError';
   }
 
   /** A transaction's backend (or storage) used after its transaction committed or rolled back: on every backend alike. */
