@@ -5,9 +5,11 @@
  * same objects, subclassed).
  */
 
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type ErrorCode, ErrorCodes, EventSyncError } from '../core/errors.js';
+import { isId } from '../core/ids.js';
 import type { Logger } from '../events/logger.js';
 import { parseClientJson } from '../sync/json.js';
 import type { SessionHost } from '../sync/session-host.js';
@@ -91,6 +93,17 @@ export async function authenticateRequest(
   }
   principals.set(req, principal.id);
   return principal;
+}
+
+/**
+ * The client id a principal's REST calls act as: the principal's id when it is an id (the usual
+ * case), else a stable id made from it, `p-` and 32 hex digits of its SHA-256. Events name their
+ * actor and vector clocks are keyed by client ids, which must be ids (see `core/ids.ts`); a
+ * principal id such as Auth0's `auth0|42` is not one, and must not make its REST writes fail.
+ */
+export function principalClientId(principal: Principal): string {
+  if (isId(principal.id)) return principal.id;
+  return `p-${createHash('sha256').update(principal.id).digest('hex').slice(0, 32)}`;
 }
 
 /** Throws `forbidden` unless the host's `authorize` allows it. */

@@ -48,6 +48,7 @@ import {
   mustAuthorize,
   normalizePrefix,
   parseJson,
+  principalClientId,
   type RequestHandler,
   readBody,
   sendJson,
@@ -179,7 +180,9 @@ async function create(call: Call): Promise<void> {
   const id = doc._id === undefined ? newObjectId() : doc._id;
   assertId(id);
   await mustAuthorize(settings.engine, principal, 'write', c, id);
-  const upserted = await storage.findOneAndUpsert({ ...doc, _id: id } as never, { clientId: principal.id });
+  const upserted = await storage.findOneAndUpsert({ ...doc, _id: id } as never, {
+    clientId: principalClientId(principal),
+  });
   if (!upserted.created) throw new AlreadyExistsError(c, id);
   const readable = await settings.engine.authorize(principal, 'read', c, id);
   sendJson(call.res, 201, writeAnswer(storage, upserted.doc, readable), {
@@ -303,7 +306,7 @@ async function sync(call: Call): Promise<void> {
         ? { vectorClock: request.vectorClock }
         : undefined;
   // Whose acknowledged positions a position-less sync resumes from: only the principal's own.
-  const clientId = request.clientId ?? principal.id;
+  const clientId = request.clientId ?? principalClientId(principal);
   await engine.claimClient(clientId, principal.id);
   sendJson(call.res, 200, await engine.missingEvents(clientId, c, id, position));
 }
@@ -349,7 +352,7 @@ async function mayWriteAndRead({ settings, principal, collection, id }: Call): P
 /** A write by the principal (as the acting client), expecting the state `If-Match` named. */
 function writeOptions(call: Call, expected: ReturnType<typeof ifMatch>) {
   return {
-    clientId: call.principal.id,
+    clientId: principalClientId(call.principal),
     expectedVersion: expected?.version,
     expectedIncarnation: expected?.incarnation,
   };

@@ -73,6 +73,17 @@ describe('REST: create', () => {
     expect(event).toMatchObject({ operation: 'create', seq: 1, clientId: 'alice' });
   });
 
+  it('acts for a principal whose id is not an id (auth0|42) under a stable p-<hash> client id', async () => {
+    const token = auth('auth0|42');
+    expect((await api('POST', '/api/games', { _id: 'c-auth0', name: 'a', gold: 1 }, token)).status).toBe(201);
+    expect((await api('PATCH', '/api/games/c-auth0', { gold: 2 }, token)).status).toBe(200);
+    expect((await api('POST', '/api/sync/games/c-auth0', { afterSeq: 0 }, token)).status).toBe(200);
+    const events = await engine.events.getEvents('games', 'c-auth0');
+    const actors = events.map((event) => event.clientId);
+    expect(actors).toEqual([actors[0], actors[0]]);
+    expect(actors[0]).toMatch(/^p-[0-9a-f]{32}$/);
+  });
+
   it('generates an ObjectId when the document has no _id', async () => {
     const res = await api('POST', '/api/games', { name: 'anon', gold: 0 });
     expect(res.status).toBe(201);
