@@ -14,6 +14,8 @@ import {
   EventSyncClient,
   type JsonObject,
 } from '../../src/client.js';
+import type { Database } from '../../src/core/collection-backend.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import {
   type Faults,
   type FaultySocket,
@@ -133,21 +135,27 @@ interface RunningClient {
   errors: string[];
 }
 
+// The server of the backend under test (each describe.each block starts its own).
 let server: TestServer;
 let run = 0;
-const stats = { runs: 0, ops: 0, kills: 0, events: 0, snapshots: 0, repairs: 0, ms: 0 };
+const emptyStats = () => ({ runs: 0, ops: 0, kills: 0, events: 0, snapshots: 0, repairs: 0, ms: 0 });
+let stats = emptyStats();
 
-beforeAll(async () => {
-  server = await startServer();
-});
-afterAll(async () => {
+async function startRuns(open: () => Promise<Database>): Promise<void> {
+  server = await startServer(open);
+  stats = emptyStats();
+}
+
+async function stopRuns(backend: string): Promise<void> {
   await server.stop();
   console.log(
-    `convergence: ${stats.runs} runs, ${stats.ops} ops, ${stats.kills} connections destroyed, ` +
+    `convergence on ${backend}: ${stats.runs} runs, ${stats.ops} ops, ${stats.kills} connections destroyed, ` +
       `${stats.events} events and ${stats.snapshots} snapshots applied, ${stats.repairs} REST catch-ups (gap repairs, refreshes), ` +
       `${stats.ms} ms in runs`,
   );
-});
+}
+
+afterAll(closeSharedPglite);
 
 function startClient(
   spec: ClientSpec,
@@ -304,13 +312,16 @@ const canonical = (v: unknown): unknown =>
         )
       : v;
 
-describe('I4 convergence (property)', () => {
+describe.each(syncBackends)('I4 convergence (property) on %s', (backend, open) => {
+  beforeAll(() => startRuns(open));
+  afterAll(() => stopRuns(backend));
+
   it(`every replica ends equal to the server, no event applied twice or out of order (${RUNS} runs)`, async () => {
     await fc.assert(
       fc.asyncProperty(scenario, async ({ clients: specs, ops, seed }) => {
         const started = Date.now();
         run++;
-        const collection = `conv${run}`;
+        const collection = uniqueCollection(`conv${run}`);
         const random = prng(seed);
         const clients = specs.map((spec, i) => startClient(spec, i, collection, random));
         try {

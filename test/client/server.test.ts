@@ -10,6 +10,7 @@ import {
   fileStore,
   type SyncEvent,
 } from '../../src/client.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import {
   FetchEventSource,
   faultyWebSocket,
@@ -27,21 +28,21 @@ interface Game {
   gold: number;
 }
 
+// The collections of these tests: names no other file uses (PostgreSQL is shared by all).
+const GAMES = uniqueCollection('games');
+const RICH = uniqueCollection('rich');
+const ARENA = uniqueCollection('arena');
+const MANY = uniqueCollection('many');
+
+// The server of the backend under test (each describe.each block starts its own).
 let server: TestServer;
 const clients: EventSyncClient[] = [];
 let dir: string;
 
-beforeAll(async () => {
-  server = await startServer();
-  dir = await mkdtemp(join(tmpdir(), 'eventsync-client-'));
-});
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.disconnect()));
 });
-afterAll(async () => {
-  await server.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(closeSharedPglite);
 
 function client(options: Partial<EventSyncClientOptions> = {}) {
   const snapshots: number[] = [];
@@ -61,15 +62,25 @@ function client(options: Partial<EventSyncClientOptions> = {}) {
   return { c, snapshots, events, states };
 }
 
-const game = (id: string, gold = 0) => rest(server.base, 'POST', '/api/games', { _id: id, name: id, gold });
-const inc = (id: string, gold = 1) => rest(server.base, 'PATCH', `/api/games/${id}`, { $inc: { gold } });
-const current = async (id: string) => (await server.engine.collection<Game>('games')).findOne(id);
+const game = (id: string, gold = 0) =>
+  rest(server.base, 'POST', `/api/${GAMES}`, { _id: id, name: id, gold });
+const inc = (id: string, gold = 1) => rest(server.base, 'PATCH', `/api/${GAMES}/${id}`, { $inc: { gold } });
+const current = async (id: string) => (await server.engine.collection<Game>(GAMES)).findOne(id);
 
-describe('EventSyncClient on a real server', () => {
+describe.each(syncBackends)('EventSyncClient on a real server on %s', (_backend, open) => {
+  beforeAll(async () => {
+    server = await startServer(open);
+    dir = await mkdtemp(join(tmpdir(), 'eventsync-client-'));
+  });
+  afterAll(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('connects, follows a document, and REST writes arrive in order', async () => {
     await game('w1');
     const { c, states, events } = client();
-    const doc = c.document<Game>('games', 'w1');
+    const doc = c.document<Game>(GAMES, 'w1');
     await c.connect();
     expect(c.state).toBe('connected');
     expect(states).toEqual(['connecting', 'connected']);
@@ -80,19 +91,19 @@ describe('EventSyncClient on a real server', () => {
     expect(doc.state).toEqual(await current('w1'));
     expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(doc.vectorClock).toEqual(
-      (await server.engine.events.getEvents('games', 'w1', 5, 1))[0]!.vectorClock,
+      (await server.engine.events.getEvents(GAMES, 'w1', 5, 1))[0]!.vectorClock,
     );
   });
 
   it('follows a document created after the subscription, and its deletion', async () => {
     const { c } = client();
     await c.connect();
-    const doc = c.document<Game>('games', 'late1');
+    const doc = c.document<Game>(GAMES, 'late1');
     await doc.whenSynced();
     expect(doc.state).toBeNull();
     await game('late1', 7);
     await until(() => doc.state?.gold === 7);
-    await rest(server.base, 'DELETE', '/api/games/late1');
+    await rest(server.base, 'DELETE', `/api/${GAMES}/late1`);
     await until(() => doc.seq === 2);
     expect(doc.state).toBeNull();
   });
@@ -101,7 +112,7 @@ describe('EventSyncClient on a real server', () => {
     await game('r1');
     const ws = faultyWebSocket('r1-client', { duplicate: 0, delay: 0, random: Math.random });
     const { c, snapshots, states } = client({ WebSocket: ws.WebSocket });
-    const doc = c.document<Game>('games', 'r1');
+    const doc = c.document<Game>(GAMES, 'r1');
     await c.connect();
     await until(() => doc.seq === 1);
     const [socket] = ws.sockets;
@@ -117,41 +128,41 @@ describe('EventSyncClient on a real server', () => {
     const [again] = ws.sockets;
     expect(again).not.toBe(socket);
     const subscribe = again!.sent.map((f) => JSON.parse(f)).find((m) => m.type === 'subscribe');
-    expect(subscribe).toMatchObject({ collection: 'games', documentId: 'r1', afterSeq: 1 });
+    expect(subscribe).toMatchObject({ collection: GAMES, documentId: 'r1', afterSeq: 1 });
   });
 
   it('acks what it applied: the server records the state vector', async () => {
     await game('a1');
     const { c } = client({ ackDelayMs: 5, clientId: 'acker' });
-    const doc = c.document<Game>('games', 'a1');
+    const doc = c.document<Game>(GAMES, 'a1');
     await c.connect();
     await inc('a1');
     await until(() => doc.seq === 2);
     const deadline = Date.now() + 5_000;
-    let vector = await server.engine.service.stateVectors.get('acker', 'games', 'a1');
+    let vector = await server.engine.service.stateVectors.get('acker', GAMES, 'a1');
     while (vector?.lastSeq !== 2 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 5));
-      vector = await server.engine.service.stateVectors.get('acker', 'games', 'a1');
+      vector = await server.engine.service.stateVectors.get('acker', GAMES, 'a1');
     }
     expect(vector?.lastSeq).toBe(2);
   });
 
   it('follows a collection with a filter: members enter and leave', async () => {
-    await rest(server.base, 'POST', '/api/rich', { _id: 'p1', gold: 10 });
-    await rest(server.base, 'POST', '/api/rich', { _id: 'p2', gold: 500 });
+    await rest(server.base, 'POST', `/api/${RICH}`, { _id: 'p1', gold: 10 });
+    await rest(server.base, 'POST', `/api/${RICH}`, { _id: 'p2', gold: 500 });
     const { c } = client();
-    const rich = c.collection<Game>('rich', { gold: { $gte: 100 } });
-    const all = c.collection<Game>('rich');
+    const rich = c.collection<Game>(RICH, { gold: { $gte: 100 } });
+    const all = c.collection<Game>(RICH);
     await c.connect();
     await rich.whenSynced();
     await all.whenSynced();
     expect([...rich.docs.keys()]).toEqual(['p2']);
     expect([...all.docs.keys()].sort()).toEqual(['p1', 'p2']);
-    await rest(server.base, 'PATCH', '/api/rich/p1', { $inc: { gold: 200 } });
+    await rest(server.base, 'PATCH', `/api/${RICH}/p1`, { $inc: { gold: 200 } });
     await until(() => rich.docs.has('p1'));
-    await rest(server.base, 'PATCH', '/api/rich/p2', { $set: { gold: 1 } });
+    await rest(server.base, 'PATCH', `/api/${RICH}/p2`, { $set: { gold: 1 } });
     await until(() => !rich.docs.has('p2'));
-    await rest(server.base, 'DELETE', '/api/rich/p1');
+    await rest(server.base, 'DELETE', `/api/${RICH}/p1`);
     await until(() => rich.docs.size === 0 && all.docs.size === 1);
     expect(all.docs.get('p2')?.gold).toBe(1);
   });
@@ -160,8 +171,8 @@ describe('EventSyncClient on a real server', () => {
     await game('s1');
     await inc('s1');
     const { c, snapshots, states } = client({ transport: 'sse', clientId: 'sse-client' });
-    const doc = c.document<Game>('games', 's1');
-    const all = c.collection<Game>('games', { _id: 's1' });
+    const doc = c.document<Game>(GAMES, 's1');
+    const all = c.collection<Game>(GAMES, { _id: 's1' });
     await c.connect();
     await doc.whenSynced();
     await all.whenSynced();
@@ -181,20 +192,20 @@ describe('EventSyncClient on a real server', () => {
   });
 
   it('over SSE, document handles ride on an unfiltered collection stream, and learn of deletes missed while down', async () => {
-    await rest(server.base, 'POST', '/api/arena', { _id: 'x1', gold: 1 });
-    await rest(server.base, 'POST', '/api/arena', { _id: 'x2', gold: 1 });
+    await rest(server.base, 'POST', `/api/${ARENA}`, { _id: 'x1', gold: 1 });
+    await rest(server.base, 'POST', `/api/${ARENA}`, { _id: 'x2', gold: 1 });
     const { c } = client({ transport: 'sse', clientId: 'sse-shared' });
-    c.collection<Game>('arena');
-    const [x1, x2, x3] = ['x1', 'x2', 'x3'].map((id) => c.document<Game>('arena', id));
+    c.collection<Game>(ARENA);
+    const [x1, x2, x3] = ['x1', 'x2', 'x3'].map((id) => c.document<Game>(ARENA, id));
     await c.connect();
     await x1!.whenSynced();
     expect(server.syncSockets('sse-shared')).toHaveLength(1); // one stream, not four
     expect(x1!.state).toMatchObject({ gold: 1 });
-    await rest(server.base, 'PATCH', '/api/arena/x1', { $inc: { gold: 1 } });
-    await rest(server.base, 'POST', '/api/arena', { _id: 'x3', gold: 3 });
+    await rest(server.base, 'PATCH', `/api/${ARENA}/x1`, { $inc: { gold: 1 } });
+    await rest(server.base, 'POST', `/api/${ARENA}`, { _id: 'x3', gold: 3 });
     await until(() => x1!.state?.gold === 2 && x3!.state?.gold === 3);
     for (const s of server.syncSockets('sse-shared')) s.destroy();
-    await rest(server.base, 'DELETE', '/api/arena/x2');
+    await rest(server.base, 'DELETE', `/api/${ARENA}/x2`);
     await until(() => x2!.state === null && x2!.seq === 2);
     expect(x1!.seq).toBe(2);
   });
@@ -203,18 +214,18 @@ describe('EventSyncClient on a real server', () => {
     await game('f1');
     const path = join(dir, 'replicas.json');
     const first = client({ persistence: fileStore(path), persistDelayMs: 5 });
-    const doc = first.c.document<Game>('games', 'f1');
+    const doc = first.c.document<Game>(GAMES, 'f1');
     await first.c.connect();
     await inc('f1');
     await until(() => doc.seq === 2);
     await first.c.disconnect();
     const saved = JSON.parse(await readFile(path, 'utf8'));
     expect(saved.clientId).toBe(first.c.clientId);
-    expect(saved.replicas[0]).toMatchObject({ collection: 'games', documentId: 'f1', seq: 2 });
+    expect(saved.replicas[0]).toMatchObject({ collection: GAMES, documentId: 'f1', seq: 2 });
 
     await inc('f1');
     const second = client({ persistence: fileStore(path) });
-    const again = second.c.document<Game>('games', 'f1');
+    const again = second.c.document<Game>(GAMES, 'f1');
     await second.c.connect();
     expect(second.c.clientId).toBe(first.c.clientId);
     await until(() => again.seq === 3);
@@ -224,9 +235,9 @@ describe('EventSyncClient on a real server', () => {
   });
 
   it('a collection over the server maxSubscriptionDocuments fails once with too_large, without subscribing again', async () => {
-    const capped = await startServer({ limits: { maxSubscriptionDocuments: 2 } });
+    const capped = await startServer(open, { limits: { maxSubscriptionDocuments: 2 } });
     try {
-      for (const id of ['a', 'b', 'c']) await rest(capped.base, 'POST', '/api/many', { _id: id, gold: 1 });
+      for (const id of ['a', 'b', 'c']) await rest(capped.base, 'POST', `/api/${MANY}`, { _id: id, gold: 1 });
       const errors: string[] = [];
       const c = new EventSyncClient({
         serverUrl: capped.base,
@@ -235,8 +246,8 @@ describe('EventSyncClient on a real server', () => {
         reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
       });
       clients.push(c);
-      const many = c.collection<Game>('many');
-      const few = c.collection<Game>('many', { _id: { $in: ['a', 'b'] } });
+      const many = c.collection<Game>(MANY);
+      const few = c.collection<Game>(MANY, { _id: { $in: ['a', 'b'] } });
       await c.connect();
       await expect(many.whenSynced()).rejects.toMatchObject({ code: 'too_large' });
       await few.whenSynced();
@@ -251,7 +262,7 @@ describe('EventSyncClient on a real server', () => {
   });
 
   it('an unauthorized hello closes the client and rejects connect()', async () => {
-    const locked = await startServer({
+    const locked = await startServer(open, {
       authenticate: ({ token }) => (token === 'ok' ? { id: 'u' } : undefined),
       authorize: 'allow-all',
     });

@@ -1,5 +1,5 @@
 /**
- * What the client tests share: a real sync server on loopback (memory database), an
+ * What the client tests share: a real sync server on loopback (on a backend of `syncBackends`), an
  * EventSource for Node built on fetch, and a WebSocket wrapper that injects faults (duplicated
  * and reordered event frames, sockets destroyed on demand).
  */
@@ -13,7 +13,7 @@ import type {
   WebSocketConstructor,
   WebSocketLike,
 } from '../../src/client.js';
-import { memoryDatabase } from '../../src/index.js';
+import type { Database } from '../../src/core/collection-backend.js';
 import { attach } from '../../src/server/attach.js';
 import { SyncEngine, type SyncEngineOptions } from '../../src/sync/engine.js';
 
@@ -26,8 +26,13 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(options: Partial<SyncEngineOptions> = {}): Promise<TestServer> {
-  const engine = await SyncEngine.create({ db: memoryDatabase(), ...options });
+/** A server on a new database of `open`'s backend; `stop()` closes the database too. */
+export async function startServer(
+  open: () => Promise<Database>,
+  options: Partial<SyncEngineOptions> = {},
+): Promise<TestServer> {
+  const db = await open();
+  const engine = await SyncEngine.create({ db, ...options });
   const server = createServer();
   const attached = attach(server, engine, { sse: { heartbeatMs: 5_000, lingerMs: 200 } });
   const sockets = new Map<Duplex, string>();
@@ -64,6 +69,7 @@ export async function startServer(options: Partial<SyncEngineOptions> = {}): Pro
       await engine.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+      await db.close();
     },
   };
 }

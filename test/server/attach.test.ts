@@ -1,10 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryDatabase } from '../../src/index.js';
+import type { Database } from '../../src/core/collection-backend.js';
 import { attach, createHandler } from '../../src/server/attach.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import { SyncEngine } from '../../src/sync/engine.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { TestClient } from '../support/ws-client.js';
 import { http, SseClient } from './http-client.js';
 
@@ -26,17 +27,28 @@ async function shut(server: Server): Promise<void> {
   await new Promise((resolve) => server.close(resolve));
 }
 
+// The collections of these tests: names no other file uses (PostgreSQL is shared by all).
+const ATTACHED = uniqueCollection('attached');
+const PREFIXED = uniqueCollection('prefixed');
+const MOUNTED = uniqueCollection('mounted');
+const LIVE = uniqueCollection('live');
+
+// The engine of the backend under test (each describe.each block starts its own).
+let db: Database;
 let engine: SyncEngine;
 
-beforeAll(async () => {
-  engine = await SyncEngine.create({ db: memoryDatabase() });
-});
+afterAll(closeSharedPglite);
 
-afterAll(async () => {
-  await engine.close();
-});
+describe.each(syncBackends)('attach on %s', (_backend, open) => {
+  beforeAll(async () => {
+    db = await open();
+    engine = await SyncEngine.create({ db });
+  });
+  afterAll(async () => {
+    await engine.close();
+    await db.close();
+  });
 
-describe('attach', () => {
   it('answers /api and /sse itself (the app never sees them) and leaves every other request to the app', async () => {
     const seen: string[] = [];
     const server = createServer(app(seen));
@@ -47,11 +59,11 @@ describe('attach', () => {
     const host = await listen(server);
     const base = `http://${host}`;
     try {
-      const created = await http(base, 'POST', '/api/attached', { body: { _id: 'a1', n: 1 } });
+      const created = await http(base, 'POST', `/api/${ATTACHED}`, { body: { _id: 'a1', n: 1 } });
       expect(created.status).toBe(201);
-      expect((await http(base, 'GET', '/api/attached/a1')).body).toMatchObject({ _id: 'a1', n: 1 });
+      expect((await http(base, 'GET', `/api/${ATTACHED}/a1`)).body).toMatchObject({ _id: 'a1', n: 1 });
       expect((await http(base, 'GET', '/api/nope/x')).body.error.code).toBe('not_found');
-      const stream = await SseClient.open(base, '/sse/attached/a1');
+      const stream = await SseClient.open(base, `/sse/${ATTACHED}/a1`);
       await stream.until((c) => c.of('synced').length === 1);
       stream.destroy();
       const ws = await TestClient.connect(`ws://${host}/sync`);
@@ -68,7 +80,7 @@ describe('attach', () => {
       expect(lateSeen).toEqual(seen);
 
       await attached.close();
-      expect((await http(base, 'GET', '/api/attached/a1')).text).toBe('app');
+      expect((await http(base, 'GET', `/api/${ATTACHED}/a1`)).text).toBe('app');
     } finally {
       await attached.close();
       await shut(server);
@@ -94,9 +106,9 @@ describe('attach', () => {
     const attached = attach(server, engine, { rest: { prefix: '/v1/data/' }, sse: false, ws: false });
     const base = `http://${await listen(server)}`;
     try {
-      expect((await http(base, 'POST', '/v1/data/prefixed', { body: { _id: 'p' } })).status).toBe(201);
-      expect((await http(base, 'GET', '/sse/prefixed/p')).text).toBe('app');
-      expect((await http(base, 'GET', '/api/prefixed/p')).text).toBe('app');
+      expect((await http(base, 'POST', `/v1/data/${PREFIXED}`, { body: { _id: 'p' } })).status).toBe(201);
+      expect((await http(base, 'GET', `/sse/${PREFIXED}/p`)).text).toBe('app');
+      expect((await http(base, 'GET', `/api/${PREFIXED}/p`)).text).toBe('app');
     } finally {
       await attached.close();
       await shut(server);
@@ -113,7 +125,9 @@ describe('attach', () => {
     const ws = attachWebSocket(server, engine);
     const host = await listen(server);
     try {
-      expect((await http(`http://${host}`, 'POST', '/api/mounted', { body: { _id: 'm' } })).status).toBe(201);
+      expect((await http(`http://${host}`, 'POST', `/api/${MOUNTED}`, { body: { _id: 'm' } })).status).toBe(
+        201,
+      );
       expect((await http(`http://${host}`, 'GET', '/home')).text).toBe('app');
       expect(seen).toEqual(['/home']);
     } finally {
@@ -129,15 +143,15 @@ describe('attach', () => {
     const host = await listen(server);
     const base = `http://${host}`;
     try {
-      await http(base, 'POST', '/api/live', { body: { _id: 'l1', score: 0 } });
+      await http(base, 'POST', `/api/${LIVE}`, { body: { _id: 'l1', score: 0 } });
       const ws = await TestClient.connect(`ws://${host}/sync`);
       ws.send({ type: 'hello', protocol: 1, clientId: 'w2' });
-      ws.send({ type: 'subscribe', sub: 's', collection: 'live', documentId: 'l1' });
+      ws.send({ type: 'subscribe', sub: 's', collection: LIVE, documentId: 'l1' });
       await ws.next('synced');
-      const stream = await SseClient.open(base, '/sse/live/l1');
+      const stream = await SseClient.open(base, `/sse/${LIVE}/l1`);
       await stream.until((c) => c.of('synced').length === 1);
 
-      const patched = await http(base, 'PATCH', '/api/live/l1', { body: { $inc: { score: 5 } } });
+      const patched = await http(base, 'PATCH', `/api/${LIVE}/l1`, { body: { $inc: { score: 5 } } });
       expect(patched.body.score).toBe(5);
       await ws.until((r) => r.filter((m) => m.type === 'event').length === 2);
       await stream.until((c) => c.seqs('l1').length === 2);

@@ -8,16 +8,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import type { Database } from '../../src/core/collection-backend.js';
 import type { JsonObject } from '../../src/core/json.js';
 import { applyEvents } from '../../src/events/apply.js';
-import { memoryDatabase } from '../../src/index.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
 import { TOO_SLOW } from '../../src/protocol/wire.js';
 import { attach } from '../../src/server/attach.js';
 import { SyncEngine } from '../../src/sync/engine.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { loopbackServer } from '../support/loopback-server.js';
 import { SseClient } from './http-client.js';
 
@@ -39,20 +40,27 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
+afterAll(closeSharedPglite);
 
-async function start() {
+async function start(open: () => Promise<Database>) {
+  const db = await open();
   // No snapshots: the whole tail is sent as events, however long.
   const engine = await SyncEngine.create({
-    db: memoryDatabase(),
+    db,
     limits: { maxBufferedBytes: MAX_BUFFERED },
     snapshotEvery: 0,
   });
   const { port, serverSockets, close } = await loopbackServer(engine, (server) =>
     attach(server, engine, { sse: { lingerMs: 500 } }),
   );
-  cleanups.push(close);
-  const games = await engine.collection<Game>('games');
-  return { engine, games, port, serverSockets };
+  cleanups.push(async () => {
+    await close();
+    await db.close();
+  });
+  // Its own collection: the backend's database may be shared (PGlite by this file, PostgreSQL by all).
+  const collection = uniqueCollection('games');
+  const games = await engine.collection<Game>(collection);
+  return { engine, games, collection, port, serverSockets };
 }
 
 type Games = Awaited<ReturnType<typeof start>>['games'];
@@ -82,7 +90,7 @@ interface Reader {
   localPort: number;
 }
 
-async function wsReader(port: number): Promise<Reader> {
+async function wsReader(port: number, collection: string): Promise<Reader> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/sync`);
   cleanups.push(() => ws.terminate());
   const frames: ServerMessage[] = [];
@@ -96,15 +104,13 @@ async function wsReader(port: number): Promise<Reader> {
     ws.once('error', reject);
   });
   ws.send(JSON.stringify({ type: 'hello', protocol: 1, clientId: 'far-ws' }));
-  ws.send(
-    JSON.stringify({ type: 'subscribe', sub: 'far', collection: 'games', documentId: 'far', afterSeq: 0 }),
-  );
+  ws.send(JSON.stringify({ type: 'subscribe', sub: 'far', collection, documentId: 'far', afterSeq: 0 }));
   const localPort = (ws as unknown as { _socket: Socket })._socket.localPort!;
   return { frames, closed: () => closed, pause: () => ws.pause(), resume: () => ws.resume(), localPort };
 }
 
-async function sseReader(port: number): Promise<Reader> {
-  const c = await SseClient.open(`http://127.0.0.1:${port}`, '/sse/games/far?afterSeq=0');
+async function sseReader(port: number, collection: string): Promise<Reader> {
+  const c = await SseClient.open(`http://127.0.0.1:${port}`, `/sse/${collection}/far?afterSeq=0`);
   cleanups.push(() => c.destroy());
   expect(c.status).toBe(200);
   const reader: Reader & { client: SseClient } = {
@@ -120,16 +126,20 @@ async function sseReader(port: number): Promise<Reader> {
   return reader;
 }
 
-const transports: [string, (port: number) => Promise<Reader>][] = [
+const transports: [string, (port: number, collection: string) => Promise<Reader>][] = [
   ['WebSocket', wsReader],
   ['SSE', sseReader],
 ];
+/** Each transport on each backend. */
+const cases = transports.flatMap(([transport, reader]) =>
+  syncBackends.map(([backend, open]) => [transport, backend, reader, open] as const),
+);
 
-describe.each(transports)('a client far behind, over %s', (_name, open) => {
+describe.each(cases)('a client far behind, over %s on %s', (_transport, _backend, openReader, open) => {
   it('gets every event of a catch-up ~190× maxBufferedBytes, then the live events that committed meanwhile, each once and in order', async () => {
-    const { engine, games, port, serverSockets } = await start();
+    const { engine, games, collection, port, serverSockets } = await start(open);
     await writeHistory(games, BEHIND);
-    const reader = await open(port);
+    const reader = await openReader(port, collection);
     // Stop reading as soon as the catch-up flows: the server's buffers fill and the catch-up waits.
     await until(() => reader.frames.some((m) => m.type === 'event'), 'the first event');
     reader.pause();
@@ -175,9 +185,9 @@ describe.each(transports)('a client far behind, over %s', (_name, open) => {
   });
 
   it('is still disconnected as too slow when it stops reading mid-catch-up and its live events pass maxBufferedBytes', async () => {
-    const { engine, games, port } = await start();
+    const { engine, games, collection, port } = await start(open);
     await writeHistory(games, BEHIND);
-    const reader = await open(port);
+    const reader = await openReader(port, collection);
     await until(() => reader.frames.some((m) => m.type === 'event'), 'the first event');
     reader.pause();
     // Each live event is ~4 KiB: well within 200 of them, the held ones pass 64 KiB.
@@ -185,6 +195,8 @@ describe.each(transports)('a client far behind, over %s', (_name, open) => {
     while (engine.metrics.connections === 1 && updates < 200) {
       await games.updateOne('far', { $set: { pad: pad() } });
       updates++;
+      // Yields as writes from other clients would: on PGlite the feed runs only when the event loop does.
+      await setImmediate();
     }
     expect(engine.metrics.connections, `still connected after ${updates} live events`).toBe(0);
     expect(updates).toBeGreaterThan(MAX_BUFFERED / (8 * 1024));
@@ -193,15 +205,17 @@ describe.each(transports)('a client far behind, over %s', (_name, open) => {
   });
 });
 
-describe('the too-slow close of a stalled catch-up', () => {
+describe.each(syncBackends)('the too-slow close of a stalled catch-up on %s', (_backend, open) => {
   it('tells an SSE client why (event close 1013)', async () => {
-    const { engine, games, port } = await start();
+    const { engine, games, collection, port } = await start(open);
     await writeHistory(games, BEHIND);
-    const reader = (await sseReader(port)) as Reader & { client: SseClient };
+    const reader = (await sseReader(port, collection)) as Reader & { client: SseClient };
     await until(() => reader.frames.some((m) => m.type === 'event'), 'the first event');
     reader.pause();
     for (let i = 0; i < 200 && engine.metrics.connections === 1; i++) {
       await games.updateOne('far', { $set: { pad: pad() } });
+      // Yields as writes from other clients would: on PGlite the feed runs only when the event loop does.
+      await setImmediate();
     }
     expect(engine.metrics.connections).toBe(0);
     reader.resume();

@@ -1,12 +1,14 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setImmediate } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../src/core/collection-backend.js';
 import type { SyncEvent } from '../../src/core/events.js';
 import type { JsonObject } from '../../src/core/json.js';
 import { applyEvents } from '../../src/events/apply.js';
-import { memoryDatabase } from '../../src/index.js';
 import { attach } from '../../src/server/attach.js';
 import { SyncEngine } from '../../src/sync/engine.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { http, SseClient } from './http-client.js';
 
 interface Game {
@@ -17,9 +19,16 @@ interface Game {
   pad?: string;
 }
 
-async function start(limits: Partial<SyncEngine['limits']> = {}) {
+// The collections of these tests: names no other file uses (PostgreSQL is shared by all).
+const GAMES = uniqueCollection('games');
+const ARENA = uniqueCollection('arena');
+const MIXED = uniqueCollection('mixed');
+const BIG = uniqueCollection('big');
+
+async function start(openDb: () => Promise<Database>, limits: Partial<SyncEngine['limits']> = {}) {
+  const db = await openDb();
   const engine = await SyncEngine.create({
-    db: memoryDatabase(),
+    db,
     authenticate: ({ token }) => (token ? { id: token } : undefined),
     authorize: (principal, action, collection, documentId) =>
       (action !== 'read' || !documentId?.startsWith('secret') || principal.id === 'admin') &&
@@ -35,6 +44,7 @@ async function start(limits: Partial<SyncEngine['limits']> = {}) {
     await engine.close();
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
+    await db.close();
   };
   return { engine, server, attached, base, stop };
 }
@@ -44,14 +54,7 @@ let base: string;
 let stop: () => Promise<void>;
 const open: SseClient[] = [];
 
-beforeAll(async () => {
-  ({ engine, base, stop } = await start());
-});
-
-afterAll(async () => {
-  for (const c of open) c.destroy();
-  await stop();
-});
+afterAll(closeSharedPglite);
 
 async function sse(path: string, headers: Record<string, string> = {}): Promise<SseClient> {
   const client = await SseClient.open(base, path, { authorization: 'Bearer alice', ...headers });
@@ -59,15 +62,23 @@ async function sse(path: string, headers: Record<string, string> = {}): Promise<
   return client;
 }
 
-const games = () => engine.collection<Game>('games');
+const games = () => engine.collection<Game>(GAMES);
 const synced = (c: SseClient) => c.of('synced').length > 0;
 
-describe('SSE', () => {
+describe.each(syncBackends)('SSE on %s', (_backend, openDb) => {
+  beforeAll(async () => {
+    ({ engine, base, stop } = await start(openDb));
+  });
+  afterAll(async () => {
+    for (const c of open.splice(0)) c.destroy();
+    await stop();
+  });
+
   it('streams a document: catch-up, then live events, each with id collection/documentId/seq', async () => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'doc1', name: 'one', gold: 0 });
     await g.updateOne('doc1', { $inc: { gold: 1 } });
-    const c = await sse('/sse/games/doc1');
+    const c = await sse(`/sse/${GAMES}/doc1`);
     expect(c.status).toBe(200);
     expect(c.headers['content-type']).toMatch(/^text\/event-stream/);
     await c.until(synced);
@@ -75,7 +86,11 @@ describe('SSE', () => {
     await g.updateOne('doc1', { $inc: { gold: 1 } });
     await c.until(() => c.seqs('doc1').length === 3);
     const withIds = c.events.filter((e) => e.hasId);
-    expect(withIds.map((e) => e.lastEventId)).toEqual(['games/doc1/1', 'games/doc1/2', 'games/doc1/3']);
+    expect(withIds.map((e) => e.lastEventId)).toEqual([
+      `${GAMES}/doc1/1`,
+      `${GAMES}/doc1/2`,
+      `${GAMES}/doc1/3`,
+    ]);
     // Frames without a document position (subscribed, synced) carry no id.
     expect(c.messages.map((m) => m.type)).toEqual(['subscribed', 'event', 'event', 'synced', 'event']);
     expect(c.events.filter((e) => !e.hasId).map((e) => JSON.parse(e.data).type)).toEqual([
@@ -98,8 +113,8 @@ describe('SSE', () => {
     })();
 
     const received: SyncEvent[] = [];
-    const end = `games/busy/${total}`;
-    let client = await sse('/sse/games/busy');
+    const end = `${GAMES}/busy/${total}`;
+    let client = await sse(`/sse/${GAMES}/busy`);
     let lastEventId = '';
     let reconnectsWhileWriting = 0;
     for (;;) {
@@ -113,8 +128,8 @@ describe('SSE', () => {
       // Alternately as the header (what browsers send) and as the query parameter.
       client =
         reconnectsWhileWriting % 2 === 1
-          ? await sse('/sse/games/busy', { 'last-event-id': lastEventId })
-          : await sse(`/sse/games/busy?lastEventId=${encodeURIComponent(lastEventId)}`);
+          ? await sse(`/sse/${GAMES}/busy`, { 'last-event-id': lastEventId })
+          : await sse(`/sse/${GAMES}/busy?lastEventId=${encodeURIComponent(lastEventId)}`);
     }
     await writer;
     expect(reconnectsWhileWriting).toBeGreaterThanOrEqual(3);
@@ -128,28 +143,28 @@ describe('SSE', () => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'resume', name: 'r', gold: 0 });
     for (let i = 0; i < 5; i++) await g.updateOne('resume', { $inc: { gold: 1 } });
-    const a = await sse('/sse/games/resume?afterSeq=4');
+    const a = await sse(`/sse/${GAMES}/resume?afterSeq=4`);
     await a.until(synced);
     expect(a.seqs('resume')).toEqual([5, 6]);
-    const b = await sse('/sse/games/resume?afterSeq=1', { 'last-event-id': 'games/resume/5' });
+    const b = await sse(`/sse/${GAMES}/resume?afterSeq=1`, { 'last-event-id': `${GAMES}/resume/5` });
     await b.until(synced);
     expect(b.seqs('resume')).toEqual([6]);
     // A Last-Event-ID of another document is not a position in this one: ignored.
-    const c = await sse('/sse/games/resume?afterSeq=3', { 'last-event-id': 'games/other/2' });
+    const c = await sse(`/sse/${GAMES}/resume?afterSeq=3`, { 'last-event-id': `${GAMES}/other/2` });
     await c.until(synced);
     expect(c.seqs('resume')).toEqual([4, 5, 6]);
   });
 
   it('streams a collection with a filter: a snapshot of each match, then live events, leave', async () => {
-    const g = await engine.collection<Game>('arena');
+    const g = await engine.collection<Game>(ARENA);
     await g.findOneAndUpsert({ _id: 'rich', name: 'rich', gold: 100 });
     await g.findOneAndUpsert({ _id: 'poor', name: 'poor', gold: 1 });
     const filter = encodeURIComponent(JSON.stringify({ gold: { $gte: 50 } }));
-    const c = await sse(`/sse/arena?filter=${filter}`);
+    const c = await sse(`/sse/${ARENA}?filter=${filter}`);
     await c.until(synced);
     const snapshots = c.of('snapshot');
     expect(snapshots.map((s) => s.documentId)).toEqual(['rich']);
-    expect(c.events.find((e) => e.hasId)?.lastEventId).toBe('arena/rich/1');
+    expect(c.events.find((e) => e.hasId)?.lastEventId).toBe(`${ARENA}/rich/1`);
     await g.updateOne('poor', { $inc: { gold: 100 } }); // enters the filter
     await g.updateOne('rich', { $set: { gold: 0 } }); // leaves it
     await c.until((cl) => cl.of('leave').length === 1);
@@ -158,10 +173,10 @@ describe('SSE', () => {
   });
 
   it('keeps a document the client may not read out of a collection stream', async () => {
-    const g = await engine.collection<Game>('mixed');
+    const g = await engine.collection<Game>(MIXED);
     await g.findOneAndUpsert({ _id: 'open1', name: 'o', gold: 1 });
     await g.findOneAndUpsert({ _id: 'secret1', name: 's', gold: 1 });
-    const c = await sse('/sse/mixed');
+    const c = await sse(`/sse/${MIXED}`);
     await c.until(synced);
     await g.updateOne('secret1', { $inc: { gold: 1 } });
     await g.updateOne('open1', { $inc: { gold: 1 } });
@@ -174,51 +189,54 @@ describe('SSE', () => {
       const c = await SseClient.open(base, path, headers);
       return { status: c.status, code: JSON.parse(c.refusal ?? '{}').error?.code, headers: c.headers };
     };
-    const noToken = await refused('/sse/games/doc1');
+    const noToken = await refused(`/sse/${GAMES}/doc1`);
     expect(noToken).toMatchObject({ status: 401, code: 'unauthorized' });
     expect(noToken.headers['www-authenticate']).toBe('Bearer');
-    expect(await refused('/sse/games/doc1?token=alice')).toMatchObject({ status: 200 });
+    expect(await refused(`/sse/${GAMES}/doc1?token=alice`)).toMatchObject({ status: 200 });
     const bob = { authorization: 'Bearer bob' };
-    expect(await refused('/sse/games/secret9', bob)).toMatchObject({ status: 403, code: 'forbidden' });
+    expect(await refused(`/sse/${GAMES}/secret9`, bob)).toMatchObject({ status: 403, code: 'forbidden' });
     expect(await refused('/sse/private', bob)).toMatchObject({ status: 403, code: 'forbidden' });
     expect(await refused('/sse/Games/x', bob)).toMatchObject({ status: 400, code: 'validation' });
-    expect(await refused('/sse/games/bad%20id', bob)).toMatchObject({ status: 400, code: 'validation' });
-    expect(await refused('/sse/games?filter=%7Bnope', bob)).toMatchObject({
+    expect(await refused(`/sse/${GAMES}/bad%20id`, bob)).toMatchObject({ status: 400, code: 'validation' });
+    expect(await refused(`/sse/${GAMES}?filter=%7Bnope`, bob)).toMatchObject({
       status: 400,
       code: 'bad_message',
     });
-    expect(await refused('/sse/games?filter=%7B%22%24where%22%3A%221%22%7D', bob)).toMatchObject({
+    expect(await refused(`/sse/${GAMES}?filter=%7B%22%24where%22%3A%221%22%7D`, bob)).toMatchObject({
       status: 400,
       code: 'validation',
     });
-    expect(await refused('/sse/games/x?filter=%7B%7D', bob)).toMatchObject({
+    expect(await refused(`/sse/${GAMES}/x?filter=%7B%7D`, bob)).toMatchObject({
       status: 400,
       code: 'validation',
     });
-    expect(await refused('/sse/games/x?clientId=-bad', bob)).toMatchObject({
+    expect(await refused(`/sse/${GAMES}/x?clientId=-bad`, bob)).toMatchObject({
       status: 400,
       code: 'validation',
     });
-    expect(await refused('/sse/games/x?afterSeq=-1', bob)).toMatchObject({ status: 400, code: 'validation' });
-    expect(await refused('/sse/games/x/y', bob)).toMatchObject({ status: 404, code: 'not_found' });
+    expect(await refused(`/sse/${GAMES}/x?afterSeq=-1`, bob)).toMatchObject({
+      status: 400,
+      code: 'validation',
+    });
+    expect(await refused(`/sse/${GAMES}/x/y`, bob)).toMatchObject({ status: 404, code: 'not_found' });
     expect(await refused('/sse', bob)).toMatchObject({ status: 404, code: 'not_found' });
     for (const c of open) c.destroy();
   });
 
   it('answers only GET', async () => {
-    const res = await http(base, 'POST', '/sse/games/doc1', { body: {} });
+    const res = await http(base, 'POST', `/sse/${GAMES}/doc1`, { body: {} });
     expect(res.status).toBe(405);
     expect(res.headers.allow).toBe('GET');
   });
 
   it('sends : ping heartbeats', async () => {
-    const c = await sse('/sse/games/doc1');
+    const c = await sse(`/sse/${GAMES}/doc1`);
     await c.until((cl) => cl.comments.filter((x) => x === 'ping').length >= 2, 3000);
   });
 
   it('counts the stream as a connection while it is open', async () => {
     const before = engine.metrics.connections;
-    const c = await sse('/sse/games/doc1');
+    const c = await sse(`/sse/${GAMES}/doc1`);
     await c.until(synced);
     expect(engine.metrics.connections).toBe(before + 1);
     c.destroy();
@@ -226,16 +244,18 @@ describe('SSE', () => {
   });
 
   it('ends a stream whose client reads too slowly, with event close 1013', async () => {
-    const slow = await start({ maxBufferedBytes: 64 * 1024 });
+    const slow = await start(openDb, { maxBufferedBytes: 64 * 1024 });
     try {
-      const g = await slow.engine.collection<Game>('big');
+      const g = await slow.engine.collection<Game>(BIG);
       await g.findOneAndUpsert({ _id: 'big', name: 'big', gold: 0, pad: '' });
-      const c = await SseClient.open(slow.base, '/sse/big/big', { authorization: 'Bearer alice' });
+      const c = await SseClient.open(slow.base, `/sse/${BIG}/big`, { authorization: 'Bearer alice' });
       await c.until(synced);
       c.pause();
       const pad = 'x'.repeat(32 * 1024);
       for (let i = 0; i < 2000 && slow.engine.metrics.connections > 0; i++) {
         await g.updateOne('big', { $set: { pad: `${i}${pad}` } });
+        // Yields as writes from other clients would: on PGlite the feed runs only when the event loop does.
+        await setImmediate();
       }
       expect(slow.engine.metrics.connections).toBe(0);
       c.resume();
@@ -251,9 +271,9 @@ describe('SSE', () => {
   });
 
   it('closes open streams with event close 1001 when the transports close', async () => {
-    const s = await start();
+    const s = await start(openDb);
     try {
-      const c = await SseClient.open(s.base, '/sse/games/any', { authorization: 'Bearer alice' });
+      const c = await SseClient.open(s.base, `/sse/${GAMES}/any`, { authorization: 'Bearer alice' });
       await c.until(synced);
       await s.attached.close();
       await c.closed();

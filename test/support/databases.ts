@@ -53,13 +53,19 @@ export async function closeSharedPglite(): Promise<void> {
 
 /**
  * The backends a sync or transport test file runs on, as `describe.each(syncBackends)(name,
- * (backend, open) => …)`: memory and PGlite (a file that uses it closes its PGlite with
- * `afterAll(closeSharedPglite)`). PostgreSQL behaves as PGlite does (the backend suites show it).
+ * (backend, open) => …)`: memory and PGlite, and PostgreSQL too in CI (`CI` set). A file that uses
+ * it closes its PGlite with `afterAll(closeSharedPglite)`, closes each database it opened, and
+ * names its collections with `uniqueCollection`: PGlite is one per file (shared by its describe
+ * blocks) and PostgreSQL one for the whole run (shared by every file at once).
  */
-export const syncBackends: [name: string, open: () => Promise<Database>][] = [
+export const syncBackends: SyncBackend[] = [
   ['memory', async () => memoryDatabase()],
   ['pglite', () => openPgliteDb()],
+  ...(process.env.CI ? ([['postgresql', () => openPg()]] satisfies SyncBackend[]) : []),
 ];
+
+/** A backend's name, and how to open a new database on it. */
+export type SyncBackend = [name: string, open: () => Promise<Database>];
 
 let counter = 0;
 

@@ -1,7 +1,8 @@
 /**
  * What acknowledgements cost the database through the sync engine: sessions' `ack` frames are
  * held in memory and written in one statement per `ackFlushMs`, and closing the engine writes
- * what is still held. Statements are counted through a wrapping driver, on PGlite and PostgreSQL.
+ * what is still held. Statements are counted through a wrapping driver, on PGlite and PostgreSQL
+ * (not `syncBackends`: the memory backend has no statements to count).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SqlDatabase } from '../../src/backends/sql/database.js';

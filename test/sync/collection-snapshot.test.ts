@@ -1,20 +1,20 @@
 import type { Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Database } from '../../src/core/collection-backend.js';
 import type { SyncEvent } from '../../src/core/events.js';
 import type { JsonObject } from '../../src/core/json.js';
 import { applyEvent } from '../../src/events/apply.js';
-import { memoryDatabase } from '../../src/index.js';
-import { pgliteDatabase } from '../../src/pglite.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
 import { attach } from '../../src/server/attach.js';
 import type { Filter } from '../../src/storage/types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import type { SyncLimits } from '../../src/sync/types.js';
 import { SseClient } from '../server/http-client.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
+import { feedCaughtUp } from '../support/engine-feed.js';
 import { loopbackServer } from '../support/loopback-server.js';
 import { TestClient } from '../support/ws-client.js';
 
@@ -37,8 +37,10 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
+afterAll(closeSharedPglite);
 
-async function start(limits: Partial<SyncLimits> = {}, db: Database = memoryDatabase()) {
+async function start(open: () => Promise<Database>, limits: Partial<SyncLimits> = {}) {
+  const db = await open();
   const engine = await SyncEngine.create({ db, limits: { maxBufferedBytes: MAX_BUFFERED, ...limits } });
   const { port, serverSockets, close } = await loopbackServer(engine, (server) =>
     attach(server, engine, { sse: { lingerMs: 500 } }),
@@ -47,8 +49,10 @@ async function start(limits: Partial<SyncLimits> = {}, db: Database = memoryData
     await close();
     await db.close();
   });
-  const games = await engine.collection<Game>('games');
-  return { engine, games, port, serverSockets };
+  // Its own collection: the backend's database may be shared (PGlite by this file, PostgreSQL by all).
+  const collection = uniqueCollection('games');
+  const games = await engine.collection<Game>(collection);
+  return { engine, games, collection, port, serverSockets };
 }
 
 type Games = Awaited<ReturnType<typeof start>>['games'];
@@ -81,7 +85,7 @@ interface Reader {
   localPort: number;
 }
 
-async function wsReader(port: number): Promise<Reader> {
+async function wsReader(port: number, collection: string): Promise<Reader> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/sync`);
   cleanups.push(() => ws.terminate());
   const frames: ServerMessage[] = [];
@@ -100,7 +104,7 @@ async function wsReader(port: number): Promise<Reader> {
     ws.once('error', reject);
   });
   ws.send(JSON.stringify({ type: 'hello', protocol: 1, clientId: 'reader-ws' }));
-  ws.send(JSON.stringify({ type: 'subscribe', sub: 'in', collection: 'games', filter: FILTER }));
+  ws.send(JSON.stringify({ type: 'subscribe', sub: 'in', collection, filter: FILTER }));
   const localPort = (ws as unknown as { _socket: Socket })._socket.localPort!;
   return {
     frames: () => frames,
@@ -113,9 +117,9 @@ async function wsReader(port: number): Promise<Reader> {
   };
 }
 
-async function sseReader(port: number): Promise<Reader> {
+async function sseReader(port: number, collection: string): Promise<Reader> {
   const filter = encodeURIComponent(JSON.stringify(FILTER));
-  const c = await SseClient.open(`http://127.0.0.1:${port}`, `/sse/games?filter=${filter}`);
+  const c = await SseClient.open(`http://127.0.0.1:${port}`, `/sse/${collection}?filter=${filter}`);
   cleanups.push(() => c.destroy());
   expect(c.status).toBe(200);
   const count = (needle: string) => c.events.filter((e) => e.data.includes(needle)).length;
@@ -177,16 +181,28 @@ async function matching(games: Games): Promise<Map<string, JsonObject>> {
   return new Map(docs.map((d) => [d._id as string, d]));
 }
 
-const transports: [string, (port: number) => Promise<Reader>][] = [
+const transports: [string, (port: number, collection: string) => Promise<Reader>][] = [
   ['WebSocket', wsReader],
   ['SSE', sseReader],
 ];
+/** Each transport on each backend. */
+const cases = transports.flatMap(([transport, reader]) =>
+  syncBackends.map(([backend, open]) => [transport, backend, reader, open] as const),
+);
 
-describe.each(transports)('a collection snapshot over %s', (_name, open) => {
-  it('of 5,000 documents to a client that stops reading: bounded on the server, others served; then every document once, and the writes committed meanwhile each once and in order', async () => {
-    const { engine, games, port, serverSockets } = await start();
+describe.each(cases)('a collection snapshot over %s on %s', (_transport, backend, openReader, open) => {
+  // Skipped on PostgreSQL (a known difference, reported in issue 16 item 5): there the server held
+  // 99-174 KB for the paused client (WebSocket 3 runs of 4, SSE 2 of 4), past the bound asserted
+  // below (memory and PGlite: ~32 KB, never past it). When the client paused, the snapshot had run
+  // ~1,900 frames into loopback's buffers (memory and PGlite: ~240), so the live events of the
+  // documents written below went to the socket instead of waiting in the session for their snapshot.
+  it('of 5,000 documents to a client that stops reading: bounded on the server, others served; then every document once, and the writes committed meanwhile each once and in order', async ({
+    skip,
+  }) => {
+    skip(backend === 'postgresql', 'a known difference on PostgreSQL: see above');
+    const { engine, games, collection, port, serverSockets } = await start(open);
     await seed(games, DOCS);
-    const reader = await open(port);
+    const reader = await openReader(port, collection);
     await until(() => reader.snapshots() >= 3, 'the first snapshots');
     reader.pause();
     const serverSide = serverSockets.get(reader.localPort)!;
@@ -201,7 +217,7 @@ describe.each(transports)('a collection snapshot over %s', (_name, open) => {
     expect(reader.closed()).toBe(false);
 
     // A bystander is served while the snapshot waits for its client.
-    const res = await fetch(`http://127.0.0.1:${port}/api/games/${id(1)}`, {
+    const res = await fetch(`http://127.0.0.1:${port}/api/${collection}/${id(1)}`, {
       signal: AbortSignal.timeout(5000),
     });
     expect(res.status).toBe(200);
@@ -266,14 +282,9 @@ describe.each(transports)('a collection snapshot over %s', (_name, open) => {
   });
 });
 
-const databases: [string, () => Promise<Database>][] = [
-  ['memory', async () => memoryDatabase()],
-  ['PGlite', () => pgliteDatabase()],
-];
-
-describe.each(databases)('a page of a collection snapshot read slowly, on %s', (_name, database) => {
+describe.each(syncBackends)('a page of a collection snapshot read slowly, on %s', (_backend, open) => {
   it('holds the live events of its documents committed meanwhile and sends them after their snapshots, each once and in order', async () => {
-    const { games, port } = await start({ maxBufferedBytes: 4 * 1024 * 1024 }, await database());
+    const { games, collection, port } = await start(open, { maxBufferedBytes: 4 * 1024 * 1024 });
     await seed(games, 300, '');
     // The second page's documents are read (at one seq each) only once the test says so.
     const read = games.findMany.bind(games);
@@ -294,7 +305,7 @@ describe.each(databases)('a page of a collection snapshot read slowly, on %s', (
     const c = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
     cleanups.push(() => c.terminate());
     c.send({ type: 'hello', protocol: 1, clientId: 'slow-page' });
-    c.send({ type: 'subscribe', sub: 'in', collection: 'games', filter: FILTER });
+    c.send({ type: 'subscribe', sub: 'in', collection, filter: FILTER });
     await until(() => paused !== undefined, 'the second page to be read', 10_000);
     const page = paused!;
     expect(page.length).toBeGreaterThan(10);
@@ -330,7 +341,7 @@ describe.each(databases)('a page of a collection snapshot read slowly, on %s', (
   });
 });
 
-describe('maxSubscriptionDocuments', () => {
+describe.each(syncBackends)('maxSubscriptionDocuments on %s', (_backend, open) => {
   async function subscriber(port: number): Promise<TestClient> {
     const c = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
     cleanups.push(() => c.terminate());
@@ -340,10 +351,10 @@ describe('maxSubscriptionDocuments', () => {
   }
 
   it('a subscription whose filter matches more ends with too_large once its snapshot reaches the cap', async () => {
-    const { games, port } = await start({ maxSubscriptionDocuments: 50 });
+    const { games, collection, port } = await start(open, { maxSubscriptionDocuments: 50 });
     await seed(games, 200, '');
     const c = await subscriber(port);
-    c.send({ type: 'subscribe', sub: 'all', collection: 'games', filter: FILTER });
+    c.send({ type: 'subscribe', sub: 'all', collection, filter: FILTER });
     const error = await c.next('error');
     expect(error).toMatchObject({ code: 'too_large', ref: 'all' });
     expect(error.message).toContain('50');
@@ -351,7 +362,7 @@ describe('maxSubscriptionDocuments', () => {
     expect(c.received.filter((m) => m.type === 'snapshot').length).toBeLessThanOrEqual(50);
     // The subscription is gone: writes reach the client no more; the connection goes on.
     await games.updateOne(id(1), { $inc: { n: 1 } });
-    c.send({ type: 'subscribe', sub: 'few', collection: 'games', filter: { n: { $lt: 10 } } });
+    c.send({ type: 'subscribe', sub: 'few', collection, filter: { n: { $lt: 10 } } });
     await c.next('synced');
     c.send({ type: 'unsubscribe', sub: 'all' });
     expect(await c.next('error', c.received.length)).toMatchObject({ code: 'not_found', ref: 'all' });
@@ -359,11 +370,12 @@ describe('maxSubscriptionDocuments', () => {
   });
 
   it('a subscription at the cap is served; a document entering past it ends it with too_large', async () => {
-    const { games, port } = await start({ maxSubscriptionDocuments: 50 });
-    // 55 documents, 50 of them match.
+    const { engine, games, collection, port } = await start(open, { maxSubscriptionDocuments: 50 });
+    // 55 documents, 50 of them match, all in the snapshot.
     await seed(games, 55, '');
+    await feedCaughtUp(engine);
     const c = await subscriber(port);
-    c.send({ type: 'subscribe', sub: 'all', collection: 'games', filter: FILTER });
+    c.send({ type: 'subscribe', sub: 'all', collection, filter: FILTER });
     await c.next('synced');
     expect(c.received.filter((m) => m.type === 'snapshot')).toHaveLength(50);
     // Leaving makes room: one leaves, another enters.
@@ -381,9 +393,9 @@ describe('maxSubscriptionDocuments', () => {
   });
 });
 
-describe('a subscriber reading a large snapshot', () => {
+describe.each(syncBackends)('a subscriber reading a large snapshot on %s', (_backend, open) => {
   it('does not hold the event loop: a request sent with the subscribe is answered before synced', async () => {
-    const { games, port } = await start({ maxBufferedBytes: 4 * 1024 * 1024 });
+    const { games, collection, port } = await start(open, { maxBufferedBytes: 4 * 1024 * 1024 });
     await seed(games, DOCS, '');
     const c = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
     cleanups.push(() => c.terminate());
@@ -391,9 +403,9 @@ describe('a subscriber reading a large snapshot', () => {
     await c.next('welcome');
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
-    c.send({ type: 'subscribe', sub: 'all', collection: 'games', filter: FILTER });
+    c.send({ type: 'subscribe', sub: 'all', collection, filter: FILTER });
     await c.next('subscribed');
-    const res = await fetch(`http://127.0.0.1:${port}/api/games/${id(1)}`);
+    const res = await fetch(`http://127.0.0.1:${port}/api/${collection}/${id(1)}`);
     expect(res.status).toBe(200);
     const beforeSynced = !c.received.some((m) => m.type === 'synced');
     await c.next('synced');

@@ -1,4 +1,7 @@
-/** `SyncEngine.create` refuses `authenticate` without `authorize` (issue 15, item 5). */
+/**
+ * `SyncEngine.create` refuses `authenticate` without `authorize` (issue 15, item 5). On memory
+ * only: these are checks of the engine's options, and no test here reads or writes the database.
+ */
 import { describe, expect, it } from 'vitest';
 import { EventSyncError } from '../../src/core/errors.js';
 import { memoryDatabase } from '../../src/index.js';

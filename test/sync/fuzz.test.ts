@@ -14,11 +14,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { applyEvent, type JsonObject, memoryDatabase, type SyncEvent } from '../../src/index.js';
+import type { Database } from '../../src/core/collection-backend.js';
+import { applyEvent, type JsonObject, type SyncEvent } from '../../src/index.js';
 import { ClientMessage, type ServerMessage } from '../../src/protocol/messages.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { defaultLimits } from '../../src/sync/types.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { TestClient } from '../support/ws-client.js';
 
 const FRAMES = Number(process.env.FUZZ_FRAMES ?? 10_000);
@@ -31,6 +33,8 @@ const BATCH = 40; // frames per property run, split over the fuzzers
 const LIMIT = defaultLimits.maxMessageBytes;
 const DEPTH = defaultLimits.maxMessageDepth;
 const GOOD_TOKEN = 'good-token';
+/** The collection of these tests: a name no other file uses (PostgreSQL is shared by all). */
+const GAMES = uniqueCollection('games');
 
 interface Game {
   _id: string;
@@ -39,6 +43,8 @@ interface Game {
   n: number;
 }
 
+// The server of the backend under test (each describe.each block starts its own).
+let db: Database;
 let server: Server;
 let engine: SyncEngine;
 let url: string;
@@ -46,9 +52,12 @@ let closeTransport: () => Promise<void>;
 /** What the server logged as errors: a failure it did not expect. */
 const logged: string[] = [];
 
-beforeAll(async () => {
+async function startServer(open: () => Promise<Database>): Promise<void> {
+  db = await open();
+  logged.length = 0;
+  stats = emptyStats();
   engine = await SyncEngine.create({
-    db: memoryDatabase(),
+    db,
     authenticate: ({ token }) => (token === GOOD_TOKEN ? { id: 'user' } : undefined),
     authorize: (_principal, action, _collection, documentId) =>
       action !== 'read' || !documentId?.startsWith('secret'),
@@ -65,14 +74,17 @@ beforeAll(async () => {
   closeTransport = attachWebSocket(server, engine).close;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/sync`;
-});
+}
 
-afterAll(async () => {
+async function stopServer(): Promise<void> {
   await closeTransport();
   await engine.close();
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
-});
+  await db.close();
+}
+
+afterAll(closeSharedPglite);
 
 // ---- frames ------------------------------------------------------------------------------------
 
@@ -87,11 +99,11 @@ const docIds = ['live', 'g1', 'g2', 'secret1', 'missing', '__proto__', 'construc
 
 const templates: Record<string, unknown>[] = [
   { type: 'hello', protocol: 1, clientId: 'fuzzer', token: GOOD_TOKEN },
-  { type: 'subscribe', sub: 's1', collection: 'games', documentId: 'g1', afterSeq: 0 },
-  { type: 'subscribe', sub: 's2', collection: 'games', documentId: 'g2', vectorClock: { server: 1 } },
-  { type: 'subscribe', sub: 's3', collection: 'games', filter: { n: { $gte: 0 } } },
+  { type: 'subscribe', sub: 's1', collection: GAMES, documentId: 'g1', afterSeq: 0 },
+  { type: 'subscribe', sub: 's2', collection: GAMES, documentId: 'g2', vectorClock: { server: 1 } },
+  { type: 'subscribe', sub: 's3', collection: GAMES, filter: { n: { $gte: 0 } } },
   { type: 'unsubscribe', sub: 's1' },
-  { type: 'ack', collection: 'games', documentId: 'g1', seq: 1 },
+  { type: 'ack', collection: GAMES, documentId: 'g1', seq: 1 },
 ];
 const template = fc.constantFrom(...templates).map((t) => structuredClone(t));
 const fieldOf = (t: Record<string, unknown>) => fc.constantFrom(...Object.keys(t));
@@ -201,7 +213,7 @@ const deep = fc
     if (how === 'array') return `${'['.repeat(d)}1${']'.repeat(d)}`;
     if (how === 'object') return `${'{"a":'.repeat(d)}1${'}'.repeat(d)}`;
     if (how === 'unbalanced') return `{"type":"hello","x":${'['.repeat(d)}`;
-    return `{"type":"subscribe","sub":"deep","collection":"games","filter":${'{"a":'.repeat(d)}1${'}'.repeat(d)}}`;
+    return `{"type":"subscribe","sub":"deep","collection":"${GAMES}","filter":${'{"a":'.repeat(d)}1${'}'.repeat(d)}}`;
   })
   .map(text('deep nesting'));
 
@@ -235,9 +247,9 @@ const protoKeys = fc
     fc.constantFrom(
       `{"${key}":${JSON.stringify(v)},${JSON.stringify(t).slice(1)}`,
       `{"${key}":${JSON.stringify(t)}}`,
-      `{"type":"subscribe","sub":"p","collection":"games","filter":{"${key}":{"n":{"$gte":0}}}}`,
-      `{"type":"subscribe","sub":"p","collection":"games","filter":{"n":{"${key}":{"$gt":0}}}}`,
-      `{"type":"subscribe","sub":"p","collection":"games","documentId":"g1","vectorClock":{"${key}":1}}`,
+      `{"type":"subscribe","sub":"p","collection":"${GAMES}","filter":{"${key}":{"n":{"$gte":0}}}}`,
+      `{"type":"subscribe","sub":"p","collection":"${GAMES}","filter":{"n":{"${key}":{"$gt":0}}}}`,
+      `{"type":"subscribe","sub":"p","collection":"${GAMES}","documentId":"g1","vectorClock":{"${key}":1}}`,
       `{"type":"hello","protocol":1,"clientId":"fuzzer","token":"${GOOD_TOKEN}","${key}":{"admin":true}}`,
     ),
   )
@@ -272,8 +284,8 @@ const badValues = fc
       .map(([documentId, seq, type]) =>
         JSON.stringify(
           type === 'ack'
-            ? { type, collection: 'games', documentId, seq }
-            : { type, sub: `v${seq}`, collection: 'games', documentId, afterSeq: seq },
+            ? { type, collection: GAMES, documentId, seq }
+            : { type, sub: `v${seq}`, collection: GAMES, documentId, afterSeq: seq },
         ),
       ),
     fc
@@ -286,9 +298,9 @@ const badValues = fc
         { $or: [] },
         { n: { $in: 5 } },
       )
-      .map((filter) => JSON.stringify({ type: 'subscribe', sub: 'f', collection: 'games', filter })),
+      .map((filter) => JSON.stringify({ type: 'subscribe', sub: 'f', collection: GAMES, filter })),
     fc
-      .constantFrom('games', 'secret', 'players', '_x')
+      .constantFrom(GAMES, 'secret', 'players', '_x')
       .chain((collection) =>
         fc.constantFrom(
           JSON.stringify({ type: 'subscribe', sub: 'dup', collection, filter: {} }),
@@ -406,7 +418,7 @@ class Fuzzer {
   }
 }
 
-const stats = {
+const emptyStats = () => ({
   frames: 0,
   sentinels: 0,
   answeredByError: 0,
@@ -418,7 +430,8 @@ const stats = {
   errorCodes: {} as Record<string, number>,
   closeCodes: {} as Record<string, number>,
   answersToValid: {} as Record<string, number>,
-};
+});
+let stats = emptyStats();
 const bump = (table: Record<string, number>, key: string) => {
   table[key] = (table[key] ?? 0) + 1;
 };
@@ -500,10 +513,13 @@ async function fuzzOne(f: Fuzzer, frame: Frame): Promise<void> {
   else stats.answeredOtherwise++;
 }
 
-describe('fuzz', () => {
+describe.each(syncBackends)('fuzz on %s', (_backend, open) => {
+  beforeAll(() => startServer(open));
+  afterAll(stopServer);
+
   it(`answers ${FRAMES}+ malformed frames from misbehaving clients while a well-behaved client keeps its events and nothing stored changes`, async () => {
     const started = Date.now();
-    const games = await engine.collection<Game>('games');
+    const games = await engine.collection<Game>(GAMES);
     for (const [_id, n] of [
       ['live', 0],
       ['g1', 1],
@@ -515,14 +531,14 @@ describe('fuzz', () => {
     }
     await games.updateOne('g1', { $inc: { n: 1 } });
     const docsBefore = await games.findMany({}, { sort: { _id: 1 } });
-    const log = () => engine.events.backend.listAfterServerSeq(undefined, 0, 1_000_000);
+    const log = () => engine.events.backend.listAfterServerSeq(GAMES, 0, 1_000_000);
     const eventsBefore = await log();
 
     // The well-behaved client, and writes through the server during the fuzzing.
     const good = await TestClient.connect(url);
     good.send({ type: 'hello', protocol: 1, clientId: 'good', token: GOOD_TOKEN });
     await good.next('welcome');
-    good.send({ type: 'subscribe', sub: 'live', collection: 'games', documentId: 'live', afterSeq: 0 });
+    good.send({ type: 'subscribe', sub: 'live', collection: GAMES, documentId: 'live', afterSeq: 0 });
     await good.next('synced');
     let writing = true;
     let writes = 0;

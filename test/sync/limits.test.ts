@@ -8,16 +8,17 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { connect } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { memoryDatabase } from '../../src/index.js';
+import type { Database } from '../../src/core/collection-backend.js';
 import type { ServerMessage } from '../../src/protocol/messages.js';
 import { HELLO_TIMEOUT } from '../../src/protocol/wire.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import type { SyncLimits } from '../../src/sync/types.js';
 import { SseClient } from '../server/http-client.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { loopbackServer } from '../support/loopback-server.js';
 import { TestClient } from '../support/ws-client.js';
 
@@ -30,13 +31,24 @@ interface Running {
   serverSockets: Map<number, Socket>;
 }
 
+/** The collection of these tests: a name no other file uses (PostgreSQL is shared by all). */
+const GAMES = uniqueCollection('games');
+
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
+afterAll(closeSharedPglite);
 
-async function start(limits: Partial<SyncLimits>): Promise<Running> {
-  const engine = await SyncEngine.create({ db: memoryDatabase(), limits });
+/** A database of the backend under test, closed after the test. */
+async function database(open: () => Promise<Database>): Promise<Database> {
+  const db = await open();
+  cleanups.push(() => db.close());
+  return db;
+}
+
+async function start(open: () => Promise<Database>, limits: Partial<SyncLimits>): Promise<Running> {
+  const engine = await SyncEngine.create({ db: await database(open), limits });
   const { server, port, serverSockets, close } = await loopbackServer(engine, (s) =>
     attachWebSocket(s, engine),
   );
@@ -62,9 +74,9 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5000): 
 
 const errors = (c: TestClient, code: string) => c.of('error').filter((e) => e.code === code);
 
-describe('frame size', () => {
+describe.each(syncBackends)('frame size on %s', (_backend, open) => {
   it('a frame over maxMessageBytes gets too_large and a close 1009 with a reason', async () => {
-    const { url, engine } = await start({ maxMessageBytes: 1024 });
+    const { url, engine } = await start(open, { maxMessageBytes: 1024 });
     const c = await client(url);
     c.send({ type: 'unsubscribe', sub: 'x'.repeat(900) }); // under the limit: answered, not closed
     await c.until(() => c.of('error').length === 1);
@@ -77,7 +89,7 @@ describe('frame size', () => {
   });
 
   it('a frame far over maxMessageBytes is refused by ws from its header (close 1009)', async () => {
-    const { url, engine } = await start({ maxMessageBytes: 1024 });
+    const { url, engine } = await start(open, { maxMessageBytes: 1024 });
     const c = await client(url);
     c.send(JSON.stringify({ type: 'hello', protocol: 1, clientId: 'c', token: 'x'.repeat(10_000) }));
     await c.until(() => c.closed !== undefined).catch(() => {});
@@ -86,7 +98,7 @@ describe('frame size', () => {
   });
 
   it('counts bytes, not characters', async () => {
-    const { url } = await start({ maxMessageBytes: 1024 });
+    const { url } = await start(open, { maxMessageBytes: 1024 });
     const c = await client(url);
     c.send(JSON.stringify({ type: 'unsubscribe', sub: 'é'.repeat(600) })); // 600 characters, 1,200+ bytes
     await c.until(() => c.closed !== undefined).catch(() => {});
@@ -94,7 +106,7 @@ describe('frame size', () => {
   });
 
   it('a session handed an oversized frame by its transport answers too_large and closes 1009 with a reason', async () => {
-    const { engine } = await start({ maxMessageBytes: 1024 });
+    const { engine } = await start(open, { maxMessageBytes: 1024 });
     const frames: ServerMessage[] = [];
     let closed: { code: number; reason: string } | undefined;
     const session = engine.connect(
@@ -113,9 +125,9 @@ describe('frame size', () => {
   });
 });
 
-describe('frames per second', () => {
+describe.each(syncBackends)('frames per second on %s', (_backend, open) => {
   it('answers frames over maxMessagesPerSecond with rate_limited, keeps the connection, lets frames through again later', async () => {
-    const { url } = await start({ maxMessagesPerSecond: 5 });
+    const { url } = await start(open, { maxMessagesPerSecond: 5 });
     const c = await client(url); // hello took one token
     for (let i = 0; i < 20; i++) c.send({ type: 'unsubscribe', sub: `nope${i}` });
     c.send({ type: 'unsubscribe', sub: 'last' });
@@ -133,12 +145,12 @@ describe('frames per second', () => {
   });
 });
 
-describe('subscriptions per connection', () => {
+describe.each(syncBackends)('subscriptions per connection on %s', (_backend, open) => {
   it('refuses a subscription over maxSubscriptions with rate_limited; one more fits after an unsubscribe', async () => {
-    const { url, engine } = await start({ maxSubscriptions: 3 });
+    const { url, engine } = await start(open, { maxSubscriptions: 3 });
     const c = await client(url);
     for (const sub of ['s1', 's2', 's3', 's4']) {
-      c.send({ type: 'subscribe', sub, collection: 'games', documentId: `doc-${sub}` });
+      c.send({ type: 'subscribe', sub, collection: GAMES, documentId: `doc-${sub}` });
     }
     await c.until((r) => r.some((m) => m.type === 'error' && m.ref === 's4'));
     await c.until(() => c.of('synced').length === 3);
@@ -146,7 +158,7 @@ describe('subscriptions per connection', () => {
     expect(c.of('subscribed').map((s) => s.sub)).toEqual(['s1', 's2', 's3']);
     expect(engine.metrics.subscriptions).toBe(3);
     c.send({ type: 'unsubscribe', sub: 's1' });
-    c.send({ type: 'subscribe', sub: 's5', collection: 'games', filter: {} });
+    c.send({ type: 'subscribe', sub: 's5', collection: GAMES, filter: {} });
     await c.until(() => c.of('synced').some((s) => s.sub === 's5'));
     expect(engine.metrics.subscriptions).toBe(3);
   });
@@ -201,21 +213,21 @@ function clientFrame(text: string): Buffer {
   return Buffer.concat([header, mask, masked]);
 }
 
-describe('a client too slow to read', () => {
+describe.each(syncBackends)('a client too slow to read on %s', (_backend, open) => {
   it('is disconnected once maxBufferedBytes wait for it; what the server holds for it stays bounded; others keep their events', async () => {
     const maxBufferedBytes = 256 * 1024;
-    const { engine, port, url, serverSockets } = await start({ maxBufferedBytes });
-    const games = await engine.collection<{ _id: string; blob: string }>('games');
+    const { engine, port, url, serverSockets } = await start(open, { maxBufferedBytes });
+    const games = await engine.collection<{ _id: string; blob: string }>(GAMES);
     await games.findOneAndUpsert({ _id: 'big', blob: '' });
 
     const reader = await client(url, 'reader');
-    reader.send({ type: 'subscribe', sub: 'big', collection: 'games', documentId: 'big' });
+    reader.send({ type: 'subscribe', sub: 'big', collection: GAMES, documentId: 'big' });
     await reader.next('synced');
 
     const deaf = await deafClient(port);
     deaf.write(clientFrame(JSON.stringify({ type: 'hello', protocol: 1, clientId: 'deaf' })));
     deaf.write(
-      clientFrame(JSON.stringify({ type: 'subscribe', sub: 'big', collection: 'games', documentId: 'big' })),
+      clientFrame(JSON.stringify({ type: 'subscribe', sub: 'big', collection: GAMES, documentId: 'big' })),
     );
     await until(() => engine.metrics.subscriptions === 2, 'the deaf client to subscribe');
     const serverSide = serverSockets.get(deaf.localPort!);
@@ -228,7 +240,9 @@ describe('a client too slow to read', () => {
     while (engine.metrics.connections === 2 && updates < 1000) {
       await games.updateOne('big', { $set: { blob: randomBytes(8 * 1024).toString('hex') } });
       updates++;
-      await sleep(0);
+      // Lets the reader read (after the poll phase). Not sleep(0): on PGlite, a 1 ms timer loop
+      // here starved every socket of this process, and the reader was cut off as too slow too.
+      await setImmediate();
       maxHeld = Math.max(maxHeld, serverSide!.writableLength);
     }
     expect(engine.metrics.connections, `still connected after ${updates} events`).toBe(1);
@@ -254,10 +268,10 @@ describe('a client too slow to read', () => {
   });
 });
 
-describe('heartbeat', () => {
+describe.each(syncBackends)('heartbeat on %s', (_backend, open) => {
   it('terminates a connection that stops answering pings after about two intervals; one that answers stays', async () => {
     const heartbeatMs = 100;
-    const { url, engine } = await start({ heartbeatMs });
+    const { url, engine } = await start(open, { heartbeatMs });
     const answering = await client(url, 'answering');
     const silent = new WebSocket(url, { autoPong: false });
     cleanups.push(() => silent.terminate());
@@ -285,21 +299,21 @@ describe('heartbeat', () => {
   });
 });
 
-describe('helloTimeoutMs', () => {
+describe.each(syncBackends)('helloTimeoutMs on %s', (_backend, open) => {
   it('closes a WebSocket that sends no hello with 4408 and a reason; one that did, and SSE streams, stay', async () => {
     // WebSocket and SSE on one server (SSE streams are authenticated on their request).
-    const engine = await SyncEngine.create({ db: memoryDatabase(), limits: { helloTimeoutMs: 200 } });
+    const engine = await SyncEngine.create({ db: await database(open), limits: { helloTimeoutMs: 200 } });
     const { port, close } = await loopbackServer(engine);
     cleanups.push(close);
-    const games = await engine.collection<{ _id: string; version: number; gold: number }>('games');
+    const games = await engine.collection<{ _id: string; version: number; gold: number }>(GAMES);
     await games.findOneAndUpsert({ _id: 'g1', gold: 0 });
 
     const silent = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
     cleanups.push(() => silent.terminate());
     // Frames other than hello do not count.
-    silent.send({ type: 'subscribe', sub: 's', collection: 'games' });
+    silent.send({ type: 'subscribe', sub: 's', collection: GAMES });
     const greeted = await client(`ws://127.0.0.1:${port}/sync`, 'greeted');
-    const stream = await SseClient.open(`http://127.0.0.1:${port}`, '/sse/games');
+    const stream = await SseClient.open(`http://127.0.0.1:${port}`, `/sse/${GAMES}`);
     cleanups.push(() => stream.destroy());
 
     await until(() => silent.closed !== undefined, 'the silent connection to close');
@@ -310,7 +324,7 @@ describe('helloTimeoutMs', () => {
     expect(stream.ended).toBe(false);
     await games.updateOne('g1', { $inc: { gold: 1 } });
     await stream.until((s) => s.of('event').length === 1);
-    greeted.send({ type: 'subscribe', sub: 'g', collection: 'games', documentId: 'g1' });
+    greeted.send({ type: 'subscribe', sub: 'g', collection: GAMES, documentId: 'g1' });
     await greeted.next('synced');
   });
 });

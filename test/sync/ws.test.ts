@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/core/collection-backend.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import { SyncEngine } from '../../src/sync/engine.js';
-import { closeSharedPglite, syncBackends } from '../support/databases.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
+import { feedCaughtUp } from '../support/engine-feed.js';
 import { TestClient } from '../support/ws-client.js';
 
 interface Game {
@@ -15,6 +16,8 @@ interface Game {
   owner?: string;
 }
 
+/** The collection of these tests: a name no other file uses (PostgreSQL is shared by all). */
+const GAMES = uniqueCollection('games');
 // The server of the backend under test (each describe.each block starts its own).
 let db: Database;
 let server: Server;
@@ -53,7 +56,7 @@ async function client(token = 'alice', clientId = `c${clients.length}`): Promise
   return c;
 }
 
-const games = () => engine.collection<Game>('games');
+const games = () => engine.collection<Game>(GAMES);
 const eventSeqs = (c: TestClient, documentId: string) =>
   c
     .of('event')
@@ -69,7 +72,7 @@ describe.each(syncBackends)('WebSocket sync on %s', (_backend, open) => {
     await g.findOneAndUpsert({ _id: 'g1', name: 'one', gold: 0 });
     await g.updateOne('g1', { $inc: { gold: 1 } });
     const c = await client();
-    c.send({ type: 'subscribe', sub: 's1', collection: 'games', documentId: 'g1' });
+    c.send({ type: 'subscribe', sub: 's1', collection: GAMES, documentId: 'g1' });
     await c.next('synced');
     expect(eventSeqs(c, 'g1')).toEqual([1, 2]);
     for (let i = 0; i < 5; i++) await g.updateOne('g1', { $inc: { gold: 1 } });
@@ -82,7 +85,7 @@ describe.each(syncBackends)('WebSocket sync on %s', (_backend, open) => {
     await g.findOneAndUpsert({ _id: 'g2', name: 'two', gold: 0 });
     for (let i = 0; i < 4; i++) await g.updateOne('g2', { $inc: { gold: 1 } });
     const c = await client();
-    c.send({ type: 'subscribe', sub: 's', collection: 'games', documentId: 'g2', afterSeq: 3 });
+    c.send({ type: 'subscribe', sub: 's', collection: GAMES, documentId: 'g2', afterSeq: 3 });
     await c.next('synced');
     expect(eventSeqs(c, 'g2')).toEqual([4, 5]);
     expect(c.of('snapshot')).toEqual([]);
@@ -92,8 +95,9 @@ describe.each(syncBackends)('WebSocket sync on %s', (_backend, open) => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'rich', name: 'r', gold: 100 });
     await g.findOneAndUpsert({ _id: 'poor', name: 'p', gold: 1 });
+    await feedCaughtUp(engine, 'alice'); // poor's create is history: poor enters by a snapshot
     const c = await client();
-    c.send({ type: 'subscribe', sub: 'rich', collection: 'games', filter: { gold: { $gte: 50 } } });
+    c.send({ type: 'subscribe', sub: 'rich', collection: GAMES, filter: { gold: { $gte: 50 } } });
     await c.next('synced');
     const snapshots = c.of('snapshot').map((s) => s.documentId);
     expect(snapshots).toContain('rich');
@@ -109,8 +113,8 @@ describe.each(syncBackends)('WebSocket sync on %s', (_backend, open) => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'secret1', name: 's', gold: 1 });
     const c = await client('bob');
-    c.send({ type: 'subscribe', sub: 'all', collection: 'games' });
-    c.send({ type: 'subscribe', sub: 'one', collection: 'games', documentId: 'secret1' });
+    c.send({ type: 'subscribe', sub: 'all', collection: GAMES });
+    c.send({ type: 'subscribe', sub: 'one', collection: GAMES, documentId: 'secret1' });
     await c.until((r) => r.some((m) => m.type === 'error' && m.ref === 'one'));
     expect(c.of('error').find((e) => e.ref === 'one')?.code).toBe('forbidden');
     await g.updateOne('secret1', { $inc: { gold: 1 } });
@@ -136,15 +140,15 @@ describe.each(syncBackends)('WebSocket sync on %s', (_backend, open) => {
       c.send(bad);
     await c.until(() => c.of('error').length === 5);
     expect(c.of('error').map((e) => e.code)).toEqual(Array(5).fill('bad_message'));
-    c.send({ type: 'subscribe', sub: 'ok', collection: 'games', documentId: 'g1' });
+    c.send({ type: 'subscribe', sub: 'ok', collection: GAMES, documentId: 'g1' });
     await c.next('synced');
   });
 
   it('refuses __proto__ keys and client filters that could stall the server', async () => {
     const c = await client();
-    c.send('{"type":"subscribe","sub":"p","collection":"games","filter":{"__proto__":{"gold":1}}}');
-    c.send({ type: 'subscribe', sub: 'r', collection: 'games', filter: { name: { $regex: '^(a+)+$' } } });
-    c.send({ type: 'subscribe', sub: 'i', collection: 'games', filter: { gold: { $in: 5 } } });
+    c.send(`{"type":"subscribe","sub":"p","collection":"${GAMES}","filter":{"__proto__":{"gold":1}}}`);
+    c.send({ type: 'subscribe', sub: 'r', collection: GAMES, filter: { name: { $regex: '^(a+)+$' } } });
+    c.send({ type: 'subscribe', sub: 'i', collection: GAMES, filter: { gold: { $in: 5 } } });
     await c.until(() => c.of('error').length === 3);
     expect(c.of('error').map((e) => [e.code, e.ref])).toEqual([
       ['bad_message', undefined],
@@ -157,7 +161,7 @@ describe.each(syncBackends)('WebSocket sync on %s', (_backend, open) => {
   it('refuses to work before hello and refuses bad credentials', async () => {
     const c = await TestClient.connect(url);
     clients.push(c);
-    c.send({ type: 'subscribe', sub: 's', collection: 'games', documentId: 'g1' });
+    c.send({ type: 'subscribe', sub: 's', collection: GAMES, documentId: 'g1' });
     expect((await c.next('error')).code).toBe('unauthorized');
     c.send({ type: 'hello', protocol: 1, clientId: 'x' });
     await c.until(() => c.closed !== undefined);
