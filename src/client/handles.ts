@@ -6,14 +6,15 @@
  */
 import type { SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
+import type { Filter } from '../core/query.js';
 import { type ErrorCode, EventSyncError } from '../protocol/errors.js';
 import { documentKey } from '../protocol/wire.js';
 import type { Channel } from './channel.js';
 import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
 import type { ClientMessage, Link, LinkHandlers, ServerMessage } from './transport.js';
 
-/** A MongoDB query filter, as JSON. */
-export type Filter = Record<string, unknown>;
+// The storage's MongoDB query filter: typed by the document (`Filter<T>`), plain JSON untyped.
+export type { Filter } from '../core/query.js';
 
 /** An error the client reports: a server `error` frame, a refused request, a failed repair. */
 export class EventSyncClientError extends EventSyncError {
@@ -56,7 +57,7 @@ export type CollectionChange<T> =
 
 export interface CollectionHandle<T = JsonObject> {
   readonly collection: string;
-  readonly filter: Filter | undefined;
+  readonly filter: Filter<T> | undefined;
   /** The documents that match, by id. */
   readonly docs: ReadonlyMap<string, T>;
   /** A member's replica position (seq, version, vector clock), or `undefined`. */

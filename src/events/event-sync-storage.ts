@@ -9,6 +9,7 @@ import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
 import type { EventRecord } from '../core/event-backend.js';
 import type { EventOperation, SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
+import type { SectionAt, SectionPath } from '../core/query.js';
 import { EventSyncError, ValidationError } from '../protocol/errors.js';
 import { DocumentStorage, type Recorder } from '../storage/document-storage.js';
 import type {
@@ -111,7 +112,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     return this.#storage.findEntry(id);
   }
 
-  findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]> {
+  findMany(filter?: Filter<T>, options?: FindManyOptions): Promise<T[]> {
     return this.#storage.findMany(filter, options);
   }
 
@@ -143,7 +144,7 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
 
   async updateOne(
     id: string,
-    operators: UpdateOperators,
+    operators: UpdateOperators<T>,
     options?: EditOptions & EventCallOptions,
   ): Promise<EditResult<T>> {
     return this.#write(options, (s) => s.updateOne(id, operators, options), this.#updateDraft);
@@ -157,10 +158,22 @@ export class EventSyncStorage<T extends BaseDocument> implements Storage<T> {
     return this.#write(options, (s) => s.updateOneWithPipeline(id, pipeline, options), this.#updateDraft);
   }
 
-  async updateSection<S extends object = Record<string, unknown>>(
+  updateSection<P extends SectionPath<T>>(
     id: string,
-    path: string,
+    path: P,
+    edit: EditFunction<SectionAt<T, P>>,
+    options?: RetryOptions & EventCallOptions,
+  ): Promise<EditResult<T>>;
+  updateSection<S extends object>(
+    id: string,
+    path: SectionPath<T>,
     edit: EditFunction<S>,
+    options?: RetryOptions & EventCallOptions,
+  ): Promise<EditResult<T>>;
+  async updateSection(
+    id: string,
+    path: SectionPath<T>,
+    edit: EditFunction<never>,
     options?: RetryOptions & EventCallOptions,
   ): Promise<EditResult<T>> {
     return this.#write(

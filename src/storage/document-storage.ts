@@ -7,6 +7,7 @@
 import type { EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
+import type { SectionAt, SectionPath } from '../core/query.js';
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../protocol/errors.js';
 import type { CollectionBackend, CommittedChange, StoredDocument, Written } from './backend.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
@@ -141,8 +142,10 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     return stored && entryOf<T>(stored);
   }
 
-  async findMany(filter: Filter = {}, options: FindManyOptions = {}): Promise<T[]> {
+  async findMany(typedFilter?: Filter<T>, options: FindManyOptions = {}): Promise<T[]> {
     this.#open();
+    // Checked against T by the compiler; from here on the plain JSON filter it is.
+    const filter = (typedFilter ?? {}) as Filter;
     assertFilter(filter);
     assertFindOptions(options);
     const { projection, ...order } = options;
@@ -232,11 +235,11 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     });
   }
 
-  async updateOne(id: string, operators: UpdateOperators, options?: EditOptions): Promise<EditResult<T>> {
+  async updateOne(id: string, operators: UpdateOperators<T>, options?: EditOptions): Promise<EditResult<T>> {
     const { maxArrayGrowth } = this.#shared.limits;
     return this.findOneAndUpdate(
       id,
-      (draft) => applyUpdateOperators(toJson(draft), operators, maxArrayGrowth),
+      (draft) => applyUpdateOperators(toJson(draft), operators as UpdateOperators, maxArrayGrowth),
       options,
     );
   }
@@ -249,10 +252,22 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
     return this.findOneAndUpdate(id, (draft) => toDoc<T>(applyPipeline(toJson(draft), pipeline)), options);
   }
 
-  async updateSection<S extends object = Record<string, unknown>>(
+  updateSection<P extends SectionPath<T>>(
     id: string,
-    path: string,
+    path: P,
+    edit: EditFunction<SectionAt<T, P>>,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>>;
+  updateSection<S extends object>(
+    id: string,
+    path: SectionPath<T>,
     edit: EditFunction<S>,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>>;
+  async updateSection(
+    id: string,
+    path: SectionPath<T>,
+    edit: EditFunction<never>,
     options?: RetryOptions,
   ): Promise<EditResult<T>> {
     this.#open();
@@ -268,7 +283,7 @@ export class DocumentStorage<T extends BaseDocument> implements Storage<T> {
       }
       const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
       const { maxDocumentBytes } = this.#shared.limits;
-      const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
+      const outcome = await runEdit(current ?? {}, edit, {
         versionField: this.versionField,
         version: sectionVersion,
         lockedFields: [],
