@@ -208,8 +208,8 @@ export class EventSyncClient {
   }
 
   /** Follows the documents of a collection that match `filter` (default: all). Same filter, same handle. */
-  collection<T extends object = JsonObject>(collection: string, filter?: Filter): CollectionHandle<T> {
-    const normalized = filter && Object.keys(filter).length > 0 ? filter : undefined;
+  collection<T extends object = JsonObject>(collection: string, filter?: Filter<T>): CollectionHandle<T> {
+    const normalized = filter && Object.keys(filter).length > 0 ? (filter as Filter) : undefined;
     const key = `${collection}?${normalized === undefined ? '' : JSON.stringify(normalized)}`;
     let feed = this.#collections.get(key);
     if (!feed) {

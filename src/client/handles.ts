@@ -7,14 +7,15 @@
 
 import type { SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
+import type { Filter } from '../core/query.js';
 import { documentKey } from '../protocol/wire.js';
 import type { Channel, Subscription } from './channel.js';
 import { EventSyncClientError } from './errors.js';
 import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
 import type { ClientMessage, ServerMessage } from './transport.js';
 
-/** A MongoDB query filter, as JSON. */
-export type Filter = Record<string, unknown>;
+// The storage's MongoDB query filter: typed by the document (`Filter<T>`), plain JSON untyped.
+export type { Filter } from '../core/query.js';
 
 type Listener<A extends unknown[]> = (...args: A) => void;
 
@@ -47,7 +48,7 @@ export type CollectionChange<T> =
 
 export interface CollectionHandle<T = JsonObject> {
   readonly collection: string;
-  readonly filter: Filter | undefined;
+  readonly filter: Filter<T> | undefined;
   /** The documents that match, by id. */
   readonly docs: ReadonlyMap<string, T>;
   /** A member's replica position (seq, version, vector clock), or `undefined`. */

@@ -7,9 +7,14 @@
 import type { EventBackend, EventRecord } from './event-backend.js';
 import type { SyncEvent } from './events.js';
 import type { Diff, JsonObject } from './json.js';
+import type { Filter as UntypedFilter } from './query.js';
 
-/** A MongoDB query filter. Operators `$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or` run in the database where it can; everything mingo supports works. */
-export type Filter = Record<string, unknown>;
+/**
+ * A MongoDB query filter, untyped (`Filter<T>` in query.ts checks one against a document type).
+ * Operators `$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or` run in the database where it
+ * can; everything mingo supports works.
+ */
+export type Filter = UntypedFilter;
 
 export type ChangeOperation = 'create' | 'update' | 'delete';
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { memoryDatabase } from '../backends/memory/memory-database.js';
 import { DocumentStorage } from '../storage/document-storage.js';
 import type { Recorder, RecordingStorage } from '../storage/recording.js';
-import type { BaseDocument, Storage } from '../storage/types.js';
+import type { BaseDocument, EditFunction, RetryOptions, Storage } from '../storage/types.js';
 import { createEventStore } from './event-store.js';
 import { EventSyncStorage } from './event-sync-storage.js';
 
@@ -23,7 +23,9 @@ function forwarding(inner: DocumentStorage<Game>): Storage<Game> {
     findOneAndUpdate: (id, edit, options) => inner.findOneAndUpdate(id, edit, options),
     updateOne: (id, operators, options) => inner.updateOne(id, operators, options),
     updateOneWithPipeline: (id, pipeline, options) => inner.updateOneWithPipeline(id, pipeline, options),
-    updateSection: (id, path, edit, options) => inner.updateSection(id, path, edit, options),
+    // Overloaded, so its parameters take no types from the context: the implementation's.
+    updateSection: ((id: string, path: never, edit: EditFunction<never>, options?: RetryOptions) =>
+      inner.updateSection(id, path, edit, options)) as Storage<Game>['updateSection'],
     deleteOne: (id, options) => inner.deleteOne(id, options),
     withTransaction: (fn) => inner.withTransaction(fn),
     watch: (options) => inner.watch(options),

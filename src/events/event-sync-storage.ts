@@ -13,6 +13,7 @@ import type { EventRecord } from '../core/event-backend.js';
 import type { EventOperation, Snapshot, SyncEvent } from '../core/events.js';
 import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
+import type { SectionAt, SectionPath } from '../core/query.js';
 import { isRecordingStorage, type Recorder, type RecordingStorage } from '../storage/recording.js';
 // The storage's shapes, by their names there (this class forwards the whole of Storage<T>).
 import type * as S from '../storage/types.js';
@@ -104,7 +105,7 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
     return this.#storage.findEntry(id);
   }
 
-  findMany(filter?: S.Filter, options?: S.FindManyOptions): Promise<T[]> {
+  findMany(filter?: S.Filter<T>, options?: S.FindManyOptions): Promise<T[]> {
     return this.#storage.findMany(filter, options);
   }
 
@@ -136,7 +137,7 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
 
   async updateOne(
     id: string,
-    operators: S.UpdateOperators,
+    operators: S.UpdateOperators<T>,
     options?: S.EditOptions & EventCallOptions,
   ): Promise<S.EditResult<T>> {
     return this.#write(options, (s) => s.updateOne(id, operators, options), this.#updateDraft);
@@ -150,10 +151,22 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
     return this.#write(options, (s) => s.updateOneWithPipeline(id, pipeline, options), this.#updateDraft);
   }
 
-  async updateSection<S extends object = Record<string, unknown>>(
+  updateSection<P extends SectionPath<T>>(
     id: string,
-    path: string,
-    edit: S.EditFunction<S>,
+    path: P,
+    edit: S.EditFunction<SectionAt<T, P>>,
+    options?: S.RetryOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>>;
+  updateSection<Section extends object>(
+    id: string,
+    path: SectionPath<T>,
+    edit: S.EditFunction<Section>,
+    options?: S.RetryOptions & EventCallOptions,
+  ): Promise<S.EditResult<T>>;
+  async updateSection(
+    id: string,
+    path: SectionPath<T>,
+    edit: S.EditFunction<never>,
     options?: S.RetryOptions & EventCallOptions,
   ): Promise<S.EditResult<T>> {
     return this.#write(

@@ -15,6 +15,7 @@ import type { EventBackend } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import { assertId, newObjectId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
+import type { SectionAt, SectionPath } from '../core/query.js';
 import { isPlainObject } from '../core/values.js';
 import { buildDiff, emptyDiff, formatPointer, prefixPatch } from './diff.js';
 import { getIn, runEdit } from './edit.js';
@@ -142,8 +143,10 @@ export class DocumentStorage<T extends BaseDocument> implements RecordingStorage
     return stored && entryOf<T>(stored);
   }
 
-  async findMany(filter: Filter = {}, options: FindManyOptions = {}): Promise<T[]> {
+  async findMany(typedFilter?: Filter<T>, options: FindManyOptions = {}): Promise<T[]> {
     this.#open();
+    // Checked against T by the compiler; from here on the plain JSON filter it is.
+    const filter = (typedFilter ?? {}) as Filter;
     assertFilter(filter);
     assertFindOptions(options);
     const { projection, ...order } = options;
@@ -233,11 +236,11 @@ export class DocumentStorage<T extends BaseDocument> implements RecordingStorage
     });
   }
 
-  async updateOne(id: string, operators: UpdateOperators, options?: EditOptions): Promise<EditResult<T>> {
+  async updateOne(id: string, operators: UpdateOperators<T>, options?: EditOptions): Promise<EditResult<T>> {
     const { maxArrayGrowth } = this.#shared.limits;
     return this.findOneAndUpdate(
       id,
-      (draft) => applyUpdateOperators(toJson(draft), operators, maxArrayGrowth),
+      (draft) => applyUpdateOperators(toJson(draft), operators as UpdateOperators, maxArrayGrowth),
       options,
     );
   }
@@ -250,10 +253,22 @@ export class DocumentStorage<T extends BaseDocument> implements RecordingStorage
     return this.findOneAndUpdate(id, (draft) => toDoc<T>(applyPipeline(toJson(draft), pipeline)), options);
   }
 
-  async updateSection<S extends object = Record<string, unknown>>(
+  updateSection<P extends SectionPath<T>>(
     id: string,
-    path: string,
+    path: P,
+    edit: EditFunction<SectionAt<T, P>>,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>>;
+  updateSection<S extends object>(
+    id: string,
+    path: SectionPath<T>,
     edit: EditFunction<S>,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>>;
+  async updateSection(
+    id: string,
+    path: SectionPath<T>,
+    edit: EditFunction<never>,
     options?: RetryOptions,
   ): Promise<EditResult<T>> {
     this.#open();
@@ -269,7 +284,7 @@ export class DocumentStorage<T extends BaseDocument> implements RecordingStorage
       }
       const sectionVersion = current === undefined ? 0 : Number(current[this.versionField] ?? 0);
       const { maxDocumentBytes } = this.#shared.limits;
-      const outcome = await runEdit(current ?? {}, edit as EditFunction<unknown>, {
+      const outcome = await runEdit(current ?? {}, edit, {
         versionField: this.versionField,
         version: sectionVersion,
         lockedFields: [],

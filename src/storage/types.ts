@@ -1,10 +1,11 @@
 /** The public shapes of the document storage. No I/O lives here. */
-import type { ChangeOperation, Filter } from '../core/collection-backend.js';
+import type { ChangeOperation } from '../core/collection-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import type { Diff } from '../core/json.js';
+import type { Filter, SectionAt, SectionPath, UpdateOperators } from '../core/query.js';
 
-// In core because backends take them too; part of the storage's shapes all the same.
-export type { ChangeOperation, Filter };
+// In core because backends take it too; part of the storage's shapes all the same.
+export type { ChangeOperation };
 
 /** Every stored document has a string `_id` (default: a new 24-hex ObjectId) and a version field. */
 export interface BaseDocument {
@@ -87,8 +88,8 @@ export interface FindManyOptions {
   projection?: Record<string, 0 | 1 | boolean>;
 }
 
-/** MongoDB update operators: `$set $unset $inc $push $pull $addToSet $min $max $rename` (and the rest of mingo's). */
-export type UpdateOperators = Record<string, Record<string, unknown>>;
+// MongoDB query filters and update operators, typed by the document (`Filter<T>`, `UpdateOperators<T>`).
+export type { Filter, UpdateOperators } from '../core/query.js';
 
 /** An aggregation-pipeline update: `$set`/`$addFields`/`$unset`/`$project`/`$replaceRoot` stages with expressions. */
 export type UpdatePipeline = Record<string, unknown>[];
@@ -130,20 +131,28 @@ export interface Storage<T extends BaseDocument> {
   findOne(id: string): Promise<T | undefined>;
   /** The document with its version and incarnation, or `undefined`. */
   findEntry(id: string): Promise<StoredEntry<T> | undefined>;
-  findMany(filter?: Filter, options?: FindManyOptions): Promise<T[]>;
+  findMany(filter?: Filter<T>, options?: FindManyOptions): Promise<T[]>;
   /** Creates the document if its `_id` is absent, otherwise returns the stored one unchanged. */
   findOneAndUpsert(doc: NewDocument<T>): Promise<{ doc: T; created: boolean; incarnation: string }>;
   findOneAndUpdate(id: string, edit: EditFunction<T>, options?: EditOptions): Promise<EditResult<T>>;
-  updateOne(id: string, operators: UpdateOperators, options?: EditOptions): Promise<EditResult<T>>;
+  updateOne(id: string, operators: UpdateOperators<T>, options?: EditOptions): Promise<EditResult<T>>;
   updateOneWithPipeline(id: string, pipeline: UpdatePipeline, options?: EditOptions): Promise<EditResult<T>>;
   /**
    * Edits the object at `path` (dotted, e.g. `"inventory"`) as a section with its own version
    * field: edits of different sections never conflict; edits of one section are checked like
    * whole-document edits. The section is created (`{}`) if absent; its parent must exist.
+   * For a typed `T`, `path` is one where `T` holds an object, and the draft has its type.
    */
-  updateSection<S extends object = Record<string, unknown>>(
+  updateSection<P extends SectionPath<T>>(
     id: string,
-    path: string,
+    path: P,
+    edit: EditFunction<SectionAt<T, P>>,
+    options?: RetryOptions,
+  ): Promise<EditResult<T>>;
+  /** The same, with the section's type stated: `updateSection<{ potions?: number }>(id, 'inventory', …)`. */
+  updateSection<S extends object>(
+    id: string,
+    path: SectionPath<T>,
     edit: EditFunction<S>,
     options?: RetryOptions,
   ): Promise<EditResult<T>>;

@@ -31,7 +31,7 @@ const MAX_BUFFERED = 64 * 1024;
 const DOCS = 5500;
 /** ~2.1 KiB a snapshot frame: ~10 MiB of snapshot, far more than MAX_BUFFERED and loopback's buffers. */
 const PAD_CHARS = 2000;
-const FILTER = { kind: 'in' };
+const FILTER = { kind: 'in' } as const;
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
