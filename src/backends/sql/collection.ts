@@ -7,16 +7,8 @@
  * write is then announced (see announcer.ts): after its commit, not inside it.
  */
 
-import type {
-  CollectionBackend,
-  CommittedChange,
-  DeleteCondition,
-  Filter,
-  FindOptions,
-  SectionWrite,
-  StoredDocument,
-  Written,
-} from '../../core/collection-backend.js';
+// The collection backend contract, by its names there (this file implements it for SQL).
+import type * as Backend from '../../core/collection-backend.js';
 import { creationDiff, eventDraft } from '../../core/drafts.js';
 import { ClosedError } from '../../core/errors.js';
 import type { EventBackend, EventRecord } from '../../core/event-backend.js';
@@ -39,7 +31,10 @@ export interface SqlContext {
   assertOpen(): void;
   /** Sends a committed write's notification (see announcer.ts). */
   announce(payload: string): void;
-  subscribe(collection: string, listener: (change: CommittedChange) => void): Promise<() => Promise<void>>;
+  subscribe(
+    collection: string,
+    listener: (change: Backend.CommittedChange) => void,
+  ): Promise<() => Promise<void>>;
 }
 
 interface VersionRow {
@@ -126,7 +121,7 @@ interface TxState {
   announcements: string[];
 }
 
-export class SqlCollection implements CollectionBackend {
+export class SqlCollection implements Backend.CollectionBackend {
   readonly collection: string;
   readonly readIsRoundTrip = true;
   readonly #ctx: SqlContext;
@@ -150,7 +145,7 @@ export class SqlCollection implements CollectionBackend {
     this.#tx = tx;
   }
 
-  async get(id: string): Promise<StoredDocument | undefined> {
+  async get(id: string): Promise<Backend.StoredDocument | undefined> {
     const [row] = await this.#run<VersionRow & InsertedRow>(`get ${JSON.stringify(id)}`, sql.get, [
       this.collection,
       id,
@@ -160,7 +155,7 @@ export class SqlCollection implements CollectionBackend {
       : { id, version: Number(row.version), data: row.data, token: row.token, incarnation: row.incarnation };
   }
 
-  async find(filter: Filter, options: FindOptions = {}): Promise<JsonObject[]> {
+  async find(filter: Backend.Filter, options: Backend.FindOptions = {}): Promise<JsonObject[]> {
     const plan = findPlan(this.collection, this.#filterIndex, filter, options);
     if (plan === undefined) {
       this.#assertOpen();
@@ -203,7 +198,7 @@ export class SqlCollection implements CollectionBackend {
     return events === this.#ctx.eventLog;
   }
 
-  async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
+  async insert(doc: Backend.StoredDocument, record?: EventRecord): Promise<Backend.Written | undefined> {
     const { id, version } = doc;
     const data = doc.json ?? JSON.stringify(doc.data);
     const diff = record && creationDiff(doc.data, version);
@@ -219,19 +214,19 @@ export class SqlCollection implements CollectionBackend {
       },
     );
     if (row === undefined) return undefined;
-    const written: Written = { token: row.token, incarnation: row.incarnation };
+    const written: Backend.Written = { token: row.token, incarnation: row.incarnation };
     if (row.event) written.event = row.event;
     this.#announce(() => ({ id, op: 'create', version, dataJson: data, event: row.event }));
     return written;
   }
 
   async replace(
-    doc: StoredDocument,
+    doc: Backend.StoredDocument,
     expectedVersion: number,
     diff: Diff,
     record?: EventRecord,
     expectedToken?: string,
-  ): Promise<Written | undefined> {
+  ): Promise<Backend.Written | undefined> {
     const { id, version } = doc;
     const data = doc.json ?? JSON.stringify(doc.data);
     const diffJson = this.#ctx.notify || record ? JSON.stringify(diff) : undefined;
@@ -247,16 +242,16 @@ export class SqlCollection implements CollectionBackend {
       },
     );
     if (row === undefined) return undefined;
-    const written: Written = { token: row.token };
+    const written: Backend.Written = { token: row.token };
     if (row.event) written.event = row.event;
     this.#announce(() => ({ id, op: 'update', version, dataJson: data, diffJson, event: row.event }));
     return written;
   }
 
   async replaceSection(
-    write: SectionWrite,
+    write: Backend.SectionWrite,
     record?: EventRecord,
-  ): Promise<(StoredDocument & Written) | undefined> {
+  ): Promise<(Backend.StoredDocument & Backend.Written) | undefined> {
     const { id, path, versionField } = write;
     const params = [
       this.collection,
@@ -269,7 +264,9 @@ export class SqlCollection implements CollectionBackend {
       write.expectedSectionVersion === undefined ? null : JSON.stringify(write.expectedSectionVersion),
     ];
     const doing = `replace section ${JSON.stringify(path.join('.'))} of ${JSON.stringify(id)}`;
-    const update = async (q: SqlQueryable): Promise<(StoredDocument & Written) | undefined> => {
+    const update = async (
+      q: SqlQueryable,
+    ): Promise<(Backend.StoredDocument & Backend.Written) | undefined> => {
       const [row] = await q.query<VersionRow>(sql.replaceSection, params);
       if (row === undefined) return undefined;
       const doc = { id, version: Number(row.version), data: row.data };
@@ -283,7 +280,7 @@ export class SqlCollection implements CollectionBackend {
       return { ...doc, event: await appendEvent(q, draft) };
     };
     this.#assertOpen();
-    let written: (StoredDocument & Written) | undefined;
+    let written: (Backend.StoredDocument & Backend.Written) | undefined;
     try {
       // Inside a transaction already, or nothing to add to the update: one statement.
       written = this.#tx || !record ? await update(this.#q) : await this.#ctx.driver.transaction(update);
@@ -306,8 +303,8 @@ export class SqlCollection implements CollectionBackend {
   async delete(
     id: string,
     record?: EventRecord,
-    expected: DeleteCondition = {},
-  ): Promise<(StoredDocument & Written) | undefined> {
+    expected: Backend.DeleteCondition = {},
+  ): Promise<(Backend.StoredDocument & Backend.Written) | undefined> {
     const row = await this.#write<VersionRow>(
       `delete ${JSON.stringify(id)}`,
       sql.delete,
@@ -321,7 +318,7 @@ export class SqlCollection implements CollectionBackend {
     );
     if (row === undefined) return undefined;
     const version = Number(row.version);
-    const deleted: StoredDocument & Written = { id, version, data: row.data };
+    const deleted: Backend.StoredDocument & Backend.Written = { id, version, data: row.data };
     if (row.event) {
       const done = eventDraft(this.collection, id, 'delete', version, record!, { deletedDocument: row.data });
       deleted.event = { ...row.event, version, metadata: done.metadata! };
@@ -336,7 +333,7 @@ export class SqlCollection implements CollectionBackend {
     return deleted;
   }
 
-  async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
+  async transaction<R>(fn: (tx: Backend.CollectionBackend) => Promise<R>): Promise<R> {
     this.#assertOpen();
     if (this.#tx) return this.#savepoint(this.#tx, fn);
     const state: TxState = { open: true, depth: 0, announcements: [] };
@@ -360,13 +357,13 @@ export class SqlCollection implements CollectionBackend {
     }
   }
 
-  subscribe(listener: (change: CommittedChange) => void): Promise<() => Promise<void>> {
+  subscribe(listener: (change: Backend.CommittedChange) => void): Promise<() => Promise<void>> {
     this.#assertOpen();
     return this.#ctx.subscribe(this.collection, listener);
   }
 
   /** A nested transaction: a savepoint, so that its failure undoes only its own writes. */
-  async #savepoint<R>(state: TxState, fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
+  async #savepoint<R>(state: TxState, fn: (tx: Backend.CollectionBackend) => Promise<R>): Promise<R> {
     const name = `eventsync_${++state.depth}`;
     const doing = `nested transaction in ${JSON.stringify(this.collection)}`;
     await this.#q.query(`SAVEPOINT ${name}`).catch((error) => {
