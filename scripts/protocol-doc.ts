@@ -60,6 +60,22 @@ export const examples = {
   },
   unsubscribe: { type: 'unsubscribe', sub: 'rich' },
   ack: { type: 'ack', collection: 'games', documentId: 'g1', seq: 2 },
+  mutate: {
+    type: 'mutate',
+    mid: 7,
+    collection: 'games',
+    documentId: 'g1',
+    name: 'addGold',
+    args: { amount: 5 },
+  },
+  mutated: { type: 'mutated', mid: 7, seq: 3, version: 3 },
+  mutationError: {
+    type: 'mutation_error',
+    mid: 8,
+    code: 'mutation_refused',
+    message: 'levelling up needs 100 XP',
+    reason: 'not_enough_xp',
+  },
   welcome: {
     type: 'welcome',
     protocol: M.PROTOCOL_VERSION,
@@ -182,6 +198,20 @@ export const messages: MessageDoc[] = [
       'document it does not follow) gets `error validation`.',
   },
   {
+    id: 'Mutate',
+    heading: '`mutate`',
+    direction: 'client',
+    schema: M.Mutate,
+    example: 'mutate',
+    notes:
+      'Protocol 2. The server runs the named mutator of the collection on the document (see docs/MUTATIONS.md): ' +
+      '`args` parsed by its schema, `authorize(principal, "write", collection, documentId)` asked, then the ' +
+      'mutator run on a draft; the change, its event (whose `metadata.mutation` is `{ name, mid }` and whose ' +
+      "`clientId` is the client's) and the client's last `mid` commit together. Answered `mutated` or " +
+      '`mutation_error`. Each `mid` runs at most once per client id, in order: a `mid` applied before is ' +
+      'answered from the record (`duplicate`), one past the next expected gets `out_of_order`.',
+  },
+  {
     id: 'Welcome',
     heading: '`welcome`',
     direction: 'server',
@@ -257,6 +287,26 @@ export const messages: MessageDoc[] = [
     schema: M.Unsubscribed,
     example: 'unsubscribed',
     notes: 'The answer to `unsubscribe`.',
+  },
+  {
+    id: 'Mutated',
+    heading: '`mutated`',
+    direction: 'server',
+    schema: M.Mutated,
+    example: 'mutated',
+    notes:
+      'The answer to an applied `mutate`. A client that follows the document drops its prediction once its ' +
+      'replica has applied `seq` (or the event that carries its `mid`).',
+  },
+  {
+    id: 'MutationError',
+    heading: '`mutation_error`',
+    direction: 'server',
+    schema: M.MutationError,
+    example: 'mutationError',
+    notes:
+      'The answer to a refused or failed `mutate`: nothing of it was kept; the client rolls its prediction ' +
+      'back. Malformed `mutate` frames get `error bad_message` instead, like any frame.',
   },
   {
     id: 'ErrorMessage',
@@ -361,6 +411,17 @@ const errorWhen: Record<ErrorCode, string> = {
   version_conflict:
     'A document kept changing while the server read a consistent snapshot of it (subscribe again). HTTP: an ' +
     'edit kept losing the race for the document until its retries or timeout ran out.',
+  unknown_mutator:
+    '`mutate` (or `POST …/mutate/:name`) naming a mutator the server does not define for the collection, ' +
+    'or a protocol-1 connection sending `mutate`. Sent as `mutation_error`.',
+  mutation_refused:
+    'The mutator refused the mutation (`MutationRefused`); `reason` is its own code. Nothing of it was kept; ' +
+    'the same `mid` resent gets the same answer. Sent as `mutation_error`.',
+  mutation_failed:
+    'The mutator threw something else (the server logs it; the message says no more). Sent as `mutation_error`.',
+  out_of_order:
+    'A `mid` past the next one the server expects for the client id (the message names it): resend the ' +
+    'mutations from there, in order. Sent as `mutation_error`.',
   unsupported_media_type:
     'HTTP only: a write (POST, PATCH) whose body is not declared `Content-Type: application/json`.',
   too_large:

@@ -40,6 +40,15 @@ export type {
   WebSocketConstructor,
   WebSocketLike,
 } from './client/transport.js';
-export { EventSyncError } from './core/errors.js';
+export { EventSyncError, MutationRefused } from './core/errors.js';
 export type { SyncEvent, VectorClock } from './core/events.js';
 export type { JsonObject, JsonValue } from './core/json.js';
+export {
+  type ArgsSchema,
+  defineMutators,
+  type MutationContext,
+  type Mutator,
+  type MutatorRun,
+  type MutatorSpec,
+  type Mutators,
+} from './core/mutators.js';

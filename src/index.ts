@@ -10,6 +10,15 @@ export type { EventBackend, EventRecord, StreamHead } from './core/event-backend
 export type * from './core/events.js';
 export { newObjectId } from './core/ids.js';
 export type * from './core/json.js';
+export {
+  type ArgsSchema,
+  defineMutators,
+  type MutationContext,
+  type Mutator,
+  type MutatorRun,
+  type MutatorSpec,
+  type Mutators,
+} from './core/mutators.js';
 export { applyEvent, applyEvents } from './events/apply.js';
 export {
   type CompactionPolicy,

@@ -10,7 +10,7 @@ import type * as Messages from '../protocol/messages.js';
 import { CloseCodes, type ErrorCode, mayReconnect } from '../protocol/wire.js';
 
 /** The protocol version this client speaks (the type fails to compile if the server's changes). */
-export const PROTOCOL_VERSION: typeof Messages.PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION: typeof Messages.PROTOCOL_VERSION = 2;
 
 export type ServerMessage = Messages.ServerMessage;
 export type ClientMessage = Messages.ClientMessage;

@@ -35,6 +35,14 @@ export const ErrorCodes = {
   unsupported_media_type: { status: 415, retryable: false },
   /** Too many messages per second, or too many subscriptions on one connection. */
   rate_limited: { status: 429, retryable: true },
+  /** A `mutate` (or REST mutation) named a mutator the server does not define for the collection. */
+  unknown_mutator: { status: 404, retryable: false },
+  /** The mutator refused the mutation (`MutationRefused`): the error's `reason` is the mutator's own code. */
+  mutation_refused: { status: 409, retryable: false },
+  /** The mutator threw something other than `MutationRefused` (logged on the server; the message says no more). */
+  mutation_failed: { status: 500, retryable: false },
+  /** A client's mutation id skipped ahead of the next one expected: resend from the one the message names. */
+  out_of_order: { status: 409, retryable: true },
   timeout: { status: 504, retryable: true },
   closed: { status: 503, retryable: true },
   internal: { status: 500, retryable: true },
@@ -104,6 +112,19 @@ export class VersionConflictError extends EventSyncError {
       `document ${JSON.stringify(id)} in ${JSON.stringify(collection)} kept changing under the edit ` +
         `(${attempts} attempts, ${reason}); raise maxRetries or timeout, or reduce concurrent writers`,
     );
+  }
+}
+
+/**
+ * Thrown by a mutator to refuse a mutation: `reason` is the mutator's own code (snake_case, e.g.
+ * `not_enough_xp`), sent to the client with code `mutation_refused`. Nothing the mutation did is
+ * kept; the refusal is recorded, so the same mutation resent gets the same answer.
+ */
+export class MutationRefused extends EventSyncError {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super('mutation_refused', message);
+    this.reason = reason;
   }
 }
 

@@ -4,14 +4,19 @@
  * server validates every frame against them before it acts. `docs/PROTOCOL.md` is generated
  * from these schemas (a test fails when it is stale). Browser-safe: imports only zod, `wire.ts` and `src/core/`.
  *
- * Version 1. A client says which version it speaks in `hello`; the server answers with its own
- * in `welcome` and refuses a version it does not speak.
+ * Version 2 (1 plus client mutations: `mutate`, `mutated`, `mutation_error`). A client says which
+ * version it speaks in `hello`; the server speaks every version in `SUPPORTED_PROTOCOLS`, answers
+ * with the client's in `welcome`, and refuses a version it does not speak.
  */
 import { z } from 'zod';
 import { COLLECTION_NAME_PATTERN, ID_PATTERN } from '../core/ids.js';
+import { MUTATOR_NAME_PATTERN, REFUSAL_REASON_PATTERN } from '../core/mutators.js';
 import { ErrorCodes } from './wire.js';
 
-export const PROTOCOL_VERSION = 1;
+/** The newest version: the one this package's client speaks. */
+export const PROTOCOL_VERSION = 2;
+/** The versions a server speaks. 1 has no mutations (its clients never send `mutate`). */
+export const SUPPORTED_PROTOCOLS: readonly number[] = [1, 2];
 
 // ---- shared pieces ---------------------------------------------------------------------------
 
@@ -135,7 +140,32 @@ export const Ack = z
       "The client applied everything up to seq: the server records it in the client's state vector",
   });
 
-export const ClientMessage = z.union([Hello, SubscribeDocument, SubscribeCollection, Unsubscribe, Ack]);
+export const MutationId = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).meta({
+  description: "The client's number for one mutation: 1, 2, 3, … per client id, in the order it made them",
+});
+
+export const Mutate = z
+  .strictObject({
+    type: z.literal('mutate'),
+    mid: MutationId,
+    collection: CollectionName,
+    documentId: Id,
+    name: z.string().regex(MUTATOR_NAME_PATTERN).meta({ description: "The mutator's name (`addGold`)" }),
+    args: Json.optional().meta({ description: "The mutator's arguments" }),
+  })
+  .meta({
+    description:
+      'Protocol 2. Ask the server to run a mutator on a document: each mid once, in mid order per client id',
+  });
+
+export const ClientMessage = z.union([
+  Hello,
+  SubscribeDocument,
+  SubscribeCollection,
+  Unsubscribe,
+  Ack,
+  Mutate,
+]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 
 // ---- server → client -------------------------------------------------------------------------
@@ -203,6 +233,34 @@ export const ErrorMessage = z
     description: 'Something the client sent was refused; the connection stays open unless a close follows',
   });
 
+export const Mutated = z
+  .strictObject({
+    type: z.literal('mutated'),
+    mid: MutationId,
+    seq: Seq.optional().meta({
+      description:
+        "The document's seq that holds the mutation's effect (absent when it changed nothing, and for an older duplicate)",
+    }),
+    version: Seq.optional().meta({ description: "The document's version after the mutation" }),
+    result: Json.optional().meta({ description: 'What the mutator returned' }),
+    duplicate: z.literal(true).optional().meta({
+      description: 'The mid was applied before (a resend): it was not run again',
+    }),
+  })
+  .meta({ description: 'Protocol 2. The mutation was applied (or had been: a resend)' });
+
+export const MutationError = z
+  .strictObject({
+    type: z.literal('mutation_error'),
+    mid: MutationId,
+    code: ErrorCode,
+    message: z.string(),
+    reason: z.string().regex(REFUSAL_REASON_PATTERN).optional().meta({
+      description: "With code mutation_refused: the mutator's own reason (`not_enough_xp`)",
+    }),
+  })
+  .meta({ description: 'Protocol 2. The mutation was refused or failed: nothing of it was kept' });
+
 export const ServerMessage = z.discriminatedUnion('type', [
   Welcome,
   Subscribed,
@@ -212,5 +270,7 @@ export const ServerMessage = z.discriminatedUnion('type', [
   Leave,
   Unsubscribed,
   ErrorMessage,
+  Mutated,
+  MutationError,
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;

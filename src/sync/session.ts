@@ -9,7 +9,12 @@ import { type ErrorCode, EventSyncError } from '../core/errors.js';
 import { firstSeq } from '../core/event-order.js';
 import type { DocumentPosition, MissingEvents, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
-import { ClientMessage, PROTOCOL_VERSION, type ServerMessage } from '../protocol/messages.js';
+import {
+  ClientMessage,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+  SUPPORTED_PROTOCOLS,
+} from '../protocol/messages.js';
 import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';
 import type { Filter } from '../storage/types.js';
 import { AuthorizationCache } from './authorization-cache.js';
@@ -81,6 +86,8 @@ export class Session implements Follower {
   readonly id = `s${++sessions}`;
   principal: Principal | undefined;
   clientId: string | undefined;
+  /** The protocol version agreed in `hello` (SSE sessions, welcomed without one: the newest). */
+  protocol: number = PROTOCOL_VERSION;
   readonly #host: SessionHost;
   readonly #request: Omit<AuthRequest, 'token'>;
   readonly #sink: Sink;
@@ -240,14 +247,17 @@ export class Session implements Follower {
         return this.#unsubscribe(message.sub);
       case 'ack':
         return this.#ack(message.collection, message.documentId, message.seq);
+      case 'mutate':
+        return this.#mutate(message);
     }
   }
 
   async #hello(message: Extract<ClientMessage, { type: 'hello' }>): Promise<void> {
     if (this.principal)
       return this.#error('bad_message', 'hello was already sent on this connection', 'hello');
-    if (message.protocol !== PROTOCOL_VERSION) {
-      this.#error('unsupported_protocol', `this server speaks protocol ${PROTOCOL_VERSION}`, 'hello');
+    if (!SUPPORTED_PROTOCOLS.includes(message.protocol)) {
+      const spoken = SUPPORTED_PROTOCOLS.join(' and ');
+      this.#error('unsupported_protocol', `this server speaks protocols ${spoken}`, 'hello');
       return this.close(CloseCodes.unsupportedProtocol.code, 'unsupported protocol');
     }
     const principal = await this.#host.authenticate({ ...this.#request, token: message.token });
@@ -265,10 +275,11 @@ export class Session implements Follower {
     }
     this.principal = principal;
     this.clientId = message.clientId;
+    this.protocol = message.protocol;
     clearTimeout(this.#helloTimer);
     this.#send({
       type: 'welcome',
-      protocol: PROTOCOL_VERSION,
+      protocol: message.protocol,
       clientId: message.clientId,
       serverTime: Date.now(),
     });
@@ -465,6 +476,21 @@ export class Session implements Follower {
       tracked.subs.delete(sub);
       if (tracked.subs.size === 0) this.#untrack(tracked);
     }
+  }
+
+  /** Client mutations (protocol 2): not served yet, every `mutate` is answered `unknown_mutator`. */
+  async #mutate(message: Extract<ClientMessage, { type: 'mutate' }>): Promise<void> {
+    const { mid, name } = message;
+    if (this.protocol < 2) {
+      return this.#send({
+        type: 'mutation_error',
+        mid,
+        code: 'unknown_mutator',
+        message: 'mutations need protocol 2: say so in hello',
+      });
+    }
+    const text = `no mutator ${JSON.stringify(name)} is defined for ${JSON.stringify(message.collection)}`;
+    this.#send({ type: 'mutation_error', mid, code: 'unknown_mutator', message: text });
   }
 
   async #ack(collection: string, documentId: string, seq: number): Promise<void> {

@@ -133,7 +133,7 @@ describe('EventSyncClient replica handling (fake transport)', () => {
     await client.connect();
     const ws = server.last();
     expect(ws.url).toBe('ws://127.0.0.1:9/sync');
-    expect(ws.sent[0]).toEqual({ type: 'hello', protocol: 1, clientId: 'tester' });
+    expect(ws.sent[0]).toEqual({ type: 'hello', protocol: 2, clientId: 'tester' });
     const [sub] = ws.subscribes();
     expect(sub).toMatchObject({ collection: 'games', documentId: 'd1', afterSeq: 0 });
     const [e1, e2, e3] = history(3);

@@ -163,6 +163,39 @@ describe('a session against a fake host', () => {
     expect(refused.session.closed).toBe(true);
   });
 
+  it('speaks protocols 1 and 2: welcome names the version of the hello; 3 is refused with close 4000', async () => {
+    const host = new FakeHost();
+    for (const protocol of [1, 2]) {
+      const c = connect(host);
+      await c.session.receive(JSON.stringify({ type: 'hello', protocol, clientId: `v${protocol}` }));
+      expect(c.frames).toEqual([expect.objectContaining({ type: 'welcome', protocol })]);
+    }
+    const newer = connect(host);
+    await newer.session.receive(JSON.stringify({ type: 'hello', protocol: 3, clientId: 'v3' }));
+    expect(newer.frames).toEqual([
+      expect.objectContaining({ type: 'error', code: 'unsupported_protocol', ref: 'hello' }),
+    ]);
+    expect(newer.frames[0]?.message).toContain('1 and 2');
+    expect(newer.closed).toEqual([{ code: 4000, reason: 'unsupported protocol' }]);
+  });
+
+  it('answers a mutate of a protocol-1 session with mutation_error, and the session goes on', async () => {
+    const host = new FakeHost();
+    const c = await welcomed(host);
+    const mutate = {
+      type: 'mutate',
+      mid: 1,
+      collection: 'games',
+      documentId: 'g',
+      name: 'addGold',
+      args: {},
+    };
+    await c.session.receive(JSON.stringify(mutate));
+    expect(c.frames.at(-1)).toMatchObject({ type: 'mutation_error', mid: 1, code: 'unknown_mutator' });
+    expect(c.frames.at(-1)?.message).toContain('protocol 2');
+    expect(c.session.closed).toBe(false);
+  });
+
   it('subscribes: subscribed, the missing events from the log, synced; then follows the document', async () => {
     const host = new FakeHost();
     for (let i = 0; i < 3; i++) await host.write('g');
