@@ -56,10 +56,17 @@ async function start(open: () => Promise<Database>, limits: Partial<SyncLimits>)
   return { engine, server, port, url: `ws://127.0.0.1:${port}/sync`, serverSockets };
 }
 
+/**
+ * Client ids of this file's clients: PostgreSQL is shared by every test file, and a client id is
+ * its first principal's (here `anonymous`), so a plain `reader` would be taken from another file's
+ * principal `reader`.
+ */
+const RUN = uniqueCollection('limits');
+
 async function client(url: string, clientId = 'c'): Promise<TestClient> {
   const c = await TestClient.connect(url);
   cleanups.push(() => c.terminate());
-  c.send({ type: 'hello', protocol: 1, clientId });
+  c.send({ type: 'hello', protocol: 1, clientId: `${clientId}-${RUN}` });
   await c.next('welcome');
   return c;
 }
@@ -225,7 +232,7 @@ describe.each(syncBackends)('a client too slow to read on %s', (_backend, open) 
     await reader.next('synced');
 
     const deaf = await deafClient(port);
-    deaf.write(clientFrame(JSON.stringify({ type: 'hello', protocol: 1, clientId: 'deaf' })));
+    deaf.write(clientFrame(JSON.stringify({ type: 'hello', protocol: 1, clientId: `deaf-${RUN}` })));
     deaf.write(
       clientFrame(JSON.stringify({ type: 'subscribe', sub: 'big', collection: GAMES, documentId: 'big' })),
     );
