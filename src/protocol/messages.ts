@@ -171,7 +171,16 @@ export type ClientMessage = z.infer<typeof ClientMessage>;
 // ---- server → client -------------------------------------------------------------------------
 
 export const Welcome = z
-  .strictObject({ type: z.literal('welcome'), protocol: z.number().int(), clientId: Id, serverTime: Seq })
+  .strictObject({
+    type: z.literal('welcome'),
+    protocol: z.number().int(),
+    clientId: Id,
+    serverTime: Seq,
+    lastMid: Seq.optional().meta({
+      description:
+        'Protocol 2: the last mutation id the server applied (or refused) for this client id, 0 for none; the next mutate has lastMid + 1',
+    }),
+  })
   .meta({ description: 'Answer to hello: the server accepted the client' });
 
 export const Subscribed = z

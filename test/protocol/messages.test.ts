@@ -49,6 +49,7 @@ const optionalFields: Record<string, string[]> = {
   SubscribeDocument: ['afterSeq', 'vectorClock'],
   SubscribeCollection: ['filter'],
   ErrorMessage: ['ref'],
+  Welcome: ['lastMid'],
   Mutate: ['args'],
   Mutated: ['seq', 'version', 'result', 'duplicate'],
   MutationError: ['reason'],
