@@ -102,6 +102,8 @@ export class Session implements Follower {
   readonly #watching = new Map<string, number>();
   /** Bytes of the live events held in `Tracked.held`, over all documents. */
   #heldBytes = 0;
+  /** Documents that entered a collection subscription, waiting for their snapshot (see `#enter`). */
+  readonly #entering: Tracked[] = [];
   /** Token bucket for frames per second. */
   #tokens: number;
   #refilledAt = Date.now();
@@ -524,17 +526,7 @@ export class Session implements Follower {
     missing: () => Promise<MissingEvents<DocumentPosition>>,
     clientSeq: number | undefined,
   ): Promise<void> {
-    const tracked: Tracked = {
-      collection,
-      documentId,
-      lastSeq: clientSeq ?? 0,
-      lastClock: {},
-      held: [],
-      subs: new Set(),
-    };
-    this.#docs.set(documentKey(collection, documentId), tracked);
-    this.#host.follow(this, collection, documentId);
-    this.#cover(tracked, sub);
+    const tracked = this.#startFollowing(collection, documentId, sub, clientSeq ?? 0);
     try {
       await this.#sendMissing(tracked, await missing());
     } catch (error) {
@@ -544,20 +536,45 @@ export class Session implements Follower {
     this.#release(tracked);
   }
 
-  /** A document entered a collection subscription: a consistent snapshot of it, then live. */
-  #enter(collection: string, documentId: string, sub: string): Promise<void> {
-    // One snapshot frame and no events: this never waits for the socket to drain, so the
-    // engine's feed, which awaits it, is never held up by one slow client.
-    return this.#catchUp(
-      collection,
-      documentId,
-      sub,
-      async () => {
-        const snapshot = await this.#host.currentSnapshot(collection, documentId);
-        return { snapshot, events: [] };
-      },
-      undefined,
-    );
+  /** Follows a document from `lastSeq` for `sub`, its live events held until it is released. */
+  #startFollowing(collection: string, documentId: string, sub: string, lastSeq: number): Tracked {
+    const tracked: Tracked = { collection, documentId, lastSeq, lastClock: {}, held: [], subs: new Set() };
+    this.#docs.set(documentKey(collection, documentId), tracked);
+    this.#host.follow(this, collection, documentId);
+    this.#cover(tracked, sub);
+    return tracked;
+  }
+
+  /**
+   * A document entered a collection subscription: followed at once (its live events held), its
+   * snapshot queued. The queue is sent in order, paced to the client like any catch-up: a bulk
+   * update that makes thousands of documents match, or writes to documents a paused client's
+   * snapshot has not reached, must not pile their snapshots up in the send buffer. Never waits:
+   * the engine's feed, which awaits this, is not held up by one slow client.
+   */
+  #enter(collection: string, documentId: string, sub: string): void {
+    this.#entering.push(this.#startFollowing(collection, documentId, sub, 0));
+    if (this.#entering.length === 1) void this.#sendEntries();
+  }
+
+  /** Sends the queued entries' snapshots, each read when its turn comes, then their held events. */
+  async #sendEntries(): Promise<void> {
+    while (this.#entering.length > 0) {
+      const tracked = this.#entering[0]!;
+      try {
+        await this.#sink.drained?.();
+        if (this.#follows(tracked)) {
+          const { collection, documentId } = tracked;
+          const snapshot = await this.#host.currentSnapshot(collection, documentId);
+          await this.#sendMissing(tracked, { snapshot, events: [] });
+          this.#release(tracked);
+        }
+      } catch (error) {
+        this.#host.logger.error({ err: error, session: this.id }, 'eventsync: a document snapshot failed');
+        this.close(CloseCodes.internalError.code, 'internal error');
+      }
+      this.#entering.shift();
+    }
   }
 
   /**
@@ -747,7 +764,7 @@ export class Session implements Follower {
       this.#deliverLive(fresh, event, delivery.frame(), delivery.eventId);
       return;
     }
-    await this.#enter(event.collection, event.documentId, matching[0]!);
+    this.#enter(event.collection, event.documentId, matching[0]!);
     const entered = this.#docs.get(documentKey(event.collection, event.documentId));
     for (const sub of matching) if (entered && this.#subs.has(sub)) this.#cover(entered, sub);
   }
