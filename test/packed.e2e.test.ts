@@ -97,7 +97,8 @@ async function installFromRegistry(tarball: string, extras: Set<string>): Promis
   const lines = readmeInstallLines();
   expect(lines.length).toBeGreaterThan(0);
   for (const packages of lines) await npm(packages.map((name) => (name === 'eventsync' ? tarball : name)));
-  const types = [...extras].map(typesPackage);
+  // Types only where this checkout uses them too: a package that ships its own has no @types/….
+  const types = [...extras].map(typesPackage).filter((name) => existsSync(join(root, 'node_modules', name)));
   await npm([...extras, ...types, '@types/node@20']);
 }
 
