@@ -87,7 +87,9 @@ const LOG_FORMATS = ['pretty', 'json'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** A mistake on the command line or in the environment: print the message, exit 2. */
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
 
 /**
  * What `argv` (after `eventsync`) asks for, with `env` filling in the options it leaves out.

@@ -3,6 +3,7 @@ import { type ErrorCode, EventSyncError } from '../core/errors.js';
 
 /** An error the client reports: a server `error` frame, a refused request, a failed repair. */
 export class EventSyncClientError extends EventSyncError {
+  override name = 'EventSyncClientError';
   /** The subscription (or message type) the error is about, when the server named one. */
   readonly ref: string | undefined;
   constructor(code: ErrorCode, message: string, options: { ref?: string; cause?: unknown } = {}) {

@@ -51,12 +51,13 @@ export const ErrorCodes = {
 export type ErrorCode = keyof typeof ErrorCodes;
 
 export class EventSyncError extends Error {
+  // Every class names itself: a minifier renames classes, and `name` is what a printed error shows.
+  override name = 'EventSyncError';
   readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
-    this.name = new.target.name;
   }
 
   /** Whether `error` carries an eventsync code (`code`, when given): whatever class or copy of the package made it. */
@@ -70,6 +71,7 @@ export class EventSyncError extends Error {
 
 /** Bad input: not JSON, a forbidden key, an invalid id, an unknown operator. Nothing was written. */
 export class ValidationError extends EventSyncError {
+  override name = 'ValidationError';
   /** Where in the input the problem is, as a JSON Pointer ('' for the whole value). */
   readonly path: string;
   constructor(message: string, path = '', options?: { cause?: unknown }) {
@@ -79,6 +81,7 @@ export class ValidationError extends EventSyncError {
 }
 
 export class NotFoundError extends EventSyncError {
+  override name = 'NotFoundError';
   constructor(
     readonly collection: string,
     readonly id: string,
@@ -91,6 +94,7 @@ export class NotFoundError extends EventSyncError {
 }
 
 export class AlreadyExistsError extends EventSyncError {
+  override name = 'AlreadyExistsError';
   constructor(
     readonly collection: string,
     readonly id: string,
@@ -101,6 +105,7 @@ export class AlreadyExistsError extends EventSyncError {
 
 /** The edit kept losing the race for the document: raise `maxRetries`/`timeout`, or edit less often. */
 export class VersionConflictError extends EventSyncError {
+  override name = 'VersionConflictError';
   constructor(
     readonly collection: string,
     readonly id: string,
@@ -121,6 +126,7 @@ export class VersionConflictError extends EventSyncError {
  * kept; the refusal is recorded, so the same mutation resent gets the same answer.
  */
 export class MutationRefused extends EventSyncError {
+  override name = 'MutationRefused';
   readonly reason: string;
   constructor(reason: string, message: string) {
     super('mutation_refused', message);
@@ -140,6 +146,7 @@ export interface DocumentState {
  * caller read it. Read it again and decide anew.
  */
 export class StaleVersionError extends EventSyncError {
+  override name = 'StaleVersionError';
   constructor(
     readonly collection: string,
     readonly id: string,
@@ -157,6 +164,7 @@ export class StaleVersionError extends EventSyncError {
 
 /** A write whose document would be larger than the storage's `limits.maxDocumentBytes`. Nothing was written. */
 export class TooLargeError extends EventSyncError {
+  override name = 'TooLargeError';
   constructor(
     /** The size the document would have had, in bytes of JSON (UTF-8). */
     readonly bytes: number,
@@ -172,6 +180,7 @@ export class TooLargeError extends EventSyncError {
 }
 
 export class ClosedError extends EventSyncError {
+  override name = 'ClosedError';
   constructor(what: string, hint?: string) {
     super('closed', hint === undefined ? `${what} is closed` : `${what} is closed: ${hint}`);
   }

@@ -71,6 +71,27 @@ describe('browser bundle of eventsync/client', () => {
     expect(gzip).toBeLessThan(40 * 1024);
   });
 
+  it('keeps readable error names when minified (issue 19: `p: the credentials were refused`)', async () => {
+    const stdin = `
+      import { EventSyncClientError, EventSyncError, MutationRefused } from './src/client.ts';
+      export const names = [
+        new EventSyncError('forbidden', 'a').name,
+        new EventSyncClientError('unauthorized', 'b').name,
+        new MutationRefused('not_enough_xp', 'c').name,
+        String(new EventSyncClientError('unauthorized', 'the credentials were refused')),
+      ];`;
+    const { result } = await bundle({ stdin });
+    if ('error' in result) throw new Error(JSON.stringify(result.error.errors ?? result.error));
+    const code = Buffer.from(result.outputFiles[0]!.contents).toString('base64');
+    const { names } = (await import(`data:text/javascript;base64,${code}`)) as { names: string[] };
+    expect(names).toEqual([
+      'EventSyncError',
+      'EventSyncClientError',
+      'MutationRefused',
+      'EventSyncClientError: the credentials were refused',
+    ]);
+  });
+
   it('the check fails on a Node built-in import', async () => {
     const { result, found } = await bundle({
       stdin: "import { readFile } from 'node:fs'; console.log(readFile);",
