@@ -23,10 +23,29 @@ export interface DemoBuild {
 }
 
 export async function buildDemo(outDir = DEMO_OUT_DIR): Promise<DemoBuild> {
+  return buildPage(DEMO_SOURCE_DIR, 'main.ts', COPIED, outDir);
+}
+
+/**
+ * The React example (`demo/react/`: a shared to-do list on `eventsync/react`), built the same way
+ * into `outDir`. Not part of `npm run build`: the browser test builds it where it serves it.
+ */
+export function buildReactExample(outDir: string): Promise<DemoBuild> {
+  return buildPage(join(DEMO_SOURCE_DIR, 'react'), 'app.tsx', ['index.html'], outDir);
+}
+
+/** Bundles `entry` of `sourceDir` for browsers into `outDir` (as .js), and copies `copied` next to it. */
+async function buildPage(
+  sourceDir: string,
+  entry: string,
+  copied: string[],
+  outDir: string,
+): Promise<DemoBuild> {
   mkdirSync(outDir, { recursive: true });
+  const script = entry.replace(/\.tsx?$/, '.js');
   await build({
-    entryPoints: [join(DEMO_SOURCE_DIR, 'main.ts')],
-    outfile: join(outDir, 'main.js'),
+    entryPoints: [join(sourceDir, entry)],
+    outfile: join(outDir, script),
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -35,10 +54,12 @@ export async function buildDemo(outDir = DEMO_OUT_DIR): Promise<DemoBuild> {
     sourcemap: true,
     legalComments: 'none',
     logLevel: 'warning',
+    jsx: 'automatic',
+    define: { 'process.env.NODE_ENV': '"production"' },
   });
-  for (const name of COPIED) copyFileSync(join(DEMO_SOURCE_DIR, name), join(outDir, name));
+  for (const name of copied) copyFileSync(join(sourceDir, name), join(outDir, name));
   const sizes: Record<string, number> = {};
-  for (const name of ['main.js', ...COPIED]) sizes[name] = statSync(join(outDir, name)).size;
+  for (const name of [script, ...copied]) sizes[name] = statSync(join(outDir, name)).size;
   return { outDir, sizes };
 }
 

@@ -127,6 +127,7 @@ export class EventSyncClient {
   readonly #reconnect: Required<ReconnectOptions>;
   #clientId: string;
   #state: ConnectionState = 'idle';
+  readonly #stateListeners = new Set<(state: ConnectionState) => void>();
   #everConnected = false;
   #subCounter = 0;
   readonly #documents = new Map<string, DocumentFeed>();
@@ -187,6 +188,12 @@ export class EventSyncClient {
   /** The connection state: `idle` before `connect()`, then `connecting`, `connected`, `reconnecting`, `closed`. */
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** Calls `listener` with each new connection state (as `onState` does); returns a function that stops it. */
+  onStateChange(listener: (state: ConnectionState) => void): () => void {
+    this.#stateListeners.add(listener);
+    return () => this.#stateListeners.delete(listener);
   }
 
   /** This client's id (sent in `hello`). With persistence, the stored one once `connect()` has loaded it. */
@@ -356,6 +363,7 @@ export class EventSyncClient {
     if (state === this.#state) return;
     this.#state = state;
     this.#options.onState?.(state);
+    for (const listener of this.#stateListeners) listener(state);
   }
 
   #settle(error?: unknown): void {

@@ -28,7 +28,7 @@ function noNodeBuiltins(found: string[]): Plugin {
   };
 }
 
-async function bundle(options: { entry?: string; stdin?: string }) {
+async function bundle(options: { entry?: string; stdin?: string; external?: string[] }) {
   const found: string[] = [];
   const result = await build({
     ...(options.stdin !== undefined
@@ -43,6 +43,7 @@ async function bundle(options: { entry?: string; stdin?: string }) {
     write: false,
     metafile: true,
     logLevel: 'silent',
+    external: options.external ?? [],
     plugins: [noNodeBuiltins(found)],
   }).catch((error: { errors?: { text: string }[] }) => ({ error }));
   return { result, found };
@@ -90,6 +91,20 @@ describe('browser bundle of eventsync/client', () => {
       'MutationRefused',
       'EventSyncClientError: the credentials were refused',
     ]);
+  });
+
+  it('eventsync/react: the client and the hooks, React left to the app; reports its min+gzip size', async () => {
+    const { result, found } = await bundle({ entry: 'src/react.ts', external: ['react', 'react-dom'] });
+    expect(found).toEqual([]);
+    if ('error' in result) throw new Error(JSON.stringify(result.error.errors ?? result.error));
+    const [output] = Object.values(result.metafile.outputs);
+    expect(output!.imports.map((i) => i.path)).toEqual(['react']);
+    const hooks = Object.entries(result.metafile.inputs).find(([path]) => path === 'src/react.ts')!;
+    const gzip = gzipSync(result.outputFiles[0]!.contents, { level: 9 }).length;
+    console.log(
+      `eventsync/react browser bundle (the hooks; eventsync/client and React are the app's imports): ` +
+        `${(gzip / 1024).toFixed(1)} KiB min+gzip (src/react.ts: ${(hooks[1].bytes / 1024).toFixed(1)} KiB of source)`,
+    );
   });
 
   it('the check fails on a Node built-in import', async () => {
