@@ -161,7 +161,9 @@ describe('the import graph of src/', () => {
   });
 
   it('keeps React to eventsync/react: nothing else imports it, and react.ts imports only client and core', () => {
-    const react = packages.filter(({ to }) => to === 'react' || to.startsWith('react/') || to === 'react-dom');
+    const react = packages.filter(
+      ({ to }) => to === 'react' || to.startsWith('react/') || to === 'react-dom',
+    );
     expect(react.map(({ from }) => from)).toEqual(['react.ts']);
     const ours = edges.filter(({ from }) => from === 'react.ts').map(({ to }) => folderOf(to));
     expect(ours.filter((folder) => folder !== 'client' && folder !== 'core')).toEqual([]);
