@@ -290,12 +290,21 @@ export class Session implements Follower {
 
   /**
    * Hello without a frame: transports that authenticate the request itself (SSE) call this, with
-   * a client id the principal may use (`SyncService.claimClient`) or one the server issued.
+   * a client id the principal may use (`SyncService.claimClient`) or one the server issued;
+   * with `welcome`, a `welcome` frame goes out first.
    */
-  accept(principal: Principal, clientId: string): void {
+  accept(principal: Principal, clientId: string, welcome?: { protocol: number; lastMid?: number }): void {
     this.principal = principal;
     this.clientId = clientId;
     clearTimeout(this.#helloTimer);
+    // A stream that said its protocol (SSE `?protocol=2`) is welcomed as a hello would be, so
+    // its client learns where its mutation ids stand.
+    if (welcome) {
+      const { protocol, lastMid } = welcome;
+      this.protocol = protocol;
+      const frame = { type: 'welcome', protocol, clientId, serverTime: Date.now() } as const;
+      this.#send(lastMid === undefined ? frame : { ...frame, lastMid });
+    }
   }
 
   async #subscribeDocument(

@@ -8,82 +8,15 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/core/collection-backend.js';
-import { MutationRefused } from '../../src/core/errors.js';
-import { defineMutators } from '../../src/core/mutators.js';
 import { attachWebSocket } from '../../src/server/ws.js';
-import { SyncEngine } from '../../src/sync/engine.js';
+import type { SyncEngine } from '../../src/sync/engine.js';
 import type { MutationCaller, MutationRequest } from '../../src/sync/mutations.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
+import { openMutationEngine, type Player } from '../support/player-mutators.js';
 import { TestClient } from '../support/ws-client.js';
 
-interface Player {
-  _id: string;
-  version: number;
-  gold: number;
-  xp: number;
-  level: number;
-  note?: string;
-}
-
 const PLAYERS = uniqueCollection('players');
-const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
-
-const amount = {
-  parse(input: unknown): { amount: number } {
-    const value = (input as { amount?: unknown } | undefined)?.amount;
-    if (!Number.isInteger(value) || (value as number) < 1)
-      throw new Error('amount must be a positive integer');
-    return { amount: value as number };
-  },
-};
-
-const playerMutators = defineMutators<Player>({
-  addGold: {
-    args: amount,
-    run(draft, { amount }: { amount: number }) {
-      draft.gold += amount;
-      return { gold: draft.gold };
-    },
-  },
-  levelUp(draft) {
-    if (draft.xp < 100) throw new MutationRefused('not_enough_xp', 'levelling up needs 100 XP');
-    draft.xp -= 100;
-    draft.level += 1;
-  },
-  touch() {
-    // Changes nothing.
-  },
-  explode(draft) {
-    draft.gold = -1;
-    throw new Error('secret internals');
-  },
-  spawn: {
-    create: true,
-    run(draft) {
-      Object.assign(draft, { gold: 10, xp: 0, level: 1 });
-    },
-  },
-  retire(draft, _args, ctx) {
-    ctx.delete();
-    return { goldLeft: draft.gold };
-  },
-  hoard() {
-    return 'x'.repeat(200_000);
-  },
-  badResult() {
-    return new Date() as unknown as string;
-  },
-});
-
-async function openEngine(db: Database): Promise<SyncEngine> {
-  return SyncEngine.create({
-    db,
-    logger: quiet,
-    authenticate: ({ token }) => (token ? { id: token } : undefined),
-    authorize: (principal, action) => action !== 'write' || principal.id !== 'mallory',
-    mutators: { [PLAYERS]: playerMutators },
-  });
-}
+const openEngine = (db: Database) => openMutationEngine(db, PLAYERS);
 
 const caller = (clientId: string, principal = 'alice'): MutationCaller => ({
   principal: { id: principal },
