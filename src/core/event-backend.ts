@@ -26,7 +26,7 @@ export interface MutationRecord {
   /** A client id, or a REST idempotency key's record name (`rest:<principal>:<key>`). */
   clientId: string;
   lastMid: number;
-  /** The answer to `lastMid` (a `mutated` or `mutation_error` frame without its `type`). */
+  /** The answer to `lastMid`: the `mutated` or `mutation_error` frame sent (a resend gets it again). */
   outcome: JsonObject;
   /** When it was written, in ms since the epoch. */
   updatedAt: number;
