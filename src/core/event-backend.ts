@@ -140,4 +140,10 @@ export interface EventBackend {
   isRegistered(clientId: string): Promise<boolean>;
   /** The client's mutation record as committed (`undefined`: none), read without locking it. */
   mutationRecord(clientId: string): Promise<MutationRecord | undefined>;
+  /**
+   * Forgets the mutation records whose client id starts with `prefix` and that were written
+   * before `updatedBefore` (ms since the epoch), e.g. REST idempotency keys past their time.
+   * Returns how many went.
+   */
+  pruneMutationRecords(prefix: string, updatedBefore: number): Promise<number>;
 }

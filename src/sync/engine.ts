@@ -87,6 +87,10 @@ const MAX_OPEN_COLLECTIONS = 1000;
 const DEFAULT_AUTHORIZATION_TTL_MS = 60_000;
 /** WebSocket close reasons are at most 123 bytes of UTF-8. */
 const MAX_CLOSE_REASON_BYTES = 123;
+/** Records of REST idempotency keys are kept this long (a key sent again later runs again)… */
+const KEY_RECORD_TTL_MS = 24 * 60 * 60 * 1000;
+/** … and pruned this often. */
+const KEY_PRUNE_EVERY_MS = 60 * 60 * 1000;
 /** After a failed read of the event feed, read again this much later. */
 const FEED_RETRY_MS = 500;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
@@ -125,6 +129,7 @@ export class SyncEngine implements SessionHost {
   readonly #stopFeed = new AbortController();
   #feed: Promise<void> | undefined;
   readonly #mutations: MutationRuntime;
+  #keyPruning: NodeJS.Timeout | undefined;
 
   private constructor(options: SyncEngineOptions, authorize: Authorize, events: EventStore) {
     this.#db = options.db;
@@ -166,6 +171,9 @@ export class SyncEngine implements SessionHost {
     }
     const engine = new SyncEngine(options, authorize, new EventStore(await options.db.events()));
     await engine.#startFeed();
+    engine.#keyPruning = setInterval(() => void engine.#pruneKeyRecords(), KEY_PRUNE_EVERY_MS);
+    // Pruning is housekeeping: no reason to keep a process alive.
+    engine.#keyPruning.unref();
     return engine;
   }
 
@@ -247,6 +255,18 @@ export class SyncEngine implements SessionHost {
         'eventsync: running a mutation failed',
       );
       return errorAnswer(request.mid, 'internal', 'the mutation could not be run; send it again');
+    }
+  }
+
+  /** Forgets the records of REST idempotency keys older than a day (every instance may; the delete is idempotent). */
+  async #pruneKeyRecords(): Promise<void> {
+    try {
+      await this.events.backend.pruneMutationRecords(RESERVED_RECORD_PREFIX, Date.now() - KEY_RECORD_TTL_MS);
+    } catch (error) {
+      this.logger.warn(
+        { err: error },
+        'eventsync: pruning idempotency-key records failed; trying again later',
+      );
     }
   }
 
@@ -363,6 +383,7 @@ export class SyncEngine implements SessionHost {
    */
   async close(code: number = CloseCodes.goingAway.code, reason = 'server shutting down'): Promise<void> {
     for (const session of [...this.#sessions]) session.close(code, reason);
+    clearInterval(this.#keyPruning);
     this.#stopFeed.abort();
     await this.#feed;
     await this.service.close();

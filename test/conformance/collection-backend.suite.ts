@@ -284,6 +284,26 @@ function mutationRecordTests(target: BackendTarget, withDb: WithDb): void {
         expect(await events.mutationRecord(client)).toBeUndefined();
       }));
 
+    it('prunes the records of a prefix written before a time, and no other', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        const events = await db.events();
+        const prefix = `${uniqueCollection('rest')}:`;
+        const old = { ...record(`${prefix}old`, 1), updatedAt: 1000 };
+        const fresh = { ...record(`${prefix}fresh`, 1), updatedAt: 5000 };
+        const other = { ...record(`${uniqueCollection('other')}`, 1), updatedAt: 1000 };
+        for (const r of [old, fresh, other]) {
+          await c.transaction(async (tx) => {
+            await tx.lockMutationRecord(r.clientId);
+            await tx.putMutationRecord(r);
+          });
+        }
+        expect(await events.pruneMutationRecords(prefix, 2000)).toBe(1);
+        expect(await events.mutationRecord(old.clientId)).toBeUndefined();
+        expect(await events.mutationRecord(fresh.clientId)).toEqual(fresh);
+        expect(await events.mutationRecord(other.clientId)).toEqual(other);
+      }));
+
     it('lets one transaction at a time hold a client’s record, across collections and instances', async () => {
       const [one, two] = await target.openPeers();
       try {

@@ -274,6 +274,11 @@ export class MemoryEventLog implements EventBackend {
     return this.mutations.get(clientId);
   }
 
+  async pruneMutationRecords(prefix: string, updatedBefore: number): Promise<number> {
+    this.assertOpen();
+    return this.mutations.prune(prefix, updatedBefore);
+  }
+
   /** Registers a client, keeping its owner if it has one. */
   #register(clientId: string): void {
     if (!this.#clients.has(clientId)) this.#clients.set(clientId, null);

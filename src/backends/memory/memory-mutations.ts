@@ -24,6 +24,17 @@ export class MemoryMutationRecords {
     this.#records.delete(clientId);
   }
 
+  prune(prefix: string, updatedBefore: number): number {
+    let pruned = 0;
+    for (const [clientId, record] of this.#records) {
+      if (clientId.startsWith(prefix) && record.updatedAt < updatedBefore) {
+        this.#records.delete(clientId);
+        pruned++;
+      }
+    }
+    return pruned;
+  }
+
   /** Waits until no transaction holds `clientId`'s record, then holds it; returns its release. */
   async lock(clientId: string): Promise<() => void> {
     const previous = this.#tails.get(clientId) ?? Promise.resolve();

@@ -63,5 +63,6 @@ export function sqlEventBackend(ctx: SqlEventContext, options: FeedOptions = {})
     unregisterClient: (clientId) => clients.unregisterClient(clientId),
     isRegistered: (clientId) => clients.isRegistered(clientId),
     mutationRecord: (clientId) => mutations.mutationRecord(clientId),
+    pruneMutationRecords: (prefix, before) => mutations.pruneMutationRecords(prefix, before),
   };
 }

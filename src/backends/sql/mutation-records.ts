@@ -29,6 +29,8 @@ const sql = {
       SET last_mid = EXCLUDED.last_mid, outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at`,
   read: `SELECT last_mid, outcome, updated_at FROM eventsync_mutations
     WHERE client_id = $1 AND last_mid > 0`,
+  // starts_with, not LIKE: a prefix holding _ or % means itself.
+  prune: 'DELETE FROM eventsync_mutations WHERE starts_with(client_id, $1) AND updated_at < $2',
 };
 
 const toRecord = (clientId: string, row: RecordRow | undefined): MutationRecord | undefined =>
@@ -57,5 +59,15 @@ export class SqlMutationRecords extends SqlEventPart {
     const doing = `read the mutation record of ${JSON.stringify(clientId)}`;
     const [row] = await this.run<RecordRow>(doing, sql.read, [clientId]);
     return toRecord(clientId, row);
+  }
+
+  async pruneMutationRecords(prefix: string, updatedBefore: number): Promise<number> {
+    const doing = `prune the mutation records of ${JSON.stringify(prefix)}…`;
+    const rows = await this.run<{ n: number }>(
+      doing,
+      `WITH d AS (${sql.prune} RETURNING 1) SELECT count(*)::int AS n FROM d`,
+      [prefix, updatedBefore],
+    );
+    return rows[0]?.n ?? 0;
   }
 }
