@@ -4,6 +4,7 @@
  * Idempotency-Key (also across a restart of the engine) or by the SDK's client-id headers (the
  * WebSocket record), and bad requests refused with typed errors that change nothing.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/core/collection-backend.js';
 import type { SyncEngine } from '../../src/sync/engine.js';
@@ -89,13 +90,25 @@ describe.each(syncBackends)('REST mutations on %s', (_backend, open) => {
       'x-eventsync-client-id': clientId,
       'x-eventsync-mutation-id': String(mid),
     });
-    const first = await post(id, 'addGold', { amount: 2 }, sdk(1));
-    expect(first.body).toEqual({ mid: 1, seq: 2, version: 2, result: { gold: 2 } });
-    // The answer was lost (a killed connection): the resend is answered from the record.
+    // The first send's connection dies once the server applied it, before its answer is read.
+    const body = JSON.stringify({ amount: 2 });
+    const socket = connect(server.port, '127.0.0.1');
+    socket.write(
+      `POST /api/${PLAYERS}/${id}/mutate/addGold HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer alice\r\n` +
+        `content-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+        `x-eventsync-client-id: ${clientId}\r\nx-eventsync-mutation-id: 1\r\n\r\n${body}`,
+    );
+    while ((await gold(id)) !== 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    socket.destroy();
+    // The resend is answered from the record, and runs nothing.
     expect((await post(id, 'addGold', { amount: 2 }, sdk(1))).body).toEqual({
-      ...first.body,
+      mid: 1,
+      seq: 2,
+      version: 2,
+      result: { gold: 2 },
       duplicate: true,
     });
+    expect(await gold(id)).toBe(2);
     expect((await post(id, 'addGold', { amount: 2 }, sdk(3))).body.error.code).toBe('out_of_order');
     // The WebSocket of the same client id continues the count.
     const ws = await TestClient.connect(`ws://127.0.0.1:${server.port}/sync`);
