@@ -6,7 +6,7 @@ export type {
   StoredDocument,
 } from './core/collection-backend.js';
 export * from './core/errors.js';
-export type { EventBackend, EventRecord, StreamHead } from './core/event-backend.js';
+export type { EventBackend, EventRecord, MutationRecord, StreamHead } from './core/event-backend.js';
 export type * from './core/events.js';
 export { newObjectId } from './core/ids.js';
 export type * from './core/json.js';

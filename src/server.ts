@@ -25,6 +25,7 @@ export { createSseHandler, type SseHandler, type SseOptions } from './server/sse
 export { StartupError } from './server/startup-errors.js';
 export { type AttachedTransport, attachWebSocket, type WebSocketOptions } from './server/ws.js';
 export { SyncEngine, type SyncEngineOptions } from './sync/engine.js';
+export type { MutationAnswer, MutationCaller, MutationRequest } from './sync/mutations.js';
 export type { Session } from './sync/session.js';
 export type {
   Action,

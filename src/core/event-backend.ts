@@ -16,6 +16,22 @@
 import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from './events.js';
 import type { JsonObject } from './json.js';
 
+/**
+ * A client's exactly-once record of mutations (docs/MUTATIONS.md): the last mutation id the
+ * server applied or refused for `clientId`, and the answer it gave, so a resend is answered from
+ * here instead of running again. Written by the transaction that writes the mutation's document
+ * and event (`CollectionBackend.lockMutationRecord`/`putMutationRecord`), so both commit or neither.
+ */
+export interface MutationRecord {
+  /** A client id, or a REST idempotency key's record name (`rest:<principal>:<key>`). */
+  clientId: string;
+  lastMid: number;
+  /** The answer to `lastMid`: the `mutated` or `mutation_error` frame sent (a resend gets it again). */
+  outcome: JsonObject;
+  /** When it was written, in ms since the epoch. */
+  updatedAt: number;
+}
+
 /** Who makes a change and what to note with it: the part of an event the caller chooses. */
 export interface EventRecord {
   clientId: string;
@@ -119,7 +135,15 @@ export interface EventBackend {
    * afterwards: `principal` when the claim holds.
    */
   claimClient(clientId: string, principal: string): Promise<string>;
-  /** Forgets a client, its owner and its state vectors (the id is free again). */
+  /** Forgets a client, its owner, its state vectors and its mutation record (the id is free again). */
   unregisterClient(clientId: string): Promise<void>;
   isRegistered(clientId: string): Promise<boolean>;
+  /** The client's mutation record as committed (`undefined`: none), read without locking it. */
+  mutationRecord(clientId: string): Promise<MutationRecord | undefined>;
+  /**
+   * Forgets the mutation records whose client id starts with `prefix` and that were written
+   * before `updatedBefore` (ms since the epoch), e.g. REST idempotency keys past their time.
+   * Returns how many went.
+   */
+  pruneMutationRecords(prefix: string, updatedBefore: number): Promise<number>;
 }

@@ -22,6 +22,11 @@ export interface MutationContext {
   readonly documentId: string;
   /** The client's number for this mutation: 1, 2, 3, … per client id. */
   readonly mid: number;
+  /**
+   * Deletes the document instead of keeping the draft (what `run` returns is still the result).
+   * The last call of a run wins: a run that throws after it deletes nothing.
+   */
+  delete(): void;
 }
 
 /** Anything with zod's `parse` (zod, valibot's wrappers, a hand-written check): throws on bad input. */
@@ -38,10 +43,16 @@ export interface ArgsSchema<A> {
 // biome-ignore lint/suspicious/noConfusingVoidType: mutators that change the draft return nothing
 export type MutatorRun<T, A> = (draft: T, args: A, ctx: MutationContext) => unknown | void;
 
-/** A mutator with a schema for its arguments: the server parses `args` with it before running. */
+/** A mutator as an object: with a schema for its arguments (the server parses `args` with it before running; absent: any). */
 export interface MutatorSpec<T, A> {
-  args: ArgsSchema<A>;
+  args?: ArgsSchema<A>;
   run: MutatorRun<T, A>;
+  /**
+   * The mutator may create its document: when it does not exist, `run` gets the draft
+   * `{ _id: documentId }` and what it leaves there is created. Without it, a missing document is
+   * `not_found`.
+   */
+  create?: boolean;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: a mutator's arguments are whatever its schema parses to
@@ -68,7 +79,7 @@ export function assertMutatorName(name: unknown): asserts name is string {
 export function mutatorNamed<T>(
   mutators: Mutators<T> | undefined,
   name: string,
-): { args?: ArgsSchema<unknown>; run: MutatorRun<T, unknown> } | undefined {
+): { args?: ArgsSchema<unknown>; run: MutatorRun<T, unknown>; create?: boolean } | undefined {
   if (!mutators || !Object.hasOwn(mutators, name)) return undefined;
   const mutator = mutators[name];
   if (typeof mutator === 'function') return { run: mutator };

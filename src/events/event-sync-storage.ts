@@ -9,7 +9,7 @@
 
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
-import type { EventRecord } from '../core/event-backend.js';
+import type { EventRecord, MutationRecord } from '../core/event-backend.js';
 import type { EventOperation, Snapshot, SyncEvent } from '../core/events.js';
 import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -45,6 +45,11 @@ export interface EventSyncOptions {
 export interface EventCallOptions {
   clientId?: string;
   metadata?: JsonObject;
+  /**
+   * Hears the event the call recorded as soon as it is written (inside a transaction: before the
+   * commit), e.g. to learn the seq of a delete, whose result is the deleted document.
+   */
+  onEvent?: (event: SyncEvent) => void;
 }
 
 type Heard = (event: SyncEvent, doc: JsonObject | undefined) => Promise<void>;
@@ -217,6 +222,24 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
     return result;
   }
 
+  /**
+   * Inside `withTransaction` only: client `clientId`'s mutation record, locked until the
+   * transaction ends (see `CollectionBackend.lockMutationRecord`); what `putMutationRecord`
+   * writes then commits with the transaction's documents and events.
+   */
+  async lockMutationRecord(clientId: string): Promise<MutationRecord | undefined> {
+    const lock = this.#recording?.lockMutationRecord?.bind(this.#recording);
+    if (!lock) throw noMutationRecords('lockMutationRecord');
+    return lock(clientId);
+  }
+
+  /** Inside `withTransaction` only, after `lockMutationRecord`: writes the record with the transaction. */
+  async putMutationRecord(record: MutationRecord): Promise<void> {
+    const put = this.#recording?.putMutationRecord?.bind(this.#recording);
+    if (!put) throw noMutationRecords('putMutationRecord');
+    return put(record);
+  }
+
   /** Snapshots the document now (on demand); returns the seq it covers. */
   async createSnapshot(id: string): Promise<number> {
     const { collection, documentId, createdAt, ...position } = await this.currentSnapshot(id);
@@ -270,8 +293,14 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
     draftAfter: (result: R) => DraftFor | undefined,
   ): Promise<R> {
     const record = this.#record(options);
+    const heard: Heard = options?.onEvent
+      ? (event, doc) => {
+          options.onEvent!(event);
+          return this.#heard(event, doc);
+        }
+      : this.#heard;
     if (this.#recording) {
-      const recorder: Recorder = { record, onEvent: (event, doc) => this.#heard(event, doc) };
+      const recorder: Recorder = { record, onEvent: (event, doc) => heard(event, doc) };
       return run(this.#recording.recordingAs(recorder));
     }
     const result = await run(this.#storage);
@@ -281,7 +310,7 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
         const event = await this.#events.append(
           eventDraft(this.collection, draft.id, draft.operation, draft.version, record, draft.facts),
         );
-        await this.#heard(event, draft.operation === 'delete' ? undefined : draft.doc);
+        await heard(event, draft.operation === 'delete' ? undefined : draft.doc);
       } catch (error) {
         this.#logger.error(
           { err: error, collection: this.collection, documentId: draft.id, operation: draft.operation },
@@ -339,6 +368,11 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
     }
   }
 }
+
+const noMutationRecords = (method: string) =>
+  new ValidationError(
+    `${method} on EventSyncStorage needs consistency 'atomic' over a storage that keeps mutation records (DocumentStorage does)`,
+  );
 
 interface DraftFor {
   id: string;

@@ -45,9 +45,10 @@ export function accessProblem(req: IncomingMessage, access: AccessOptions): stri
 }
 
 /** What a page on another origin may send beyond the CORS-safelisted headers. */
-const CORS_REQUEST_HEADERS = 'Authorization, Content-Type, If-Match, Last-Event-ID';
+const CORS_REQUEST_HEADERS =
+  'Authorization, Content-Type, If-Match, Last-Event-ID, Idempotency-Key, X-Eventsync-Client-Id, X-Eventsync-Mutation-Id';
 /** What such a page may read of an answer beyond the safelisted headers. */
-const CORS_EXPOSED_HEADERS = 'ETag, Location, Link';
+const CORS_EXPOSED_HEADERS = 'ETag, Location, Link, Idempotent-Replayed';
 
 /**
  * Lets a page on another origin that `allowedOrigins` names read REST answers and SSE streams

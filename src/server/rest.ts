@@ -18,6 +18,7 @@
  * | `DELETE /api/:c/:id`               | delete → the deleted document; `If-Match: <ETag>`        |
  * | `GET    /api/:c/:id/events?after=&limit=` | `{ events }` after a seq                            |
  * | `POST   /api/sync/:c/:id`          | `{ afterSeq } \| { vectorClock }` (+ `clientId`) → `{ snapshot?, events }` |
+ * | `POST   /api/:c/:id/mutate/:name`  | run a mutator (body: its args) → `{ mid, seq?, version?, result?, duplicate? }` (mutate.ts) |
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
@@ -54,6 +55,7 @@ import {
   sendJson,
 } from './http.js';
 import { applyMergePatch, assertMergePatch } from './merge-patch.js';
+import { mutate } from './mutate.js';
 import { documentPage, eventPage, readableFinder, sendPage } from './pages.js';
 
 export interface RestOptions {
@@ -92,9 +94,10 @@ interface Call {
   res: ServerResponse;
   url: URL;
   principal: Principal;
-  /** The route's `:c` and `:id` (`''` when it has none). */
+  /** The route's `:c`, `:id` and `:name` (`''` when it has none). */
   collection: string;
   id: string;
+  name: string;
 }
 
 interface Route {
@@ -153,17 +156,18 @@ async function dispatch(
   await found.route.handle({ settings, req, res, url, principal, ...found.params });
 }
 
-/** The `:c` and `:id` of `segments` when they follow `path`. */
+/** The `:c`, `:id` and `:name` of `segments` when they follow `path`. */
 function matchPath(
   path: readonly string[],
   segments: readonly string[],
-): { collection: string; id: string } | undefined {
+): { collection: string; id: string; name: string } | undefined {
   if (path.length !== segments.length) return undefined;
-  const params = { collection: '', id: '' };
+  const params = { collection: '', id: '', name: '' };
   for (const [i, part] of path.entries()) {
     const segment = segments[i]!;
     if (part === ':c') params.collection = segment;
     else if (part === ':id') params.id = segment;
+    else if (part === ':name') params.name = segment;
     else if (part !== segment) return undefined;
   }
   return params;
@@ -320,6 +324,7 @@ const routes: readonly Route[] = [
   on('DELETE', ':c/:id', remove),
   on('GET', ':c/:id/events', events),
   on('POST', 'sync/:c/:id', sync),
+  on('POST', ':c/:id/mutate/:name', (call) => mutate(call.settings.engine, call, assertJsonBody)),
 ];
 
 // ---- what the routes share ----

@@ -12,6 +12,8 @@
  *   `Last-Event-ID` (or a client sending `?lastEventId=`) resumes after exactly that seq:
  *   nothing missed, nothing repeated. `?afterSeq=` starts a document stream after a seq (a
  *   `Last-Event-ID` for the same document wins). Collection streams start over with snapshots.
+ * - `?protocol=2`: the stream starts with a `welcome` frame (`clientId`, `serverTime`, `protocol`,
+ *   `lastMid`), so a client that sends mutations through REST learns its next mutation id.
  * - `: ping` comment lines keep proxies from timing the stream out. When the server closes the
  *   stream it sends `event: close` with `{ code, reason }` (WebSocket close codes) first; it does
  *   so (1000) after an `error` that ended the stream's subscription, e.g. a revoked `forbidden`.
@@ -23,7 +25,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import { assertCollectionName, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
-import { Id } from '../protocol/messages.js';
+import { Id, SUPPORTED_PROTOCOLS } from '../protocol/messages.js';
 import { CloseCodes, DEFAULT_PATHS, parseSseEventId, SSE_SUBSCRIPTION, TOO_SLOW } from '../protocol/wire.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter } from '../sync/filter-policy.js';
@@ -131,6 +133,9 @@ class SseStreams {
     // A client id the stream names must be the principal's; one the server issued is new and
     // unguessable, and a stream acknowledges nothing, so it is not written down.
     if (named !== null) await engine.claimClient(clientId, principal.id);
+    const protocol = protocolOf(url);
+    const welcome =
+      protocol === undefined ? undefined : { protocol, lastMid: await engine.lastMid(clientId) };
     if (gone) return;
     const slot = engine.connections.acquire(req.socket.remoteAddress);
     if (!slot.ok) throw new EventSyncError('rate_limited', slot.message);
@@ -140,7 +145,7 @@ class SseStreams {
       session.close(CloseCodes.goingAway.code, 'client went away');
       return;
     }
-    session.accept(principal, clientId);
+    session.accept(principal, clientId, welcome);
     await session.subscribe(subscribe);
   }
 
@@ -304,4 +309,21 @@ function resumeAfter(
     if (position?.collection === collection && position.documentId === documentId) return position.seq;
   }
   return url.searchParams.has('afterSeq') ? intParam(url, 'afterSeq', 0) : undefined;
+}
+
+/**
+ * `?protocol=`: the version a stream's client speaks; given, the stream starts with a `welcome`
+ * (protocol 2: with `lastMid`, for clients that send mutations through REST). Absent: no welcome.
+ */
+function protocolOf(url: URL): number | undefined {
+  const raw = url.searchParams.get('protocol');
+  if (raw === null) return undefined;
+  const protocol = Number(raw);
+  if (!/^\d{1,3}$/.test(raw) || !SUPPORTED_PROTOCOLS.includes(protocol)) {
+    throw new EventSyncError(
+      'unsupported_protocol',
+      `this server speaks protocols ${SUPPORTED_PROTOCOLS.join(' and ')}`,
+    );
+  }
+  return protocol;
 }

@@ -11,7 +11,7 @@ import type {
   Written,
 } from '../core/collection-backend.js';
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../core/errors.js';
-import type { EventBackend } from '../core/event-backend.js';
+import type { EventBackend, MutationRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import { assertId, newObjectId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -123,6 +123,16 @@ export class DocumentStorage<T extends BaseDocument> implements RecordingStorage
 
   sharesDatabaseWith(events: EventBackend): boolean {
     return this.#backend.sharesDatabaseWith(events);
+  }
+
+  lockMutationRecord(clientId: string): Promise<MutationRecord | undefined> {
+    this.#open();
+    return this.#backend.lockMutationRecord(clientId);
+  }
+
+  putMutationRecord(record: MutationRecord): Promise<void> {
+    this.#open();
+    return this.#backend.putMutationRecord(record);
   }
 
   /** The collection backend this storage keeps its documents in. */

@@ -12,6 +12,7 @@ import type { StreamHead } from '../core/event-backend.js';
 import type { MissingEvents, Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import { assertCollectionName } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
+import type { Mutators } from '../core/mutators.js';
 import { sleep } from '../core/sleep.js';
 import { EventStore } from '../events/event-store.js';
 import { EventSyncStorage } from '../events/event-sync-storage.js';
@@ -22,6 +23,17 @@ import { createStorage } from '../storage/create-storage.js';
 import type { BaseDocument } from '../storage/types.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
+import {
+  checkedMutators,
+  errorAnswer,
+  lastMidOf,
+  type MutationAnswer,
+  type MutationCaller,
+  type MutationRequest,
+  type MutationRuntime,
+  RESERVED_RECORD_PREFIX,
+  runMutation,
+} from './mutations.js';
 import { checkedScope, type ReadScope } from './read-scope.js';
 import { Session } from './session.js';
 import type { Delivery, Follower, SessionHost } from './session-host.js';
@@ -63,12 +75,22 @@ export interface SyncEngineOptions {
   snapshotEvery?: number;
   /** Which web pages (`Origin`) and host names (`Host`) the transports serve; see `AccessOptions`. Default: same origin, any host. */
   access?: AccessOptions;
+  /**
+   * Per collection, the mutators clients may ask the server to run (`defineMutators`; see
+   * docs/MUTATIONS.md). A collection without any accepts no mutation (`unknown_mutator`).
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: each collection's mutators are typed by its own document type
+  mutators?: Record<string, Mutators<any>>;
 }
 
 const MAX_OPEN_COLLECTIONS = 1000;
 const DEFAULT_AUTHORIZATION_TTL_MS = 60_000;
 /** WebSocket close reasons are at most 123 bytes of UTF-8. */
 const MAX_CLOSE_REASON_BYTES = 123;
+/** Records of REST idempotency keys are kept this long (a key sent again later runs again)… */
+const KEY_RECORD_TTL_MS = 24 * 60 * 60 * 1000;
+/** … and pruned this often. */
+const KEY_PRUNE_EVERY_MS = 60 * 60 * 1000;
 /** After a failed read of the event feed, read again this much later. */
 const FEED_RETRY_MS = 500;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
@@ -106,6 +128,8 @@ export class SyncEngine implements SessionHost {
   readonly #sessions = new Set<Follower>();
   readonly #stopFeed = new AbortController();
   #feed: Promise<void> | undefined;
+  readonly #mutations: MutationRuntime;
+  #keyPruning: NodeJS.Timeout | undefined;
 
   private constructor(options: SyncEngineOptions, authorize: Authorize, events: EventStore) {
     this.#db = options.db;
@@ -124,6 +148,15 @@ export class SyncEngine implements SessionHost {
     this.#authorizeQuery = options.authorizeQuery;
     this.authorizationTtlMs = options.authorizationTtlMs ?? DEFAULT_AUTHORIZATION_TTL_MS;
     this.#snapshotEvery = options.snapshotEvery;
+    this.#mutations = {
+      mutators: checkedMutators(options.mutators),
+      collection: (name) => this.collection(name),
+      authorize: (principal, action, collection, documentId) =>
+        this.authorize(principal, action, collection, documentId),
+      logger: this.logger,
+      // A result travels in one frame: no larger than a frame the server accepts.
+      maxResultBytes: this.limits.maxMessageBytes,
+    };
   }
 
   /** Opens the event log and starts following it from now. */
@@ -138,6 +171,9 @@ export class SyncEngine implements SessionHost {
     }
     const engine = new SyncEngine(options, authorize, new EventStore(await options.db.events()));
     await engine.#startFeed();
+    engine.#keyPruning = setInterval(() => void engine.#pruneKeyRecords(), KEY_PRUNE_EVERY_MS);
+    // Pruning is housekeeping: no reason to keep a process alive.
+    engine.#keyPruning.unref();
     return engine;
   }
 
@@ -206,6 +242,37 @@ export class SyncEngine implements SessionHost {
 
   claimClient(clientId: string, principalId: string): Promise<void> {
     return this.service.claimClient(clientId, principalId);
+  }
+
+  async mutate(caller: MutationCaller, request: MutationRequest): Promise<MutationAnswer> {
+    try {
+      return await runMutation(this.#mutations, caller, request);
+    } catch (error) {
+      // Nothing of it was kept (its transaction rolled back): the same mid may be sent again.
+      if (EventSyncError.is(error)) return errorAnswer(request.mid, error.code, error.message);
+      this.logger.error(
+        { err: error, collection: request.collection, mutator: request.name },
+        'eventsync: running a mutation failed',
+      );
+      return errorAnswer(request.mid, 'internal', 'the mutation could not be run; send it again');
+    }
+  }
+
+  /** Forgets the records of REST idempotency keys older than a day (every instance may; the delete is idempotent). */
+  async #pruneKeyRecords(): Promise<void> {
+    try {
+      await this.events.backend.pruneMutationRecords(RESERVED_RECORD_PREFIX, Date.now() - KEY_RECORD_TTL_MS);
+    } catch (error) {
+      this.logger.warn(
+        { err: error },
+        'eventsync: pruning idempotency-key records failed; trying again later',
+      );
+    }
+  }
+
+  async lastMid(clientId: string): Promise<number> {
+    if (clientId.startsWith(RESERVED_RECORD_PREFIX)) return 0;
+    return lastMidOf(await this.events.backend.mutationRecord(clientId));
   }
 
   missingEvents(
@@ -316,6 +383,7 @@ export class SyncEngine implements SessionHost {
    */
   async close(code: number = CloseCodes.goingAway.code, reason = 'server shutting down'): Promise<void> {
     for (const session of [...this.#sessions]) session.close(code, reason);
+    clearInterval(this.#keyPruning);
     this.#stopFeed.abort();
     await this.#feed;
     await this.service.close();

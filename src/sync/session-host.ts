@@ -12,6 +12,7 @@ import type { Logger } from '../events/logger.js';
 import type { ClientPosition } from '../events/sync-service.js';
 import type { Filter } from '../storage/types.js';
 import type { SyncMetrics } from './metrics.js';
+import type { MutationAnswer, MutationCaller, MutationRequest } from './mutations.js';
 import type { ReadScope } from './read-scope.js';
 import type { Action, AuthRequest, Principal, SyncLimits } from './types.js';
 
@@ -90,6 +91,14 @@ export interface SessionHost {
     seq: number,
     vectorClock: VectorClock | undefined,
   ): Promise<void>;
+
+  /**
+   * Runs one client mutation (docs/MUTATIONS.md) and answers it: never rejects, a failure is a
+   * `mutation_error`.
+   */
+  mutate(caller: MutationCaller, request: MutationRequest): Promise<MutationAnswer>;
+  /** The last mutation id applied or refused for `clientId` (0: none), for `welcome`. */
+  lastMid(clientId: string): Promise<number>;
 
   // ---- the feed: which events reach the session ----
 

@@ -275,6 +275,8 @@ export class Session implements Follower {
       this.#error('forbidden', error.message, 'hello');
       return this.close(CloseCodes.clientIdTaken.code, 'client id belongs to another principal');
     }
+    // Protocol 2 clients learn where their mutation ids stand (one without persistence lost it).
+    const lastMid = message.protocol >= 2 ? await this.#host.lastMid(message.clientId) : undefined;
     this.principal = principal;
     this.clientId = message.clientId;
     this.protocol = message.protocol;
@@ -284,17 +286,27 @@ export class Session implements Follower {
       protocol: message.protocol,
       clientId: message.clientId,
       serverTime: Date.now(),
+      ...(lastMid === undefined ? {} : { lastMid }),
     });
   }
 
   /**
    * Hello without a frame: transports that authenticate the request itself (SSE) call this, with
-   * a client id the principal may use (`SyncService.claimClient`) or one the server issued.
+   * a client id the principal may use (`SyncService.claimClient`) or one the server issued;
+   * with `welcome`, a `welcome` frame goes out first.
    */
-  accept(principal: Principal, clientId: string): void {
+  accept(principal: Principal, clientId: string, welcome?: { protocol: number; lastMid?: number }): void {
     this.principal = principal;
     this.clientId = clientId;
     clearTimeout(this.#helloTimer);
+    // A stream that said its protocol (SSE `?protocol=2`) is welcomed as a hello would be, so
+    // its client learns where its mutation ids stand.
+    if (welcome) {
+      const { protocol, lastMid } = welcome;
+      this.protocol = protocol;
+      const frame = { type: 'welcome', protocol, clientId, serverTime: Date.now() } as const;
+      this.#send(lastMid === undefined ? frame : { ...frame, lastMid });
+    }
   }
 
   async #subscribeDocument(
@@ -480,19 +492,23 @@ export class Session implements Follower {
     }
   }
 
-  /** Client mutations (protocol 2): not served yet, every `mutate` is answered `unknown_mutator`. */
+  /** A client mutation (protocol 2): the host runs it once per mid and answers; this session sends the answer. */
   async #mutate(message: Extract<ClientMessage, { type: 'mutate' }>): Promise<void> {
-    const { mid, name } = message;
+    const { type: _, ...request } = message;
     if (this.protocol < 2) {
       return this.#send({
         type: 'mutation_error',
-        mid,
+        mid: message.mid,
         code: 'unknown_mutator',
         message: 'mutations need protocol 2: say so in hello',
       });
     }
-    const text = `no mutator ${JSON.stringify(name)} is defined for ${JSON.stringify(message.collection)}`;
-    this.#send({ type: 'mutation_error', mid, code: 'unknown_mutator', message: text });
+    const caller = {
+      principal: this.principal!,
+      clientId: this.clientId!,
+      record: { kind: 'client' } as const,
+    };
+    this.#send(await this.#host.mutate(caller, request));
   }
 
   async #ack(collection: string, documentId: string, seq: number): Promise<void> {

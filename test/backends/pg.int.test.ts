@@ -239,7 +239,7 @@ describe('pg: entry point and PostgreSQL specifics', () => {
       const rows = await dbs[0]!.driver.query<{ id: number }>(
         'SELECT id FROM eventsync_migrations ORDER BY id',
       );
-      expect(rows).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }, { id: 5 }]);
+      expect(rows).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }, { id: 5 }, { id: 6 }]);
       await Promise.all(dbs.map((db) => db.close()));
     } finally {
       await admin.query(`DROP DATABASE ${admin.escapeIdentifier(name)} WITH (FORCE)`);

@@ -110,7 +110,7 @@ export function sqlPrimitivesSuite(target: SqlPrimitivesTarget): void {
     it('migrates once: opening the same database again is harmless', async () => {
       const [a, b] = await Promise.all([target.open(), target.open()]);
       const rows = await a.driver.query<{ id: number }>('SELECT id FROM eventsync_migrations ORDER BY id');
-      expect(rows.map((r) => Number(r.id))).toEqual([1, 2, 3, 4, 5]);
+      expect(rows.map((r) => Number(r.id))).toEqual([1, 2, 3, 4, 5, 6]);
       await Promise.all([a.close(), b.close()]);
     });
 

@@ -7,6 +7,7 @@ import { Query } from 'mingo';
 import { describe, expect, it } from 'vitest';
 import type { CollectionBackend } from '../../src/core/collection-backend.js';
 import { EventSyncError } from '../../src/core/errors.js';
+import type { JsonObject } from '../../src/core/json.js';
 import { uniqueCollection } from '../support/databases.js';
 import {
   type BackendTarget,
@@ -153,6 +154,7 @@ export function collectionBackendSuite(target: BackendTarget): void {
       }));
 
     transactionTests(withDb);
+    mutationRecordTests(target, withDb);
     notificationTests(target, withDb);
 
     it('refuses work once closed, with code closed', async () => {
@@ -225,6 +227,107 @@ function transactionTests(withDb: WithDb): void {
       await expect(escaped!.transaction(async () => {})).rejects.toSatisfy(closed);
       expect(await c.get('late')).toBeUndefined();
     }));
+}
+
+const record = (clientId: string, lastMid: number, outcome: JsonObject = { mid: lastMid }) => ({
+  clientId,
+  lastMid,
+  outcome,
+  updatedAt: 1_700_000_000_000 + lastMid,
+});
+
+/** `CollectionBackend.lockMutationRecord`/`putMutationRecord` and `EventBackend.mutationRecord`. */
+function mutationRecordTests(target: BackendTarget, withDb: WithDb): void {
+  describe('mutation records', () => {
+    it('are locked and written only inside a transaction, and commit or roll back with its writes and events', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        const events = await db.events();
+        const client = uniqueCollection('client');
+        const invalid = (e: unknown) => EventSyncError.is(e, 'validation');
+        await expect(c.lockMutationRecord(client)).rejects.toSatisfy(invalid);
+        await expect(c.putMutationRecord(record(client, 1))).rejects.toSatisfy(invalid);
+        await expect(
+          c.transaction(async (tx) => {
+            expect(await tx.lockMutationRecord(client)).toBeUndefined();
+            await tx.insert(doc('a', 1), { clientId: client });
+            await tx.putMutationRecord(record(client, 1));
+            expect(await tx.lockMutationRecord(client)).toEqual(record(client, 1));
+            throw new Error('roll back');
+          }),
+        ).rejects.toThrow('roll back');
+        expect(await events.mutationRecord(client)).toBeUndefined();
+        expect(await c.get('a')).toBeUndefined();
+        expect(await events.head(c.collection, 'a')).toBeUndefined();
+        await c.transaction(async (tx) => {
+          expect(await tx.lockMutationRecord(client)).toBeUndefined();
+          await tx.insert(doc('a', 1), { clientId: client });
+          await tx.putMutationRecord(record(client, 1, { mid: 1, seq: 1, result: { n: [1] } }));
+        });
+        expect(await events.mutationRecord(client)).toEqual(
+          record(client, 1, { mid: 1, seq: 1, result: { n: [1] } }),
+        );
+        expect((await events.head(c.collection, 'a'))?.lastSeq).toBe(1);
+        // A nested transaction that throws takes its record write back with it (a savepoint).
+        await c.transaction(async (tx) => {
+          await tx.lockMutationRecord(client);
+          await tx.putMutationRecord(record(client, 2));
+          await tx
+            .transaction(async (inner) => {
+              await inner.putMutationRecord(record(client, 3));
+              throw new Error('inner');
+            })
+            .catch(() => {});
+        });
+        expect((await events.mutationRecord(client))?.lastMid).toBe(2);
+        await events.unregisterClient(client);
+        expect(await events.mutationRecord(client)).toBeUndefined();
+      }));
+
+    it('prunes the records of a prefix written before a time, and no other', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        const events = await db.events();
+        const prefix = `${uniqueCollection('rest')}:`;
+        const old = { ...record(`${prefix}old`, 1), updatedAt: 1000 };
+        const fresh = { ...record(`${prefix}fresh`, 1), updatedAt: 5000 };
+        const other = { ...record(`${uniqueCollection('other')}`, 1), updatedAt: 1000 };
+        for (const r of [old, fresh, other]) {
+          await c.transaction(async (tx) => {
+            await tx.lockMutationRecord(r.clientId);
+            await tx.putMutationRecord(r);
+          });
+        }
+        expect(await events.pruneMutationRecords(prefix, 2000)).toBe(1);
+        expect(await events.mutationRecord(old.clientId)).toBeUndefined();
+        expect(await events.mutationRecord(fresh.clientId)).toEqual(fresh);
+        expect(await events.mutationRecord(other.clientId)).toEqual(other);
+      }));
+
+    it('lets one transaction at a time hold a client’s record, across collections and instances', async () => {
+      const [one, two] = await target.openPeers();
+      try {
+        const client = uniqueCollection('client');
+        const collections = await Promise.all([
+          one.collection(uniqueCollection()),
+          two.collection(uniqueCollection()),
+        ]);
+        // Each transaction reads lastMid and writes lastMid + 1, with a round trip in between: an
+        // unlocked read would let two of them read the same lastMid, and the count would fall short.
+        const increments = Array.from({ length: 12 }, (_, i) =>
+          collections[i % 2]!.transaction(async (tx) => {
+            const lastMid = (await tx.lockMutationRecord(client))?.lastMid ?? 0;
+            await tx.get('anything');
+            await tx.putMutationRecord(record(client, lastMid + 1));
+          }),
+        );
+        await Promise.all(increments);
+        expect((await (await one.events()).mutationRecord(client))?.lastMid).toBe(12);
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
+    });
+  });
 }
 
 function notificationTests(target: BackendTarget, withDb: WithDb): void {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { SyncEvent } from '../../src/core/events.js';
 import { documentKey, sseEventId } from '../../src/protocol/wire.js';
 import { SyncMetrics } from '../../src/sync/metrics.js';
+import type { MutationAnswer, MutationCaller, MutationRequest } from '../../src/sync/mutations.js';
 import { Session } from '../../src/sync/session.js';
 import type { Delivery, Follower, SessionHost } from '../../src/sync/session-host.js';
 import { defaultLimits, type Principal } from '../../src/sync/types.js';
@@ -25,6 +26,9 @@ class FakeHost implements SessionHost {
   /** What `missingEvents` was asked, in order. */
   readonly asked: { documentId: string; afterSeq?: number }[] = [];
   readonly acknowledged: { documentId: string; seq: number }[] = [];
+  /** What `mutate` was asked, in order; each answered `mutated` with seq = mid. */
+  readonly mutations: { caller: MutationCaller; request: MutationRequest }[] = [];
+  readonly lastMids = new Map<string, number>();
 
   async authenticate(request: { token?: string }): Promise<Principal | undefined> {
     return request.token === 'refused' ? undefined : { id: 'alice' };
@@ -70,6 +74,15 @@ class FakeHost implements SessionHost {
 
   unfollow(follower: Follower, collection: string, documentId: string): void {
     this.followers.get(documentKey(collection, documentId))?.delete(follower);
+  }
+
+  async mutate(caller: MutationCaller, request: MutationRequest): Promise<MutationAnswer> {
+    this.mutations.push({ caller, request });
+    return { type: 'mutated', mid: request.mid, seq: request.mid };
+  }
+
+  async lastMid(clientId: string): Promise<number> {
+    return this.lastMids.get(clientId) ?? 0;
   }
 
   followCollection(): void {}
@@ -194,6 +207,41 @@ describe('a session against a fake host', () => {
     expect(c.frames.at(-1)).toMatchObject({ type: 'mutation_error', mid: 1, code: 'unknown_mutator' });
     expect(c.frames.at(-1)?.message).toContain('protocol 2');
     expect(c.session.closed).toBe(false);
+  });
+
+  it('welcomes protocol 2 with lastMid, and hands each mutate to the host in order, under its client id', async () => {
+    const host = new FakeHost();
+    host.lastMids.set('m1', 4);
+    const { session, frames } = connect(host);
+    await session.receive(JSON.stringify({ type: 'hello', protocol: 2, clientId: 'm1' }));
+    expect(frames).toEqual([expect.objectContaining({ type: 'welcome', protocol: 2, lastMid: 4 })]);
+    const mutate = (mid: number) =>
+      JSON.stringify({
+        type: 'mutate',
+        mid,
+        collection: 'games',
+        documentId: 'g',
+        name: 'addGold',
+        args: { n: mid },
+      });
+    await Promise.all([session.receive(mutate(5)), session.receive(mutate(6))]);
+    expect(frames.slice(1)).toEqual([
+      { type: 'mutated', mid: 5, seq: 5 },
+      { type: 'mutated', mid: 6, seq: 6 },
+    ]);
+    expect(host.mutations.map((m) => m.request)).toEqual([
+      { mid: 5, collection: 'games', documentId: 'g', name: 'addGold', args: { n: 5 } },
+      { mid: 6, collection: 'games', documentId: 'g', name: 'addGold', args: { n: 6 } },
+    ]);
+    expect(host.mutations[0]!.caller).toEqual({
+      principal: { id: 'alice' },
+      clientId: 'm1',
+      record: { kind: 'client' },
+    });
+    // Protocol 1 has no lastMid.
+    const old = connect(host);
+    await old.session.receive(JSON.stringify({ type: 'hello', protocol: 1, clientId: 'm2' }));
+    expect(old.frames[0]).not.toHaveProperty('lastMid');
   });
 
   it('subscribes: subscribed, the missing events from the log, synced; then follows the document', async () => {

@@ -17,8 +17,8 @@ import type {
   Written,
 } from '../../core/collection-backend.js';
 import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
-import { ClosedError } from '../../core/errors.js';
-import type { EventBackend, EventRecord, StreamHead } from '../../core/event-backend.js';
+import { ClosedError, ValidationError } from '../../core/errors.js';
+import type { EventBackend, EventRecord, MutationRecord, StreamHead } from '../../core/event-backend.js';
 import type { EventDraft, EventOperation, SyncEvent } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
 import { getIn } from '../../storage/edit.js';
@@ -362,7 +362,18 @@ class MemoryCollection implements CollectionBackend {
     this.state.assertOpen();
     return listen(this.state, listener);
   }
+
+  lockMutationRecord(): Promise<MutationRecord | undefined> {
+    return Promise.reject(outsideTransaction('lockMutationRecord'));
+  }
+
+  putMutationRecord(): Promise<void> {
+    return Promise.reject(outsideTransaction('putMutationRecord'));
+  }
 }
+
+const outsideTransaction = (method: string) =>
+  new ValidationError(`${method} works only inside a transaction (on the backend transaction() gives)`);
 
 /**
  * Writes go to an overlay, events to a staging list; both become visible, with their changes
@@ -377,6 +388,10 @@ class MemoryTransaction implements CollectionBackend {
   readonly #changes: { change: CommittedChange; event: SyncEvent | undefined }[] = [];
   readonly #staged: SyncEvent[] = [];
   #heads = new Map<string, StreamHead>();
+  /** Mutation records written by the transaction, published on commit. */
+  #records = new Map<string, MutationRecord>();
+  /** The releases of the client ids' record locks this transaction holds (until it ends). */
+  readonly #recordLocks = new Map<string, () => void>();
   readonly #writer: Writer;
   #ended = false;
 
@@ -464,12 +479,14 @@ class MemoryTransaction implements CollectionBackend {
     // in place), and how many changes and events were staged.
     const overlay = new Map(this.#overlay);
     const heads = new Map(this.#heads);
+    const records = new Map(this.#records);
     const [changes, staged] = [this.#changes.length, this.#staged.length];
     try {
       return await fn(this);
     } catch (error) {
       this.#overlay = overlay;
       this.#heads = heads;
+      this.#records = records;
       this.#changes.length = changes;
       this.#staged.length = staged;
       throw error;
@@ -481,6 +498,28 @@ class MemoryTransaction implements CollectionBackend {
     return listen(this.state, listener);
   }
 
+  async lockMutationRecord(clientId: string): Promise<MutationRecord | undefined> {
+    this.#active();
+    if (!this.#recordLocks.has(clientId)) {
+      const release = await this.state.log.mutations.lock(clientId);
+      if (this.#ended) {
+        release();
+        throw ClosedError.transactionEnded();
+      }
+      this.#recordLocks.set(clientId, release);
+    }
+    const staged = this.#records.get(clientId);
+    return staged ? clone(staged) : this.state.log.mutations.get(clientId);
+  }
+
+  async putMutationRecord(record: MutationRecord): Promise<void> {
+    this.#active();
+    if (!this.#recordLocks.has(record.clientId)) {
+      throw new ValidationError('putMutationRecord: lock the record first (lockMutationRecord)');
+    }
+    this.#records.set(record.clientId, clone(record));
+  }
+
   /**
    * Makes the transaction visible: its events first (the step that can fail: then nothing is
    * applied, as when SQL's event insert fails), then its writes, then the announcements. One
@@ -489,6 +528,7 @@ class MemoryTransaction implements CollectionBackend {
   commit(): void {
     this.#active();
     this.state.log.publish(this.#staged);
+    for (const record of this.#records.values()) this.state.log.mutations.set(record);
     for (const [id, doc] of this.#overlay) {
       if (doc) this.state.rows.set(id, doc);
       else this.state.rows.delete(id);
@@ -499,5 +539,7 @@ class MemoryTransaction implements CollectionBackend {
   /** After commit or rollback: every further use is refused. */
   end(): void {
     this.#ended = true;
+    for (const release of this.#recordLocks.values()) release();
+    this.#recordLocks.clear();
   }
 }

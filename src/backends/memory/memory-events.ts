@@ -4,9 +4,16 @@
  * made it happen in one step; a transaction stages its events and publishes them at commit,
  * which is also when they get their serverSeq (so the feed never skips one).
  */
-import type { Acknowledgement, EventBackend, EventRange, StreamHead } from '../../core/event-backend.js';
+import type {
+  Acknowledgement,
+  EventBackend,
+  EventRange,
+  MutationRecord,
+  StreamHead,
+} from '../../core/event-backend.js';
 import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from '../../core/events.js';
 import { newObjectId } from '../../core/ids.js';
+import { MemoryMutationRecords } from './memory-mutations.js';
 
 const key = (collection: string, documentId: string) => `${collection}\u0000${documentId}`;
 const clone = <V>(value: V): V => structuredClone(value);
@@ -36,6 +43,8 @@ export class MemoryEventLog implements EventBackend {
   /** Registered clients and their owners (null: none yet). */
   readonly #clients = new Map<string, string | null>();
   readonly #commitListeners = new Set<() => void>();
+  /** Each client's mutation record; transactions lock and write them (memory-database.ts). */
+  readonly mutations = new MemoryMutationRecords();
 
   constructor(
     /** Waits for a collection's transactions to finish before a write; set by the database. */
@@ -250,6 +259,7 @@ export class MemoryEventLog implements EventBackend {
   async unregisterClient(clientId: string): Promise<void> {
     this.assertOpen();
     this.#clients.delete(clientId);
+    this.mutations.delete(clientId);
     for (const k of [...this.#stateVectors.keys()])
       if (k.startsWith(`${clientId}\u0000`)) this.#stateVectors.delete(k);
   }
@@ -257,6 +267,16 @@ export class MemoryEventLog implements EventBackend {
   async isRegistered(clientId: string): Promise<boolean> {
     this.assertOpen();
     return this.#clients.has(clientId);
+  }
+
+  async mutationRecord(clientId: string): Promise<MutationRecord | undefined> {
+    this.assertOpen();
+    return this.mutations.get(clientId);
+  }
+
+  async pruneMutationRecords(prefix: string, updatedBefore: number): Promise<number> {
+    this.assertOpen();
+    return this.mutations.prune(prefix, updatedBefore);
   }
 
   /** Registers a client, keeping its owner if it has one. */

@@ -11,7 +11,8 @@ const sql = {
   claimClient: `INSERT INTO eventsync_clients AS k (client_id, principal) VALUES ($1, $2)
     ON CONFLICT (client_id) DO UPDATE SET principal = COALESCE(k.principal, EXCLUDED.principal)
     RETURNING principal`,
-  unregisterClient: `WITH v AS (DELETE FROM eventsync_state_vectors WHERE client_id = $1)
+  unregisterClient: `WITH v AS (DELETE FROM eventsync_state_vectors WHERE client_id = $1),
+      m AS (DELETE FROM eventsync_mutations WHERE client_id = $1)
     DELETE FROM eventsync_clients WHERE client_id = $1`,
   isRegistered: 'SELECT 1 AS ok FROM eventsync_clients WHERE client_id = $1',
 };

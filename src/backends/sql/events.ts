@@ -7,8 +7,8 @@
  * - `event-log.ts`: one document's events and stream head, compaction's deletes and
  *   replacements, the list of streams.
  * - `feed.ts`: every event in serverSeq order, and how far that order is settled.
- * - `snapshots.ts`, `state-vectors.ts`, `clients.ts`: snapshots, what each client acknowledged,
- *   the client registry.
+ * - `snapshots.ts`, `state-vectors.ts`, `clients.ts`, `mutation-records.ts`: snapshots, what each
+ *   client acknowledged, the client registry, each client's last mutation.
  *
  * Tables: `eventsync_events`, `eventsync_streams` (heads), `eventsync_snapshots`,
  * `eventsync_state_vectors`, `eventsync_clients` (schema.ts, migration 2; client owners:
@@ -20,6 +20,7 @@ import { SqlClients } from './clients.js';
 import type { SqlEventContext } from './event-context.js';
 import { SqlEventLog } from './event-log.js';
 import { type FeedOptions, SqlFeed } from './feed.js';
+import { SqlMutationRecords } from './mutation-records.js';
 import { SqlSnapshots } from './snapshots.js';
 import { SqlStateVectors } from './state-vectors.js';
 
@@ -30,6 +31,7 @@ export function sqlEventBackend(ctx: SqlEventContext, options: FeedOptions = {})
   const snapshots = new SqlSnapshots(ctx);
   const stateVectors = new SqlStateVectors(ctx);
   const clients = new SqlClients(ctx);
+  const mutations = new SqlMutationRecords(ctx);
   return {
     append: (draft) => log.append(draft),
     list: (collection, documentId, range) => log.list(collection, documentId, range),
@@ -60,5 +62,7 @@ export function sqlEventBackend(ctx: SqlEventContext, options: FeedOptions = {})
     claimClient: (clientId, principal) => clients.claimClient(clientId, principal),
     unregisterClient: (clientId) => clients.unregisterClient(clientId),
     isRegistered: (clientId) => clients.isRegistered(clientId),
+    mutationRecord: (clientId) => mutations.mutationRecord(clientId),
+    pruneMutationRecords: (prefix, before) => mutations.pruneMutationRecords(prefix, before),
   };
 }

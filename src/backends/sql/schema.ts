@@ -136,6 +136,21 @@ export const migrations: readonly Migration[] = [
       'ALTER TABLE eventsync_clients ADD COLUMN IF NOT EXISTS principal text',
     ],
   },
+  {
+    id: 6,
+    name: 'mutation records',
+    statements: [
+      // Per client id (or REST idempotency key, `rest:<principal>:<key>`): the last mutation id
+      // applied or refused and its answer, written in the transaction of the mutation's write
+      // (docs/MUTATIONS.md). last_mid 0 is a row locked before any mutation committed: no record.
+      `CREATE TABLE IF NOT EXISTS eventsync_mutations (
+        client_id text PRIMARY KEY,
+        last_mid bigint NOT NULL,
+        outcome jsonb NOT NULL,
+        updated_at bigint NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /**

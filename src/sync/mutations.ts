@@ -1,0 +1,344 @@
+/**
+ * One client mutation, run on the server (docs/MUTATIONS.md): the checks, the exactly-once
+ * record, the mutator inside `EventSyncStorage.findOneAndUpdate`, and the answer. The engine
+ * runs it for WebSocket sessions and REST alike (`SyncEngine.mutate`).
+ *
+ * Every answer to the mid a record expects next (`lastMid + 1`) is kept in the record, in the
+ * transaction of the mutation's write: applied, refused, or failed (unknown mutator, bad
+ * arguments, forbidden, not found, a mutator that threw). So a resend always gets the answer the
+ * first send got, and the client's next mid always follows. Only retryable failures (the
+ * database failed, the document kept changing) keep nothing: the same mid sent again runs again.
+ */
+import {
+  type ErrorCode,
+  ErrorCodes,
+  EventSyncError,
+  MutationRefused,
+  ValidationError,
+} from '../core/errors.js';
+import type { MutationRecord } from '../core/event-backend.js';
+import type { SyncEvent } from '../core/events.js';
+import { assertCollectionName } from '../core/ids.js';
+import type { JsonObject } from '../core/json.js';
+import {
+  assertMutatorName,
+  type MutationContext,
+  type Mutators,
+  mutatorNamed,
+  REFUSAL_REASON_PATTERN,
+} from '../core/mutators.js';
+import { isPlainObject } from '../core/values.js';
+import type { EventSyncStorage } from '../events/event-sync-storage.js';
+import type { Logger } from '../events/logger.js';
+import type { ServerMessage } from '../protocol/messages.js';
+import type { BaseDocument } from '../storage/types.js';
+import { assertJsonValue } from '../storage/validate.js';
+import type { Principal } from './types.js';
+
+/** What a `mutate` frame (or a REST mutation) asks for. */
+export interface MutationRequest {
+  mid: number;
+  collection: string;
+  documentId: string;
+  name: string;
+  args?: unknown;
+}
+
+/** The answer: a `mutated` or a `mutation_error` frame. */
+export type MutationAnswer = Extract<ServerMessage, { type: 'mutated' | 'mutation_error' }>;
+
+/**
+ * Who asks, and which record keeps the answer: the client id's (WebSocket, and REST with the
+ * SDK's headers), a REST idempotency key's, or none (REST without either: runs once per request).
+ */
+export interface MutationCaller {
+  principal: Principal;
+  /** The actor of the event the mutation writes: the client id (REST: the principal's client id). */
+  clientId: string;
+  record: { kind: 'client' } | { kind: 'idempotency-key'; key: string } | { kind: 'none' };
+}
+
+/** What running a mutation needs of the engine. */
+export interface MutationRuntime {
+  /** Per collection, its mutators. */
+  readonly mutators: Readonly<Record<string, Mutators<BaseDocument>>>;
+  collection(name: string): Promise<EventSyncStorage<BaseDocument>>;
+  authorize(principal: Principal, action: 'write', collection: string, documentId: string): Promise<boolean>;
+  readonly logger: Logger;
+  /** The largest `result` a mutator may return, in bytes of JSON. */
+  readonly maxResultBytes: number;
+}
+
+/** Client ids a WebSocket or SDK client may not use for mutations: REST idempotency keys' records are named so. */
+export const RESERVED_RECORD_PREFIX = 'rest:';
+
+/** Error messages sent are at most this long (a mutator's own message included). */
+const MAX_MESSAGE_CHARS = 500;
+
+/** The name of the record that keeps the answer, or `undefined` for none. */
+export function recordKeyOf(caller: MutationCaller): string | undefined {
+  const { record } = caller;
+  if (record.kind === 'none') return undefined;
+  if (record.kind === 'client') return caller.clientId;
+  // Principal ids may hold ':': encoded, so `rest:a:b:c` can be only one principal's key.
+  return `${RESERVED_RECORD_PREFIX}${encodeURIComponent(caller.principal.id)}:${record.key}`;
+}
+
+/** Runs `request` for `caller`: answered from the record, or checked, run and recorded in one transaction. */
+export async function runMutation(
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  request: MutationRequest,
+): Promise<MutationAnswer> {
+  const key = recordKeyOf(caller);
+  if (caller.record.kind === 'client' && caller.clientId.startsWith(RESERVED_RECORD_PREFIX)) {
+    return errorAnswer(
+      request.mid,
+      'forbidden',
+      `client ids starting with ${RESERVED_RECORD_PREFIX} are reserved`,
+    );
+  }
+  // The checks that need no record come first, outside the transaction: the record's lock is
+  // not held while `authorize` (the application's code) runs.
+  const checked = await check(runtime, caller, request);
+  const storage = await runtime.collection(request.collection);
+  return storage.withTransaction(async (tx) => {
+    const record = key === undefined ? undefined : await tx.lockMutationRecord(key);
+    const known = key === undefined ? undefined : answerFromRecord(record, request.mid);
+    if (known) return known;
+    const answer =
+      'error' in checked ? checked.error : await applyInSavepoint(tx, runtime, caller, request, checked);
+    if (key !== undefined && !isRetryable(answer)) {
+      await tx.putMutationRecord({
+        clientId: key,
+        lastMid: request.mid,
+        outcome: answer,
+        updatedAt: Date.now(),
+      });
+    }
+    return answer;
+  });
+}
+
+/** The client's last mutation id: what `welcome` says (0: none). */
+export function lastMidOf(record: MutationRecord | undefined): number {
+  return record?.lastMid ?? 0;
+}
+
+type Checked = { error: MutationAnswer } | { run: Runnable; args: unknown };
+type Runnable = NonNullable<ReturnType<typeof mutatorNamed<BaseDocument>>>;
+
+/** The mutator exists, its arguments parse, the principal may write the document. */
+async function check(
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  request: MutationRequest,
+): Promise<Checked> {
+  const { mid, collection, documentId, name } = request;
+  const mutators = Object.hasOwn(runtime.mutators, collection) ? runtime.mutators[collection] : undefined;
+  const mutator = mutatorNamed(mutators, name);
+  if (!mutator) {
+    const text = `no mutator ${JSON.stringify(name)} is defined for ${JSON.stringify(collection)}`;
+    return { error: errorAnswer(mid, 'unknown_mutator', text) };
+  }
+  let args: unknown;
+  try {
+    args = mutator.args ? mutator.args.parse(request.args) : request.args;
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    return { error: errorAnswer(mid, 'validation', `the arguments of ${name} were refused: ${why}`) };
+  }
+  if (!(await runtime.authorize(caller.principal, 'write', collection, documentId))) {
+    return { error: errorAnswer(mid, 'forbidden', `you may not write ${collection}/${documentId}`) };
+  }
+  return { run: mutator, args };
+}
+
+/** A resend (mid ≤ lastMid) answered from the record, a mid past the next one refused, or `undefined`: run it. */
+function answerFromRecord(record: MutationRecord | undefined, mid: number): MutationAnswer | undefined {
+  const lastMid = lastMidOf(record);
+  if (mid === lastMid) {
+    const stored = record!.outcome as MutationAnswer;
+    return stored.type === 'mutated' ? { ...stored, duplicate: true } : stored;
+  }
+  if (mid < lastMid) return { type: 'mutated', mid, duplicate: true };
+  if (mid > lastMid + 1) {
+    return errorAnswer(mid, 'out_of_order', `the next mutation id expected is ${lastMid + 1}; send from it`);
+  }
+  return undefined;
+}
+
+/**
+ * Runs the mutator in a nested transaction (a savepoint): when it refuses or fails, its writes
+ * are undone and the outer transaction still records the answer.
+ */
+async function applyInSavepoint(
+  tx: EventSyncStorage<BaseDocument>,
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  request: MutationRequest,
+  checked: { run: Runnable; args: unknown },
+): Promise<MutationAnswer> {
+  try {
+    return await tx.withTransaction((inner) => apply(inner, runtime, caller, request, checked));
+  } catch (error) {
+    return failureAnswer(runtime.logger, request, error);
+  }
+}
+
+/** Thrown out of the edit when the mutator called `ctx.delete()`: the delete follows. */
+const DELETE = Symbol('delete');
+
+async function apply(
+  storage: EventSyncStorage<BaseDocument>,
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  request: MutationRequest,
+  { run, args }: { run: Runnable; args: unknown },
+): Promise<MutationAnswer> {
+  const { mid, documentId, name } = request;
+  let event: SyncEvent | undefined;
+  const options = {
+    clientId: caller.clientId,
+    metadata: { mutation: { name, mid } },
+    onEvent: (recorded: SyncEvent) => {
+      event = recorded;
+    },
+  };
+  let deleting = false;
+  let result: unknown;
+  let ran = false;
+  const ctx: MutationContext = {
+    principal: caller.principal,
+    clientId: caller.clientId,
+    collection: request.collection,
+    documentId,
+    mid,
+    delete: () => {
+      deleting = true;
+    },
+  };
+  // The storage may run the edit again on fresher state (a conflict): each run starts afresh.
+  const runOn = (draft: BaseDocument) => {
+    ran = true;
+    deleting = false;
+    result = checkedResult(run.run(draft, args, ctx), runtime.maxResultBytes);
+  };
+  try {
+    const written = await storage.findOneAndUpdate(
+      documentId,
+      (draft) => {
+        runOn(draft);
+        if (deleting) throw DELETE;
+      },
+      options,
+    );
+    return applied(mid, event, written.doc, storage.versionField, result);
+  } catch (error) {
+    if (error === DELETE) {
+      const deleted = await storage.deleteOne(documentId, options);
+      return applied(mid, event, deleted, storage.versionField, result);
+    }
+    if (ran || !run.create || !EventSyncError.is(error, 'not_found')) throw error;
+  }
+  // Not there, and the mutator may create it: it runs on `{ _id }`, and what it leaves is created.
+  const draft: BaseDocument = { _id: documentId };
+  runOn(draft);
+  if (deleting) return applied(mid, undefined, undefined, storage.versionField, result);
+  const created = await storage.findOneAndUpsert(draft, options);
+  if (!created.created) {
+    throw new EventSyncError('version_conflict', `${request.collection}/${documentId} was created meanwhile`);
+  }
+  return applied(mid, event, created.doc, storage.versionField, result);
+}
+
+function applied(
+  mid: number,
+  event: SyncEvent | undefined,
+  doc: BaseDocument | undefined,
+  versionField: string,
+  result: unknown,
+): MutationAnswer {
+  const answer: MutationAnswer = { type: 'mutated', mid };
+  if (event) answer.seq = event.seq;
+  const version = doc && (doc as unknown as JsonObject)[versionField];
+  if (typeof version === 'number') answer.version = version;
+  if (result !== undefined) answer.result = result as JsonObject;
+  return answer;
+}
+
+/** A mutator's result: JSON, at most `maxBytes`; anything else is the mutator's fault (`mutation_failed`). */
+function checkedResult(result: unknown, maxBytes: number): unknown {
+  if (result === undefined) return undefined;
+  if (typeof (result as { then?: unknown })?.then === 'function') {
+    throw new Error('a mutator returned a promise: mutators run synchronously (they run again on conflicts)');
+  }
+  try {
+    assertJsonValue(result, '/result');
+  } catch (error) {
+    // Not the caller's bad input (validation): the mutator's bug.
+    throw new Error('a mutator returned something that is not JSON', { cause: error });
+  }
+  const json = JSON.stringify(result);
+  const bytes = new TextEncoder().encode(json).length;
+  if (bytes > maxBytes) throw new Error(`a mutator returned ${bytes} bytes of result, over ${maxBytes}`);
+  // A copy: the result may be a part of the draft, which ends with the edit.
+  return JSON.parse(json);
+}
+
+/** What a throw of the mutation becomes: a refusal, the storage's own code, or `mutation_failed` (logged). */
+export function failureAnswer(logger: Logger, request: MutationRequest, error: unknown): MutationAnswer {
+  const { mid } = request;
+  if (error instanceof MutationRefused || EventSyncError.is(error, 'mutation_refused')) {
+    const answer = errorAnswer(mid, 'mutation_refused', error.message);
+    const reason = (error as Partial<MutationRefused>).reason;
+    if (typeof reason === 'string' && REFUSAL_REASON_PATTERN.test(reason)) answer.reason = reason;
+    return answer;
+  }
+  // The storage's refusals (not_found, too_large, validation of the written document, a
+  // conflict) say what happened; anything else is a bug of the mutator, and only the log says more.
+  if (EventSyncError.is(error)) {
+    return errorAnswer(mid, error.code, error.message);
+  }
+  logger.error(
+    { err: error, collection: request.collection, documentId: request.documentId, mutator: request.name },
+    'eventsync: a mutator failed',
+  );
+  return errorAnswer(mid, 'mutation_failed', `the mutator ${request.name} failed`);
+}
+
+export function errorAnswer(
+  mid: number,
+  code: ErrorCode,
+  message: string,
+): MutationAnswer & { reason?: string } {
+  return { type: 'mutation_error', mid, code, message: message.slice(0, MAX_MESSAGE_CHARS) };
+}
+
+/** Whether the answer is a failure worth the same mid again: then no record keeps it. */
+export function isRetryable(answer: MutationAnswer): boolean {
+  return answer.type === 'mutation_error' && ErrorCodes[answer.code].retryable;
+}
+
+/** `SyncEngineOptions.mutators`, checked: collection names, mutator names, each a function or `{ run }`. */
+export function checkedMutators(mutators: unknown): Record<string, Mutators<BaseDocument>> {
+  if (mutators === undefined) return {};
+  const fail = (why: string, path: string) => new ValidationError(`SyncEngine.create: ${why}`, path);
+  if (!isPlainObject(mutators)) throw fail('mutators must be an object of collections', '/mutators');
+  for (const [collection, defined] of Object.entries(mutators)) {
+    assertCollectionName(collection);
+    if (!isPlainObject(defined))
+      throw fail('a collection’s mutators must be an object', `/mutators/${collection}`);
+    for (const [name, mutator] of Object.entries(defined)) {
+      assertMutatorName(name);
+      const run = typeof mutator === 'function' ? mutator : (mutator as { run?: unknown })?.run;
+      if (typeof run !== 'function') {
+        throw fail(
+          'a mutator must be a function or { run, args?, create? }',
+          `/mutators/${collection}/${name}`,
+        );
+      }
+    }
+  }
+  return mutators as Record<string, Mutators<BaseDocument>>;
+}
