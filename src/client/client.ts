@@ -24,6 +24,7 @@
  *   seq it applied, so the server sends only the missing events (a snapshot when it must).
  */
 import type { SyncEvent } from '../core/events.js';
+import { assertCollectionName, assertId } from '../core/ids.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { assertMutatorName, type Mutators } from '../core/mutators.js';
 import { DEFAULT_PATHS, documentKey } from '../protocol/wire.js';
@@ -526,6 +527,9 @@ export class EventSyncClient {
 
   #mutate(collection: string, documentId: string, name: string, args: JsonValue | undefined) {
     try {
+      // What the server would refuse as a malformed frame (no answer for the mid) is refused here.
+      assertCollectionName(collection);
+      assertId(documentId);
       assertMutatorName(name);
     } catch (error) {
       return Promise.reject(new EventSyncClientError('validation', (error as Error).message));

@@ -109,13 +109,17 @@ describe('client mutations (WebSocket, scripted server)', () => {
     expect(seen).toEqual([520, 20]);
   });
 
-  it('a mutator that throws while predicting is skipped; an unknown name is refused at once', async () => {
-    const { doc, ws } = await following();
+  it('a mutator that throws while predicting is skipped; a malformed name or id is refused at once', async () => {
+    const t = await following();
+    const { doc, ws } = t;
     void doc.mutate('spend');
     void doc.mutate('addGold', { amount: 1 });
     expect(doc.state?.gold).toBe(21);
     expect(mutates(ws.sent).map((m) => m.mid)).toEqual([1, 2]);
     await expect(doc.mutate('not a name')).rejects.toMatchObject({ code: 'validation' });
+    const bad = t.client.document('games', '.bad id');
+    await expect(bad.mutate('addGold')).rejects.toMatchObject({ code: 'validation' });
+    expect(mutates(ws.sent)).toHaveLength(2);
   });
 
   it('after a drop, resends what is still pending in mid order; welcome.lastMid drops what was applied', async () => {
@@ -135,6 +139,22 @@ describe('client mutations (WebSocket, scripted server)', () => {
     expect(doc.pending.map((m) => m.mid)).toEqual([3, 4]);
     again.push({ type: 'mutated', mid: 1, duplicate: true });
     await expect(first).resolves.toEqual({ mid: 1, duplicate: true });
+  });
+
+  it('mutated without seq, or a duplicate, leaves the queue at once; a retryable refusal is sent again', async () => {
+    const { doc, ws, errors } = await following();
+    const noop = doc.mutate('addGold', { amount: 0 });
+    void doc.mutate('addGold', { amount: 1 });
+    void doc.mutate('addGold', { amount: 2 });
+    ws.push({ type: 'mutated', mid: 1, result: 'nothing to do' });
+    await expect(noop).resolves.toEqual({ mid: 1, result: 'nothing to do' });
+    ws.push({ type: 'mutated', mid: 2, seq: 9, duplicate: true });
+    expect(doc.pending.map((m) => m.mid)).toEqual([3]);
+    ws.push({ type: 'mutation_error', mid: 3, code: 'rate_limited', message: 'slow down' });
+    expect(doc.pending.map((m) => m.mid)).toEqual([3]);
+    expect(errors).toEqual(['rate_limited']);
+    await until(() => mutates(ws.sent).filter((m) => m.mid === 3).length === 2, 1000);
+    expect(doc.state?.gold).toBe(22);
   });
 
   it('without persistence, a new mid comes after welcome.lastMid', async () => {
