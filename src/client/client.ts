@@ -157,6 +157,8 @@ export class EventSyncClient {
   #posting: Promise<void> = Promise.resolve();
   readonly #posted = new Set<number>();
   #resendTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Retryable refusals in a row: the delay before sending again grows with them. */
+  #refusals = 0;
   /** Collection handles' documents as loaded from the store, by handle key. */
   #storedCollections: Record<string, string[]> = {};
 
@@ -590,14 +592,16 @@ export class EventSyncClient {
       }
       return undefined;
     };
-    if (this.#mutations.answered(reply, seqOf) !== 'retry' || reply.type !== 'mutation_error') return;
+    const retry = this.#mutations.answered(reply, seqOf) === 'retry';
+    if (reply.type === 'mutated') this.#refusals = 0;
+    if (!retry || reply.type !== 'mutation_error') return;
     // Refused for now (rate_limited, out_of_order, …): it and what follows go again after a while.
     const message = `mutation ${reply.mid}: ${reply.message}`;
     this.#report(new EventSyncClientError(reply.code, message, { ref: 'mutate' }));
     clearTimeout(this.#resendTimer);
     this.#resendTimer = setTimeout(() => {
       for (const frame of this.#mutations.from(reply.mid)) this.#send(frame);
-    }, this.#backoff(0));
+    }, this.#backoff(this.#refusals++));
   }
 
   /** The queue of a document changed: save it; show the new prediction when no replica change does. */
