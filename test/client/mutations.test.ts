@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   defineMutators,
   type EventSourceLike,
+  EventSyncClient,
   fileStore,
   localStorageStore,
   MutationRefused,
@@ -19,9 +20,10 @@ import {
   type WebStorageLike,
 } from '../../src/client.js';
 import type { ClientMessage } from '../../src/protocol/messages.js';
+import { syncBackends, uniqueCollection } from '../support/databases.js';
 import { history, setGold, stateAt } from './events.js';
 import { disconnectAll, event, HttpAnswer, setUp, tick } from './fake-server.js';
-import { until } from './support.js';
+import { NodeWebSocket, rest, startServer, until } from './support.js';
 
 afterEach(disconnectAll);
 
@@ -344,5 +346,34 @@ describe('client mutations over SSE (REST, fake fetch)', () => {
     expect(posts[1]!.body).toBeUndefined();
     expect(doc.pending.map((m) => m.mid)).toEqual([1]); // answered seq 4, not applied yet
     expect(doc.state?.gold).toBe(25);
+  });
+});
+
+describe('client mutations on a real server (memory backend)', () => {
+  it('the server takes the frame as protocol 2 defines it and answers with mutation_error, rolled back', async () => {
+    const server = await startServer(syncBackends[0]![1]);
+    const collection = uniqueCollection('mut');
+    const errors: string[] = [];
+    const client = new EventSyncClient({
+      serverUrl: server.base,
+      WebSocket: NodeWebSocket,
+      onError: (e) => errors.push(e.code),
+    });
+    try {
+      await rest(server.base, 'POST', `/api/${collection}`, { _id: 'g1', gold: 1 });
+      client.mutators(collection, gameMutators);
+      const doc = client.document<Game>(collection, 'g1');
+      await client.connect();
+      await doc.whenSynced();
+      // Whatever mutators the server defines, it defines none for a collection of this run.
+      const answer = doc.mutate('addGold', { amount: 5 });
+      expect(doc.state?.gold).toBe(6);
+      await expect(answer).rejects.toMatchObject({ code: 'unknown_mutator' });
+      expect(doc.state?.gold).toBe(1);
+      expect(errors).toEqual([]); // no error frame: the mutate frame was well formed
+    } finally {
+      await client.disconnect();
+      await server.stop();
+    }
   });
 });
