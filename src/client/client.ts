@@ -599,9 +599,10 @@ export class EventSyncClient {
     const message = `mutation ${reply.mid}: ${reply.message}`;
     this.#report(new EventSyncClientError(reply.code, message, { ref: 'mutate' }));
     clearTimeout(this.#resendTimer);
+    const delay = this.#backoff(this.#refusals++);
     this.#resendTimer = setTimeout(() => {
       for (const frame of this.#mutations.from(reply.mid)) this.#send(frame);
-    }, this.#backoff(this.#refusals++));
+    }, delay);
   }
 
   /** The queue of a document changed: save it; show the new prediction when no replica change does. */
