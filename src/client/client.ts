@@ -533,6 +533,8 @@ export class EventSyncClient {
       assertCollectionName(collection);
       assertId(documentId);
       assertMutatorName(name);
+      // The JSON that goes on the wire, taken now: a later change of the caller's object changes nothing.
+      args = args === undefined ? undefined : (JSON.parse(JSON.stringify(args)) as JsonValue);
     } catch (error) {
       return Promise.reject(new EventSyncClientError('validation', (error as Error).message));
     }

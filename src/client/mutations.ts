@@ -60,6 +60,7 @@ export class MutationQueue {
 
   register(collection: string, mutators: Mutators<never>): void {
     this.#mutators.set(collection, mutators as Mutators<JsonObject>);
+    this.#predictions.clear();
   }
 
   /** Queues a mutation; the caller sends `frame` when it can. */

@@ -111,7 +111,7 @@ describe('client mutations (WebSocket, scripted server)', () => {
     expect(seen).toEqual([520, 20]);
   });
 
-  it('a mutator that throws while predicting is skipped; a malformed name or id is refused at once', async () => {
+  it('a mutator that throws while predicting is skipped; a malformed name, id or args are refused at once', async () => {
     const t = await following();
     const { doc, ws } = t;
     void doc.mutate('spend');
@@ -119,6 +119,9 @@ describe('client mutations (WebSocket, scripted server)', () => {
     expect(doc.state?.gold).toBe(21);
     expect(mutates(ws.sent).map((m) => m.mid)).toEqual([1, 2]);
     await expect(doc.mutate('not a name')).rejects.toMatchObject({ code: 'validation' });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await expect(doc.mutate('addGold', cyclic as never)).rejects.toMatchObject({ code: 'validation' });
     const bad = t.client.document('games', '.bad id');
     await expect(bad.mutate('addGold')).rejects.toMatchObject({ code: 'validation' });
     expect(mutates(ws.sent)).toHaveLength(2);
