@@ -17,6 +17,8 @@ export {
   EventSyncClientError,
   type EventSyncClientOptions,
   type Filter,
+  type MutationAnswer,
+  type PendingMutation,
   type ReconnectOptions,
 } from './client/client.js';
 export {
@@ -27,6 +29,8 @@ export {
   memoryStore,
   type ReplicaStore,
   type StoreChanges,
+  type StoredMeta,
+  type StoredMutation,
   type StoredReplica,
   type StoredState,
   type WebStorageLike,

@@ -50,6 +50,9 @@ export interface ChannelHost<F extends Subscription> {
   /** The server refused `feed`'s subscription for good. */
   feedFailed(feed: F, error: EventSyncClientError): void;
   report(error: EventSyncClientError): void;
+  /** The server welcomed this channel's link (`lastMid`: the last mutation it applied for us). */
+  welcomed(channel: Channel<F>, lastMid: number): void;
+  mutationAnswered(message: Extract<ServerMessage, { type: 'mutated' | 'mutation_error' }>): void;
 }
 
 /** One transport connection and its reconnect loop. */
@@ -227,6 +230,12 @@ export class Channel<F extends Subscription = Subscription> {
     if (link !== this.link) return;
     switch (message.type) {
       case 'welcome':
+        this.core.welcomed(this, message.lastMid ?? 0);
+        return;
+      case 'mutated':
+      case 'mutation_error':
+        this.core.mutationAnswered(message);
+        return;
       case 'subscribed':
       case 'unsubscribed':
         return;

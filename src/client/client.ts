@@ -16,12 +16,17 @@
  * - Replicas (`replica.ts`) apply events strictly in seq order, drop duplicates and buffer early
  *   events; a gap still open after `gapTimeoutMs` is repaired over REST (`POST /api/sync/...`,
  *   `repair.ts`).
- * - Replicas of document handles are saved in batches (`saver.ts`) to the `persistence` store.
+ * - Replicas of document and collection handles are saved in batches (`saver.ts`) to the
+ *   `persistence` store, with the mutation queue (`mutations.ts`).
+ * - Mutations go on the shared document WebSocket (over SSE: by REST, one at a time), after the
+ *   server's `welcome` said which it applied last; they are predicted on the replicas meanwhile.
  * - Reconnects use exponential backoff with jitter and resubscribe each document after the last
  *   seq it applied, so the server sends only the missing events (a snapshot when it must).
  */
 import type { SyncEvent } from '../core/events.js';
-import type { JsonObject } from '../core/json.js';
+import { assertCollectionName, assertId } from '../core/ids.js';
+import type { JsonObject, JsonValue } from '../core/json.js';
+import { assertMutatorName, type Mutators } from '../core/mutators.js';
 import { DEFAULT_PATHS, documentKey } from '../protocol/wire.js';
 import { Channel, type ChannelHost } from './channel.js';
 import { EventSyncClientError } from './errors.js';
@@ -35,9 +40,10 @@ import {
   type Filter,
   positionOfSnapshot,
 } from './handles.js';
-import type { ReplicaStore, StoredState } from './persistence.js';
+import { type MutateFrame, MutationQueue, type MutationReply, postMutation } from './mutations.js';
+import type { ReplicaStore, StoredMeta, StoredState } from './persistence.js';
 import { fetchMissing, GapRepair } from './repair.js';
-import type { Replica, ReplicaChange } from './replica.js';
+import type { Replica, ReplicaChange, ReplicaPosition } from './replica.js';
 import { ReplicaSaver } from './saver.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
 import {
@@ -52,6 +58,7 @@ import {
 
 export { EventSyncClientError } from './errors.js';
 export type { CollectionChange, CollectionHandle, DocumentHandle, Filter } from './handles.js';
+export type { MutationAnswer, PendingMutation } from './mutations.js';
 export type { ConnectionState } from './state.js';
 
 export interface ReconnectOptions {
@@ -142,6 +149,19 @@ export class EventSyncClient {
   readonly #saver: ReplicaSaver;
   readonly #channelHost: ChannelHost<Feed>;
   readonly #feedHost: FeedHost;
+  readonly #mutations: MutationQueue;
+  /** The link mutations go on (WebSocket: the document channel's, once welcomed). */
+  #mutationLink: Link | undefined;
+  /** SSE: a stream was welcomed since connecting, so mutations may be posted. */
+  #sseWelcomed = false;
+  /** SSE: the posts, one after another (the server takes a client's mids in order). */
+  #posting: Promise<void> = Promise.resolve();
+  readonly #posted = new Set<number>();
+  #resendTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Retryable refusals in a row: the delay before sending again grows with them. */
+  #refusals = 0;
+  /** Collection handles' documents as loaded from the store, by handle key. */
+  #storedCollections: Record<string, string[]> = {};
 
   constructor(options: EventSyncClientOptions) {
     this.#options = options;
@@ -170,9 +190,14 @@ export class EventSyncClient {
       report,
       running: () => this.#running,
     });
+    this.#mutations = new MutationQueue(
+      () => this.#clientId,
+      (collection, documentId, notify) => this.#queueChanged(collection, documentId, notify),
+    );
     this.#saver = new ReplicaSaver(options.persistence, {
       delayMs: options.persistDelayMs ?? 100,
       clientId: this.#clientId,
+      meta: () => this.#meta(),
       report,
     });
     this.#channelHost = this.#makeChannelHost();
@@ -201,6 +226,11 @@ export class EventSyncClient {
     return this.#clientId;
   }
 
+  /** Registers a collection's mutators (the server's definitions) to predict their effect. */
+  mutators<T extends object>(collection: string, mutators: Mutators<T>): void {
+    this.#mutations.register(collection, mutators as Mutators<never>);
+  }
+
   /** Follows a document (or returns the handle already following it). */
   document<T extends object = JsonObject>(collection: string, documentId: string): DocumentHandle<T> {
     const key = documentKey(collection, documentId);
@@ -222,6 +252,7 @@ export class EventSyncClient {
     if (!feed) {
       feed = new CollectionFeed(this.#feedHost, collection, normalized);
       this.#collections.set(key, feed);
+      this.#seedCollection(key, feed);
       if (this.#running) this.#assign(feed);
     }
     return feed as unknown as CollectionHandle<T>;
@@ -250,6 +281,9 @@ export class EventSyncClient {
       if (feed instanceof CollectionFeed) feed.detachAll();
     }
     this.#repair.stopTimers();
+    this.#mutationLink = undefined;
+    this.#sseWelcomed = false;
+    clearTimeout(this.#resendTimer);
     const next = nextState(this.#state, 'disconnect');
     if (next) this.#setState(next);
     if (wasConnected) this.#options.onDisconnect?.('disconnect');
@@ -309,10 +343,33 @@ export class EventSyncClient {
     } else {
       this.#saver.saveClientId(state.clientId === this.#clientId ? undefined : this.#clientId);
     }
+    if (state.meta) {
+      this.#mutations.restore(state.meta.lastMid, state.meta.mutations);
+      this.#storedCollections = state.meta.collections;
+    }
+    for (const [key, feed] of this.#collections) this.#seedCollection(key, feed);
     for (const feed of this.#documents.values()) {
       const stored = this.#saver.stored.get(documentKey(feed.collection, feed.documentId));
       if (stored && !feed.started && stored.seq > feed.seq) feed.seed(positionOfSnapshot(stored));
     }
+  }
+
+  /** A collection handle not yet subscribed starts from the documents it had when saved. */
+  #seedCollection(key: string, feed: CollectionFeed): void {
+    if (feed.channel?.link) return;
+    const positions = new Map<string, ReplicaPosition>();
+    for (const id of this.#storedCollections[key] ?? []) {
+      const stored = this.#saver.stored.get(documentKey(feed.collection, id));
+      if (stored?.state) positions.set(id, positionOfSnapshot(stored));
+    }
+    feed.seed(positions);
+  }
+
+  /** What the store keeps besides replicas. */
+  #meta(): StoredMeta {
+    const collections: Record<string, string[]> = {};
+    for (const [key, feed] of this.#collections) collections[key] = feed.memberIds();
+    return { lastMid: this.#mutations.lastMid, mutations: this.#mutations.stored(), collections };
   }
 
   /** Puts a feed on a connection: its own, the shared document WebSocket, or a collection's SSE stream. */
@@ -442,7 +499,7 @@ export class EventSyncClient {
     }
     const [feed] = channel.feeds;
     const path = feed!.ssePath();
-    const params = new URLSearchParams({ clientId: this.#clientId });
+    const params = new URLSearchParams({ clientId: this.#clientId, protocol: '2' });
     if (this.#options.token !== undefined) params.set('token', this.#options.token);
     const url = `${this.#httpBase}${this.#paths.sse}${path}${path.includes('?') ? '&' : '?'}${params}`;
     return openSseLink(
@@ -472,8 +529,100 @@ export class EventSyncClient {
         });
       }
     }
-    if (feed instanceof DocumentFeed && !feed.closed) this.#saver.changed(key, feed);
+    this.#mutations.confirmed(replica.collection, replica.documentId, replica.seq, changes);
+    if (!feed.closed) this.#saver.changed(key, feed instanceof DocumentFeed ? feed : { replica });
+    if (feed instanceof CollectionFeed) this.#saver.metaChanged();
     feed.channel?.ack(replica);
+  }
+
+  #mutate(collection: string, documentId: string, name: string, args: JsonValue | undefined) {
+    try {
+      // What the server would refuse as a malformed frame (no answer for the mid) is refused here.
+      assertCollectionName(collection);
+      assertId(documentId);
+      assertMutatorName(name);
+      // The JSON that goes on the wire, taken now: a later change of the caller's object changes nothing.
+      args = args === undefined ? undefined : (JSON.parse(JSON.stringify(args)) as JsonValue);
+    } catch (error) {
+      return Promise.reject(new EventSyncClientError('validation', (error as Error).message));
+    }
+    const { frame, answer } = this.#mutations.add(collection, documentId, name, args);
+    this.#send(frame);
+    return answer;
+  }
+
+  /** Sends a mutation if the link for mutations is up and welcomed; otherwise the next welcome sends it. */
+  #send(frame: MutateFrame): void {
+    if (this.#transport === 'sse') {
+      if (this.#sseWelcomed) this.#post(frame);
+      return;
+    }
+    const link = this.#documentChannel?.link;
+    if (link && link === this.#mutationLink && link.canSend) link.send(frame);
+  }
+
+  #post(frame: MutateFrame): void {
+    if (this.#posted.has(frame.mid)) return;
+    this.#posted.add(frame.mid);
+    const headers: Record<string, string> = { 'x-eventsync-client-id': this.#clientId };
+    if (this.#options.token !== undefined) headers.authorization = `Bearer ${this.#options.token}`;
+    this.#posting = this.#posting
+      .then(() => postMutation(this.#fetch(), this.#httpBase + this.#paths.api, headers, frame))
+      .then(
+        (reply) => this.#answered(reply),
+        (error: unknown) => {
+          // Not answered (the network, the server down): sent again at the next stream's welcome.
+          const message = `sending mutation ${frame.mid} failed: ${String(error)}`;
+          this.#report(
+            error instanceof EventSyncClientError ? error : new EventSyncClientError('closed', message),
+          );
+        },
+      )
+      .finally(() => this.#posted.delete(frame.mid));
+  }
+
+  /** A link was welcomed: mutations the server has not applied are sent again, in mid order. */
+  #welcomed(channel: Channel<Feed>, lastMid: number): void {
+    if (this.#transport === 'websocket') {
+      if (channel !== this.#documentChannel) return;
+      this.#mutationLink = channel.link;
+    } else {
+      this.#sseWelcomed = true;
+    }
+    for (const frame of this.#mutations.welcomed(lastMid)) this.#send(frame);
+  }
+
+  #answered(reply: MutationReply): void {
+    const seqOf = (collection: string, documentId: string) => {
+      const doc = this.#documents.get(documentKey(collection, documentId));
+      if (doc) return doc.replica.seq;
+      for (const c of this.#collections.values()) {
+        const replica = c.collection === collection ? c.replicaOf(documentId) : undefined;
+        if (replica) return replica.seq;
+      }
+      return undefined;
+    };
+    const retry = this.#mutations.answered(reply, seqOf) === 'retry';
+    if (reply.type === 'mutated') this.#refusals = 0;
+    if (!retry || reply.type !== 'mutation_error') return;
+    // Refused for now (rate_limited, out_of_order, …): it and what follows go again after a while.
+    const message = `mutation ${reply.mid}: ${reply.message}`;
+    this.#report(new EventSyncClientError(reply.code, message, { ref: 'mutate' }));
+    clearTimeout(this.#resendTimer);
+    const delay = this.#backoff(this.#refusals++);
+    this.#resendTimer = setTimeout(() => {
+      for (const frame of this.#mutations.from(reply.mid)) this.#send(frame);
+    }, delay);
+  }
+
+  /** The queue of a document changed: save it; show the new prediction when no replica change does. */
+  #queueChanged(collection: string, documentId: string, notify: boolean): void {
+    this.#saver.metaChanged();
+    if (!notify) return;
+    this.#documents.get(documentKey(collection, documentId))?.repredicted();
+    for (const feed of this.#collections.values()) {
+      if (feed.collection === collection) feed.repredicted(documentId);
+    }
   }
 
   #closeFeed(feed: Feed): void {
@@ -519,6 +668,8 @@ export class EventSyncClient {
       },
       feedFailed: (feed, error) => this.#feedFailed(feed, error),
       report: (error) => this.#report(error),
+      welcomed: (channel, lastMid) => this.#welcomed(channel, lastMid),
+      mutationAnswered: (reply) => this.#answered(reply),
     };
   }
 
@@ -526,7 +677,10 @@ export class EventSyncClient {
     return {
       changed: (feed, replica, changes) => this.#changed(feed, replica, changes),
       watchGap: (feed, replica) => this.#repair.watch(feed, replica),
-      forgetReplica: (replica) => this.#repair.forget(replica),
+      forgetReplica: (replica) => {
+        this.#repair.forget(replica);
+        this.#saver.metaChanged();
+      },
       closeFeed: (feed) => this.#closeFeed(feed),
       feedFailed: (feed, error) => this.#feedFailed(feed, error),
       mirrored: (feed) => {
@@ -535,6 +689,9 @@ export class EventSyncClient {
       refresh: (feed) => {
         this.#repair.repair(feed, feed.replica, false).catch(() => undefined);
       },
+      predict: (collection, documentId, state) => this.#mutations.predict(collection, documentId, state),
+      pending: (collection, documentId) => this.#mutations.pendingOf(collection, documentId),
+      mutate: (collection, documentId, name, args) => this.#mutate(collection, documentId, name, args),
     };
   }
 

@@ -6,8 +6,15 @@ export class EventSyncClientError extends EventSyncError {
   override name = 'EventSyncClientError';
   /** The subscription (or message type) the error is about, when the server named one. */
   readonly ref: string | undefined;
-  constructor(code: ErrorCode, message: string, options: { ref?: string; cause?: unknown } = {}) {
+  /** With code `mutation_refused`: the mutator's own reason (`not_enough_xp`). */
+  readonly reason: string | undefined;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { ref?: string; cause?: unknown; reason?: string | undefined } = {},
+  ) {
     super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.ref = options.ref;
+    this.reason = options.reason;
   }
 }

@@ -6,11 +6,12 @@
  */
 
 import type { SyncEvent, VectorClock } from '../core/events.js';
-import type { JsonObject } from '../core/json.js';
+import type { JsonObject, JsonValue } from '../core/json.js';
 import type { Filter } from '../core/query.js';
 import { documentKey } from '../protocol/wire.js';
 import type { Channel, Subscription } from './channel.js';
 import { EventSyncClientError } from './errors.js';
+import type { MutationAnswer, PendingMutation } from './mutations.js';
 import { emptyPosition, Replica, type ReplicaChange, type ReplicaPosition } from './replica.js';
 import type { ClientMessage, ServerMessage } from './transport.js';
 
@@ -22,8 +23,18 @@ type Listener<A extends unknown[]> = (...args: A) => void;
 export interface DocumentHandle<T = JsonObject> {
   readonly collection: string;
   readonly documentId: string;
-  /** The replica: the document at `seq`, or `null` (not created yet, or deleted). */
+  /** The document as predicted: `confirmed` with the pending mutations replayed (`null`: none). */
   readonly state: T | null;
+  /** The replica: the server's document at `seq`, or `null` (not created yet, or deleted). */
+  readonly confirmed: T | null;
+  /** The mutations of this document the server has not confirmed yet, in mid order. */
+  readonly pending: readonly PendingMutation[];
+  /**
+   * Asks the server to run mutator `name` on the document; `state` shows its predicted effect at
+   * once. Resolves with the server's answer; rejects with an `EventSyncClientError` (`reason`
+   * set for `mutation_refused`), the prediction rolled back.
+   */
+  mutate(name: string, args?: JsonValue): Promise<MutationAnswer>;
   /** The last seq applied (0: nothing yet). */
   readonly seq: number;
   readonly version: number;
@@ -32,7 +43,7 @@ export interface DocumentHandle<T = JsonObject> {
   readonly synced: boolean;
   /** Set when the server refused the subscription (e.g. `forbidden`); the handle then stays as it is. */
   readonly error: EventSyncClientError | undefined;
-  /** `event` is absent when the replica was replaced (a snapshot). Returns a function that unsubscribes. */
+  /** `event` is absent when the replica was replaced (a snapshot) or a pending mutation came or went. Returns a function that unsubscribes. */
   on(type: 'change', listener: (doc: T | null, event?: SyncEvent) => void): () => void;
   on(type: 'synced', listener: () => void): () => void;
   /** Resolves when the handle is caught up (at once if it is). */
@@ -44,13 +55,21 @@ export interface DocumentHandle<T = JsonObject> {
 export type CollectionChange<T> =
   | { type: 'event'; documentId: string; doc: T | null; event: SyncEvent }
   | { type: 'snapshot'; documentId: string; doc: T | null; seq: number }
-  | { type: 'leave'; documentId: string };
+  | { type: 'leave'; documentId: string }
+  /** A pending mutation came or went: `doc` is the new prediction. */
+  | { type: 'mutation'; documentId: string; doc: T | null };
 
 export interface CollectionHandle<T = JsonObject> {
   readonly collection: string;
   readonly filter: Filter<T> | undefined;
-  /** The documents that match, by id. */
+  /** The documents that match, by id, as predicted (pending mutations replayed). */
   readonly docs: ReadonlyMap<string, T>;
+  /** The server's documents only. */
+  readonly confirmed: ReadonlyMap<string, T>;
+  /** The mutations of this collection's documents the server has not confirmed yet, in mid order. */
+  readonly pending: readonly PendingMutation[];
+  /** As `DocumentHandle.mutate`, on document `documentId`. */
+  mutate(documentId: string, name: string, args?: JsonValue): Promise<MutationAnswer>;
   /** A member's replica position (seq, version, vector clock), or `undefined`. */
   positionOf(
     documentId: string,
@@ -106,6 +125,8 @@ export abstract class Feed implements Subscription {
   abstract onLeave(documentId: string, reason: string): void;
   /** The replica changed: tell the listeners. */
   abstract emit(replica: Replica, changes: ReplicaChange[]): void;
+  /** The pending mutations of a document changed (not its replica): tell the listeners. */
+  abstract repredicted(documentId: string): void;
 
   /** Adds a `change` or `synced` listener; returns the function that removes it. */
   on(type: 'change' | 'synced', listener: Listener<never[]>): () => void {
@@ -175,7 +196,21 @@ export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
   }
 
   get state(): JsonObject | null {
+    return this.#predicted(this.replica.state);
+  }
+  get confirmed(): JsonObject | null {
     return this.replica.state;
+  }
+  get pending(): PendingMutation[] {
+    return this.host.pending(this.collection, this.documentId);
+  }
+
+  mutate(name: string, args?: JsonValue): Promise<MutationAnswer> {
+    return this.host.mutate(this.collection, this.documentId, name, args);
+  }
+
+  #predicted(state: JsonObject | null): JsonObject | null {
+    return this.host.predict(this.collection, this.documentId, state);
   }
   get seq(): number {
     return this.replica.seq;
@@ -271,11 +306,17 @@ export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
 
   emit(_replica: Replica, changes: ReplicaChange[]): void {
     for (const change of changes) {
+      const state = this.#predicted(change.state);
       for (const listener of [...this.changeListeners]) {
-        if (change.kind === 'event') listener(change.state, change.event);
-        else listener(change.state);
+        if (change.kind === 'event') listener(state, change.event);
+        else listener(state);
       }
     }
+  }
+
+  repredicted(): void {
+    const state = this.state;
+    for (const listener of [...this.changeListeners]) listener(state);
   }
 }
 
@@ -286,6 +327,7 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
   /** Documents the current subscription has brought (snapshot or create) before `synced`. */
   #seen: Set<string> | undefined;
   #docs: Map<string, JsonObject> | undefined;
+  #confirmed: Map<string, JsonObject> | undefined;
   protected readonly changeListeners = new Set<
     Listener<[ReadonlyMap<string, JsonObject>, CollectionChange<JsonObject>]>
   >();
@@ -299,11 +341,42 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
   }
 
   get docs(): ReadonlyMap<string, JsonObject> {
-    if (!this.#docs) {
-      this.#docs = new Map();
-      for (const [id, r] of this.#replicas) if (r.based && r.state !== null) this.#docs.set(id, r.state);
-    }
+    this.#docs ??= this.#members((id, r) => this.host.predict(this.collection, id, r.state));
     return this.#docs;
+  }
+
+  get confirmed(): ReadonlyMap<string, JsonObject> {
+    this.#confirmed ??= this.#members((_id, r) => r.state);
+    return this.#confirmed;
+  }
+
+  get pending(): PendingMutation[] {
+    return this.host.pending(this.collection, undefined);
+  }
+
+  mutate(documentId: string, name: string, args?: JsonValue): Promise<MutationAnswer> {
+    return this.host.mutate(this.collection, documentId, name, args);
+  }
+
+  /** The ids of the documents the handle has (saved so that a reload shows them before the server answers). */
+  memberIds(): string[] {
+    return [...this.confirmed.keys()];
+  }
+
+  /** Replicas restored from the store, before the first subscription brings the server's. */
+  seed(positions: Map<string, ReplicaPosition>): void {
+    if (this.#replicas.size > 0) return;
+    for (const [id, p] of positions) this.#replicas.set(id, new Replica(this.collection, id, p));
+    this.#docs = this.#confirmed = undefined;
+  }
+
+  #members(stateOf: (id: string, r: Replica) => JsonObject | null): Map<string, JsonObject> {
+    const members = new Map<string, JsonObject>();
+    for (const [id, r] of this.#replicas) {
+      const state = r.based && r.state !== null ? stateOf(id, r) : null;
+      if (state !== null) members.set(id, state);
+    }
+    return members;
   }
 
   positionOf(documentId: string) {
@@ -437,21 +510,34 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     }
     const wasMember = replica.based && replica.state !== null;
     if (!wasMember) return;
-    this.#docs = undefined;
+    this.#docs = this.#confirmed = undefined;
     const change: CollectionChange<JsonObject> = { type: 'leave', documentId: replica.documentId };
     for (const listener of [...this.changeListeners]) listener(this.docs, change);
   }
 
   emit(replica: Replica, changes: ReplicaChange[]): void {
+    const id = replica.documentId;
     for (const change of changes) {
-      this.#docs = undefined;
+      this.#docs = this.#confirmed = undefined;
+      const doc = this.host.predict(this.collection, id, change.state);
       const c: CollectionChange<JsonObject> =
         change.kind === 'event'
-          ? { type: 'event', documentId: replica.documentId, doc: change.state, event: change.event }
-          : { type: 'snapshot', documentId: replica.documentId, doc: change.state, seq: change.seq };
+          ? { type: 'event', documentId: id, doc, event: change.event }
+          : { type: 'snapshot', documentId: id, doc, seq: change.seq };
       for (const listener of [...this.changeListeners]) listener(this.docs, c);
     }
     this.attached.get(replica.documentId)?.adopt(replica, changes);
+  }
+
+  repredicted(documentId: string): void {
+    if (!this.#replicas.get(documentId)?.based) return;
+    this.#docs = undefined;
+    const change: CollectionChange<JsonObject> = {
+      type: 'mutation',
+      documentId,
+      doc: this.docs.get(documentId) ?? null,
+    };
+    for (const listener of [...this.changeListeners]) listener(this.docs, change);
   }
 }
 
@@ -469,4 +555,14 @@ export interface FeedHost {
   mirrored(feed: DocumentFeed): void;
   /** Asks the server what a document handle's replica misses (REST), reporting failures. */
   refresh(feed: DocumentFeed): void;
+  /** `state` (a replica's, confirmed) with the document's pending mutations replayed. */
+  predict(collection: string, documentId: string, state: JsonObject | null): JsonObject | null;
+  /** The pending mutations of a document (`undefined`: of every document of the collection). */
+  pending(collection: string, documentId: string | undefined): PendingMutation[];
+  mutate(
+    collection: string,
+    documentId: string,
+    name: string,
+    args: JsonValue | undefined,
+  ): Promise<MutationAnswer>;
 }

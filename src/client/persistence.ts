@@ -7,6 +7,7 @@
  * a JSON file (Node). The module is browser-safe: the file store loads `node:fs` only when used.
  */
 import type { Snapshot } from '../core/events.js';
+import type { JsonValue } from '../core/json.js';
 import { documentKey } from '../protocol/wire.js';
 
 /**
@@ -15,15 +16,36 @@ import { documentKey } from '../protocol/wire.js';
  */
 export type StoredReplica = Omit<Snapshot, 'createdAt'>;
 
+/** A mutation the server has not confirmed yet, as queued and persisted. */
+export interface StoredMutation {
+  mid: number;
+  collection: string;
+  documentId: string;
+  name: string;
+  args?: JsonValue;
+}
+
+/** What a client keeps besides replicas: its mutation counter and queue, and each collection handle's documents. */
+export interface StoredMeta {
+  /** The last mutation id assigned: never used again. */
+  lastMid: number;
+  mutations: StoredMutation[];
+  /** By collection handle (`collection?filter`): the ids of its documents. */
+  collections: Record<string, string[]>;
+}
+
 export interface StoredState {
   clientId?: string;
   replicas: StoredReplica[];
+  meta?: StoredMeta;
 }
 
 export interface StoreChanges {
   clientId?: string;
   put: StoredReplica[];
   remove: { collection: string; documentId: string }[];
+  /** Replaces the stored one whole. */
+  meta?: StoredMeta;
 }
 
 export interface ReplicaStore {
@@ -49,20 +71,52 @@ function isStoredReplica(value: unknown): value is StoredReplica {
   );
 }
 
+function isStoredMeta(value: unknown): value is StoredMeta {
+  const m = value as StoredMeta;
+  const isMutation = (u: StoredMutation) =>
+    typeof u === 'object' &&
+    u !== null &&
+    Number.isSafeInteger(u.mid) &&
+    typeof u.collection === 'string' &&
+    typeof u.documentId === 'string' &&
+    typeof u.name === 'string';
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    Number.isSafeInteger(m.lastMid) &&
+    Array.isArray(m.mutations) &&
+    m.mutations.every(isMutation) &&
+    typeof m.collections === 'object' &&
+    m.collections !== null &&
+    Object.values(m.collections).every(
+      (ids) => Array.isArray(ids) && ids.every((id) => typeof id === 'string'),
+    )
+  );
+}
+
+/** `{ meta }` when `value` is a stored meta, else nothing (a damaged one is dropped). */
+const metaOf = (value: unknown): { meta?: StoredMeta } => (isStoredMeta(value) ? { meta: value } : {});
+
 /** Keeps everything in memory: survives a new client instance in the same process, not a reload. */
 export function memoryStore(): ReplicaStore & { readonly data: StoredState } {
   let clientId: string | undefined;
+  let meta: StoredMeta | undefined;
   const replicas = new Map<string, StoredReplica>();
   const copy = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
   return {
     get data() {
-      return { ...(clientId === undefined ? {} : { clientId }), replicas: copy([...replicas.values()]) };
+      return {
+        ...(clientId === undefined ? {} : { clientId }),
+        replicas: copy([...replicas.values()]),
+        ...(meta === undefined ? {} : { meta: copy(meta) }),
+      };
     },
     async load() {
       return this.data;
     },
     async save(changes) {
       if (changes.clientId !== undefined) clientId = changes.clientId;
+      if (changes.meta !== undefined) meta = copy(changes.meta);
       for (const r of changes.remove) replicas.delete(keyOf(r));
       for (const r of changes.put) replicas.set(keyOf(r), copy(r));
     },
@@ -105,11 +159,18 @@ export function localStorageStore(options: { prefix?: string; storage?: WebStora
         }
       }
       const clientId = s.getItem(`${prefix}:clientId`) ?? undefined;
-      return { ...(clientId === undefined ? {} : { clientId }), replicas };
+      let meta: unknown;
+      try {
+        meta = JSON.parse(s.getItem(`${prefix}:meta`) ?? 'null');
+      } catch {
+        // damaged: the queue starts empty
+      }
+      return { ...(clientId === undefined ? {} : { clientId }), replicas, ...metaOf(meta) };
     },
     async save(changes) {
       const s = storage();
       if (changes.clientId !== undefined) s.setItem(`${prefix}:clientId`, changes.clientId);
+      if (changes.meta !== undefined) s.setItem(`${prefix}:meta`, JSON.stringify(changes.meta));
       for (const r of changes.remove) s.removeItem(docPrefix + keyOf(r));
       for (const r of changes.put) s.setItem(docPrefix + keyOf(r), JSON.stringify(r));
     },
@@ -186,14 +247,16 @@ export function indexedDbStore(options: { name?: string; indexedDB?: IdbFactoryL
   return {
     async load() {
       const tx = (await open()).transaction([REPLICAS, META], 'readonly');
-      const [all, clientId] = await Promise.all([
+      const [all, clientId, meta] = await Promise.all([
         result(tx.objectStore(REPLICAS).getAll()),
         result(tx.objectStore(META).get('clientId')),
+        result(tx.objectStore(META).get('meta')),
         done(tx),
       ]);
       return {
         ...(typeof clientId === 'string' ? { clientId } : {}),
         replicas: all.filter(isStoredReplica),
+        ...metaOf(meta),
       };
     },
     async save(changes) {
@@ -201,6 +264,7 @@ export function indexedDbStore(options: { name?: string; indexedDB?: IdbFactoryL
       const completed = done(tx);
       const replicas = tx.objectStore(REPLICAS);
       if (changes.clientId !== undefined) tx.objectStore(META).put(changes.clientId, 'clientId');
+      if (changes.meta !== undefined) tx.objectStore(META).put(changes.meta, 'meta');
       for (const r of changes.remove) replicas.delete(keyOf(r));
       for (const r of changes.put) replicas.put(r, keyOf(r));
       await completed;
@@ -244,6 +308,7 @@ export function fileStore(path: string): ReplicaStore {
     current = {
       ...(typeof parsed?.clientId === 'string' ? { clientId: parsed.clientId } : {}),
       replicas: Array.isArray(parsed?.replicas) ? parsed.replicas.filter(isStoredReplica) : [],
+      ...metaOf(parsed?.meta),
     };
     return current;
   };
@@ -262,13 +327,12 @@ export function fileStore(path: string): ReplicaStore {
           const byKey = new Map(state.replicas.map((r) => [keyOf(r), r]));
           for (const r of changes.remove) byKey.delete(keyOf(r));
           for (const r of changes.put) byKey.set(keyOf(r), r);
+          const clientId = changes.clientId ?? state.clientId;
+          const meta = changes.meta ?? state.meta;
           current = {
-            ...(changes.clientId !== undefined
-              ? { clientId: changes.clientId }
-              : state.clientId !== undefined
-                ? { clientId: state.clientId }
-                : {}),
+            ...(clientId === undefined ? {} : { clientId }),
             replicas: [...byKey.values()],
+            ...(meta === undefined ? {} : { meta }),
           };
           const f = await load();
           const dir = path.replace(/[\\/][^\\/]*$/, '');

@@ -5,7 +5,7 @@
  */
 import { documentKey, parseDocumentKey } from '../protocol/wire.js';
 import { EventSyncClientError } from './errors.js';
-import type { ReplicaStore, StoredReplica, StoredState } from './persistence.js';
+import type { ReplicaStore, StoredMeta, StoredReplica, StoredState } from './persistence.js';
 import type { Replica } from './replica.js';
 
 /** What is saved of a document handle: its replica as it is when saving (a handle may change replicas). */
@@ -26,15 +26,25 @@ export class ReplicaSaver {
   #loaded: Promise<void> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #saving: Promise<void> = Promise.resolve();
+  readonly #meta: () => StoredMeta;
+  /** The meta changed since the last save; it is saved only once the stored one was loaded (not to lose its counter). */
+  #metaDirty = false;
+  #metaLoaded = false;
 
-  /** Without a store nothing is kept; `clientId` is saved with the first batch. */
+  /** Without a store nothing is kept; `clientId` is saved with the first batch; `meta` says what to save of it. */
   constructor(
     store: ReplicaStore | undefined,
-    options: { delayMs: number; clientId: string; report(error: EventSyncClientError): void },
+    options: {
+      delayMs: number;
+      clientId: string;
+      meta: () => StoredMeta;
+      report(error: EventSyncClientError): void;
+    },
   ) {
     this.#store = store;
     this.#delayMs = options.delayMs;
     this.#report = options.report;
+    this.#meta = options.meta;
     this.#clientId = store && options.clientId;
   }
 
@@ -46,6 +56,8 @@ export class ReplicaSaver {
       (state) => {
         for (const r of state.replicas) this.stored.set(documentKey(r.collection, r.documentId), r);
         onLoaded(state);
+        this.#metaLoaded = true;
+        if (this.#metaDirty) this.#schedule();
       },
       (error: unknown) => {
         this.#report(
@@ -60,6 +72,13 @@ export class ReplicaSaver {
   saveClientId(clientId: string | undefined): void {
     this.#clientId = clientId;
     if (clientId !== undefined) this.#schedule();
+  }
+
+  /** The mutation queue or a collection handle's documents changed: save the meta with the next batch. */
+  metaChanged(): void {
+    if (!this.#store) return;
+    this.#metaDirty = true;
+    if (this.#metaLoaded) this.#schedule();
   }
 
   /** The replica of a document handle changed: save it with the next batch. */
@@ -83,7 +102,9 @@ export class ReplicaSaver {
     this.#timer = undefined;
     const store = this.#store;
     if (!store) return Promise.resolve();
-    if (this.#dirty.size === 0 && this.#clientId === undefined) return this.#saving;
+    const meta = this.#metaDirty && this.#metaLoaded ? this.#meta() : undefined;
+    if (this.#dirty.size === 0 && this.#clientId === undefined && !meta) return this.#saving;
+    this.#metaDirty &&= !meta;
     const put: StoredReplica[] = [];
     const remove: { collection: string; documentId: string }[] = [];
     for (const [key, saved] of this.#dirty) {
@@ -108,7 +129,14 @@ export class ReplicaSaver {
     const clientId = this.#clientId;
     this.#clientId = undefined;
     this.#saving = this.#saving
-      .then(() => store.save({ ...(clientId === undefined ? {} : { clientId }), put, remove }))
+      .then(() =>
+        store.save({
+          ...(clientId === undefined ? {} : { clientId }),
+          put,
+          remove,
+          ...(meta ? { meta } : {}),
+        }),
+      )
       .catch((error: unknown) => {
         this.#report(new EventSyncClientError('internal', `saving replicas failed: ${String(error)}`));
       });

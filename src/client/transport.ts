@@ -143,6 +143,7 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
         welcomed = true;
         clearTimeout(timer);
         handlers.open();
+        handlers.message(message); // its lastMid, as an SSE stream's welcome frame brings it
         return;
       }
       if (message.type === 'error' && message.ref === 'hello') {

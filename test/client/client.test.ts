@@ -7,124 +7,17 @@ import {
   type ConnectionEvent,
   type ConnectionState,
   EventSyncClient,
-  type EventSyncClientOptions,
-  type FetchLike,
   localStorageStore,
   memoryStore,
   nextState,
-  type SyncEvent,
   transitions,
-  type WebSocketLike,
   type WebStorageLike,
 } from '../../src/client.js';
-import type { ClientMessage, ServerMessage } from '../../src/protocol/messages.js';
 import { created, history, setGold, stateAt } from './events.js';
+import { clients, disconnectAll, event, setUp, tick } from './fake-server.js';
 import { until } from './support.js';
 
-type Listener = (event: never) => void;
-
-/** A WebSocket the test drives: it opens, answers hello with welcome, and records what the client sends. */
-function fakeServer() {
-  const sockets: FakeSocket[] = [];
-  class FakeSocket implements WebSocketLike {
-    readyState = 0;
-    readonly sent: ClientMessage[] = [];
-    readonly #listeners = new Map<string, Set<Listener>>();
-    constructor(readonly url: string) {
-      sockets.push(this);
-      setTimeout(() => {
-        this.readyState = 1;
-        this.#emit('open', {});
-      }, 0);
-    }
-    addEventListener(type: string, listener: Listener): void {
-      const set = this.#listeners.get(type) ?? new Set();
-      this.#listeners.set(type, set);
-      set.add(listener);
-    }
-    send(data: string): void {
-      const message = JSON.parse(data) as ClientMessage;
-      this.sent.push(message);
-      if (message.type === 'hello') {
-        setTimeout(
-          () => this.push({ type: 'welcome', protocol: 1, clientId: message.clientId, serverTime: 0 }),
-          0,
-        );
-      }
-    }
-    close(code = 1000, reason = ''): void {
-      if (this.readyState === 3) return;
-      this.readyState = 3;
-      setTimeout(() => this.#emit('close', { code, reason }), 0);
-    }
-    /** The server sends a frame. */
-    push(message: ServerMessage): void {
-      this.#emit('message', { data: JSON.stringify(message) });
-    }
-    /** The connection is lost. */
-    drop(code = 1006): void {
-      this.readyState = 3;
-      this.#emit('close', { code, reason: '' });
-    }
-    subscribes() {
-      return this.sent.filter(
-        (m): m is Extract<ClientMessage, { type: 'subscribe' }> => m.type === 'subscribe',
-      );
-    }
-    #emit(type: string, event: object): void {
-      for (const l of [...(this.#listeners.get(type) ?? [])]) (l as (e: object) => void)(event);
-    }
-  }
-  return { WebSocket: FakeSocket, sockets, last: () => sockets[sockets.length - 1]! };
-}
-
-interface FetchCall {
-  url: string;
-  body: unknown;
-}
-
-function fakeFetch(answer: (call: FetchCall) => unknown) {
-  const calls: FetchCall[] = [];
-  const fetch: FetchLike = async (url, init) => {
-    const call = { url, body: init?.body ? JSON.parse(init.body) : undefined };
-    calls.push(call);
-    const body = JSON.stringify(answer(call));
-    return { ok: true, status: 200, text: async () => body };
-  };
-  return { fetch, calls };
-}
-
-const clients: EventSyncClient[] = [];
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.disconnect()));
-});
-
-function setUp(
-  options: Partial<EventSyncClientOptions> = {},
-  answer: (call: FetchCall) => unknown = () => ({ events: [] }),
-) {
-  const server = fakeServer();
-  const http = fakeFetch(answer);
-  const applied: number[] = [];
-  const errors: string[] = [];
-  const client = new EventSyncClient({
-    serverUrl: 'http://127.0.0.1:9',
-    clientId: 'tester',
-    WebSocket: server.WebSocket,
-    fetch: http.fetch,
-    gapTimeoutMs: 20,
-    ackDelayMs: 5,
-    reconnect: { initialDelayMs: 5, maxDelayMs: 20 },
-    onEvent: (e) => applied.push(e.seq),
-    onError: (e) => errors.push(e.code),
-    ...options,
-  });
-  clients.push(client);
-  return { server, http, client, applied, errors };
-}
-
-const event = (e: SyncEvent): ServerMessage => ({ type: 'event', event: e }) as ServerMessage;
-const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
+afterEach(disconnectAll);
 
 describe('EventSyncClient replica handling (fake transport)', () => {
   it('sends hello, subscribes with afterSeq, applies events in order and drops duplicates', async () => {

@@ -9,6 +9,7 @@ import {
   indexedDbStore,
   memoryStore,
   type ReplicaStore,
+  type StoredMeta,
   type StoredReplica,
 } from '../../src/client.js';
 
@@ -125,14 +126,22 @@ afterAll(async () => {
 async function roundTrip(open: () => ReplicaStore): Promise<void> {
   const store = open();
   expect(await store.load()).toEqual({ replicas: [] });
-  await store.save({ clientId: 'me', put: [replica('a', 1), replica('b', 2)], remove: [] });
+  const meta = (lastMid: number): StoredMeta => ({
+    lastMid,
+    mutations: [{ mid: lastMid, collection: 'games', documentId: 'a', name: 'addGold', args: { amount: 5 } }],
+    collections: { 'games?': ['a', 'c'] },
+  });
+  await store.save({ clientId: 'me', put: [replica('a', 1), replica('b', 2)], remove: [], meta: meta(1) });
   await store.save({
     put: [replica('a', 3), replica('c', 0)],
     remove: [{ collection: 'games', documentId: 'b' }],
+    meta: meta(2),
   });
+  await store.save({ put: [], remove: [] }); // no meta: the stored one stays
   const again = open(); // a new instance over the same storage: what a reload sees
   const loaded = await again.load();
   expect(loaded.clientId).toBe('me');
+  expect(loaded.meta).toEqual(meta(2));
   expect(loaded.replicas.sort((x, y) => x.documentId.localeCompare(y.documentId))).toEqual([
     replica('a', 3),
     replica('c', 0),
