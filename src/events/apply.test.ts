@@ -196,6 +196,44 @@ describe('applyEvent', () => {
   });
 });
 
+describe('applyEvent: operations that share values', () => {
+  const update = (ops: JsonPatchOperation[]): SyncEvent =>
+    ({
+      collection: 'c',
+      documentId: 'd',
+      seq: 2,
+      operation: 'update',
+      diff: { hasChanges: true, version: 2, jsonPatch: ops, mergePatch: {}, mongoUpdate: {} },
+    }) as unknown as SyncEvent;
+
+  it('a copy of a container changed earlier in the event does not change with it later', () => {
+    const state = deepFreeze({ _id: 'd', a: { x: 1 } }) as JsonObject;
+    const after = applyEvent(
+      state,
+      update([
+        { op: 'replace', path: '/a/x', value: 2 },
+        { op: 'copy', from: '/a', path: '/b' } as never,
+        { op: 'replace', path: '/a/x', value: 3 },
+      ]),
+    );
+    expect(after).toEqual({ _id: 'd', a: { x: 3 }, b: { x: 2 } });
+    expect(state).toEqual({ _id: 'd', a: { x: 1 } });
+  });
+
+  it('a move out of and back into arrays, and a test, as RFC 6902 says', () => {
+    const state = { _id: 'd', list: [1, 2, 3], o: {} } as JsonObject;
+    const after = applyEvent(
+      state,
+      update([
+        { op: 'move', from: '/list/0', path: '/list/-' } as never,
+        { op: 'move', from: '/list/0', path: '/o/first' } as never,
+        { op: 'test', path: '/list', value: [3, 1] } as never,
+      ]),
+    );
+    expect(after).toEqual({ _id: 'd', list: [3, 1], o: { first: 2 } });
+  });
+});
+
 describe('applyEvents', () => {
   const at = (s: number, extra: Partial<SyncEvent> = {}) =>
     update([{ op: 'replace', path: '/n', value: s }], { seq: s, ...extra });

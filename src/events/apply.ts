@@ -7,28 +7,16 @@
  * Copy-on-write: the input state and the events are never mutated. Before each patch operation
  * the containers on its path are shallow-copied (once per `applyEvent`/`applyEvents` call), so a
  * one-field change of a large document costs the length of the path, not the size of the
- * document. (`fast-json-patch`'s `applyPatch(doc, ops, …, mutateDocument=false)` would instead
- * deep-clone the whole document through JSON on every call.) The result therefore shares
+ * document (the operations themselves: json-patch.ts). The result therefore shares
  * unchanged subtrees with the input state and with the events' values: treat it as immutable.
  */
 
-import jsonPatch from 'fast-json-patch';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import { firstSeq } from '../core/event-order.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import { isPlainObject } from '../core/values.js';
-
-// fast-json-patch is CommonJS whose named exports Node cannot detect: take them from the default export.
-const { applyOperation, JsonPatchError } = jsonPatch;
-
-/** A patch operation as RFC 6902 allows it (events from elsewhere may carry `move`/`copy`/`test`). */
-interface AnyOperation {
-  op: string;
-  path: string;
-  from?: string;
-  value?: JsonValue;
-}
+import { type AnyOperation, applyOperation, PatchError, tokensOf } from './json-patch.js';
 
 /** Containers this call has copied: only these may be mutated. */
 type Owned = Set<object>;
@@ -112,7 +100,7 @@ function patchOf(event: SyncEvent, state: JsonObject | null, owned: Owned): Json
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     try {
-      doc = applyOp(doc, op, owned, i);
+      doc = applyOp(doc, op, owned);
     } catch (error) {
       throw asEventError(event, op, i, error);
     }
@@ -123,60 +111,28 @@ function patchOf(event: SyncEvent, state: JsonObject | null, owned: Owned): Json
   return doc;
 }
 
-function applyOp(doc: JsonValue | null, op: AnyOperation, owned: Owned, index: number): JsonValue | null {
+function applyOp(doc: JsonValue | null, op: AnyOperation, owned: Owned): JsonValue | null {
   if (typeof op !== 'object' || op === null || typeof op.path !== 'string') {
-    throw new JsonPatchError('Operation is not an object with a string path', 'OPERATION_NOT_AN_OBJECT');
+    throw new PatchError('the operation is not an object with a string path');
   }
-  assertPointer(doc, op.path);
-  if (typeof op.from === 'string') assertPointer(doc, op.from);
+  assertPointer(op.path);
+  if (typeof op.from === 'string') assertPointer(op.from);
   // Root operations replace the whole value; the event's value is shared, not copied (see the header).
-  if (op.path === '') {
-    return applyOperation(doc, op as never, true, true, true, index).newDocument as JsonValue;
-  }
-  if (typeof doc !== 'object' || doc === null) {
-    throw new JsonPatchError('Cannot perform operation at the desired path', 'OPERATION_PATH_UNRESOLVABLE');
-  }
+  if (op.path === '') return applyOperation(doc, op);
+  if (typeof doc !== 'object' || doc === null) throw new PatchError(`nothing at ${JSON.stringify(op.path)}`);
   let root = own(doc, owned);
   root = ownPath(root, op.path, owned);
   if (op.op === 'move' && typeof op.from === 'string') root = ownPath(root, op.from, owned);
-  // `validateOperation = true`: a path that is not there throws instead of being invented.
-  return applyOperation(root, op as never, true, true, true, index).newDocument as JsonValue;
+  return applyOperation(root, op);
 }
 
 /** RFC 6901: `/`-separated tokens, `~` only as `~0` or `~1`. */
 const POINTER = /^(?:\/(?:[^~/]|~[01])*)*$/;
-/** An array index: no sign, no leading zero, no exponent (`-` is the end, for `add`). */
-const ARRAY_INDEX = /^(?:0|[1-9]\d*|-)$/;
 
-/**
- * Throws `OPERATION_PATH_INVALID` (a malformed patch: `ValidationError`) for a pointer RFC 6901
- * forbids, or one that indexes an array with anything but a plain index (`01`, `1e0`, `+1`).
- * fast-json-patch reads those as numbers and would apply them.
- */
-function assertPointer(doc: JsonValue | null, pointer: string): void {
-  if (!POINTER.test(pointer)) {
-    throw new JsonPatchError(
-      `${JSON.stringify(pointer)} is not a JSON Pointer (RFC 6901)`,
-      'OPERATION_PATH_INVALID',
-    );
-  }
-  let node: JsonValue | undefined | null = doc;
-  const segments = pointer.split('/');
-  for (let i = 1; i < segments.length && typeof node === 'object' && node !== null; i++) {
-    const token = segments[i]!;
-    if (Array.isArray(node)) {
-      if (!ARRAY_INDEX.test(token)) {
-        throw new JsonPatchError(
-          `${JSON.stringify(pointer)}: ${JSON.stringify(token)} is not an array index`,
-          'OPERATION_PATH_INVALID',
-        );
-      }
-      node = token === '-' ? undefined : node[Number(token)];
-    } else {
-      const key = token.replace(/~1/g, '/').replace(/~0/g, '~');
-      node = Object.hasOwn(node, key) ? node[key] : undefined;
-    }
-  }
+/** Throws for a pointer RFC 6901 forbids (json-patch.ts refuses array indexes like `01` or `1e0`). */
+function assertPointer(pointer: string): void {
+  if (!POINTER.test(pointer))
+    throw new PatchError(`${JSON.stringify(pointer)} is not a JSON Pointer (RFC 6901)`);
 }
 
 /** `value` itself if this call owns it, else a shallow copy that it owns from now on. */
@@ -194,22 +150,17 @@ function own<V extends JsonObject | JsonValue[]>(value: V, owned: Owned): V {
  * segment is replaced or removed as a whole and need not be.
  */
 function ownPath(root: JsonObject | JsonValue[], pointer: string, owned: Owned): JsonObject | JsonValue[] {
-  if (pointer === '' || pointer[0] !== '/') return root;
-  const segments = pointer.split('/');
+  const tokens = tokensOf(pointer);
   let node: JsonObject | JsonValue[] = root;
-  for (let i = 1; i < segments.length - 1; i++) {
-    let key: string | number = segments[i]!;
-    if (key.indexOf('~') !== -1) key = key.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
-      throw new JsonPatchError(`forbidden key ${JSON.stringify(key)} in path`, 'OPERATION_PATH_INVALID');
-    }
+  for (const token of tokens.slice(0, -1)) {
+    let key: string | number = token;
     let child: JsonValue | undefined;
     if (Array.isArray(node)) {
-      if (!/^(0|[1-9]\d*)$/.test(key)) return root;
-      key = Number(key);
+      if (!/^(0|[1-9]\d*)$/.test(token)) return root;
+      key = Number(token);
       child = node[key];
     } else {
-      child = Object.hasOwn(node, key) ? node[key] : undefined;
+      child = Object.hasOwn(node, token) ? node[token] : undefined;
     }
     if (typeof child !== 'object' || child === null) return root;
     const copy = own(child, owned);
