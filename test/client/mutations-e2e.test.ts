@@ -3,10 +3,10 @@
  * is lost after the server applied it is sent again by the SDK on its own and applied once.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { EventSyncClient, type FetchLike } from '../../src/client.js';
+import { defineMutators, EventSyncClient, type FetchLike } from '../../src/client.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { type Ledger, ledgerMutators } from './ledger.js';
-import { FetchEventSource, rest, startServer, until } from './support.js';
+import { FetchEventSource, faultyWebSocket, rest, startServer, type TestServer, until } from './support.js';
 
 afterAll(closeSharedPglite);
 
@@ -46,6 +46,47 @@ describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, o
       const events = await server.engine.events.backend.list(collection, 'l1');
       expect(events.filter((e) => e.clientId === 'sse-lost')).toHaveLength(1);
       expect(await server.engine.lastMid('sse-lost')).toBe(1);
+    } finally {
+      await client.disconnect();
+      await server.stop();
+    }
+  });
+
+  it('WebSocket: the connection killed between apply and answer; the SDK resends after reconnecting, applied once', async () => {
+    const collection = uniqueCollection('killed');
+    let server: TestServer | undefined;
+    let kills = 0;
+    // The server's `add` destroys the client's connection while it runs: the write commits, the answer is lost.
+    const killing = defineMutators<Ledger>({
+      ...ledgerMutators,
+      add: {
+        args: { parse: (v) => v as { amount: number } },
+        run(draft, { amount }: { amount: number }) {
+          if (kills++ === 0) for (const socket of server!.syncSockets('ws-killed')) socket.destroy();
+          draft.gold += amount;
+        },
+      },
+    });
+    server = await startServer(open, { mutators: { [collection]: killing } });
+    const client = new EventSyncClient({
+      serverUrl: server.base,
+      clientId: 'ws-killed',
+      // Faultless: only for the tag in its URL, by which the server finds the client's sockets.
+      WebSocket: faultyWebSocket('ws-killed', { duplicate: 0, delay: 0, random: Math.random }).WebSocket,
+      reconnect: { initialDelayMs: 2, maxDelayMs: 20 },
+    });
+    try {
+      await rest(server.base, 'POST', `/api/${collection}`, { _id: 'k1', gold: 5, notes: [] });
+      client.mutators(collection, ledgerMutators);
+      const doc = client.document<Ledger>(collection, 'k1');
+      await client.connect();
+      await doc.whenSynced();
+      await expect(doc.mutate('add', { amount: 3 })).resolves.toMatchObject({ mid: 1, duplicate: true });
+      await until(() => doc.pending.length === 0 && doc.confirmed?.gold === 8);
+      const events = await server.engine.events.backend.list(collection, 'k1');
+      expect(events.filter((e) => e.clientId === 'ws-killed')).toHaveLength(1);
+      expect(await server.engine.lastMid('ws-killed')).toBe(1);
+      expect(kills).toBe(1);
     } finally {
       await client.disconnect();
       await server.stop();
