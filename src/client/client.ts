@@ -158,6 +158,8 @@ export class EventSyncClient {
   #posting: Promise<void> = Promise.resolve();
   readonly #posted = new Set<number>();
   #resendTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The lowest mid the resend timer sends from (two refusals in a row must not skip the first). */
+  #resendFrom: number | undefined;
   /** Retryable refusals in a row: the delay before sending again grows with them. */
   #refusals = 0;
   /** Collection handles' documents as loaded from the store, by handle key. */
@@ -284,6 +286,7 @@ export class EventSyncClient {
     this.#mutationLink = undefined;
     this.#sseWelcomed = false;
     clearTimeout(this.#resendTimer);
+    this.#resendFrom = undefined;
     const next = nextState(this.#state, 'disconnect');
     if (next) this.#setState(next);
     if (wasConnected) this.#options.onDisconnect?.('disconnect');
@@ -571,11 +574,13 @@ export class EventSyncClient {
       .then(
         (reply) => this.#answered(reply),
         (error: unknown) => {
-          // Not answered (the network, the server down): sent again at the next stream's welcome.
+          // Not answered (the network, a proxy's page): sent again after a backoff delay, or at the
+          // next stream's welcome. The stream may stay up, so waiting for a welcome alone could be forever.
           const message = `sending mutation ${frame.mid} failed: ${String(error)}`;
           this.#report(
             error instanceof EventSyncClientError ? error : new EventSyncClientError('closed', message),
           );
+          this.#resendLater(frame.mid);
         },
       )
       .finally(() => this.#posted.delete(frame.mid));
@@ -608,10 +613,18 @@ export class EventSyncClient {
     // Refused for now (rate_limited, out_of_order, …): it and what follows go again after a while.
     const message = `mutation ${reply.mid}: ${reply.message}`;
     this.#report(new EventSyncClientError(reply.code, message, { ref: 'mutate' }));
+    this.#resendLater(reply.mid);
+  }
+
+  /** Sends the mutations from mid `from` on again after one backoff delay. */
+  #resendLater(from: number): void {
     clearTimeout(this.#resendTimer);
+    const first = Math.min(this.#resendFrom ?? from, from);
+    this.#resendFrom = first;
     const delay = this.#backoff(this.#refusals++);
     this.#resendTimer = setTimeout(() => {
-      for (const frame of this.#mutations.from(reply.mid)) this.#send(frame);
+      this.#resendFrom = undefined;
+      for (const frame of this.#mutations.from(first)) this.#send(frame);
     }, delay);
   }
 

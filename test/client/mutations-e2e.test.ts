@@ -1,0 +1,95 @@
+/**
+ * Issue 17, second acceptance point, at the SDK level on real servers: a mutation whose answer
+ * is lost after the server applied it is sent again by the SDK on its own and applied once.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { defineMutators, EventSyncClient, type FetchLike } from '../../src/client.js';
+import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
+import { type Ledger, ledgerMutators } from './ledger.js';
+import { FetchEventSource, faultyWebSocket, rest, startServer, type TestServer, until } from './support.js';
+
+afterAll(closeSharedPglite);
+
+describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, open) => {
+  // Found by mutation-convergence.test.ts: the SDK waited for the next stream's welcome, which
+  // never came while the stream stayed up, so the mutation stayed pending for good.
+  it('SSE: the POST applied but its answer lost is sent again while the stream stays up, applied once', async () => {
+    const collection = uniqueCollection('lost');
+    const server = await startServer(open, { mutators: { [collection]: ledgerMutators } });
+    let lost = 0;
+    const losing: FetchLike = async (url, init) => {
+      const res = await fetch(url, init);
+      if (url.includes('/mutate/') && lost++ === 0) {
+        await res.text(); // applied on the server; the answer never arrives
+        throw new TypeError('fetch failed');
+      }
+      return res;
+    };
+    const client = new EventSyncClient({
+      serverUrl: server.base,
+      clientId: 'sse-lost',
+      transport: 'sse',
+      EventSource: FetchEventSource,
+      fetch: losing,
+      reconnect: { initialDelayMs: 2, maxDelayMs: 20 },
+    });
+    try {
+      await rest(server.base, 'POST', `/api/${collection}`, { _id: 'l1', gold: 5, notes: [] });
+      client.mutators(collection, ledgerMutators);
+      const doc = client.document<Ledger>(collection, 'l1');
+      await client.connect();
+      await doc.whenSynced();
+      const answer = doc.mutate('add', { amount: 3 });
+      expect(doc.state?.gold).toBe(8);
+      await expect(answer).resolves.toMatchObject({ mid: 1, duplicate: true });
+      await until(() => doc.pending.length === 0 && doc.confirmed?.gold === 8);
+      const events = await server.engine.events.backend.list(collection, 'l1');
+      expect(events.filter((e) => e.clientId === 'sse-lost')).toHaveLength(1);
+      expect(await server.engine.lastMid('sse-lost')).toBe(1);
+    } finally {
+      await client.disconnect();
+      await server.stop();
+    }
+  });
+
+  it('WebSocket: the connection killed between apply and answer; the SDK resends after reconnecting, applied once', async () => {
+    const collection = uniqueCollection('killed');
+    let server: TestServer | undefined;
+    let kills = 0;
+    // The server's `add` destroys the client's connection while it runs: the write commits, the answer is lost.
+    const killing = defineMutators<Ledger>({
+      ...ledgerMutators,
+      add: {
+        args: { parse: (v) => v as { amount: number } },
+        run(draft, { amount }: { amount: number }) {
+          if (kills++ === 0) for (const socket of server!.syncSockets('ws-killed')) socket.destroy();
+          draft.gold += amount;
+        },
+      },
+    });
+    server = await startServer(open, { mutators: { [collection]: killing } });
+    const client = new EventSyncClient({
+      serverUrl: server.base,
+      clientId: 'ws-killed',
+      // Faultless: only for the tag in its URL, by which the server finds the client's sockets.
+      WebSocket: faultyWebSocket('ws-killed', { duplicate: 0, delay: 0, random: Math.random }).WebSocket,
+      reconnect: { initialDelayMs: 2, maxDelayMs: 20 },
+    });
+    try {
+      await rest(server.base, 'POST', `/api/${collection}`, { _id: 'k1', gold: 5, notes: [] });
+      client.mutators(collection, ledgerMutators);
+      const doc = client.document<Ledger>(collection, 'k1');
+      await client.connect();
+      await doc.whenSynced();
+      await expect(doc.mutate('add', { amount: 3 })).resolves.toMatchObject({ mid: 1, duplicate: true });
+      await until(() => doc.pending.length === 0 && doc.confirmed?.gold === 8);
+      const events = await server.engine.events.backend.list(collection, 'k1');
+      expect(events.filter((e) => e.clientId === 'ws-killed')).toHaveLength(1);
+      expect(await server.engine.lastMid('ws-killed')).toBe(1);
+      expect(kills).toBe(1);
+    } finally {
+      await client.disconnect();
+      await server.stop();
+    }
+  });
+});
