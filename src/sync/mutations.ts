@@ -112,7 +112,7 @@ export async function runMutation(
       await tx.putMutationRecord({
         clientId: key,
         lastMid: request.mid,
-        outcome: answer,
+        outcome: outcomeToKeep(record, answer),
         updatedAt: Date.now(),
       });
     }
@@ -154,14 +154,34 @@ async function check(
   return { run: mutator, args };
 }
 
+/**
+ * How far behind its last mid a record still knows which mids were refused: a resend of an older
+ * one is answered `duplicate` (handled) without saying how. The SDK resends at most what it had in
+ * flight when its connection broke.
+ */
+export const REMEMBERED_REFUSALS_MIDS = 64;
+
+/** What a record keeps: the answer to its last mid, and the error answers of the mids shortly before it. */
+type KeptOutcome = MutationAnswer & { earlier?: MutationAnswer[] };
+
+function outcomeToKeep(record: MutationRecord | undefined, answer: MutationAnswer): JsonObject {
+  const { earlier = [], ...last } = (record?.outcome ?? {}) as Partial<KeptOutcome>;
+  const errors = record ? [...earlier, last as MutationAnswer] : [];
+  const kept = errors.filter(
+    (a) => a.type === 'mutation_error' && a.mid > answer.mid - REMEMBERED_REFUSALS_MIDS,
+  );
+  return (kept.length > 0 ? { ...answer, earlier: kept } : answer) as JsonObject;
+}
+
 /** A resend (mid ≤ lastMid) answered from the record, a mid past the next one refused, or `undefined`: run it. */
 function answerFromRecord(record: MutationRecord | undefined, mid: number): MutationAnswer | undefined {
   const lastMid = lastMidOf(record);
-  if (mid === lastMid) {
-    const stored = record!.outcome as MutationAnswer;
-    return stored.type === 'mutated' ? { ...stored, duplicate: true } : stored;
+  if (mid <= lastMid) {
+    const { earlier = [], ...last } = record!.outcome as KeptOutcome;
+    const stored = mid === lastMid ? (last as MutationAnswer) : earlier.find((a) => a.mid === mid);
+    if (stored?.type === 'mutation_error') return stored;
+    return { ...(stored ?? { type: 'mutated', mid }), duplicate: true };
   }
-  if (mid < lastMid) return { type: 'mutated', mid, duplicate: true };
   if (mid > lastMid + 1) {
     return errorAnswer(mid, 'out_of_order', `the next mutation id expected is ${lastMid + 1}; send from it`);
   }

@@ -148,6 +148,8 @@ let server: TestServer;
 /** One collection per backend (the server's mutators are by collection); each run has documents of its own. */
 let collection: string;
 let run = 0;
+/** Client ids are unique per test process: the mid records of a PostgreSQL given by DATABASE_URL outlive the run. */
+const PROCESS = Math.random().toString(36).slice(2, 8);
 const emptyStats = () => ({ runs: 0, ops: 0, mutations: 0, refused: 0, reloads: 0, lostAnswers: 0, ms: 0 });
 let stats = emptyStats();
 
@@ -401,7 +403,10 @@ describe.each(syncBackends)(
             await rest(server.base, 'POST', `/api/${collection}`, { _id: docId(d), gold: 5, notes: [] });
           }
           const clients = specs.map((spec, i) =>
-            open({ id: `m${run}-c${i}`, spec, store: memoryStore(), calls: [], errors: [] }, random),
+            open(
+              { id: `m${PROCESS}-${run}-c${i}`, spec, store: memoryStore(), calls: [], errors: [] },
+              random,
+            ),
           );
           try {
             await Promise.all(clients.map((c) => c.client.connect()));

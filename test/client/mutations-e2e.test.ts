@@ -10,6 +10,9 @@ import { FetchEventSource, faultyWebSocket, rest, startServer, type TestServer, 
 
 afterAll(closeSharedPglite);
 
+/** Client ids unique per test process: the mid records of a PostgreSQL given by DATABASE_URL outlive the run. */
+const PROCESS = Math.random().toString(36).slice(2, 8);
+
 describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, open) => {
   // Found by mutation-convergence.test.ts: the SDK waited for the next stream's welcome, which
   // never came while the stream stayed up, so the mutation stayed pending for good.
@@ -27,7 +30,7 @@ describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, o
     };
     const client = new EventSyncClient({
       serverUrl: server.base,
-      clientId: 'sse-lost',
+      clientId: `sse-lost-${PROCESS}`,
       transport: 'sse',
       EventSource: FetchEventSource,
       fetch: losing,
@@ -44,8 +47,8 @@ describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, o
       await expect(answer).resolves.toMatchObject({ mid: 1, duplicate: true });
       await until(() => doc.pending.length === 0 && doc.confirmed?.gold === 8);
       const events = await server.engine.events.backend.list(collection, 'l1');
-      expect(events.filter((e) => e.clientId === 'sse-lost')).toHaveLength(1);
-      expect(await server.engine.lastMid('sse-lost')).toBe(1);
+      expect(events.filter((e) => e.clientId === `sse-lost-${PROCESS}`)).toHaveLength(1);
+      expect(await server.engine.lastMid(`sse-lost-${PROCESS}`)).toBe(1);
     } finally {
       await client.disconnect();
       await server.stop();
@@ -62,7 +65,8 @@ describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, o
       add: {
         args: { parse: (v) => v as { amount: number } },
         run(draft, { amount }: { amount: number }) {
-          if (kills++ === 0) for (const socket of server!.syncSockets('ws-killed')) socket.destroy();
+          if (kills++ === 0)
+            for (const socket of server!.syncSockets(`ws-killed-${PROCESS}`)) socket.destroy();
           draft.gold += amount;
         },
       },
@@ -70,9 +74,10 @@ describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, o
     server = await startServer(open, { mutators: { [collection]: killing } });
     const client = new EventSyncClient({
       serverUrl: server.base,
-      clientId: 'ws-killed',
+      clientId: `ws-killed-${PROCESS}`,
       // Faultless: only for the tag in its URL, by which the server finds the client's sockets.
-      WebSocket: faultyWebSocket('ws-killed', { duplicate: 0, delay: 0, random: Math.random }).WebSocket,
+      WebSocket: faultyWebSocket(`ws-killed-${PROCESS}`, { duplicate: 0, delay: 0, random: Math.random })
+        .WebSocket,
       reconnect: { initialDelayMs: 2, maxDelayMs: 20 },
     });
     try {
@@ -84,8 +89,8 @@ describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, o
       await expect(doc.mutate('add', { amount: 3 })).resolves.toMatchObject({ mid: 1, duplicate: true });
       await until(() => doc.pending.length === 0 && doc.confirmed?.gold === 8);
       const events = await server.engine.events.backend.list(collection, 'k1');
-      expect(events.filter((e) => e.clientId === 'ws-killed')).toHaveLength(1);
-      expect(await server.engine.lastMid('ws-killed')).toBe(1);
+      expect(events.filter((e) => e.clientId === `ws-killed-${PROCESS}`)).toHaveLength(1);
+      expect(await server.engine.lastMid(`ws-killed-${PROCESS}`)).toBe(1);
       expect(kills).toBe(1);
     } finally {
       await client.disconnect();
@@ -93,3 +98,66 @@ describe.each(syncBackends)('a mutation whose answer is lost (%s)', (_backend, o
     }
   });
 });
+
+// The memory backend forgets everything with its process; the persistent ones keep the mid records.
+describe.each(syncBackends.filter(([name]) => name !== 'memory'))(
+  'a mutation applied just before the server restarts (%s)',
+  (_backend, open) => {
+    it('is answered duplicate by the new server from the stored mid record, applied once', async () => {
+      const collection = uniqueCollection('restart');
+      const clientId = `restart-${PROCESS}`;
+      let server: TestServer | undefined;
+      let calls = 0;
+      // The first `add` stops the old server taking connections and cuts the client's: the write
+      // commits, its answer is lost, and the client's reconnects are refused until the restart.
+      const stopping = defineMutators<Ledger>({
+        ...ledgerMutators,
+        add: {
+          args: { parse: (v) => v as { amount: number } },
+          run(draft, { amount }: { amount: number }) {
+            if (calls++ === 0) {
+              server!.server.close();
+              for (const socket of server!.syncSockets(clientId)) socket.destroy();
+            }
+            draft.gold += amount;
+          },
+        },
+      });
+      server = await startServer(open, { mutators: { [collection]: stopping } });
+      const port = Number(new URL(server.base).port);
+      const client = new EventSyncClient({
+        serverUrl: server.base,
+        clientId,
+        WebSocket: faultyWebSocket(clientId, { duplicate: 0, delay: 0, random: Math.random }).WebSocket,
+        reconnect: { initialDelayMs: 2, maxDelayMs: 20 },
+      });
+      try {
+        await rest(server.base, 'POST', `/api/${collection}`, { _id: 'r1', gold: 5, notes: [] });
+        client.mutators(collection, ledgerMutators);
+        const doc = client.document<Ledger>(collection, 'r1');
+        await client.connect();
+        await doc.whenSynced();
+        let answered = false;
+        const answer = doc.mutate('add', { amount: 3 }).finally(() => {
+          answered = true;
+        });
+        const old = server;
+        await until(() => calls === 1);
+        await until(() => client.state !== 'connected');
+        expect(await old.engine.lastMid(clientId)).toBe(1);
+        await old.stop();
+        expect(answered).toBe(false);
+        server = await startServer(open, { mutators: { [collection]: stopping } }, port);
+        await expect(answer).resolves.toMatchObject({ mid: 1, duplicate: true });
+        await until(() => doc.pending.length === 0 && doc.confirmed?.gold === 8);
+        const events = await server.engine.events.backend.list(collection, 'r1');
+        expect(events.filter((e) => e.clientId === clientId)).toHaveLength(1);
+        expect(await server.engine.lastMid(clientId)).toBe(1);
+        expect(calls).toBe(1);
+      } finally {
+        await client.disconnect();
+        await server?.stop();
+      }
+    });
+  },
+);

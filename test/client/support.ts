@@ -26,10 +26,14 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** A server on a new database of `open`'s backend; `stop()` closes the database too. */
+/**
+ * A server on a new database of `open`'s backend; `stop()` closes the database too. `port`: listen
+ * there (a restart on the port a client reconnects to); by default where the OS says.
+ */
 export async function startServer(
   open: () => Promise<Database>,
   options: Partial<SyncEngineOptions> = {},
+  port = 0,
 ): Promise<TestServer> {
   const db = await open();
   const engine = await SyncEngine.create({ db, ...options });
@@ -57,7 +61,7 @@ export async function startServer(
     }
     return emit.apply(this, [event, ...args] as Parameters<Server['emit']>);
   } as Server['emit'];
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     engine,

@@ -10,7 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/core/collection-backend.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import type { SyncEngine } from '../../src/sync/engine.js';
-import type { MutationCaller, MutationRequest } from '../../src/sync/mutations.js';
+import {
+  type MutationCaller,
+  type MutationRequest,
+  REMEMBERED_REFUSALS_MIDS,
+} from '../../src/sync/mutations.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { openMutationEngine, type Player } from '../support/player-mutators.js';
 import { TestClient } from '../support/ws-client.js';
@@ -106,6 +110,37 @@ describe.each(syncBackends)('mutations on %s', (_backend, open) => {
     expect(await (await players()).findOne(id)).toMatchObject({ gold: 0, version: 1 });
     expect(await eventsOf(id)).toEqual([]);
     expect(await (await players()).findOne('missing')).toBeUndefined();
+  });
+
+  it('answers a resend of a refused mid from the record after later mids were applied, within the window', async () => {
+    const id = await newPlayer();
+    const client = uniqueCollection('client');
+    // Mid 1 refused, mid 2 applied, both answers lost (a broken connection): the SDK resends both.
+    const refused = await engine.mutate(caller(client), request(1, 'levelUp', id));
+    expect(refused).toMatchObject({ code: 'mutation_refused', reason: 'not_enough_xp' });
+    await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 1 }));
+    expect(await engine.mutate(caller(client), request(1, 'levelUp', id))).toEqual(refused);
+    expect(await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 1 }))).toMatchObject({
+      type: 'mutated',
+      mid: 2,
+      duplicate: true,
+    });
+    // The record knows the refusals among its last REMEMBERED_REFUSALS_MIDS mids; past them, only
+    // that an older mid was handled.
+    for (let mid = 3; mid <= REMEMBERED_REFUSALS_MIDS; mid++) {
+      await engine.mutate(caller(client), request(mid, 'nothing', id));
+    }
+    expect(await engine.mutate(caller(client), request(1, 'levelUp', id))).toEqual(refused);
+    expect(await engine.mutate(caller(client), request(3, 'nothing', id))).toMatchObject({
+      code: 'unknown_mutator',
+    });
+    await engine.mutate(caller(client), request(1 + REMEMBERED_REFUSALS_MIDS, 'addGold', id, { amount: 1 }));
+    expect(await engine.mutate(caller(client), request(1, 'levelUp', id))).toEqual({
+      type: 'mutated',
+      mid: 1,
+      duplicate: true,
+    });
+    expect(await (await players()).findOne(id)).toMatchObject({ gold: 2, level: 1 });
   });
 
   it('refuses a principal that may not write the document, and client ids reserved for REST keys', async () => {
