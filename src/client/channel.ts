@@ -50,6 +50,8 @@ export interface ChannelHost<F extends Subscription> {
   /** The server refused `feed`'s subscription for good. */
   feedFailed(feed: F, error: EventSyncClientError): void;
   report(error: EventSyncClientError): void;
+  /** A connection attempt failed for a reason worth telling (a wrong URL); the channel retries. */
+  connectFailed(error: EventSyncClientError): void;
   /** The server welcomed this channel's link (`lastMid`: the last mutation it applied for us). */
   welcomed(channel: Channel<F>, lastMid: number): void;
   mutationAnswered(message: Extract<ServerMessage, { type: 'mutated' | 'mutation_error' }>): void;
@@ -207,6 +209,7 @@ export class Channel<F extends Subscription = Subscription> {
     }
     this.#go('drop');
     this.core.channelChanged(this, reason);
+    if (error) this.core.connectFailed(new EventSyncClientError(error.code, error.message));
     const delay = this.core.backoff(this.#attempt++);
     this.#retryTimer = setTimeout(() => {
       if (this.#go('retry')) {

@@ -104,7 +104,11 @@ export interface EventSyncClientOptions {
   ackDelayMs?: number;
   /** Replicas are saved at most this often. Default 100 ms. */
   persistDelayMs?: number;
-  /** A connection attempt not accepted within this many ms is abandoned and retried. Default 10,000. */
+  /**
+   * A connection attempt not accepted within this many ms is abandoned and retried, and `connect()`
+   * rejects (code `timeout`, `onError` too) when the client is not connected this long after it was
+   * called; the client keeps trying in the background. Default 10,000.
+   */
   connectTimeoutMs?: number;
   /** Where the server mounted its transports. Defaults `/sync`, `/sse`, `/api`. */
   paths?: { sync?: string; sse?: string; api?: string };
@@ -142,6 +146,10 @@ export class EventSyncClient {
   readonly #channels = new Set<Channel<Feed>>();
   #documentChannel: Channel<Feed> | undefined;
   #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** Rejects the waiters of `connect()` once `connectTimeoutMs` passed without a connection. */
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The last connection failure told to `onError` (told once until the client connects). */
+  #toldFailure: string | undefined;
   #starting: Promise<void> | undefined;
   /** Per document: the highest seq `onEvent` reported (a document followed twice reports once). */
   readonly #reported = new Map<string, number>();
@@ -264,6 +272,7 @@ export class EventSyncClient {
   connect(): Promise<void> {
     if (this.#state === 'connected') return Promise.resolve();
     const waiting = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    this.#connectTimer ??= setTimeout(() => this.#connectTimedOut(), this.#connectTimeoutMs());
     if (!this.#starting && !this.#running) {
       this.#starting = this.#start().finally(() => {
         this.#starting = undefined;
@@ -426,7 +435,33 @@ export class EventSyncClient {
     for (const listener of this.#stateListeners) listener(state);
   }
 
+  #connectTimeoutMs(): number {
+    return this.#options.connectTimeoutMs ?? 10_000;
+  }
+
+  #connectTimedOut(): void {
+    this.#connectTimer = undefined;
+    const last = [...this.#channels].map((c) => c.lastReason).find((reason) => reason);
+    const error = new EventSyncClientError(
+      'timeout',
+      `no connection to ${this.#options.serverUrl} within ${this.#connectTimeoutMs()} ms` +
+        `${last ? ` (last attempt: ${last})` : ''}: is the server running there? The client keeps trying`,
+    );
+    this.#report(error);
+    this.#settle(error);
+  }
+
+  /** A connection attempt failed for a reason worth telling: once to `onError`, and to whoever awaits `connect()`. */
+  #connectFailed(error: EventSyncClientError): void {
+    if (this.#state === 'connected') return;
+    if (this.#toldFailure !== error.message) this.#report(error);
+    this.#toldFailure = error.message;
+    this.#settle(error);
+  }
+
   #settle(error?: unknown): void {
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) {
@@ -453,6 +488,7 @@ export class EventSyncClient {
     this.#setState(next);
     if (next === 'connected') {
       this.#everConnected = true;
+      this.#toldFailure = undefined;
       this.#options.onConnect?.();
       this.#settle();
     } else if (was === 'connected') {
@@ -477,7 +513,8 @@ export class EventSyncClient {
   }
 
   #openLink(channel: Channel<Feed>, handlers: LinkHandlers): Link {
-    const connectTimeoutMs = this.#options.connectTimeoutMs ?? 10_000;
+    const connectTimeoutMs = this.#connectTimeoutMs();
+    const fetch = this.#options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch;
     if (this.#transport === 'websocket') {
       const WebSocket =
         this.#options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
@@ -491,6 +528,7 @@ export class EventSyncClient {
           clientId: this.#clientId,
           token: this.#options.token,
           connectTimeoutMs,
+          fetch,
         },
         handlers,
       );
@@ -505,10 +543,7 @@ export class EventSyncClient {
     const params = new URLSearchParams({ clientId: this.#clientId, protocol: '2' });
     if (this.#options.token !== undefined) params.set('token', this.#options.token);
     const url = `${this.#httpBase}${this.#paths.sse}${path}${path.includes('?') ? '&' : '?'}${params}`;
-    return openSseLink(
-      { url, EventSource, fetch: this.#options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch },
-      handlers,
-    );
+    return openSseLink({ url, EventSource, fetch }, handlers);
   }
 
   #changed(feed: Feed, replica: Replica, changes: ReplicaChange[]): void {
@@ -681,6 +716,7 @@ export class EventSyncClient {
       },
       feedFailed: (feed, error) => this.#feedFailed(feed, error),
       report: (error) => this.#report(error),
+      connectFailed: (error) => this.#connectFailed(error),
       welcomed: (channel, lastMid) => this.#welcomed(channel, lastMid),
       mutationAnswered: (reply) => this.#answered(reply),
     };
@@ -712,6 +748,8 @@ export class EventSyncClient {
     feed.fail(error);
     this.#unassign(feed);
     this.#report(error);
+    // Refused before the client ever connected (an SSE stream answered 4xx): connect() hears it.
+    if (!this.#everConnected) this.#settle(error);
     this.#refresh();
   }
 }

@@ -105,16 +105,30 @@ export interface WebSocketLinkOptions {
   token: string | undefined;
   /** No `welcome` within this many ms: give up on this attempt. */
   connectTimeoutMs: number;
+  /** Used to learn why an upgrade failed (a WebSocket only says it closed): absent, it is not asked. */
+  fetch?: FetchLike | undefined;
 }
 
 /** A WebSocket to `/sync`: `hello` first, open at `welcome`. */
 export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkHandlers): Link {
   const ws = new options.WebSocket(options.url);
   let done = false;
+  let opened = false;
   let welcomed = false;
   let refusal: Refusal | undefined;
   const finish = (reason: string, outcome: LinkOutcome) => {
     if (done) return;
+    if (!opened && outcome === 'drop' && options.fetch) {
+      // The upgrade failed: a wrong URL (404) will not pass by itself, so say so; keep retrying.
+      const ask = options.fetch;
+      done = true;
+      clearTimeout(timer);
+      void probeUpgrade(ask, options.url).then(
+        (refused) => handlers.close(reason, outcome, refused),
+        () => handlers.close(reason, outcome),
+      );
+      return;
+    }
     done = true;
     clearTimeout(timer);
     handlers.close(reason, outcome, refusal);
@@ -126,6 +140,7 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
 
   ws.addEventListener('open', () => {
     if (done) return;
+    opened = true;
     const hello: ClientMessage = {
       type: 'hello',
       protocol: PROTOCOL_VERSION,
@@ -286,6 +301,27 @@ async function probe(
   }
 }
 
+/**
+ * Why a WebSocket upgrade to `url` failed, asked over HTTP: the sync endpoint answers a plain
+ * request 426 (upgrade required), so any other client error, or a page served there, means the
+ * URL is not one. `undefined`: the server is there (or failing for now), nothing to tell.
+ */
+async function probeUpgrade(fetch: FetchLike, url: string): Promise<Refusal | undefined> {
+  const http = url.replace(/^ws/, 'http');
+  const abort = new AbortController();
+  try {
+    const res = await fetch(http, { signal: abort.signal });
+    if (res.status === 426 || res.status >= 500 || res.status === 408 || res.status === 429) return undefined;
+    const answer = res.ok ? byStatus(404, res.status) : await errorOf(res);
+    return {
+      code: answer.code,
+      message: `no eventsync WebSocket at ${http} (${answer.message}): check serverUrl and paths.sync`,
+    };
+  } finally {
+    abort.abort();
+  }
+}
+
 /** `{ error: { code, message } }` of a refused HTTP request, or a generic one. */
 export async function errorOf(res: FetchResponseLike): Promise<Refusal> {
   const text = await res.text().catch(() => '');
@@ -302,6 +338,13 @@ export async function errorOf(res: FetchResponseLike): Promise<Refusal> {
   return byStatus(res.status);
 }
 
-function byStatus(status: number): Refusal {
-  return { code: status >= 500 ? 'internal' : 'bad_message', message: `HTTP ${status}` };
+/** A refusal from an HTTP status alone (`status`: the one to judge by, `shown`: the one to name). */
+function byStatus(status: number, shown = status): Refusal {
+  const named: Partial<Record<number, ErrorCode>> = {
+    401: 'unauthorized',
+    403: 'forbidden',
+    404: 'not_found',
+  };
+  const code = named[status] ?? (status >= 500 ? 'internal' : 'bad_message');
+  return { code, message: `HTTP ${shown}` };
 }

@@ -11,8 +11,9 @@
  * `attachWebSocket(server, engine)` for the WebSocket.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { DEFAULT_PATHS } from '../protocol/wire.js';
 import type { SyncEngine } from '../sync/engine.js';
-import type { RequestHandler } from './http.js';
+import { type RequestHandler, requestUrl, sendJson } from './http.js';
 import { createRestHandler, type RestOptions } from './rest.js';
 import { createSseHandler, type SseOptions } from './sse.js';
 import { attachWebSocket, type WebSocketOptions } from './ws.js';
@@ -55,12 +56,19 @@ export function createHandler(
 export function attach(server: Server, engine: SyncEngine, options: AttachOptions = {}): Attached {
   const handler = createHandler(engine, options);
   const ws = options.ws === false ? undefined : attachWebSocket(server, engine, options.ws);
+  const wsPath = options.ws === false ? undefined : (options.ws?.path ?? DEFAULT_PATHS.sync);
   const emit = server.emit;
   let attached = true;
   const intercept = function (this: Server, event: string | symbol, ...args: unknown[]): boolean {
     if (attached && event === 'request') {
       const [req, res] = args as [IncomingMessage, ServerResponse];
       if (handler.handle(req, res)) return true;
+      if (wsPath !== undefined && isPlainRequestTo(req, wsPath)) {
+        // So a client whose upgrade failed can ask what is here: the sync endpoint (426), or not (404).
+        const message = `${wsPath} is eventsync's WebSocket endpoint: connect with a WebSocket upgrade`;
+        sendJson(res, 426, { error: { code: 'bad_message', message } }, { upgrade: 'websocket' });
+        return true;
+      }
       if (this.listenerCount('request') === 0) {
         // Nobody else would answer: say so instead of leaving the request hanging.
         res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
@@ -81,4 +89,12 @@ export function attach(server: Server, engine: SyncEngine, options: AttachOption
       await Promise.all([handler.close(), ws?.close()]);
     },
   };
+}
+
+function isPlainRequestTo(req: IncomingMessage, path: string): boolean {
+  try {
+    return requestUrl(req).pathname === path;
+  } catch {
+    return false;
+  }
 }
