@@ -14,6 +14,7 @@ import { z } from 'zod';
 import * as M from '../src/protocol/messages.js';
 import {
   CloseCodes,
+  closeCodeNotes,
   DEFAULT_PATHS,
   type ErrorCode,
   ErrorCodes,
@@ -708,9 +709,10 @@ export function renderProtocolDoc(): string {
     '',
     '| Code | Name | Reconnect | When the server uses it |',
     '|---|---|---|---|',
-    ...Object.values(CloseCodes).map(
-      (c) => `| ${c.code} | ${c.name} | ${c.retry ? 'yes' : 'no'} | ${cell(c.when)} |`,
-    ),
+    ...(Object.keys(CloseCodes) as (keyof typeof CloseCodes)[]).map((key) => {
+      const c = CloseCodes[key];
+      return `| ${c.code} | ${c.name} | ${c.retry ? 'yes' : 'no'} | ${cell(closeCodeNotes()[key])} |`;
+    }),
     '',
   );
 

@@ -31,8 +31,6 @@ export interface CloseCodeFacts {
   readonly code: number;
   /** RFC 6455's name for 1000-1015; this protocol's for 4000-4999. */
   readonly name: string;
-  /** When the server closes with it, for the protocol document. */
-  readonly when: string;
   /** Whether a client should connect again (with backoff): no when the server would refuse it again. */
   readonly retry: boolean;
 }
@@ -42,98 +40,61 @@ const NO_HELLO_REASON = 'no hello';
 const DISCONNECTED_REASON = 'disconnected by the server';
 
 export const CloseCodes = {
-  normalClosure: {
-    code: 1000,
-    name: 'normal closure',
-    when:
+  normalClosure: { code: 1000, name: 'normal closure', retry: true },
+  goingAway: { code: 1001, name: 'going away', retry: true },
+  unsupportedData: { code: 1003, name: 'unsupported data', retry: true },
+  abnormalClosure: { code: 1006, name: 'abnormal closure', retry: true },
+  messageTooBig: { code: 1009, name: 'message too big', retry: true },
+  internalError: { code: 1011, name: 'internal error', retry: true },
+  tryAgainLater: { code: 1013, name: 'try again later', retry: true },
+  unsupportedProtocol: { code: 4000, name: 'unsupported protocol', retry: false },
+  unauthorized: { code: 4001, name: 'unauthorized', retry: false },
+  clientIdTaken: { code: 4003, name: 'client id taken', retry: false },
+  disconnected: { code: 4010, name: 'disconnected', retry: true },
+  noHello: { code: 4408, name: 'no hello', retry: true },
+} as const satisfies Record<string, CloseCodeFacts>;
+
+/**
+ * When the server closes with each code, for the protocol document. A function, and apart from
+ * `CloseCodes`, so that a client bundle (which needs only the numbers) leaves the prose out.
+ */
+export function closeCodeNotes(): Record<keyof typeof CloseCodes, string> {
+  return {
+    normalClosure:
       'The client closed the connection (the server answers in kind). SSE: the server ended the ' +
       "stream's one subscription (reason `the subscription ended`), after the `error` that says why.",
-    retry: true,
-  },
-  goingAway: {
-    code: 1001,
-    name: 'going away',
-    when: 'The server is shutting down (reason `server shutting down`). Reconnect with backoff and resume.',
-    retry: true,
-  },
-  unsupportedData: {
-    code: 1003,
-    name: 'unsupported data',
-    when: 'The client sent a binary frame (reason `text frames only`).',
-    retry: true,
-  },
-  abnormalClosure: {
-    code: 1006,
-    name: 'abnormal closure',
-    when:
+    goingAway:
+      'The server is shutting down (reason `server shutting down`). Reconnect with backoff and resume.',
+    unsupportedData: 'The client sent a binary frame (reason `text frames only`).',
+    abnormalClosure:
       'Never sent; what a client sees when the connection ends without a close frame, e.g. when the ' +
       'heartbeat terminated it (no pong since the previous ping).',
-    retry: true,
-  },
-  messageTooBig: {
-    code: 1009,
-    name: 'message too big',
-    when:
+    messageTooBig:
       'A frame larger than `maxMessageBytes`: `error too_large`, then this close (reason `message too ' +
       'large`). A frame much larger (over twice the limit) is refused by the WebSocket library from its ' +
       'header, before it is read: the close comes without an `error` frame and with an empty reason.',
-    retry: true,
-  },
-  internalError: {
-    code: 1011,
-    name: 'internal error',
-    when:
+    internalError:
       "The server's event feed stopped (reason `event feed failed`), a gap in a document's events could " +
       'not be repaired, delivering an event failed, or the socket failed. Reconnect and resume.',
-    retry: true,
-  },
-  tryAgainLater: {
-    code: 1013,
-    name: 'try again later',
-    when:
+    tryAgainLater:
       'The client read too slowly: more than `maxBufferedBytes` waited to be sent to it (reason ' +
       `\`${TOO_SLOW_REASON}\`). Resume with \`afterSeq\`.`,
-    retry: true,
-  },
-  unsupportedProtocol: {
-    code: 4000,
-    name: 'unsupported protocol',
-    when: '`hello` named a protocol version this server does not speak (after `error unsupported_protocol`).',
-    retry: false,
-  },
-  unauthorized: {
-    code: 4001,
-    name: 'unauthorized',
-    when: '`authenticate` refused the credentials of `hello` (after `error unauthorized`).',
-    retry: false,
-  },
-  clientIdTaken: {
-    code: 4003,
-    name: 'client id taken',
-    when:
+    unsupportedProtocol:
+      '`hello` named a protocol version this server does not speak (after `error unsupported_protocol`).',
+    unauthorized: '`authenticate` refused the credentials of `hello` (after `error unauthorized`).',
+    clientIdTaken:
       '`hello` named a client id that belongs to another principal (after `error forbidden`). Connect ' +
       'again with a client id of your own.',
-    retry: false,
-  },
-  disconnected: {
-    code: 4010,
-    name: 'disconnected',
-    when:
+    disconnected:
       'The app disconnected the principal (`engine.disconnect(principalId, reason?)`; reason ' +
       `\`${DISCONNECTED_REASON}\` unless the app gave one), on WebSocket and SSE alike. No \`error\` frame. ` +
       'Connecting again runs `authenticate` again, which decides whether the principal gets back in.',
-    retry: true,
-  },
-  noHello: {
-    code: 4408,
-    name: 'no hello',
-    when:
+    noHello:
       'The connection was not welcomed within `helloTimeoutMs` of opening (reason ' +
       `\`${NO_HELLO_REASON} within <ms> ms\`): no \`hello\`, or \`authenticate\` still deciding. No \`error\` ` +
       'frame. Connect again and send `hello` first. SSE streams are authenticated on their request and never get it.',
-    retry: true,
-  },
-} as const satisfies Record<string, CloseCodeFacts>;
+  };
+}
 
 /**
  * Whether a client should connect again after the server closed with `code`. Codes the server
