@@ -12,6 +12,7 @@ import {
   createContext,
   createElement,
   type ReactNode,
+  useCallback,
   useContext,
   useMemo,
   useSyncExternalStore,
@@ -19,8 +20,9 @@ import {
 import type { EventSyncClient } from './client/client.js';
 import type { EventSyncClientError } from './client/errors.js';
 import type { CollectionHandle, DocumentHandle } from './client/handles.js';
+import type { MutationAnswer } from './client/mutations.js';
 import type { ConnectionState } from './client/state.js';
-import type { JsonObject } from './core/json.js';
+import type { JsonObject, JsonValue } from './core/json.js';
 import type { Filter } from './core/query.js';
 
 const ClientContext = createContext<EventSyncClient | null>(null);
@@ -119,6 +121,23 @@ export function useClientState(): ConnectionState {
     subscribe,
     () => client.state,
     () => client.state,
+  );
+}
+
+/**
+ * The server's mutator `name` of `collection` as a function of the document and its arguments
+ * (the same function across renders): `mutate(documentId, args)` resolves with the server's
+ * answer or rejects with its refusal, and every hook that follows the document shows the
+ * prediction at once (register the mutators with `client.mutators` to predict).
+ */
+export function useMutation<Args extends JsonValue | undefined = JsonValue | undefined>(
+  collection: string,
+  name: string,
+): (documentId: string, args?: Args) => Promise<MutationAnswer> {
+  const client = useEventSyncClient();
+  return useCallback(
+    (documentId: string, args?: Args) => client.mutate(collection, documentId, name, args),
+    [client, collection, name],
   );
 }
 

@@ -1,20 +1,21 @@
 /**
  * A shared to-do list on `eventsync/react`: every open page shows the same list, live. The list's
- * title is one document (`useDocument`), the items a collection (`useCollection`); writes go
- * through the REST API. `?transport=sse` follows over SSE instead of WebSocket. Built with
+ * title is one document (`useDocument`), the items a collection (`useCollection`); a checkbox
+ * runs the server's `toggle` mutator (`useMutation`, predicted at once), new items go through the
+ * REST API. `?transport=sse` follows over SSE instead of WebSocket. Built with
  * esbuild (`buildReactExample` in scripts/build-demo.ts); served by `eventsync serve` like the demo.
  */
 import { StrictMode, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { EventSyncClient } from '../../src/client.js';
-import { EventSyncProvider, useClientState, useCollection, useDocument } from '../../src/react.js';
-
-interface Todo {
-  _id: string;
-  version: number;
-  text: string;
-  done: boolean;
-}
+import {
+  EventSyncProvider,
+  useClientState,
+  useCollection,
+  useDocument,
+  useMutation,
+} from '../../src/react.js';
+import { type Todo, todoMutators } from './todo-mutators.js';
 
 interface List {
   _id: string;
@@ -42,15 +43,12 @@ function Title() {
 
 function Items() {
   const { docs, synced } = useCollection<Todo>('todos');
+  const toggle = useMutation('todos', 'toggle');
   return (
     <ul id="items" data-synced={String(synced)}>
       {docs.map((todo) => (
         <li key={todo._id} id={`todo-${todo._id}`} className={todo.done ? 'done' : ''}>
-          <input
-            type="checkbox"
-            checked={todo.done}
-            onChange={() => void write('PATCH', `todos/${todo._id}`, { done: !todo.done })}
-          />
+          <input type="checkbox" checked={todo.done} onChange={() => void toggle(todo._id)} />
           <span>{todo.text}</span>
         </li>
       ))}
@@ -95,6 +93,7 @@ function App() {
 }
 
 const client = new EventSyncClient({ serverUrl: location.origin, token: name, transport });
+client.mutators('todos', todoMutators);
 void client.connect();
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

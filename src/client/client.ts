@@ -40,7 +40,13 @@ import {
   type Filter,
   positionOfSnapshot,
 } from './handles.js';
-import { type MutateFrame, MutationQueue, type MutationReply, postMutation } from './mutations.js';
+import {
+  type MutateFrame,
+  type MutationAnswer,
+  MutationQueue,
+  type MutationReply,
+  postMutation,
+} from './mutations.js';
 import type { ReplicaStore, StoredMeta, StoredState } from './persistence.js';
 import { fetchMissing, GapRepair } from './repair.js';
 import type { Replica, ReplicaChange, ReplicaPosition } from './replica.js';
@@ -239,6 +245,15 @@ export class EventSyncClient {
   /** Registers a collection's mutators (the server's definitions) to predict their effect. */
   mutators<T extends object>(collection: string, mutators: Mutators<T>): void {
     this.#mutations.register(collection, mutators as Mutators<never>);
+  }
+
+  /**
+   * Runs the server's mutator `name` on a document (`handle.mutate` without a handle): resolves
+   * with the server's answer, rejects with its refusal. The handles that follow the document show
+   * the prediction at once; sent in order, kept (and persisted) until answered, also offline.
+   */
+  mutate(collection: string, documentId: string, name: string, args?: JsonValue): Promise<MutationAnswer> {
+    return this.#mutate(collection, documentId, name, args);
   }
 
   /** Follows a document (or returns the handle already following it). */

@@ -118,20 +118,15 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
   let refusal: Refusal | undefined;
   const finish = (reason: string, outcome: LinkOutcome) => {
     if (done) return;
-    if (!opened && outcome === 'drop' && options.fetch) {
-      // The upgrade failed: a wrong URL (404) will not pass by itself, so say so; keep retrying.
-      const ask = options.fetch;
-      done = true;
-      clearTimeout(timer);
-      void probeUpgrade(ask, options.url).then(
-        (refused) => handlers.close(reason, outcome, refused),
-        () => handlers.close(reason, outcome),
-      );
-      return;
-    }
     done = true;
     clearTimeout(timer);
-    handlers.close(reason, outcome, refusal);
+    // The upgrade failed: a wrong URL (404) will not pass by itself, so ask why; keep retrying.
+    const ask = !opened && outcome === 'drop' ? options.fetch : undefined;
+    if (!ask) return handlers.close(reason, outcome, refusal);
+    void probeUpgrade(ask, options.url).then(
+      (refused) => handlers.close(reason, outcome, refused),
+      () => handlers.close(reason, outcome),
+    );
   };
   const timer = setTimeout(() => {
     finish(`no welcome within ${options.connectTimeoutMs} ms`, 'drop');
@@ -141,13 +136,7 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
   ws.addEventListener('open', () => {
     if (done) return;
     opened = true;
-    const hello: ClientMessage = {
-      type: 'hello',
-      protocol: PROTOCOL_VERSION,
-      clientId: options.clientId,
-      ...(options.token === undefined ? {} : { token: options.token }),
-    };
-    ws.send(JSON.stringify(hello));
+    ws.send(JSON.stringify(helloOf(options)));
   });
   ws.addEventListener('message', (event) => {
     if (done) return;
@@ -197,6 +186,15 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
       clearTimeout(timer);
       closeQuietly(ws, CloseCodes.normalClosure.code, 'client closed');
     },
+  };
+}
+
+function helloOf(options: WebSocketLinkOptions): ClientMessage {
+  return {
+    type: 'hello',
+    protocol: PROTOCOL_VERSION,
+    clientId: options.clientId,
+    ...(options.token === undefined ? {} : { token: options.token }),
   };
 }
 

@@ -3,7 +3,7 @@
  * StrictMode) served by `serve` on memory, two pages (one on WebSocket, one on SSE). An item
  * added in one shows up in the other; checked in the other, it shows done in the first; a server
  * write of the title document and of an item reaches both; both pages agree with the server.
- * `useClientState` shows `connected`. A screenshot goes to test-output/react.png.
+ * `useClientState` shows `connected`; a checkbox runs a mutator through `useMutation`. A screenshot goes to test-output/react.png.
  *
  * Without any Chromium the test is skipped with the reason, except in CI (see test/support/chromium.ts).
  */
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { todoMutators } from '../../demo/react/todo-mutators.js';
 import { buildReactExample } from '../../scripts/build-demo.js';
 import { type RunningServer, serve } from '../../src/server/serve.js';
 import { haveChromium, launchChromium, requireChromium } from '../support/chromium.js';
@@ -44,7 +45,11 @@ beforeAll(async () => {
     logger: quiet,
     demoDir: appDir,
     drainMs: 1_000,
-    engine: { authenticate: ({ token }) => (token ? { id: token } : undefined), authorize: 'allow-all' },
+    engine: {
+      authenticate: ({ token }) => (token ? { id: token } : undefined),
+      authorize: 'allow-all',
+      mutators: { todos: todoMutators },
+    },
   });
   browser = await launchChromium();
 }, 120_000);
@@ -99,8 +104,12 @@ describe('eventsync/react in Chromium', () => {
     await until(sse, ['milk', 'bread']);
     await until(ws, ['milk', 'bread']);
 
-    await sse.click('#todo-0a input'); // controlled: it shows done once the server's event came
+    // A checkbox runs the `toggle` mutator (useMutation): predicted on the page, applied by the server.
+    await sse.click('#todo-0a input');
     await until(ws, ['milk ✓', 'bread']);
+    await until(sse, ['milk ✓', 'bread']);
+    const [toggled] = (await server.engine.events.getEvents('todos', '0a')).slice(-1);
+    expect(toggled?.metadata).toMatchObject({ mutation: { name: 'toggle', mid: 1 } });
 
     await todos.updateOne('0a', { $set: { text: 'oat milk' } });
     const lists = await server.engine.collection<{ _id: string; version: number; title: string }>('lists');
