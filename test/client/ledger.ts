@@ -4,21 +4,13 @@
  * `spend` refuses when gold is short, `note` appends (so the order mutations run in shows).
  */
 import { defineMutators, MutationRefused } from '../../src/client.js';
+import { amount } from '../support/player-mutators.js';
 
 export interface Ledger {
   _id: string;
   gold: number;
   notes: string[];
 }
-
-const amount = {
-  parse(input: unknown): { amount: number } {
-    const value = (input as { amount?: unknown } | undefined)?.amount;
-    if (!Number.isInteger(value) || (value as number) < 1)
-      throw new Error('amount must be a positive integer');
-    return { amount: value as number };
-  },
-};
 
 const text = {
   parse(input: unknown): { text: string } {

@@ -19,7 +19,8 @@ export interface Player {
 
 const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
 
-const amount = {
+/** `{ amount }`, a positive integer: an args schema (anything with `parse`) the mutator tests share. */
+export const amount = {
   parse(input: unknown): { amount: number } {
     const value = (input as { amount?: unknown } | undefined)?.amount;
     if (!Number.isInteger(value) || (value as number) < 1)
