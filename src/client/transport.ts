@@ -259,9 +259,11 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
       () => finish('stream error', 'drop'),
     );
   });
+  // Called unbound: a browser's fetch throws "Illegal invocation" as a method of another object.
+  const { fetch } = options;
   const request = async (message: ClientMessage) => {
     if (done) return;
-    const res = await options.fetch(options.base + streamRequest(streamId!, message), {
+    const res = await fetch(options.base + streamRequest(streamId!, message), {
       method: message.type === 'unsubscribe' ? 'DELETE' : 'POST',
       headers: { ...options.headers, 'content-type': 'application/json' },
       body: JSON.stringify(message),
