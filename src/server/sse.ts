@@ -145,8 +145,9 @@ class SseStreams {
       await mustAuthorize(engine, principal, 'read', subscribe.collection, subscribe.documentId);
     } else if (subscribe) await mustAuthorize(engine, principal, 'subscribe', subscribe.collection);
     // A client id the stream names must be the principal's; one the server issued is new and
-    // unguessable, and a stream acknowledges nothing, so it is not written down.
-    if (named !== null) await engine.claimClient(clientId, principal.id);
+    // unguessable, and a stream of one subscription acknowledges nothing, so it is not written
+    // down. A client stream takes acks: its id is the principal's, as after a WebSocket hello.
+    if (named !== null || !subscribe) await engine.claimClient(clientId, principal.id);
     // A client stream is always welcomed: its welcome names the stream.
     const protocol = protocolOf(url) ?? (subscribe ? undefined : PROTOCOL_VERSION);
     const streamId = subscribe ? undefined : randomBytes(16).toString('hex');

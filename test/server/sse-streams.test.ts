@@ -122,6 +122,16 @@ describe.each(syncBackends)('SSE client streams on %s', (_backend, openDb) => {
     expect(c.ended).toBe(false);
   });
 
+  it("gives a client stream without ?clientId= a new client id, the principal's", async () => {
+    const c = await SseClient.open(base, '/sse', { authorization: 'Bearer alice' });
+    open.push(c);
+    await c.until((s) => s.of('welcome').length === 1);
+    const { clientId } = c.of('welcome')[0]!;
+    expect(clientId).toMatch(/^sse-/);
+    await expect(engine.claimClient(clientId, 'mallory')).rejects.toMatchObject({ code: 'forbidden' });
+    await engine.claimClient(clientId, 'alice');
+  });
+
   it('catches a subscription up from afterSeq, exactly as over WebSocket', async () => {
     const g = await games();
     await g.findOneAndUpsert({ _id: 'late', name: 'late', gold: 0 });
