@@ -263,11 +263,16 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
   const { fetch } = options;
   const request = async (message: ClientMessage) => {
     if (done) return;
-    const res = await fetch(options.base + streamRequest(streamId!, message), {
-      method: message.type === 'unsubscribe' ? 'DELETE' : 'POST',
-      headers: { ...options.headers, 'content-type': 'application/json' },
-      body: JSON.stringify(message),
-    });
+    // An unsubscribe is a DELETE of the subscription: no body.
+    const post = message.type !== 'unsubscribe';
+    const init = post
+      ? {
+          method: 'POST',
+          headers: { ...options.headers, 'content-type': 'application/json' },
+          body: JSON.stringify(message),
+        }
+      : { method: 'DELETE', headers: options.headers };
+    const res = await fetch(options.base + streamRequest(streamId!, message), init);
     if (!res.ok) throw await errorOf(res);
   };
   return {
