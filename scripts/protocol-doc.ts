@@ -20,6 +20,7 @@ import {
   ErrorCodes,
   SSE_SUBSCRIPTION,
   sseEventId,
+  sseStreamPath,
 } from '../src/protocol/wire.js';
 import { defaultLimits, type SyncLimits } from '../src/sync/types.js';
 
@@ -218,7 +219,10 @@ export const messages: MessageDoc[] = [
     direction: 'server',
     schema: M.Welcome,
     example: 'welcome',
-    notes: 'Sent once, in answer to an accepted `hello`. From now on the client may subscribe.',
+    notes:
+      'Sent once, in answer to an accepted `hello`. From now on the client may subscribe. An SSE stream ' +
+      "opened with `?protocol=` starts with it; an SSE client stream's names its `streamId`, the one " +
+      'field a protocol 2 client sees only on that route (so a client that does not open it never sees the field).',
   },
   {
     id: 'Subscribed',
@@ -631,6 +635,20 @@ export function renderProtocolDoc(): string {
     '  answer errors as JSON `{ "error": { "code", "message" } }` with the HTTP status of the code. An SSE',
     `  stream is one subscription (\`sub\` is \`${JSON.stringify(SSE_SUBSCRIPTION)}\`): when the server ends it (an \`error\` with that \`ref\`),`,
     `  the stream closes too, with \`event: close\` \`{ "code": ${CloseCodes.normalClosure.code}, "reason": "the subscription ended" }\`.`,
+    `- **SSE client stream** (\`GET ${DEFAULT_PATHS.sse}?clientId=…&protocol=2\`): browsers open at most 6 HTTP/1.1`,
+    '  connections per origin, so a client follows any number of documents on one stream. It opens with no',
+    '  subscription; its `welcome` carries `streamId`, and the client sends `subscribe`, `unsubscribe` and `ack`',
+    '  as HTTP requests (credentials as for the stream, the same principal only):',
+    `  \`POST ${DEFAULT_PATHS.sse}${sseStreamPath(':streamId', 'subscriptions')}\` with the \`subscribe\` message as its body,`,
+    `  \`DELETE ${DEFAULT_PATHS.sse}${sseStreamPath(':streamId', 'subscriptions')}/:sub\`, and`,
+    `  \`POST ${DEFAULT_PATHS.sse}${sseStreamPath(':streamId', 'acks')}\` with the \`ack\` (\`type\` may be left out). Each`,
+    '  is validated by the schemas below and the limits of a frame (400 `bad_message`, 413 `too_large`, 429',
+    '  `rate_limited`), refused 403 `forbidden` when it is not the principal of the stream, 404 `not_found` when',
+    '  no open stream has the id (a stream that closed forgets it), and otherwise answered 202: the session',
+    '  handles it as it would the WebSocket frame, and its answers (`subscribed`, catch-up, `synced`, `error`',
+    '  with `ref`) come on the stream with their `sub`. A client that waits for each answer before the next',
+    '  request has its messages handled in the order it sent them. The stream does not close when one of its',
+    '  subscriptions ends; after a reconnect the client opens a new stream and subscribes again with `afterSeq`.',
     '- Every object in the protocol is **strict**: a field the schema does not name is refused',
     '  (`bad_message`).',
     '',

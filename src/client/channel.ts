@@ -5,7 +5,7 @@
  */
 
 import { EventSyncError } from '../core/errors.js';
-import { documentKey, isRetryable, SSE_SUBSCRIPTION } from '../protocol/wire.js';
+import { documentKey, isRetryable } from '../protocol/wire.js';
 import { EventSyncClientError } from './errors.js';
 import type { Replica } from './replica.js';
 import { type ConnectionEvent, type ConnectionState, nextState } from './state.js';
@@ -27,7 +27,7 @@ export interface Subscription {
   /** Set when the server refused the subscription for good: it is not sent again. */
   readonly error: EventSyncClientError | undefined;
   subscribeMessage(sub: string): ClientMessage;
-  /** The link is about to subscribe (WebSocket: `subscribe` sent; SSE: stream opened). */
+  /** The link is about to subscribe (`subscribe` sent). */
   beginCatchUp(): void;
   onSynced(): void;
   onSnapshot(message: Extract<ServerMessage, { type: 'snapshot' }>): void;
@@ -155,16 +155,7 @@ export class Channel<F extends Subscription = Subscription> {
     this.everConnected = true;
     this.#attempt = 0;
     this.#go('open');
-    if (link.canSend) {
-      for (const feed of this.feeds) this.#subscribe(feed);
-    } else {
-      // SSE: the stream is the subscription.
-      for (const feed of this.feeds) {
-        feed.sub = SSE_SUBSCRIPTION;
-        this.#bySub.set(SSE_SUBSCRIPTION, feed);
-        feed.beginCatchUp();
-      }
-    }
+    for (const feed of this.feeds) this.#subscribe(feed);
     this.core.channelChanged(this);
   }
 
@@ -296,7 +287,7 @@ export class Channel<F extends Subscription = Subscription> {
     }
   }
 
-  /** Records that `replica` applied up to its seq; sent (debounced) as `ack` on WebSockets. */
+  /** Records that `replica` applied up to its seq; sent (debounced) as `ack`. */
   ack(replica: Replica): void {
     const key = documentKey(replica.collection, replica.documentId);
     const seq = Math.min(replica.seq, this.#delivered.get(key) ?? 0);

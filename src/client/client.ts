@@ -7,12 +7,14 @@
  *   collection with a filter (`CollectionFeed`, one replica per matching document). Feeds are
  *   what `document()` and `collection()` hand out (typed as `DocumentHandle` / `CollectionHandle`).
  * - A **channel** (`channel.ts`) is one transport connection with its reconnect loop (state
- *   machine in `state.ts`). Over WebSocket every document feed shares one channel, and each
- *   collection feed has a channel of its own; over SSE every feed is one stream, except that a
- *   document of a collection followed without a filter rides on that collection's stream. A
- *   collection feed alone on its connection knows its members exactly: the server names no
- *   subscription in `snapshot` and `event` frames, and says nothing when a document it already
- *   sends joins another subscription.
+ *   machine in `state.ts`). Every document feed shares one channel, and each collection feed has
+ *   a channel of its own: over WebSocket a socket, over SSE a client stream (`GET /sse`) whose
+ *   subscriptions are added by requests, so any number of document handles costs one HTTP
+ *   connection (browsers open at most 6 per origin over HTTP/1.1). Over SSE a document of a
+ *   collection followed without a filter rides on that collection's stream instead. A collection
+ *   feed alone on its connection knows its members exactly: the server names no subscription in
+ *   `snapshot` and `event` frames, and says nothing when a document it already sends joins
+ *   another subscription.
  * - Replicas (`replica.ts`) apply events strictly in seq order, drop duplicates and buffer early
  *   events; a gap still open after `gapTimeoutMs` is repaired over REST (`POST /api/sync/...`,
  *   `repair.ts`).
@@ -413,9 +415,17 @@ export class EventSyncClient {
     this.#channelFor(feed).add(feed);
   }
 
+  /** Document feeds share one channel (over SSE made for the first of them); a collection feed has its own. */
   #channelFor(feed: Feed): Channel<Feed> {
-    if (feed instanceof DocumentFeed && this.#documentChannel) return this.#documentChannel;
-    const channel = new Channel(this.#channelHost, 'single');
+    if (feed instanceof DocumentFeed) {
+      this.#documentChannel ??= this.#newChannel('documents');
+      return this.#documentChannel;
+    }
+    return this.#newChannel('single');
+  }
+
+  #newChannel(kind: 'documents' | 'single'): Channel<Feed> {
+    const channel = new Channel(this.#channelHost, kind);
     this.#channels.add(channel);
     if (this.#running) queueMicrotask(() => this.#channels.has(channel) && channel.start());
     return channel;
@@ -527,7 +537,7 @@ export class EventSyncClient {
     return Math.max(0, Math.round(base * (1 - jitter * Math.random())));
   }
 
-  #openLink(channel: Channel<Feed>, handlers: LinkHandlers): Link {
+  #openLink(handlers: LinkHandlers): Link {
     const connectTimeoutMs = this.#connectTimeoutMs();
     const fetch = this.#options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch;
     if (this.#transport === 'websocket') {
@@ -553,12 +563,21 @@ export class EventSyncClient {
     if (!EventSource) {
       throw new EventSyncClientError('closed', 'no EventSource here: pass options.EventSource');
     }
-    const [feed] = channel.feeds;
-    const path = feed!.ssePath();
+    // One client stream: its subscriptions are added and removed by requests (transport.ts).
     const params = new URLSearchParams({ clientId: this.#clientId, protocol: '2' });
     if (this.#options.token !== undefined) params.set('token', this.#options.token);
-    const url = `${this.#httpBase}${this.#paths.sse}${path}${path.includes('?') ? '&' : '?'}${params}`;
-    return openSseLink({ url, EventSource, fetch }, handlers);
+    const base = this.#httpBase + this.#paths.sse;
+    const headers = this.#authorization();
+    return openSseLink(
+      { url: `${base}?${params}`, base, headers, EventSource, fetch: this.#fetch() },
+      handlers,
+    );
+  }
+
+  /** The credentials of a request: `Authorization: Bearer <token>`, when there is a token. */
+  #authorization(): Record<string, string> {
+    const token = this.#options.token;
+    return token === undefined ? {} : { authorization: `Bearer ${token}` };
   }
 
   #changed(feed: Feed, replica: Replica, changes: ReplicaChange[]): void {
@@ -617,8 +636,7 @@ export class EventSyncClient {
   #post(frame: MutateFrame): void {
     if (this.#posted.has(frame.mid)) return;
     this.#posted.add(frame.mid);
-    const headers: Record<string, string> = { 'x-eventsync-client-id': this.#clientId };
-    if (this.#options.token !== undefined) headers.authorization = `Bearer ${this.#options.token}`;
+    const headers = { 'x-eventsync-client-id': this.#clientId, ...this.#authorization() };
     this.#posting = this.#posting
       .then(() => postMutation(this.#fetch(), this.#httpBase + this.#paths.api, headers, frame))
       .then(
@@ -717,7 +735,7 @@ export class EventSyncClient {
     return {
       ackDelayMs: this.#options.ackDelayMs ?? 500,
       nextSub: () => `s${++this.#subCounter}`,
-      openLink: (channel, handlers) => this.#openLink(channel, handlers),
+      openLink: (_channel, handlers) => this.#openLink(handlers),
       channelChanged: (_channel, reason) => this.#refresh(reason),
       backoff: (attempt) => this.#backoff(attempt),
       fatal: (error) => {

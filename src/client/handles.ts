@@ -113,11 +113,9 @@ export abstract class Feed implements Subscription {
   ) {}
 
   abstract subscribeMessage(sub: string): ClientMessage;
-  /** Path and query of the SSE stream (after the SSE prefix), from the current position. */
-  abstract ssePath(): string;
   abstract replicaOf(documentId: string): Replica | undefined;
   abstract replicas(): Iterable<Replica>;
-  /** The link is about to subscribe (WebSocket: `subscribe` sent; SSE: stream opened). */
+  /** The link is about to subscribe (`subscribe` sent). */
   abstract beginCatchUp(): void;
   abstract onSnapshot(message: Extract<ServerMessage, { type: 'snapshot' }>): void;
   abstract onEvent(event: SyncEvent): void;
@@ -236,12 +234,6 @@ export class DocumentFeed extends Feed implements DocumentHandle<JsonObject> {
       documentId: this.documentId,
       afterSeq: this.replica.seq,
     };
-  }
-
-  ssePath(): string {
-    this.started = true;
-    this.subscribedAfter = this.replica.seq;
-    return `/${encodeURIComponent(this.collection)}/${encodeURIComponent(this.documentId)}?afterSeq=${this.replica.seq}`;
   }
 
   replicaOf(documentId: string): Replica | undefined {
@@ -396,12 +388,6 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
       collection: this.collection,
       ...(this.filter === undefined ? {} : { filter: this.filter as Record<string, never> }),
     };
-  }
-
-  ssePath(): string {
-    const query =
-      this.filter === undefined ? '' : `?filter=${encodeURIComponent(JSON.stringify(this.filter))}`;
-    return `/${encodeURIComponent(this.collection)}${query}`;
   }
 
   replicaOf(documentId: string): Replica | undefined {

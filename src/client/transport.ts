@@ -7,7 +7,7 @@
 
 import { EventSyncError } from '../core/errors.js';
 import type * as Messages from '../protocol/messages.js';
-import { CloseCodes, type ErrorCode, mayReconnect } from '../protocol/wire.js';
+import { CloseCodes, type ErrorCode, mayReconnect, sseStreamPath } from '../protocol/wire.js';
 
 /** The protocol version this client speaks (the type fails to compile if the server's changes). */
 export const PROTOCOL_VERSION: typeof Messages.PROTOCOL_VERSION = 2;
@@ -70,7 +70,7 @@ export interface LinkHandlers {
 }
 
 export interface Link {
-  /** Sends a message (WebSocket links only; SSE links carry their one subscription in the URL). */
+  /** Sends a message (over SSE: a request to the stream; mutations go by REST instead). */
   send(message: ClientMessage): void;
   readonly canSend: boolean;
   /** Ends the link; no handler is called after this. */
@@ -142,18 +142,13 @@ export function openWebSocketLink(options: WebSocketLinkOptions, handlers: LinkH
     if (done) return;
     const message = parse(event.data);
     if (!message) return;
-    if (!welcomed) {
-      if (message.type === 'welcome') {
-        welcomed = true;
-        clearTimeout(timer);
-        handlers.open();
-        handlers.message(message); // its lastMid, as an SSE stream's welcome frame brings it
-        return;
-      }
-      if (message.type === 'error' && message.ref === 'hello') {
-        refusal = { code: message.code, message: message.message };
-        return;
-      }
+    if (!welcomed && message.type === 'welcome') {
+      welcomed = true;
+      clearTimeout(timer);
+      handlers.open(); // then the welcome itself, for its lastMid
+    } else if (!welcomed && message.type === 'error' && message.ref === 'hello') {
+      refusal = { code: message.code, message: message.message };
+      return;
     }
     handlers.message(message);
   });
@@ -207,21 +202,31 @@ function closeQuietly(ws: WebSocketLike, code: number, reason: string): void {
 }
 
 export interface SseLinkOptions {
+  /** The client stream: `{sse}?clientId=…&protocol=2[&token=…]`. */
   url: string;
+  /** `http(s)://host{sse}`: where the requests that change the stream go (`sseStreamPath`). */
+  base: string;
+  /** Sent with each of those requests: the credentials. */
+  headers: Record<string, string>;
   EventSource: EventSourceConstructor;
-  /** Used to learn why a stream was refused (an EventSource only says "error"). */
-  fetch: FetchLike | undefined;
+  /** Sends those requests, and learns why a stream was refused (an EventSource only says "error"). */
+  fetch: FetchLike;
 }
 
 /**
- * One SSE stream. The browser's EventSource would reconnect by itself (with `Last-Event-ID`);
- * this link closes it at the first error instead, so the client reconnects with its own position
- * and backoff like it does for WebSockets.
+ * One SSE client stream (`GET {sse}`), open at its `welcome`, which names the stream: from then
+ * on `send` changes its subscriptions and sends acks, one request after another (each waits for
+ * the previous answer, so the server handles them in the order sent). A request that fails ends
+ * the link, as a broken WebSocket would: the client opens a new stream and subscribes again.
+ * The browser's EventSource would reconnect by itself; this link closes it at the first error
+ * instead, so the client reconnects with its own positions and backoff.
  */
 export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Link {
   const es = new options.EventSource(options.url);
   let done = false;
   let opened = false;
+  let streamId: string | undefined;
+  let sending: Promise<void> = Promise.resolve();
   const finish = (reason: string, outcome: LinkOutcome, error?: Refusal) => {
     if (done) return;
     done = true;
@@ -229,34 +234,24 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
     handlers.close(reason, outcome, error);
   };
   es.addEventListener('open', () => {
-    if (done) return;
     opened = true;
-    handlers.open();
   });
   es.addEventListener('message', (event) => {
     if (done) return;
     const message = parse(event.data);
-    if (message) handlers.message(message);
-  });
-  es.addEventListener('close', (event) => {
-    // The server ended the stream: `{ code, reason }` as WebSocket close codes.
-    let why = 'stream closed by the server';
-    let outcome: LinkOutcome = 'drop';
-    try {
-      const { code, reason } = JSON.parse(event.data) as { code?: number; reason?: string };
-      why = `${code ?? ''}${reason ? ` ${reason}` : ''}`.trim() || why;
-      if (typeof code === 'number' && !mayReconnect(code)) outcome = 'fatal';
-    } catch {
-      // keep the generic reason
+    if (!message) return;
+    if (message.type === 'welcome' && streamId === undefined) {
+      streamId = message.streamId;
+      if (streamId === undefined)
+        return finish('the server named no stream: it needs the /sse client stream', 'fatal');
+      handlers.open();
     }
-    finish(why, outcome);
+    handlers.message(message);
   });
+  es.addEventListener('close', (event) => finish(...closeOf(event.data)));
   es.addEventListener('error', () => {
     if (done) return;
-    if (opened || !options.fetch) {
-      finish('stream error', 'drop');
-      return;
-    }
+    if (opened) return finish('stream error', 'drop');
     // Refused before it started? An EventSource cannot see the status: ask once with fetch.
     es.close();
     void probe(options.fetch, options.url).then(
@@ -267,10 +262,36 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
       () => finish('stream error', 'drop'),
     );
   });
+  // Called unbound: a browser's fetch throws "Illegal invocation" as a method of another object.
+  const { fetch } = options;
+  const request = async (message: ClientMessage) => {
+    if (done) return;
+    // An unsubscribe is a DELETE of the subscription: no body.
+    const post = message.type !== 'unsubscribe';
+    const init = post
+      ? {
+          method: 'POST',
+          headers: { ...options.headers, 'content-type': 'application/json' },
+          body: JSON.stringify(message),
+        }
+      : { method: 'DELETE', headers: options.headers };
+    const res = await fetch(options.base + streamRequest(streamId!, message), init);
+    if (!res.ok) throw await errorOf(res);
+  };
   return {
-    canSend: false,
-    send() {
-      // SSE is one-way: the subscription is in the URL, and acks have no channel.
+    get canSend() {
+      return !done && streamId !== undefined;
+    },
+    send(message) {
+      if (done || streamId === undefined) return;
+      sending = sending.then(
+        () => request(message),
+        () => undefined,
+      );
+      sending.catch((error: unknown) => {
+        const refusal = error as Partial<Refusal>;
+        finish(`${message.type} failed: ${refusal.message ?? String(error)}`, 'drop');
+      });
     },
     close() {
       if (done) return;
@@ -278,6 +299,24 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
       es.close();
     },
   };
+}
+
+/** The path (under the SSE prefix) of the request that sends `message` to stream `streamId`. */
+function streamRequest(streamId: string, message: ClientMessage): string {
+  if (message.type === 'ack') return sseStreamPath(streamId, 'acks');
+  const path = sseStreamPath(streamId, 'subscriptions');
+  return message.type === 'unsubscribe' ? `${path}/${encodeURIComponent(message.sub)}` : path;
+}
+
+/** Why the server ended a stream (`event: close` with `{ code, reason }`, as WebSocket close codes). */
+function closeOf(data: string): [string, LinkOutcome] {
+  try {
+    const { code, reason } = JSON.parse(data) as { code?: number; reason?: string };
+    const why = `${code ?? ''}${reason ? ` ${reason}` : ''}`.trim() || 'stream closed by the server';
+    return [why, typeof code === 'number' && !mayReconnect(code) ? 'fatal' : 'drop'];
+  } catch {
+    return ['stream closed by the server', 'drop'];
+  }
 }
 
 /** A refused request's status and error; `undefined` when the server would have started the stream. */

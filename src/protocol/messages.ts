@@ -31,6 +31,11 @@ export const SubscriptionId = z
   .string()
   .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
   .meta({ description: "The client's name for one subscription; messages about it carry it back" });
+/** 128 random bits in hex: whoever knows it (and is its principal) may change the stream's subscriptions. */
+export const StreamId = z
+  .string()
+  .regex(/^[0-9a-f]{32}$/)
+  .meta({ description: "An SSE client stream's id: 32 hex digits (128 random bits)" });
 export const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 export const VectorClock = z
   .record(Id, Seq)
@@ -179,6 +184,10 @@ export const Welcome = z
     lastMid: Seq.optional().meta({
       description:
         'Protocol 2: the last mutation id the server applied (or refused) for this client id, 0 for none; the next mutate has lastMid + 1',
+    }),
+    streamId: StreamId.optional().meta({
+      description:
+        'SSE client streams only: the id under which the client adds and removes subscriptions on this stream (POST/DELETE {sse}/streams/:streamId/…)',
     }),
   })
   .meta({ description: 'Answer to hello: the server accepted the client' });

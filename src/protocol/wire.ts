@@ -150,5 +150,13 @@ export function parseSseEventId(
 /** The `sub` of an SSE stream's one subscription: its `subscribed`, `synced`, `leave` and errors carry it. */
 export const SSE_SUBSCRIPTION = 'sse';
 
+/**
+ * Under the SSE prefix, what changes an SSE client stream (`GET {sse}`, whose `welcome` names its
+ * `streamId`): `POST …/subscriptions` a `subscribe`, `DELETE …/subscriptions/:sub` an `unsubscribe`,
+ * `POST …/acks` an `ack`.
+ */
+export const sseStreamPath = (streamId: string, what: 'subscriptions' | 'acks'): string =>
+  `/streams/${streamId}/${what}`;
+
 /** Where the server mounts its transports unless told otherwise, and where the client looks for them. */
 export const DEFAULT_PATHS = { sync: '/sync', sse: '/sse', api: '/api' } as const;

@@ -14,6 +14,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
+import { EventSyncError } from '../core/errors.js';
 import type { AccessOptions } from '../sync/types.js';
 
 export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]', '::1'];
@@ -102,4 +103,17 @@ export function isJsonContentType(req: IncomingMessage): boolean {
   if (type === undefined) return false;
   const essence = type.split(';', 1)[0]!.trim().toLowerCase();
   return essence === 'application/json' || (essence.startsWith('application/') && essence.endsWith('+json'));
+}
+
+/**
+ * Writes take JSON only: a form or `text/plain` body is what a page on another origin can send
+ * without a CORS preflight, so refusing it keeps such pages out even where `Origin` is missing.
+ */
+export function assertJsonBody(req: IncomingMessage): void {
+  if (!isJsonContentType(req)) {
+    throw new EventSyncError(
+      'unsupported_media_type',
+      'send the body as JSON with Content-Type: application/json',
+    );
+  }
 }

@@ -40,7 +40,7 @@ import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter, assertRemoteSort } from '../sync/filter-policy.js';
 import { andFilters } from '../sync/read-scope.js';
 import type { Principal } from '../sync/types.js';
-import { accessProblem, applyCors, isJsonContentType } from './access.js';
+import { accessProblem, applyCors, assertJsonBody } from './access.js';
 import {
   authenticateRequest,
   handleUnder,
@@ -387,19 +387,6 @@ async function hidingVersion<R>(readable: boolean, write: () => Promise<R>): Pro
     throw new EventSyncError(
       'version_conflict',
       `document ${JSON.stringify(error.id)} is not in the state If-Match names; read it again`,
-    );
-  }
-}
-
-/**
- * Writes take JSON only: a form or `text/plain` body is what a page on another origin can send
- * without a CORS preflight, so refusing it keeps such pages out even where `Origin` is missing.
- */
-function assertJsonBody(req: IncomingMessage): void {
-  if (!isJsonContentType(req)) {
-    throw new EventSyncError(
-      'unsupported_media_type',
-      'send the body as JSON with Content-Type: application/json',
     );
   }
 }

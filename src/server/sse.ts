@@ -1,6 +1,13 @@
 /**
  * The SSE transport: the WebSocket protocol's server frames over one long HTTP response.
  *
+ * - `GET /sse` is a client stream: a stream with no subscription yet, whose `welcome` names its
+ *   `streamId`; the client adds and removes subscriptions (document and collection alike, any
+ *   number up to `maxSubscriptions`) and sends acks with requests to `/sse/streams/:streamId/…`
+ *   (stream-control.ts), so a page follows any number of documents over one connection: browsers
+ *   open at most 6 HTTP/1.1 connections per origin, and a seventh stream would wait forever.
+ *   Its frames are the WebSocket's, `sub` and all; it closes only when the client or the server
+ *   ends it, never because one subscription ended.
  * - `GET /sse/:collection/:id` follows one document; `GET /sse/:collection?filter=<json>` every
  *   document of a collection that matches the filter (default: all).
  * - Credentials: `Authorization: Bearer …` or `?token=`; `?clientId=` names the client, one
@@ -20,12 +27,12 @@
  * - A client reading too slowly (more than `limits.maxBufferedBytes` of live frames waiting) is
  *   disconnected. Catch-up frames are paced to the client instead (see `CatchUpWindow`).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EventSyncError, ValidationError } from '../core/errors.js';
 import { assertCollectionName, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
-import { Id, SUPPORTED_PROTOCOLS } from '../protocol/messages.js';
+import { Id, PROTOCOL_VERSION, SUPPORTED_PROTOCOLS } from '../protocol/messages.js';
 import { CloseCodes, DEFAULT_PATHS, parseSseEventId, SSE_SUBSCRIPTION, TOO_SLOW } from '../protocol/wire.js';
 import type { SyncEngine } from '../sync/engine.js';
 import { assertRemoteFilter } from '../sync/filter-policy.js';
@@ -44,6 +51,7 @@ import {
   parseJson,
   type RequestHandler,
 } from './http.js';
+import { controlStream, isStreamControl } from './stream-control.js';
 import { batchedWrites } from './write-batcher.js';
 
 export interface SseOptions {
@@ -83,6 +91,8 @@ class SseStreams {
   readonly #engine: SyncEngine;
   readonly #heartbeatMs: number;
   readonly #open = new Map<Session, ServerResponse>();
+  /** The open client streams (`GET {sse}`) by `streamId`; a stream that closes is forgotten. */
+  readonly #clientStreams = new Map<string, Session>();
   /** What the streams' sinks share: batched writes, frames rendered and encoded once. */
   readonly #output: StreamOutput;
 
@@ -111,46 +121,58 @@ class SseStreams {
     const engine = this.#engine;
     const refused = accessProblem(req, engine.access);
     if (refused) throw new EventSyncError('forbidden', refused);
-    if (applyCors(req, res, engine.access, ['GET'])) return;
-    if (segments.length < 1 || segments.length > 2) {
+    if (applyCors(req, res, engine.access, ['GET', 'POST', 'DELETE'])) return;
+    if (isStreamControl(segments)) {
+      return controlStream(engine, req, res, url, segments, (id) => this.#clientStreams.get(id));
+    }
+    if (segments.length > 2) {
       throw new EventSyncError(
         'not_found',
-        `no stream at ${url.pathname}; use ${this.prefix}/:collection[/:id]`,
+        `no stream at ${url.pathname}; use ${this.prefix} or ${this.prefix}/:collection[/:id]`,
       );
     }
     const method = req.method ?? 'GET';
     if (method !== 'GET') return methodNotAllowed(res, method, ['GET']);
-    const subscribe = subscriptionOf(req, url, segments, engine.limits);
+    // No segment: a client stream, which subscribes later (stream-control.ts).
+    const subscribe = segments.length === 0 ? undefined : subscriptionOf(req, url, segments, engine.limits);
     const named = url.searchParams.get('clientId');
     const clientId = named ?? `sse-${randomUUID()}`;
     if (!Id.safeParse(clientId).success) {
       throw new ValidationError('clientId: 1-128 of A-Z a-z 0-9 _ . : @ -, not starting with . : @ -');
     }
     const principal = await authenticateRequest(engine, req, url);
-    if ('documentId' in subscribe) {
+    if (subscribe && 'documentId' in subscribe) {
       await mustAuthorize(engine, principal, 'read', subscribe.collection, subscribe.documentId);
-    } else await mustAuthorize(engine, principal, 'subscribe', subscribe.collection);
+    } else if (subscribe) await mustAuthorize(engine, principal, 'subscribe', subscribe.collection);
     // A client id the stream names must be the principal's; one the server issued is new and
-    // unguessable, and a stream acknowledges nothing, so it is not written down.
-    if (named !== null) await engine.claimClient(clientId, principal.id);
-    const protocol = protocolOf(url);
+    // unguessable, and a stream of one subscription acknowledges nothing, so it is not written
+    // down. A client stream takes acks: its id is the principal's, as after a WebSocket hello.
+    if (named !== null || !subscribe) await engine.claimClient(clientId, principal.id);
+    // A client stream is always welcomed: its welcome names the stream.
+    const protocol = protocolOf(url) ?? (subscribe ? undefined : PROTOCOL_VERSION);
+    const streamId = subscribe ? undefined : randomBytes(16).toString('hex');
     const welcome =
-      protocol === undefined ? undefined : { protocol, lastMid: await engine.lastMid(clientId) };
+      protocol === undefined
+        ? undefined
+        : { protocol, lastMid: await engine.lastMid(clientId), ...(streamId && { streamId }) };
     if (gone) return;
     const slot = engine.connections.acquire(req.socket.remoteAddress);
     if (!slot.ok) throw new EventSyncError('rate_limited', slot.message);
     res.once('close', slot.release);
-    const session = this.#start(req, res, url);
+    const session = this.#start(req, res, url, streamId);
     if (gone) {
       session.close(CloseCodes.goingAway.code, 'client went away');
       return;
     }
     session.accept(principal, clientId, welcome);
-    await session.subscribe(subscribe);
+    if (subscribe) await session.subscribe(subscribe);
   }
 
-  /** Sends the stream's headers and connects its session, with a `: ping` every `heartbeatMs`. */
-  #start(req: IncomingMessage, res: ServerResponse, url: URL): Session {
+  /**
+   * Sends the stream's headers and connects its session, with a `: ping` every `heartbeatMs`; a
+   * client stream (`streamId`) is findable by its id until it closes.
+   */
+  #start(req: IncomingMessage, res: ServerResponse, url: URL, streamId: string | undefined): Session {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -159,13 +181,15 @@ class SseStreams {
     });
     res.write(': eventsync\n\n');
     let heartbeat: NodeJS.Timeout | undefined;
-    const sink = new StreamSink(res, this.#output, () => {
+    const sink = new StreamSink(res, this.#output, streamId === undefined, () => {
       clearInterval(heartbeat);
       this.#open.delete(session);
+      if (streamId !== undefined) this.#clientStreams.delete(streamId);
     });
     const session = this.#engine.connect({ headers: req.headers, url: req.url ?? url.pathname }, sink);
     sink.session = session;
     this.#open.set(session, res);
+    if (streamId !== undefined) this.#clientStreams.set(streamId, session);
     res.once('close', () => session.close(CloseCodes.goingAway.code, 'client went away'));
     heartbeat = setInterval(() => {
       if (sink.tooSlow) session.close(TOO_SLOW.code, TOO_SLOW.reason);
@@ -195,12 +219,15 @@ class StreamSink implements Sink {
   readonly #res: ServerResponse;
   readonly #output: StreamOutput;
   readonly #onClose: () => void;
+  /** A stream of one subscription (`/sse/:collection[/:id]`) ends with it; a client stream does not. */
+  readonly #oneSubscription: boolean;
   /** Catch-up may queue up to half the limit; the too-slow rule counts only the rest. */
   readonly #catchUp: CatchUpWindow;
 
-  constructor(res: ServerResponse, output: StreamOutput, onClose: () => void) {
+  constructor(res: ServerResponse, output: StreamOutput, oneSubscription: boolean, onClose: () => void) {
     this.#res = res;
     this.#output = output;
+    this.#oneSubscription = oneSubscription;
     this.#onClose = onClose;
     this.#catchUp = new CatchUpWindow(output.maxBufferedBytes / 2);
   }
@@ -236,11 +263,11 @@ class StreamSink implements Sink {
   }
 
   /**
-   * The stream is its one subscription: ended by the server (refused, too large), nothing more
-   * can come, and a stream left open would look alive.
+   * A stream that is its one subscription, ended by the server (refused, too large): nothing
+   * more can come, and a stream left open would look alive. A client stream goes on.
    */
   ended(): void {
-    this.session?.close(CloseCodes.normalClosure.code, 'the subscription ended');
+    if (this.#oneSubscription) this.session?.close(CloseCodes.normalClosure.code, 'the subscription ended');
   }
 
   close(code: number, reason: string): void {

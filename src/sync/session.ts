@@ -184,6 +184,17 @@ export class Session implements Follower {
     return this.#inOrder(message);
   }
 
+  /**
+   * A message a transport parsed and validated itself (an SSE client stream's POSTs), counted
+   * against `maxMessagesPerSecond` like a frame: `false`, and nothing done, when over it (the
+   * transport refuses the request); else it is handled in order, and answered on the stream.
+   */
+  admit(message: ClientMessage): boolean {
+    if (this.#closed || !this.#takeToken()) return false;
+    void this.#inOrder(message);
+    return true;
+  }
+
   /** Messages are handled one after another, in arrival order; a failure is told to the client. */
   #inOrder(message: ClientMessage): Promise<void> {
     this.#queue = this.#queue
@@ -295,17 +306,27 @@ export class Session implements Follower {
    * a client id the principal may use (`SyncService.claimClient`) or one the server issued;
    * with `welcome`, a `welcome` frame goes out first.
    */
-  accept(principal: Principal, clientId: string, welcome?: { protocol: number; lastMid?: number }): void {
+  accept(
+    principal: Principal,
+    clientId: string,
+    welcome?: { protocol: number; lastMid?: number; streamId?: string },
+  ): void {
     this.principal = principal;
     this.clientId = clientId;
     clearTimeout(this.#helloTimer);
     // A stream that said its protocol (SSE `?protocol=2`) is welcomed as a hello would be, so
     // its client learns where its mutation ids stand.
     if (welcome) {
-      const { protocol, lastMid } = welcome;
+      const { protocol, lastMid, streamId } = welcome;
       this.protocol = protocol;
-      const frame = { type: 'welcome', protocol, clientId, serverTime: Date.now() } as const;
-      this.#send(lastMid === undefined ? frame : { ...frame, lastMid });
+      this.#send({
+        type: 'welcome',
+        protocol,
+        clientId,
+        serverTime: Date.now(),
+        ...(lastMid === undefined ? {} : { lastMid }),
+        ...(streamId === undefined ? {} : { streamId }),
+      });
     }
   }
 
@@ -1015,7 +1036,8 @@ function scoped(
   return Object.assign(subscription, { access, where, query });
 }
 
-function describeIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {
+/** A schema issue as the `error` frame (or HTTP error) for a refused message says it. */
+export function describeIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {
   if (!issue) return 'does not match the protocol';
   const where = issue.path.length > 0 ? ` at ${issue.path.map(String).join('.')}` : '';
   return `does not match the protocol${where}: ${issue.message}`.slice(0, 300);

@@ -329,15 +329,19 @@ describe('client mutations over SSE (REST, fake fetch)', () => {
     });
     t.client.mutators('games', gameMutators);
     const doc = t.client.document<Game>('games', 'd1');
-    await t.client.connect();
+    // Connected once the stream is welcomed (its welcome names the stream).
+    const connected = t.client.connect();
+    await tick(5);
     const stream = es.sources[0]!;
     expect(stream.url).toContain('protocol=2');
-    for (const e of history(3)) stream.push({ type: 'event', event: e });
     const one = doc.mutate('addGold', { amount: 5 });
     const two = doc.mutate('spend');
     await tick(5);
     expect(t.http.calls).toEqual([]); // no welcome yet
-    stream.push({ type: 'welcome', protocol: 2, clientId: 'tester', serverTime: 0, lastMid: 0 });
+    const streamId = '0123456789abcdef0123456789abcdef';
+    stream.push({ type: 'welcome', protocol: 2, clientId: 'tester', serverTime: 0, lastMid: 0, streamId });
+    for (const e of history(3)) stream.push({ type: 'event', event: e });
+    await connected;
     await expect(one).resolves.toEqual({ mid: 1, seq: 4 });
     await expect(two).rejects.toMatchObject({ code: 'mutation_refused', reason: 'too_poor' });
     const posts = t.http.calls.filter((c) => c.url.includes('/mutate/'));

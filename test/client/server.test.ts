@@ -191,6 +191,32 @@ describe.each(syncBackends)('EventSyncClient on a real server on %s', (_backend,
     expect(doc.state).toEqual(await current('s1'));
   });
 
+  it('over SSE, document handles share one client stream: added and closed while connected, acked, resumed', async () => {
+    const ids = Array.from({ length: 10 }, (_, i) => `m${i}`);
+    for (const id of ids) await game(id);
+    const { c } = client({ transport: 'sse', clientId: 'sse-many', ackDelayMs: 10 });
+    const docs = ids.slice(0, 5).map((id) => c.document<Game>(GAMES, id));
+    await c.connect();
+    docs.push(...ids.slice(5).map((id) => c.document<Game>(GAMES, id)));
+    await Promise.all(docs.map((d) => d.whenSynced()));
+    expect(server.syncSockets('sse-many')).toHaveLength(1);
+    const subscribed = server.engine.metrics.subscriptions;
+    docs[0]!.close(); // an unsubscribe request on the stream
+    await until(() => server.engine.metrics.subscriptions === subscribed - 1);
+    for (const id of ids) await inc(id);
+    await until(() => docs.slice(1).every((d) => d.seq === 2));
+    // Acks reach the server: a catch-up without a position starts after them.
+    await expect
+      .poll(async () => (await server.engine.missingEvents('sse-many', GAMES, 'm9')).events.length)
+      .toBe(0);
+    for (const s of server.syncSockets('sse-many')) s.destroy();
+    await until(() => c.state === 'reconnecting');
+    await inc('m9');
+    await until(() => c.state === 'connected' && docs[9]!.seq === 3);
+    expect(docs[9]!.state).toEqual(await current('m9'));
+    expect(server.syncSockets('sse-many')).toHaveLength(1);
+  });
+
   it('over SSE, document handles ride on an unfiltered collection stream, and learn of deletes missed while down', async () => {
     await rest(server.base, 'POST', `/api/${ARENA}`, { _id: 'x1', gold: 1 });
     await rest(server.base, 'POST', `/api/${ARENA}`, { _id: 'x2', gold: 1 });

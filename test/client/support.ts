@@ -53,7 +53,8 @@ export async function startServer(
   server.emit = function (this: Server, event: string | symbol, ...args: unknown[]) {
     if (event === 'request') {
       const req = args[0] as IncomingMessage;
-      if (req.url?.startsWith('/sse/')) {
+      // SSE streams: the client stream (`/sse?…`) and the per-subscription ones, not the requests that change a stream.
+      if (/^\/sse(\/|\?|$)/.test(req.url ?? '') && !req.url?.startsWith('/sse/streams/')) {
         const socket = req.socket as Socket;
         sockets.set(socket, tagOf(req));
         socket.once('close', () => sockets.delete(socket));

@@ -49,7 +49,7 @@ const optionalFields: Record<string, string[]> = {
   SubscribeDocument: ['afterSeq', 'vectorClock'],
   SubscribeCollection: ['filter'],
   ErrorMessage: ['ref'],
-  Welcome: ['lastMid'],
+  Welcome: ['lastMid', 'streamId'],
   Mutate: ['args'],
   Mutated: ['seq', 'version', 'result', 'duplicate'],
   MutationError: ['reason'],
