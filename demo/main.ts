@@ -1,23 +1,21 @@
 /**
  * The demo page `eventsync serve` serves at `/`: games (name, gold, experience, level) kept live
- * by the client SDK, changed through the REST API, with an event log, each game's seq and vector
- * clock, the connection state and a WebSocket/SSE switch. Plain DOM; bundled by
- * scripts/build-demo.ts.
+ * by the client SDK, with an event log, each game's seq and vector clock, the connection state
+ * and a WebSocket/SSE switch. The game buttons call the server's mutators (`addGold`, `addXp`,
+ * `levelUp`, shared with the server in src/core/demo-games.ts), shown at once as predicted and
+ * queued in localStorage while offline; creating and deleting a game go through the REST API.
+ * Plain DOM; bundled by scripts/build-demo.ts.
  */
-import { type CollectionHandle, EventSyncClient, type SyncEvent } from '../src/client.js';
+import {
+  type CollectionHandle,
+  EventSyncClient,
+  type JsonValue,
+  localStorageStore,
+  type SyncEvent,
+} from '../src/client.js';
+import { DEMO_COLLECTION as COLLECTION, type Game, gameMutators } from '../src/core/demo-games.js';
 
 type Transport = 'websocket' | 'sse';
-
-interface Game {
-  _id: string;
-  name: string;
-  gold: number;
-  experience: number;
-  level: number;
-  version?: number;
-}
-
-const COLLECTION = 'games';
 const MAX_LOG = 200;
 
 // ---- DOM helpers ---------------------------------------------------------------------------------
@@ -51,6 +49,7 @@ const ui = {
   empty: byId<HTMLParagraphElement>('empty'),
   events: byId<HTMLOListElement>('events'),
   eventCount: byId<HTMLSpanElement>('event-count'),
+  pending: byId<HTMLSpanElement>('pending'),
   transports: [...document.querySelectorAll<HTMLButtonElement>('[data-transport]')],
 };
 
@@ -91,7 +90,7 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-// ---- writes: the REST API --------------------------------------------------------------------------
+// ---- writes: REST for create and delete, mutators for the rest ------------------------------------
 
 async function api(method: 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
   const response = await fetch(`/api/${COLLECTION}${path}`, {
@@ -126,24 +125,46 @@ ui.create.addEventListener('submit', (submitted) => {
   write('POST', '', { name, gold: 0, experience: 0, level: 1 });
 });
 
-const ACTIONS: Record<string, { label: string; title: string; update: Record<string, unknown> }> = {
-  gold: { label: '+50 gold', title: 'PATCH { $inc: { gold: 50 } }', update: { $inc: { gold: 50 } } },
-  experience: {
-    label: '+100 XP',
-    title: 'PATCH { $inc: { experience: 100 } }',
-    update: { $inc: { experience: 100 } },
-  },
-  level: { label: 'Level up', title: 'PATCH { $inc: { level: 1 } }', update: { $inc: { level: 1 } } },
+/** The game buttons: each asks the server to run a mutator (see src/core/demo-games.ts). */
+const ACTIONS: Record<string, { label: string; mutator: keyof typeof gameMutators; args?: JsonValue }> = {
+  gold: { label: '+50 gold', mutator: 'addGold', args: { amount: 50 } },
+  experience: { label: '+100 XP', mutator: 'addXp', args: { amount: 100 } },
+  level: { label: 'Level up', mutator: 'levelUp' },
 };
 
+/** The client's collection handle (replaced when the transport switches). */
+let games: CollectionHandle<Game> | undefined;
+
+/**
+ * Runs `action` on game `id`: shown at once (predicted), sent now or when back online. A refusal
+ * rolls the prediction back (the SDK does it); the page says why and marks the card.
+ */
+function mutate(id: string, action: string): void {
+  const { mutator, args } = ACTIONS[action]!;
+  games?.mutate(id, mutator, args).catch((error: unknown) => {
+    notice(`${mutator} refused: ${errorMessage(error)}`);
+    const card = cards.get(id);
+    if (!card) return;
+    card.root.dataset.refused = mutator;
+    setTimeout(() => delete card.root.dataset.refused, 3000);
+  });
+}
+
 // ---- the games -------------------------------------------------------------------------------------
+
+/** A stat as shown (predicted) and as the server last confirmed it (shown only while they differ). */
+interface Stat {
+  shown: HTMLElement;
+  confirmed: HTMLElement;
+}
 
 interface Card {
   root: HTMLElement;
   name: HTMLElement;
-  gold: HTMLElement;
-  experience: HTMLElement;
-  level: HTMLElement;
+  gold: Stat;
+  experience: Stat;
+  level: Stat;
+  pending: HTMLElement;
   seq: HTMLElement;
   clock: HTMLElement;
 }
@@ -152,9 +173,10 @@ const cards = new Map<string, Card>();
 /** Names of games seen, so the log can name a game after it is deleted. */
 const names = new Map<string, string>();
 
-function stat(label: string, className: string): [HTMLElement, HTMLElement] {
-  const value = h('dd', { class: className });
-  return [h('div', { class: 'stat' }, h('dt', {}, label), value), value];
+function stat(label: string, className: string): [HTMLElement, Stat] {
+  const shown = h('dd', { class: className });
+  const confirmed = h('span', { class: 'confirmed', title: 'confirmed by the server' });
+  return [h('div', { class: 'stat' }, h('dt', {}, label), shown, confirmed), { shown, confirmed }];
 }
 
 function newCard(id: string): Card {
@@ -163,23 +185,25 @@ function newCard(id: string): Card {
   const [experienceBox, experience] = stat('Experience', 'experience');
   const [levelBox, level] = stat('Level', 'level');
   const actions = Object.entries(ACTIONS).map(([key, action]) => {
-    const button = h('button', { type: 'button', 'data-action': key, title: action.title }, action.label);
-    button.addEventListener('click', () => write('PATCH', `/${encodeURIComponent(id)}`, action.update));
+    const title = `mutate ${action.mutator}${action.args === undefined ? '' : ` ${JSON.stringify(action.args)}`}`;
+    const button = h('button', { type: 'button', 'data-action': key, title }, action.label);
+    button.addEventListener('click', () => mutate(id, key));
     return button;
   });
   const remove = h('button', { type: 'button', class: 'delete', 'data-action': 'delete' }, 'Delete');
   remove.addEventListener('click', () => write('DELETE', `/${encodeURIComponent(id)}`));
   const seq = h('span', { class: 'seq' });
   const clock = h('span', { class: 'clock' });
+  const pending = h('span', { class: 'pending', title: 'mutations the server has not confirmed yet' });
   const root = h(
     'article',
     { class: 'game', 'data-game-id': id },
-    h('header', {}, name, h('code', { class: 'doc-id', title: id }, shortId(id)), remove),
+    h('header', {}, name, h('code', { class: 'doc-id', title: id }, shortId(id)), pending, remove),
     h('dl', { class: 'stats' }, goldBox, experienceBox, levelBox),
     h('div', { class: 'actions' }, ...actions),
     h('footer', { class: 'meta' }, seq, h('span', { class: 'clock-label' }, 'vector clock'), clock),
   );
-  return { root, name, gold, experience, level, seq, clock };
+  return { root, name, gold, experience, level, pending, seq, clock };
 }
 
 function shortId(id: string): string {
@@ -239,6 +263,12 @@ function nameIn(event: SyncEvent): string | undefined {
   return undefined;
 }
 
+/** `addGold #3`: the mutator and mid an event records (`metadata.mutation`), or nothing. */
+function mutationOf(event: SyncEvent): string {
+  const mutation = event.metadata?.mutation as { name?: unknown; mid?: unknown } | undefined;
+  return typeof mutation?.name === 'string' ? `${mutation.name} #${String(mutation.mid)}` : '';
+}
+
 function logEvent(event: SyncEvent): void {
   if (logged.has(event.id)) return;
   logged.add(event.id);
@@ -280,6 +310,7 @@ function logEvent(event: SyncEvent): void {
       h('span', { class: `badge badge-${event.operation}` }, event.operation),
       h('span', { class: 'event-doc', title: event.documentId }, name ?? shortId(event.documentId)),
       h('span', { class: 'event-seq' }, `seq ${event.seq}`),
+      h('span', { class: 'event-mutation', title: 'the mutator that made it' }, mutationOf(event)),
       h('span', { class: 'event-actor', title: 'actor (clientId)' }, event.clientId),
       h('time', { class: 'event-time' }, new Date(event.timestamp).toLocaleTimeString('en-GB')),
     ),
@@ -313,26 +344,34 @@ function showTransport(transport: Transport): void {
 let client: EventSyncClient | undefined;
 let generation = 0;
 
-/** (Re)starts the client on `transport`; a previous client is disconnected and its callbacks ignored. */
+/**
+ * (Re)starts the client on `transport`; a previous client is disconnected (its queue saved
+ * first, so the next one loads it) and its callbacks ignored. Replicas and the mutation queue
+ * live in localStorage under this tab's client id, so a reload, even offline, keeps them.
+ */
 async function start(transport: Transport): Promise<void> {
   const mine = ++generation;
   const current = () => mine === generation;
-  void client?.disconnect();
   showTransport(transport);
+  await client?.disconnect();
+  if (!current()) return;
   const next = new EventSyncClient({
     serverUrl: location.origin,
     clientId,
     token: clientId,
     transport,
+    persistence: localStorageStore({ prefix: `eventsync-demo:${clientId}` }),
     onState: (state) => current() && showState(state),
     onEvent: (event) => current() && logEvent(event),
     onError: (error) => current() && notice(`${error.code}: ${error.message}`),
   });
+  next.mutators(COLLECTION, gameMutators);
   client = next;
   showState(next.state);
-  const games = next.collection<Game>(COLLECTION);
-  games.on('change', () => current() && render(games));
-  render(games);
+  const handle = next.collection<Game>(COLLECTION);
+  games = handle;
+  handle.on('change', () => current() && render(handle));
+  render(handle);
   try {
     await next.connect();
   } catch (error) {
@@ -342,6 +381,7 @@ async function start(transport: Transport): Promise<void> {
 
 function render(games: CollectionHandle<Game>): void {
   const ids = [...games.docs.keys()].sort();
+  const pending = pendingByGame(games);
   for (const [id, card] of cards) {
     if (!games.docs.has(id)) {
       card.root.remove();
@@ -359,9 +399,10 @@ function render(games: CollectionHandle<Game>): void {
       cards.set(id, card);
     }
     setText(card.name, game.name);
-    setText(card.gold, String(game.gold ?? 0));
-    setText(card.experience, String(game.experience ?? 0));
-    setText(card.level, String(game.level ?? 1));
+    renderStats(card, game, games.confirmed.get(id));
+    const waiting = pending.get(id) ?? 0;
+    setText(card.pending, waiting === 0 ? '' : `pending: ${waiting}`);
+    card.pending.hidden = waiting === 0;
     setText(card.seq, `seq ${position?.seq ?? 0}`);
     renderClock(card.clock, position?.vectorClock ?? {});
     backfill(id, position?.seq ?? 0);
@@ -371,6 +412,27 @@ function render(games: CollectionHandle<Game>): void {
     previous = card.root;
   }
   ui.empty.hidden = ids.length > 0;
+  setText(ui.pending, `pending: ${games.pending.length}`);
+  ui.pending.dataset.count = String(games.pending.length);
+}
+
+/** How many mutations of each game wait for the server. */
+function pendingByGame(games: CollectionHandle<Game>): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const { documentId } of games.pending) counts.set(documentId, (counts.get(documentId) ?? 0) + 1);
+  return counts;
+}
+
+const DEFAULTS = { gold: 0, experience: 0, level: 1 };
+
+/** Each stat as predicted, and beside it the confirmed value while they differ. */
+function renderStats(card: Card, game: Game, confirmed: Game | undefined): void {
+  for (const key of ['gold', 'experience', 'level'] as const) {
+    const shown = String(game[key] ?? DEFAULTS[key]);
+    const server = confirmed ? String(confirmed[key] ?? DEFAULTS[key]) : '–';
+    setText(card[key].shown, shown);
+    setText(card[key].confirmed, server === shown ? '' : `confirmed ${server}`);
+  }
 }
 
 function renderClock(element: HTMLElement, clock: Record<string, number>): void {

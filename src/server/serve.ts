@@ -7,6 +7,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Database } from '../core/collection-backend.js';
+import { DEMO_COLLECTION, gameMutators } from '../core/demo-games.js';
 import { ValidationError } from '../core/errors.js';
 import type { Logger } from '../events/logger.js';
 import { SyncEngine, type SyncEngineOptions } from '../sync/engine.js';
@@ -30,7 +31,10 @@ export interface ServeOptions {
    * Not with `engine.authenticate`; `engine.authorize` may stand in for `rules`.
    */
   auth?: AuthSpec;
-  /** Engine options besides the database and logger (authenticate, authorize, limits, …). */
+  /**
+   * Engine options besides the database and logger (authenticate, authorize, limits, …). Without
+   * `mutators`, the demo's (`addGold`, `addXp`, `levelUp` on `games`: see `core/demo-games.ts`).
+   */
   engine?: Omit<SyncEngineOptions, 'db' | 'logger'>;
   /** Transport options (paths, heartbeats). */
   transports?: AttachOptions;
@@ -68,7 +72,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     db = await openDatabase(spec, logger);
     // On a loopback address, answer only to loopback names: a DNS-rebound page cannot reach it.
     const access = isLoopback(host) ? { allowedHosts: LOOPBACK_HOSTS } : {};
-    engine = await SyncEngine.create({ ...auth.hooks, access, ...options.engine, db, logger });
+    const mutators = { [DEMO_COLLECTION]: gameMutators };
+    engine = await SyncEngine.create({ ...auth.hooks, access, mutators, ...options.engine, db, logger });
   } catch (error) {
     await app.closeListener();
     await db?.close().catch(() => {});
