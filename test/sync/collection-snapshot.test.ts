@@ -199,120 +199,128 @@ describe.each(cases)('a collection snapshot over %s on %s', (_transport, _backen
   // On PostgreSQL this once held 99-174 KB for the paused client: its snapshot had run further
   // into loopback's buffers, so the writes below hit documents ahead of it, which entered the
   // subscription and had their snapshots sent at once, outside the catch-up pacing (now queued).
-  it('of 5,000 documents to a client that stops reading: bounded on the server, others served; then every document once, and the writes committed meanwhile each once and in order', async () => {
-    const { engine, games, collection, port, serverSockets } = await start(open);
-    await seed(games, DOCS);
-    const reader = await openReader(port, collection);
-    await until(() => reader.snapshots() >= 3, 'the first snapshots');
-    reader.pause();
-    const serverSide = serverSockets.get(reader.localPort)!;
-    await until(() => serverSide.writableLength > 0, 'the server to hold data for the paused client');
-    let maxHeld = 0;
-    const held = setInterval(() => {
-      maxHeld = Math.max(maxHeld, serverSide.writableLength);
-    }, 5);
-    cleanups.push(() => clearInterval(held));
-    await sleep(100);
-    expect(reader.synced()).toBe(false);
-    expect(reader.closed()).toBe(false);
+  it(
+    'of 5,000 documents to a client that stops reading: bounded on the server, others served; then every document once, and the writes committed meanwhile each once and in order',
+    async () => {
+      const { engine, games, collection, port, serverSockets } = await start(open);
+      await seed(games, DOCS);
+      const reader = await openReader(port, collection);
+      await until(() => reader.snapshots() >= 3, 'the first snapshots');
+      reader.pause();
+      const serverSide = serverSockets.get(reader.localPort)!;
+      await until(() => serverSide.writableLength > 0, 'the server to hold data for the paused client');
+      let maxHeld = 0;
+      const held = setInterval(() => {
+        maxHeld = Math.max(maxHeld, serverSide.writableLength);
+      }, 5);
+      cleanups.push(() => clearInterval(held));
+      await sleep(100);
+      expect(reader.synced()).toBe(false);
+      expect(reader.closed()).toBe(false);
 
-    // A bystander is served while the snapshot waits for its client.
-    const res = await fetch(`http://127.0.0.1:${port}/api/${collection}/${id(1)}`, {
-      signal: AbortSignal.timeout(5000),
-    });
-    expect(res.status).toBe(200);
-    expect(((await res.json()) as JsonObject)._id).toBe(id(1));
+      // A bystander is served while the snapshot waits for its client.
+      const res = await fetch(`http://127.0.0.1:${port}/api/${collection}/${id(1)}`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as JsonObject)._id).toBe(id(1));
 
-    // Writes while the snapshot waits: to documents the client has, to the next ones (queued,
-    // or followed and waiting to be sent), to some not reached yet, creates, deletes, and
-    // documents that enter and leave the filter.
-    const got = reader
-      .frames()
-      .flatMap((m) => (m.type === 'snapshot' ? [m.documentId] : []))
-      .slice(0, 3);
-    // Where the snapshot stands: what the server wrote (into loopback's buffers) and holds, in
-    // frames of about the first one's size. Documents around there are the ones read, being sent
-    // and waiting to be sent with their live events held.
-    const frameBytes = JSON.stringify(reader.frames().find((m) => m.type === 'snapshot')).length + 20;
-    const written = Math.round((serverSide.bytesWritten + serverSide.writableLength) / frameBytes);
-    const at = Math.round((written * 11) / 10);
-    const around = Array.from({ length: 60 }, (_, k) => at - 30 + k).filter((i) => i > 3 && i % 11 !== 0);
-    for (let round = 0; round < 2; round++) {
-      await games.updateOne(got[0]!, { $inc: { n: 1 } });
-      for (const i of around)
-        if (round === 0 || i % 3 === 0) await games.updateOne(id(i), { $inc: { n: 1 } });
-      await games.updateOne(id(5400), { $inc: { n: 1 } });
-    }
-    await games.updateOne(got[1]!, { $set: { kind: 'out' } }); // leaves
-    await games.deleteOne(got[2]!); // leaves
-    await games.deleteOne(id(5000)); // never sent
-    await games.updateOne(id(5001), { $set: { kind: 'out' } }); // never sent
-    await games.updateOne(id(0), { $set: { kind: 'in' } }); // enters behind
-    await games.updateOne(id(5390), { $set: { kind: 'in' } }); // enters ahead
-    await games.findOneAndUpsert({ _id: `${id(2)}a`, kind: 'in', n: -1, pad: '' }); // created behind
-    await games.findOneAndUpsert({ _id: id(5600), kind: 'in', n: -1, pad: '' }); // created ahead
-    await sleep(100);
-    expect(reader.synced()).toBe(false);
-    expect(reader.closed(), 'cut off while the snapshot waited').toBe(false);
-    expect(engine.metrics.connections).toBe(1);
-    // What waits for the paused client stays about the catch-up window (half the limit) and the live frames.
-    expect(maxHeld).toBeLessThanOrEqual(MAX_BUFFERED);
+      // Writes while the snapshot waits: to documents the client has, to the next ones (queued,
+      // or followed and waiting to be sent), to some not reached yet, creates, deletes, and
+      // documents that enter and leave the filter.
+      const got = reader
+        .frames()
+        .flatMap((m) => (m.type === 'snapshot' ? [m.documentId] : []))
+        .slice(0, 3);
+      // Where the snapshot stands: what the server wrote (into loopback's buffers) and holds, in
+      // frames of about the first one's size. Documents around there are the ones read, being sent
+      // and waiting to be sent with their live events held.
+      const frameBytes = JSON.stringify(reader.frames().find((m) => m.type === 'snapshot')).length + 20;
+      const written = Math.round((serverSide.bytesWritten + serverSide.writableLength) / frameBytes);
+      const at = Math.round((written * 11) / 10);
+      const around = Array.from({ length: 60 }, (_, k) => at - 30 + k).filter((i) => i > 3 && i % 11 !== 0);
+      for (let round = 0; round < 2; round++) {
+        await games.updateOne(got[0]!, { $inc: { n: 1 } });
+        for (const i of around)
+          if (round === 0 || i % 3 === 0) await games.updateOne(id(i), { $inc: { n: 1 } });
+        await games.updateOne(id(5400), { $inc: { n: 1 } });
+      }
+      await games.updateOne(got[1]!, { $set: { kind: 'out' } }); // leaves
+      await games.deleteOne(got[2]!); // leaves
+      await games.deleteOne(id(5000)); // never sent
+      await games.updateOne(id(5001), { $set: { kind: 'out' } }); // never sent
+      await games.updateOne(id(0), { $set: { kind: 'in' } }); // enters behind
+      await games.updateOne(id(5390), { $set: { kind: 'in' } }); // enters ahead
+      await games.findOneAndUpsert({ _id: `${id(2)}a`, kind: 'in', n: -1, pad: '' }); // created behind
+      await games.findOneAndUpsert({ _id: id(5600), kind: 'in', n: -1, pad: '' }); // created ahead
+      await sleep(100);
+      expect(reader.synced()).toBe(false);
+      expect(reader.closed(), 'cut off while the snapshot waited').toBe(false);
+      expect(engine.metrics.connections).toBe(1);
+      // What waits for the paused client stays about the catch-up window (half the limit) and the live frames.
+      expect(maxHeld).toBeLessThanOrEqual(MAX_BUFFERED);
 
-    reader.resume();
-    await until(() => reader.synced() || reader.closed(), 'synced', 60_000);
-    expect(reader.closed()).toBe(false);
-    // One more write after synced: live, once.
-    await games.updateOne(id(1), { $inc: { n: 1 } });
-    await until(
-      () => reader.frames().some((m) => m.type === 'event' && m.event.documentId === id(1)),
-      'the last live event',
-    );
-    await sleep(100);
+      reader.resume();
+      await until(() => reader.synced() || reader.closed(), 'synced', 60_000);
+      expect(reader.closed()).toBe(false);
+      // One more write after synced: live, once.
+      await games.updateOne(id(1), { $inc: { n: 1 } });
+      await until(
+        () => reader.frames().some((m) => m.type === 'event' && m.event.documentId === id(1)),
+        'the last live event',
+      );
+      await sleep(100);
 
-    const frames = reader.frames();
-    const expected = await matching(games);
-    expect(expected.size).toBe(5000);
-    const received = replay(frames);
-    expect([...received.keys()].sort()).toEqual([...expected.keys()].sort());
-    for (const [documentId, doc] of expected) expect(received.get(documentId), documentId).toEqual(doc);
-    expect(
-      frames.filter((m) => m.type === 'leave').map((m) => (m as { documentId: string }).documentId),
-    ).toEqual([got[1], got[2]]);
-    expect(frames.filter((m) => m.type === 'synced')).toHaveLength(1);
-  }, HEAVY_TIMEOUT_MS);
+      const frames = reader.frames();
+      const expected = await matching(games);
+      expect(expected.size).toBe(5000);
+      const received = replay(frames);
+      expect([...received.keys()].sort()).toEqual([...expected.keys()].sort());
+      for (const [documentId, doc] of expected) expect(received.get(documentId), documentId).toEqual(doc);
+      expect(
+        frames.filter((m) => m.type === 'leave').map((m) => (m as { documentId: string }).documentId),
+      ).toEqual([got[1], got[2]]);
+      expect(frames.filter((m) => m.type === 'synced')).toHaveLength(1);
+    },
+    HEAVY_TIMEOUT_MS,
+  );
 
-  it('documents entering the subscription of a client that stops reading: their snapshots wait for it (bounded), then each comes once, before its later events', async () => {
-    const { games, collection, port, serverSockets } = await start(open);
-    // ~5 MiB of snapshots entering at once: more than loopback's buffers take.
-    const entering = 2500;
-    const pad = 'x'.repeat(PAD_CHARS);
-    for (let i = 0; i < entering; i++) await games.findOneAndUpsert({ _id: id(i), kind: 'out', n: i, pad });
-    const reader = await openReader(port, collection);
-    await until(() => reader.synced(), 'synced (nothing matches yet)');
-    reader.pause();
-    const serverSide = serverSockets.get(reader.localPort)!;
-    let maxHeld = 0;
-    const held = setInterval(() => {
-      maxHeld = Math.max(maxHeld, serverSide.writableLength);
-    }, 5);
-    cleanups.push(() => clearInterval(held));
-    for (let i = 0; i < entering; i++) await games.updateOne(id(i), { $set: { kind: 'in' } });
-    await games.updateOne(id(0), { $inc: { n: 1 } }); // after its entry: held behind its snapshot
-    await sleep(100);
-    expect(reader.closed(), 'cut off while the entries waited').toBe(false);
-    expect(maxHeld).toBeLessThanOrEqual(MAX_BUFFERED);
+  it(
+    'documents entering the subscription of a client that stops reading: their snapshots wait for it (bounded), then each comes once, before its later events',
+    async () => {
+      const { games, collection, port, serverSockets } = await start(open);
+      // ~5 MiB of snapshots entering at once: more than loopback's buffers take.
+      const entering = 2500;
+      const pad = 'x'.repeat(PAD_CHARS);
+      for (let i = 0; i < entering; i++) await games.findOneAndUpsert({ _id: id(i), kind: 'out', n: i, pad });
+      const reader = await openReader(port, collection);
+      await until(() => reader.synced(), 'synced (nothing matches yet)');
+      reader.pause();
+      const serverSide = serverSockets.get(reader.localPort)!;
+      let maxHeld = 0;
+      const held = setInterval(() => {
+        maxHeld = Math.max(maxHeld, serverSide.writableLength);
+      }, 5);
+      cleanups.push(() => clearInterval(held));
+      for (let i = 0; i < entering; i++) await games.updateOne(id(i), { $set: { kind: 'in' } });
+      await games.updateOne(id(0), { $inc: { n: 1 } }); // after its entry: held behind its snapshot
+      await sleep(100);
+      expect(reader.closed(), 'cut off while the entries waited').toBe(false);
+      expect(maxHeld).toBeLessThanOrEqual(MAX_BUFFERED);
 
-    reader.resume();
-    await until(() => reader.snapshots() >= entering || reader.closed(), 'every entered document', 60_000);
-    await until(
-      () => reader.frames().some((m) => m.type === 'event' && m.event.documentId === id(0)),
-      'the event after the entry',
-    );
-    const expected = await matching(games);
-    const received = replay(reader.frames());
-    expect(received.size).toBe(entering);
-    for (const [documentId, doc] of expected) expect(received.get(documentId), documentId).toEqual(doc);
-  }, HEAVY_TIMEOUT_MS);
+      reader.resume();
+      await until(() => reader.snapshots() >= entering || reader.closed(), 'every entered document', 60_000);
+      await until(
+        () => reader.frames().some((m) => m.type === 'event' && m.event.documentId === id(0)),
+        'the event after the entry',
+      );
+      const expected = await matching(games);
+      const received = replay(reader.frames());
+      expect(received.size).toBe(entering);
+      for (const [documentId, doc] of expected) expect(received.get(documentId), documentId).toEqual(doc);
+    },
+    HEAVY_TIMEOUT_MS,
+  );
 });
 
 describe.each(syncBackends)('a page of a collection snapshot read slowly, on %s', (_backend, open) => {
