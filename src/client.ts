@@ -21,6 +21,7 @@ export {
   type PendingMutation,
   type ReconnectOptions,
 } from './client/client.js';
+export { browserNetwork, type NetworkStatus } from './client/network.js';
 export {
   fileStore,
   type IdbFactoryLike,

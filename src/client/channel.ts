@@ -45,6 +45,8 @@ export interface ChannelHost<F extends Subscription> {
   /** The channel's state changed (`reason`: why it dropped). */
   channelChanged(channel: Channel<F>, reason?: string): void;
   backoff(attempt: number): number;
+  /** The platform says there is no network (network.ts): no connection is tried until it is back. */
+  offline(): boolean;
   /** Retrying cannot help: every channel stops. */
   fatal(error: EventSyncClientError): void;
   /** The server refused `feed`'s subscription for good. */
@@ -91,6 +93,29 @@ export class Channel<F extends Subscription = Subscription> {
 
   start(): void {
     if (this.#go('connect')) {
+      if (!this.core.offline()) this.#open();
+      this.core.channelChanged(this);
+    }
+  }
+
+  /** The network went away: the link is dropped now, not when it times out, and not retried. */
+  networkLost(): void {
+    const link = this.link;
+    if (!link) return;
+    link.close();
+    this.#closed(link, 'offline', 'drop');
+  }
+
+  /** The network is back: a connection is tried now rather than at the end of the backoff delay. */
+  networkBack(): void {
+    if (this.link || (this.state !== 'connecting' && this.state !== 'reconnecting')) return;
+    clearTimeout(this.#retryTimer);
+    this.#attempt = 0;
+    this.#retry();
+  }
+
+  #retry(): void {
+    if (this.state === 'connecting' || this.#go('retry')) {
       this.#open();
       this.core.channelChanged(this);
     }
@@ -201,13 +226,8 @@ export class Channel<F extends Subscription = Subscription> {
     this.#go('drop');
     this.core.channelChanged(this, reason);
     if (error) this.core.connectFailed(new EventSyncClientError(error.code, error.message));
-    const delay = this.core.backoff(this.#attempt++);
-    this.#retryTimer = setTimeout(() => {
-      if (this.#go('retry')) {
-        this.#open();
-        this.core.channelChanged(this);
-      }
-    }, delay);
+    if (this.core.offline()) return; // networkBack() tries again
+    this.#retryTimer = setTimeout(() => this.#retry(), this.core.backoff(this.#attempt++));
   }
 
   #feedBySub(sub: string): F | undefined {

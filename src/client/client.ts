@@ -49,6 +49,7 @@ import {
   type MutationReply,
   postMutation,
 } from './mutations.js';
+import { browserNetwork, type NetworkStatus } from './network.js';
 import type { ReplicaStore, StoredMeta, StoredState } from './persistence.js';
 import { fetchMissing, GapRepair } from './repair.js';
 import type { Replica, ReplicaChange, ReplicaPosition } from './replica.js';
@@ -118,6 +119,12 @@ export interface EventSyncClientOptions {
    * called; the client keeps trying in the background. Default 10,000.
    */
   connectTimeoutMs?: number;
+  /**
+   * Whether the device is online (network.ts). Default: the browser's `online`/`offline` events, so
+   * an offline page drops its connections at once, queues its mutations, and reconnects as soon as
+   * the network is back; none in Node. `false`: never consulted.
+   */
+  network?: NetworkStatus | false;
   /** Where the server mounted its transports. Defaults `/sync`, `/sse`, `/api`. */
   paths?: { sync?: string; sse?: string; api?: string };
   WebSocket?: WebSocketConstructor;
@@ -127,14 +134,9 @@ export interface EventSyncClientOptions {
 
 function newClientId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
-  const id =
-    c?.randomUUID?.() ??
-    Array.from({ length: 4 }, () =>
-      Math.floor(Math.random() * 2 ** 32)
-        .toString(16)
-        .padStart(8, '0'),
-    ).join('');
-  return `client-${id}`;
+  // randomUUID is missing in pages served over plain http (not a secure context): 2 × 52 random bits.
+  const random = () => Math.random().toString(36).slice(2);
+  return `client-${c?.randomUUID?.() ?? random() + random()}`;
 }
 
 export class EventSyncClient {
@@ -178,6 +180,8 @@ export class EventSyncClient {
   #resendFrom: number | undefined;
   /** Retryable refusals in a row: the delay before sending again grows with them. */
   #refusals = 0;
+  readonly #network: NetworkStatus | undefined;
+  #unwatchNetwork: (() => void) | undefined;
   /** Collection handles' documents as loaded from the store, by handle key. */
   #storedCollections: Record<string, string[]> = {};
 
@@ -200,6 +204,7 @@ export class EventSyncClient {
       jitter: Math.min(1, Math.max(0, options.reconnect?.jitter ?? 0.5)),
     };
     this.#clientId = options.clientId ?? newClientId();
+    this.#network = options.network === false ? undefined : (options.network ?? browserNetwork());
     const report = (error: EventSyncClientError) => this.#report(error);
     this.#repair = new GapRepair({
       gapTimeoutMs: options.gapTimeoutMs ?? 1000,
@@ -360,8 +365,21 @@ export class EventSyncClient {
       this.#channels.add(this.#documentChannel);
     }
     for (const feed of this.#feeds()) this.#assign(feed);
+    this.#unwatchNetwork = this.#network?.subscribe((online) => this.#networkChanged(online));
     for (const channel of this.#channels) channel.start();
     this.#refresh();
+  }
+
+  #offline(): boolean {
+    return this.#network?.online === false;
+  }
+
+  /** Offline: every connection drops now. Online: each tries at once (the welcome sends the queue). */
+  #networkChanged(online: boolean): void {
+    for (const channel of [...this.#channels]) {
+      if (online) channel.networkBack();
+      else channel.networkLost();
+    }
   }
 
   /** Persisted replicas and client id, loaded: seeds the handles that have not subscribed yet. */
@@ -448,6 +466,8 @@ export class EventSyncClient {
   }
 
   #stopChannels(): void {
+    this.#unwatchNetwork?.();
+    this.#unwatchNetwork = undefined;
     for (const channel of this.#channels) channel.stop();
     this.#channels.clear();
     this.#documentChannel = undefined;
@@ -467,10 +487,12 @@ export class EventSyncClient {
   #connectTimedOut(): void {
     this.#connectTimer = undefined;
     const last = [...this.#channels].map((c) => c.lastReason).find((reason) => reason);
+    const why = this.#offline()
+      ? ' (offline)'
+      : `${last ? ` (last attempt: ${last})` : ''}: is the server running there? The client keeps trying`;
     const error = new EventSyncClientError(
       'timeout',
-      `no connection to ${this.#options.serverUrl} within ${this.#connectTimeoutMs()} ms` +
-        `${last ? ` (last attempt: ${last})` : ''}: is the server running there? The client keeps trying`,
+      `no connection to ${this.#options.serverUrl} within ${this.#connectTimeoutMs()} ms${why}`,
     );
     this.#report(error);
     this.#settle(error);
@@ -626,7 +648,7 @@ export class EventSyncClient {
   /** Sends a mutation if the link for mutations is up and welcomed; otherwise the next welcome sends it. */
   #send(frame: MutateFrame): void {
     if (this.#transport === 'sse') {
-      if (this.#sseWelcomed) this.#post(frame);
+      if (this.#sseWelcomed && !this.#offline()) this.#post(frame);
       return;
     }
     const link = this.#documentChannel?.link;
@@ -738,6 +760,7 @@ export class EventSyncClient {
       openLink: (_channel, handlers) => this.#openLink(handlers),
       channelChanged: (_channel, reason) => this.#refresh(reason),
       backoff: (attempt) => this.#backoff(attempt),
+      offline: () => this.#offline(),
       fatal: (error) => {
         const wasConnected = this.#state === 'connected';
         this.#stopChannels();

@@ -360,6 +360,14 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     if (this.#replicas.size > 0) return;
     for (const [id, p] of positions) this.#replicas.set(id, new Replica(this.collection, id, p));
     this.#docs = this.#confirmed = undefined;
+    // Listeners hear what the store gave as they hear the server's snapshots.
+    for (const [id, p] of positions) {
+      this.#tell({ type: 'snapshot', documentId: id, doc: this.docs.get(id) ?? null, seq: p.seq });
+    }
+  }
+
+  #tell(change: CollectionChange<JsonObject>): void {
+    for (const listener of [...this.changeListeners]) listener(this.docs, change);
   }
 
   #members(stateOf: (id: string, r: Replica) => JsonObject | null): Map<string, JsonObject> {
@@ -497,8 +505,7 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     const wasMember = replica.based && replica.state !== null;
     if (!wasMember) return;
     this.#docs = this.#confirmed = undefined;
-    const change: CollectionChange<JsonObject> = { type: 'leave', documentId: replica.documentId };
-    for (const listener of [...this.changeListeners]) listener(this.docs, change);
+    this.#tell({ type: 'leave', documentId: replica.documentId });
   }
 
   emit(replica: Replica, changes: ReplicaChange[]): void {
@@ -506,11 +513,11 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     for (const change of changes) {
       this.#docs = this.#confirmed = undefined;
       const doc = this.host.predict(this.collection, id, change.state);
-      const c: CollectionChange<JsonObject> =
+      this.#tell(
         change.kind === 'event'
           ? { type: 'event', documentId: id, doc, event: change.event }
-          : { type: 'snapshot', documentId: id, doc, seq: change.seq };
-      for (const listener of [...this.changeListeners]) listener(this.docs, c);
+          : { type: 'snapshot', documentId: id, doc, seq: change.seq },
+      );
     }
     this.attached.get(replica.documentId)?.adopt(replica, changes);
   }
@@ -518,12 +525,7 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
   repredicted(documentId: string): void {
     if (!this.#replicas.get(documentId)?.based) return;
     this.#docs = undefined;
-    const change: CollectionChange<JsonObject> = {
-      type: 'mutation',
-      documentId,
-      doc: this.docs.get(documentId) ?? null,
-    };
-    for (const listener of [...this.changeListeners]) listener(this.docs, change);
+    this.#tell({ type: 'mutation', documentId, doc: this.docs.get(documentId) ?? null });
   }
 }
 
