@@ -771,7 +771,11 @@ export class EventSyncClient {
         this.#settle(error);
       },
       feedFailed: (feed, error) => this.#feedFailed(feed, error),
-      report: (error) => this.#report(error),
+      report: (error) => {
+        // The server drops frames over its rate limit unanswered: queued mutations go again later.
+        if (error.code === 'rate_limited') this.#resendLater(0);
+        this.#report(error);
+      },
       connectFailed: (error) => this.#connectFailed(error),
       welcomed: (channel, lastMid) => this.#welcomed(channel, lastMid),
       mutationAnswered: (reply) => this.#answered(reply),

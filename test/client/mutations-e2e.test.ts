@@ -6,7 +6,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { defineMutators, EventSyncClient, type FetchLike } from '../../src/client.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { type Ledger, ledgerMutators } from './ledger.js';
-import { FetchEventSource, faultyWebSocket, rest, startServer, type TestServer, until } from './support.js';
+import {
+  FetchEventSource,
+  faultyWebSocket,
+  NodeWebSocket,
+  rest,
+  startServer,
+  type TestServer,
+  until,
+} from './support.js';
 
 afterAll(closeSharedPglite);
 
@@ -161,3 +169,47 @@ describe.each(syncBackends.filter(([name]) => name !== 'memory'))(
     });
   },
 );
+
+// Found by bench/mutations.ts, which hung: the server drops frames over its rate limit without an
+// answer (one rate_limited error per burst), and the SDK waited for the answers of the dropped mutations.
+describe('a burst of mutations over the server rate limit (memory)', () => {
+  it('WebSocket: every mutation is applied once and in mid order, the dropped ones sent again', async () => {
+    const collection = uniqueCollection('burst');
+    const clientId = `burst-${PROCESS}`;
+    const limits = { maxMessagesPerSecond: 20 };
+    const server = await startServer(syncBackends[0]![1], {
+      mutators: { [collection]: ledgerMutators },
+      limits,
+    });
+    const errors: string[] = [];
+    const client = new EventSyncClient({
+      serverUrl: server.base,
+      clientId,
+      WebSocket: NodeWebSocket,
+      onError: (error) => errors.push(error.code),
+    });
+    try {
+      await rest(server.base, 'POST', `/api/${collection}`, { _id: 'b1', gold: 0, notes: [] });
+      client.mutators(collection, ledgerMutators);
+      const doc = client.document<Ledger>(collection, 'b1');
+      await client.connect();
+      await doc.whenSynced();
+      const count = 60;
+      const answers = Array.from({ length: count }, (_, i) => doc.mutate('note', { text: `n${i + 1}` }));
+      expect(doc.state?.notes).toHaveLength(count);
+      await expect(Promise.all(answers)).resolves.toHaveLength(count);
+      await until(() => doc.pending.length === 0, 10_000);
+      expect(errors).toContain('rate_limited');
+      const expected = Array.from({ length: count }, (_, i) => `n${i + 1}`);
+      expect(doc.confirmed?.notes).toEqual(expected);
+      const events = await server.engine.events.backend.list(collection, 'b1');
+      const mids = events
+        .filter((e) => e.clientId === clientId)
+        .map((e) => (e.metadata?.mutation as { mid?: number } | undefined)?.mid);
+      expect(mids).toEqual(expected.map((_, i) => i + 1));
+    } finally {
+      await client.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
+});
