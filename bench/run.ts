@@ -18,10 +18,11 @@ import { editDiff } from './edit-diff.js';
 import { fanOut } from './fan-out.js';
 import type { BenchModule } from './harness.js';
 import { list } from './list.js';
+import { mutations } from './mutations.js';
 import { serve } from './serve.js';
 import { writePath } from './write-path.js';
 
-const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut, serve, acks, list];
+const modules: BenchModule[] = [editDiff, writePath, catchUp, fanOut, serve, acks, list, mutations];
 
 const OUTPUT = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
 
