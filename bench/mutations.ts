@@ -337,6 +337,15 @@ function render(
       ['l', 'r', 'r'],
     ),
     '',
+    'Why mutate costs more per operation once the machine is busy (100 clients): a mutation is 9',
+    "statements in one transaction (BEGIN, lock the client's record, SAVEPOINT, read, write,",
+    'RELEASE, write the record, COMMIT, notify), a PATCH 3 (read, write, notify; counted by logging',
+    "pg's queries). At one client both wait on the commit's fsync and cost the same. The next step",
+    '(docs/DEVELOPMENT.md): the record written by the recording statement itself, conditioned on',
+    '`last_mid = mid - 1`, which needs neither the lock, the savepoint nor the transaction. One',
+    "connection's mutations run one after another (each its own commit), so its rate is about one",
+    'commit per mutation; PATCHes issued at once commit in parallel.',
+    '',
     table(
       ['check', 'result'],
       [
