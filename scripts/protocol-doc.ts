@@ -18,6 +18,7 @@ import {
   DEFAULT_PATHS,
   type ErrorCode,
   ErrorCodes,
+  ErrorStatus,
   SSE_SUBSCRIPTION,
   sseEventId,
   sseStreamPath,
@@ -784,7 +785,7 @@ export function renderProtocolDoc(): string {
     '|---|---|---|---|',
     ...(Object.keys(ErrorCodes) as ErrorCode[]).map(
       (code) =>
-        `| \`${code}\` | ${ErrorCodes[code].status} | ${ErrorCodes[code].retryable ? 'yes' : 'no'} | ${cell(errorWhen[code])} |`,
+        `| \`${code}\` | ${ErrorStatus[code]} | ${ErrorCodes[code].retryable ? 'yes' : 'no'} | ${cell(errorWhen[code])} |`,
     ),
     '',
   );

@@ -262,21 +262,9 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
       () => finish('stream error', 'drop'),
     );
   });
-  // Called unbound: a browser's fetch throws "Illegal invocation" as a method of another object.
-  const { fetch } = options;
   const request = async (message: ClientMessage) => {
     if (done) return;
-    // An unsubscribe is a DELETE of the subscription: no body.
-    const post = message.type !== 'unsubscribe';
-    const init = post
-      ? {
-          method: 'POST',
-          headers: { ...options.headers, 'content-type': 'application/json' },
-          body: JSON.stringify(message),
-        }
-      : { method: 'DELETE', headers: options.headers };
-    const res = await fetch(options.base + streamRequest(streamId!, message), init);
-    if (!res.ok) throw await errorOf(res);
+    await requestOnStream(options, streamId!, message, (reply) => done || handlers.message(reply));
   };
   return {
     get canSend() {
@@ -299,6 +287,35 @@ export function openSseLink(options: SseLinkOptions, handlers: LinkHandlers): Li
       es.close();
     },
   };
+}
+
+/**
+ * Sends `message` to client stream `streamId` as a request. Throws when the link should drop (the
+ * network failed, the stream is gone: 404); a subscription refused (a bad name or filter, 429) is
+ * told to `tell` as the WebSocket tells it, so that only its handle fails (or retries).
+ */
+async function requestOnStream(
+  options: SseLinkOptions,
+  streamId: string,
+  message: ClientMessage,
+  tell: (reply: ServerMessage) => void,
+): Promise<void> {
+  // An unsubscribe is a DELETE of the subscription: no body.
+  const init =
+    message.type === 'unsubscribe'
+      ? { method: 'DELETE', headers: options.headers }
+      : {
+          method: 'POST',
+          headers: { ...options.headers, 'content-type': 'application/json' },
+          body: JSON.stringify(message),
+        };
+  // Called unbound: a browser's fetch throws "Illegal invocation" as a method of another object.
+  const { fetch } = options;
+  const res = await fetch(options.base + streamRequest(streamId, message), init);
+  if (res.ok) return;
+  const refusal = await errorOf(res);
+  if (res.status === 404 || message.type !== 'subscribe') throw refusal;
+  tell({ type: 'error', ...refusal, ref: message.sub });
 }
 
 /** The path (under the SSE prefix) of the request that sends `message` to stream `streamId`. */

@@ -1,8 +1,8 @@
 /**
  * The errors eventsync throws, and sends as `{ code, message }`: one class, `EventSyncError`,
  * with a typed `code`, and a subclass per common case. The codes are part of the public contract
- * and of the wire (`ErrorCodes`: stable snake_case strings, never renamed, each with its HTTP
- * status and whether it is retryable; `src/protocol/wire.ts` hands the table to the protocol).
+ * and of the wire (`ErrorCodes`: stable snake_case strings, never renamed, each saying whether
+ * it is retryable, and `ErrorStatus` its HTTP status; `src/protocol/wire.ts` hands the table to the protocol).
  * Check an error with `EventSyncError.is(e, 'not_found')`, never `instanceof` or `error.name`,
  * so two copies of the package (or an error that crossed the wire) still agree.
  *
@@ -11,44 +11,71 @@
  */
 
 /**
- * Error codes: stable snake_case strings, never renamed, with the HTTP status they are answered
- * with, and whether sending the same request again may succeed (`retryable`).
+ * Error codes: stable snake_case strings, never renamed, and whether sending the same request
+ * again may succeed (`retryable`). Their HTTP statuses are `ErrorStatus`, below.
  */
 export const ErrorCodes = {
-  validation: { status: 400, retryable: false },
+  validation: { retryable: false },
   /** A frame or request that is not valid JSON, or does not match the protocol's schema. */
-  bad_message: { status: 400, retryable: false },
-  unsupported_protocol: { status: 400, retryable: false },
+  bad_message: { retryable: false },
+  unsupported_protocol: { retryable: false },
   /** No (valid) credentials: send `hello` with a token, or an Authorization header. */
-  unauthorized: { status: 401, retryable: false },
+  unauthorized: { retryable: false },
   /** The principal may not do this (read, subscribe or write) to this collection or document. */
-  forbidden: { status: 403, retryable: false },
-  not_found: { status: 404, retryable: false },
+  forbidden: { retryable: false },
+  not_found: { retryable: false },
   /** REST: the path exists, the method does not (the answer's Allow header lists the ones that do). */
-  method_not_allowed: { status: 405, retryable: false },
-  already_exists: { status: 409, retryable: false },
+  method_not_allowed: { retryable: false },
+  already_exists: { retryable: false },
   /** The document kept changing while it was read or written: the same request again may well succeed. */
-  version_conflict: { status: 409, retryable: true },
+  version_conflict: { retryable: true },
   /** Also a collection subscription whose filter matches more than `maxSubscriptionDocuments`. */
-  too_large: { status: 413, retryable: false },
+  too_large: { retryable: false },
   /** REST: a write whose body is not declared `Content-Type: application/json`. */
-  unsupported_media_type: { status: 415, retryable: false },
+  unsupported_media_type: { retryable: false },
   /** Too many messages per second, or too many subscriptions on one connection. */
-  rate_limited: { status: 429, retryable: true },
+  rate_limited: { retryable: true },
   /** A `mutate` (or REST mutation) named a mutator the server does not define for the collection. */
-  unknown_mutator: { status: 404, retryable: false },
+  unknown_mutator: { retryable: false },
   /** The mutator refused the mutation (`MutationRefused`): the error's `reason` is the mutator's own code. */
-  mutation_refused: { status: 409, retryable: false },
+  mutation_refused: { retryable: false },
   /** The mutator threw something other than `MutationRefused` (logged on the server; the message says no more). */
-  mutation_failed: { status: 500, retryable: false },
+  mutation_failed: { retryable: false },
   /** A client's mutation id skipped ahead of the next one expected: resend from the one the message names. */
-  out_of_order: { status: 409, retryable: true },
-  timeout: { status: 504, retryable: true },
-  closed: { status: 503, retryable: true },
-  internal: { status: 500, retryable: true },
-} as const satisfies Record<string, { status: number; retryable: boolean }>;
+  out_of_order: { retryable: true },
+  timeout: { retryable: true },
+  closed: { retryable: true },
+  internal: { retryable: true },
+} as const satisfies Record<string, { retryable: boolean }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
+
+/**
+ * The HTTP status each code is answered with (REST, and the refusals of SSE requests): a table of
+ * its own so that a client bundle, which needs only `retryable`, leaves it out. `Record` makes a
+ * new code fail to compile until it has a status.
+ */
+export const ErrorStatus: Record<ErrorCode, number> = {
+  validation: 400,
+  bad_message: 400,
+  unsupported_protocol: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  already_exists: 409,
+  version_conflict: 409,
+  too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  unknown_mutator: 404,
+  mutation_refused: 409,
+  mutation_failed: 500,
+  out_of_order: 409,
+  timeout: 504,
+  closed: 503,
+  internal: 500,
+};
 
 export class EventSyncError extends Error {
   // Every class names itself: a minifier renames classes, and `name` is what a printed error shows.

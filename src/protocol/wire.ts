@@ -6,7 +6,7 @@
  * breaks clients that are already deployed. Browser-safe: imports only `src/core/`.
  */
 
-import { type ErrorCode, ErrorCodes } from '../core/errors.js';
+import { type ErrorCode, ErrorCodes, ErrorStatus } from '../core/errors.js';
 
 // ---- error codes ---------------------------------------------------------------------------------
 
@@ -17,7 +17,7 @@ import { type ErrorCode, ErrorCodes } from '../core/errors.js';
  * up on a subscription refused with a code that is not retryable (subscribing again would only
  * be refused again): change something first (credentials, the filter, the message).
  */
-export { type ErrorCode, ErrorCodes };
+export { type ErrorCode, ErrorCodes, ErrorStatus };
 
 /** Whether a request refused with `code` may succeed unchanged later; a code this version does not know: yes. */
 export function isRetryable(code: string): boolean {

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type ErrorCode, ErrorCodes, EventSyncError } from '../core/errors.js';
+import { type ErrorCode, ErrorStatus, EventSyncError } from '../core/errors.js';
 import { isId } from '../core/ids.js';
 import type { Logger } from '../events/logger.js';
 import { parseClientJson } from '../sync/json.js';
@@ -236,7 +236,7 @@ export function sendError(res: ServerResponse, error: unknown, logger: Logger, c
   if (code === 'unauthorized') headers['www-authenticate'] = 'Bearer';
   // The rest of a refused upload is not worth reading: close the connection after the answer.
   if (code === 'too_large') headers.connection = 'close';
-  sendJson(res, ErrorCodes[code].status, { error: { code, message } }, headers);
+  sendJson(res, ErrorStatus[code], { error: { code, message } }, headers);
 }
 
 /** A 405 for a path that exists but not with this method. */

@@ -15,7 +15,7 @@
  * the status of its code.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ErrorCodes, ValidationError } from '../core/errors.js';
+import { ErrorStatus, ValidationError } from '../core/errors.js';
 import { assertCollectionName, assertId, isId } from '../core/ids.js';
 import type { SyncEngine } from '../sync/engine.js';
 import type { MutationAnswer, MutationCaller } from '../sync/mutations.js';
@@ -101,7 +101,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
 function sendAnswer(res: ServerResponse, answer: MutationAnswer, byKey: boolean): void {
   if (answer.type === 'mutation_error') {
     const { type: _, mid: __, ...error } = answer;
-    sendJson(res, ErrorCodes[answer.code].status, { error });
+    sendJson(res, ErrorStatus[answer.code], { error });
     return;
   }
   const { type: _, duplicate, ...applied } = answer;

@@ -14,6 +14,7 @@ import {
   PROTOCOL_VERSION,
   type ServerMessage,
   SUPPORTED_PROTOCOLS,
+  SubscriptionId,
 } from '../protocol/messages.js';
 import { CloseCodes, documentKey, HELLO_TIMEOUT, sseEventId, TOO_SLOW } from '../protocol/wire.js';
 import type { Filter } from '../storage/types.js';
@@ -160,11 +161,7 @@ export class Session implements Follower {
     }
     const checked = ClientMessage.safeParse(parsed.value);
     if (!checked.success) {
-      const type =
-        typeof (parsed.value as { type?: unknown })?.type === 'string'
-          ? (parsed.value as { type: string }).type
-          : undefined;
-      this.#error('bad_message', describeIssue(checked.error.issues[0]), type?.slice(0, 64));
+      this.#error('bad_message', describeIssue(checked.error.issues[0]), refOfInvalid(parsed.value));
       return Promise.resolve();
     }
     return this.#inOrder(checked.data);
@@ -1034,6 +1031,17 @@ function scoped(
   const where = andFilters(access.scope === 'per-document' ? {} : access.scope, subscription.filter);
   const query = Object.keys(where).length > 0 ? new Query(where) : undefined;
   return Object.assign(subscription, { access, where, query });
+}
+
+/**
+ * The `ref` of the error answering a frame the schema refused: a `subscribe` is named by its `sub`
+ * when that part is valid (a bad collection name, filter or id then fails that subscription in
+ * the client, not only its log), anything else by its type.
+ */
+function refOfInvalid(value: unknown): string | undefined {
+  const { type, sub } = (value ?? {}) as { type?: unknown; sub?: unknown };
+  if (type === 'subscribe' && SubscriptionId.safeParse(sub).success) return sub as string;
+  return typeof type === 'string' ? type.slice(0, 64) : undefined;
 }
 
 /** A schema issue as the `error` frame (or HTTP error) for a refused message says it. */

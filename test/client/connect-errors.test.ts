@@ -114,3 +114,29 @@ describe('connect() and onError hear why a client cannot connect', () => {
     expect(errors[0]?.code).toBe('not_found');
   });
 });
+
+describe('a refused subscription reaches its handle (issue 19)', () => {
+  it.for(['websocket', 'sse'] as const)(
+    '%s: a bad collection name and a bad filter reject whenSynced() with a typed code and set handle.error; the others sync',
+    async (transport) => {
+      const { c } = client({ serverUrl: base, transport });
+      const bad = c.document('Bad Name', 'x');
+      const badFilter = c.collection('games', { $where: 'sleep(1)' } as never);
+      const good = c.document('games', 'g1');
+      await c.connect();
+      await good.whenSynced();
+      expect(good.state).toMatchObject({ _id: 'g1', gold: 1 });
+      for (const handle of [bad, badFilter]) {
+        const error = await handle.whenSynced().then(
+          () => undefined,
+          (e: EventSyncClientError) => e,
+        );
+        expect(error?.name, transport).toBe('EventSyncClientError');
+        expect(['validation', 'bad_message']).toContain(error?.code);
+        expect(handle.error).toBe(error);
+      }
+      expect(c.state).toBe('connected');
+      await c.disconnect();
+    },
+  );
+});

@@ -152,7 +152,8 @@ describe.each(syncBackends.filter(([name]) => name !== 'memory'))(
         const old = server;
         await until(() => calls === 1);
         await until(() => client.state !== 'connected');
-        expect(await old.engine.lastMid(clientId)).toBe(1);
+        // The mutator ran (calls) before its transaction committed: wait for the commit.
+        await expect.poll(() => old.engine.lastMid(clientId), { timeout: 10_000 }).toBe(1);
         await old.stop();
         expect(answered).toBe(false);
         server = await startServer(open, { mutators: { [collection]: stopping } }, port);
