@@ -322,7 +322,8 @@ export const messages: MessageDoc[] = [
     example: 'error',
     notes:
       '`code` is one of the [error codes](#error-codes). `ref` is the subscription id for errors about a ' +
-      'subscription, otherwise the type of the refused message (when it had a string `type`); frames that ' +
+      'subscription (also a `subscribe` the schema refused, a bad collection name or filter, when its `sub` ' +
+      'is valid), otherwise the type of the refused message (when it had a string `type`); frames that ' +
       'are not JSON objects get no `ref`.',
   },
 ];
