@@ -805,11 +805,13 @@ export class EventSyncClient {
   }
 
   #feedFailed(feed: Feed, error: EventSyncClientError): void {
+    // The connection itself was refused (an SSE stream answered 4xx), not a subscription on it.
+    const linkRefused = !feed.channel?.everConnected;
     feed.fail(error);
     this.#unassign(feed);
     this.#report(error);
-    // Refused before the client ever connected (an SSE stream answered 4xx): connect() hears it.
-    if (!this.#everConnected) this.#settle(error);
+    // Before the client ever connected, connect() hears it (a handle's refusal is its own affair).
+    if (linkRefused && !this.#everConnected) this.#settle(error);
     this.#refresh();
   }
 }

@@ -14,7 +14,7 @@ import {
   type WebStorageLike,
 } from '../../src/client.js';
 import { created, history, setGold, stateAt } from './events.js';
-import { clients, disconnectAll, event, setUp, tick } from './fake-server.js';
+import { clients, disconnectAll, event, fakeServer, setUp, tick } from './fake-server.js';
 import { until } from './support.js';
 
 afterEach(disconnectAll);
@@ -211,6 +211,49 @@ describe('EventSyncClient replica handling (fake transport)', () => {
     expect(open.synced).toBe(true);
     expect(errors).toEqual(['forbidden']);
     expect(client.state).toBe('connected');
+  });
+
+  // Seen on PostgreSQL under load (server.test.ts): the first collection's connection was welcomed
+  // and its subscription refused (too_large) before the second connection was up, and connect()
+  // rejected with that handle's error.
+  it('a subscription refused before every connection is up fails its handle, not connect()', async () => {
+    const server = fakeServer();
+    let made = 0;
+    // Sockets: the document channel's, then one per collection handle; the first collection's
+    // hello goes unanswered until the test welcomes it.
+    class FirstCollectionHeld extends server.WebSocket {
+      constructor(url: string) {
+        super(url);
+        if (++made === 2) this.send = () => undefined;
+      }
+    }
+    const { client, errors } = setUp({ WebSocket: FirstCollectionHeld });
+    client.collection('games');
+    const refused = client.collection('games', { gold: 1 });
+    let settled: string | undefined;
+    const connecting = client.connect().then(
+      () => {
+        settled = 'resolved';
+      },
+      (error: { code: string }) => {
+        settled = error.code;
+      },
+    );
+    await until(() => server.sockets[2]?.subscribes().length === 1, 1000);
+    const [, held, welcomed] = server.sockets;
+    welcomed!.push({
+      type: 'error',
+      code: 'too_large',
+      message: 'narrow it',
+      ref: welcomed!.subscribes()[0]!.sub,
+    });
+    await expect(refused.whenSynced()).rejects.toMatchObject({ code: 'too_large' });
+    await tick(20);
+    expect(settled).toBeUndefined();
+    held!.push({ type: 'welcome', protocol: 2, clientId: 'tester', serverTime: 0, lastMid: 0 });
+    await connecting;
+    expect(settled).toBe('resolved');
+    expect(errors).toEqual(['too_large']);
   });
 
   it('without a WebSocket to use, connect() fails at once with closed', async () => {
