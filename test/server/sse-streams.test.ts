@@ -2,13 +2,12 @@
  * SSE client streams (`GET /sse`): one stream per client, whose subscriptions are added and
  * removed with requests to `/sse/streams/:streamId/…` (src/server/stream-control.ts).
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/core/collection-backend.js';
 import { attach } from '../../src/server/attach.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
+import { loopbackServer } from '../support/loopback-server.js';
 import { http, SseClient } from './http-client.js';
 
 interface Game {
@@ -29,15 +28,12 @@ async function start(openDb: () => Promise<Database>, limits: Partial<SyncEngine
       action !== 'read' || !documentId?.startsWith('secret') || principal.id === 'admin',
     limits,
   });
-  const server = createServer();
-  const attached = attach(server, engine, { sse: { heartbeatMs: 1000, lingerMs: 500 } });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { port, close } = await loopbackServer(engine, (server) =>
+    attach(server, engine, { sse: { heartbeatMs: 1000, lingerMs: 500 } }),
+  );
+  const base = `http://127.0.0.1:${port}`;
   const stop = async () => {
-    await attached.close();
-    await engine.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await close();
     await db.close();
   };
   return { engine, base, stop };

@@ -1,14 +1,13 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setImmediate } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/core/collection-backend.js';
 import type { SyncEvent } from '../../src/core/events.js';
 import type { JsonObject } from '../../src/core/json.js';
 import { applyEvents } from '../../src/events/apply.js';
-import { attach } from '../../src/server/attach.js';
+import { type Attached, attach } from '../../src/server/attach.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
+import { loopbackServer } from '../support/loopback-server.js';
 import { http, SseClient } from './http-client.js';
 
 interface Game {
@@ -35,15 +34,14 @@ async function start(openDb: () => Promise<Database>, limits: Partial<SyncEngine
       (action !== 'subscribe' || collection !== 'private'),
     limits,
   });
-  const server = createServer();
-  const attached = attach(server, engine, { sse: { heartbeatMs: 100, lingerMs: 500 } });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  let attached!: Attached;
+  const { server, port, close } = await loopbackServer(engine, (server) => {
+    attached = attach(server, engine, { sse: { heartbeatMs: 100, lingerMs: 500 } });
+    return attached;
+  });
+  const base = `http://127.0.0.1:${port}`;
   const stop = async () => {
-    await attached.close();
-    await engine.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await close();
     await db.close();
   };
   return { engine, server, attached, base, stop };
