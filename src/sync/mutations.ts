@@ -102,21 +102,63 @@ export async function runMutation(
   // not held while `authorize` (the application's code) runs.
   const checked = await check(runtime, caller, request);
   const storage = await runtime.collection(request.collection);
+  try {
+    return await storage.withTransaction(async (tx) => {
+      const record = key === undefined ? undefined : await tx.lockMutationRecord(key);
+      const known = key === undefined ? undefined : answerFromRecord(record, request.mid);
+      if (known) return known;
+      if ('error' in checked) return await recorded(tx, key, record, checked.error);
+      let answer: MutationAnswer;
+      try {
+        answer = await apply(tx, runtime, caller, request, checked);
+      } catch (error) {
+        answer = failureAnswer(runtime.logger, request, error);
+        // A mutator writes only after it returns, so a refusal has nothing to undo. When the
+        // database refused the write, the transaction takes no more statements: no savepoint
+        // guards it (two statements a mutation, for a failure our checks before SQL make rare).
+        return await recorded(tx, key, record, answer).catch(() => Promise.reject(new RecordApart(answer)));
+      }
+      return await recorded(tx, key, record, answer);
+    });
+  } catch (error) {
+    if (!(error instanceof RecordApart) || key === undefined) throw error;
+    return recordApart(storage, key, request.mid, error.answer);
+  }
+}
+
+/** The answer of a mutation whose transaction failed, to be recorded in a transaction of its own. */
+class RecordApart {
+  constructor(readonly answer: MutationAnswer) {}
+}
+
+/** Keeps `answer` in the record (unless retryable: then the same mid runs again), and returns it. */
+async function recorded(
+  tx: EventSyncStorage<BaseDocument>,
+  key: string | undefined,
+  record: MutationRecord | undefined,
+  answer: MutationAnswer,
+): Promise<MutationAnswer> {
+  if (key !== undefined && !isRetryable(answer)) {
+    await tx.putMutationRecord({
+      clientId: key,
+      lastMid: answer.mid,
+      outcome: outcomeToKeep(record, answer),
+      updatedAt: Date.now(),
+    });
+  }
+  return answer;
+}
+
+/** Records the answer of a mutation whose transaction rolled back (unless another run of the mid got there first). */
+function recordApart(
+  storage: EventSyncStorage<BaseDocument>,
+  key: string,
+  mid: number,
+  answer: MutationAnswer,
+): Promise<MutationAnswer> {
   return storage.withTransaction(async (tx) => {
-    const record = key === undefined ? undefined : await tx.lockMutationRecord(key);
-    const known = key === undefined ? undefined : answerFromRecord(record, request.mid);
-    if (known) return known;
-    const answer =
-      'error' in checked ? checked.error : await applyInSavepoint(tx, runtime, caller, request, checked);
-    if (key !== undefined && !isRetryable(answer)) {
-      await tx.putMutationRecord({
-        clientId: key,
-        lastMid: request.mid,
-        outcome: outcomeToKeep(record, answer),
-        updatedAt: Date.now(),
-      });
-    }
-    return answer;
+    const record = await tx.lockMutationRecord(key);
+    return answerFromRecord(record, mid) ?? recorded(tx, key, record, answer);
   });
 }
 
@@ -186,24 +228,6 @@ function answerFromRecord(record: MutationRecord | undefined, mid: number): Muta
     return errorAnswer(mid, 'out_of_order', `the next mutation id expected is ${lastMid + 1}; send from it`);
   }
   return undefined;
-}
-
-/**
- * Runs the mutator in a nested transaction (a savepoint): when it refuses or fails, its writes
- * are undone and the outer transaction still records the answer.
- */
-async function applyInSavepoint(
-  tx: EventSyncStorage<BaseDocument>,
-  runtime: MutationRuntime,
-  caller: MutationCaller,
-  request: MutationRequest,
-  checked: { run: Runnable; args: unknown },
-): Promise<MutationAnswer> {
-  try {
-    return await tx.withTransaction((inner) => apply(inner, runtime, caller, request, checked));
-  } catch (error) {
-    return failureAnswer(runtime.logger, request, error);
-  }
 }
 
 /** Thrown out of the edit when the mutator called `ctx.delete()`: the delete follows. */

@@ -7,7 +7,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SqlDatabase } from '../../src/backends/sql/database.js';
 import type { Database } from '../../src/core/collection-backend.js';
+import { ErrorCodes } from '../../src/core/errors.js';
 import { attachWebSocket } from '../../src/server/ws.js';
 import type { SyncEngine } from '../../src/sync/engine.js';
 import {
@@ -195,6 +197,55 @@ describe.each(syncBackends)('mutations on %s', (_backend, open) => {
       ['delete', { name: 'retire', mid: 2 }],
     ]);
   });
+
+  // A mutation runs without a savepoint (two statements fewer): a write the database refuses
+  // leaves its transaction unable to take the record, which is then kept in a transaction of its
+  // own. Fault injection by a real trigger: gold 666 is refused as too big (54000: validation,
+  // not retryable), gold 667 as a deadlock (40P01: retryable).
+  it.skipIf(_backend === 'memory')(
+    'records the refusal of a write the database refused (no savepoint), keeps nothing for a retryable one',
+    async () => {
+      const driver = (db as unknown as SqlDatabase).driver;
+      const fn = `eventsync_test_refuse_${uniqueCollection('t')}`;
+      await driver.query(`CREATE FUNCTION ${fn}() RETURNS trigger AS $$
+        BEGIN
+          IF NEW.collection = '${PLAYERS}' AND NEW.data ->> 'gold' = '666' THEN
+            RAISE EXCEPTION 'refused by the test' USING ERRCODE = '54000';
+          END IF;
+          IF NEW.collection = '${PLAYERS}' AND NEW.data ->> 'gold' = '667' THEN
+            RAISE EXCEPTION 'deadlock by the test' USING ERRCODE = '40P01';
+          END IF;
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql`);
+      await driver.query(
+        `CREATE TRIGGER ${fn} BEFORE UPDATE ON eventsync_documents FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
+      );
+      try {
+        const id = await newPlayer();
+        const client = uniqueCollection('client');
+        const refused = await engine.mutate(caller(client), request(1, 'addGold', id, { amount: 666 }));
+        expect(refused).toMatchObject({ type: 'mutation_error', mid: 1, code: 'validation' });
+        expect(await engine.lastMid(client)).toBe(1);
+        expect(await engine.mutate(caller(client), request(1, 'addGold', id, { amount: 666 }))).toEqual(
+          refused,
+        );
+        const retryable = await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 667 }));
+        expect(retryable.type).toBe('mutation_error');
+        expect(ErrorCodes[(retryable as { code: keyof typeof ErrorCodes }).code].retryable).toBe(true);
+        expect(await engine.lastMid(client)).toBe(1);
+        expect(await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 1 }))).toMatchObject({
+          type: 'mutated',
+          mid: 2,
+          seq: 2,
+        });
+        expect((await (await players()).findOne(id))?.gold).toBe(1);
+        expect(await eventsOf(id)).toHaveLength(1);
+      } finally {
+        await driver.query(`DROP TRIGGER ${fn} ON eventsync_documents`);
+        await driver.query(`DROP FUNCTION ${fn}()`);
+      }
+    },
+  );
 
   it('applies a mid once when two engines of one client id race for it, and the record survives a restart', async () => {
     const id = await newPlayer();
