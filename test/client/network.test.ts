@@ -5,10 +5,10 @@
  * client reconnects at once (not after its backoff delay) and the queue is applied once.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { EventSyncClient, type NetworkStatus } from '../../src/client.js';
+import { EventSyncClient, type EventSyncClientOptions, type NetworkStatus } from '../../src/client.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
 import { type Ledger, ledgerMutators } from './ledger.js';
-import { FetchEventSource, NodeWebSocket, rest, startServer, until } from './support.js';
+import { FetchEventSource, NodeWebSocket, rest, startServer, type TestServer, until } from './support.js';
 
 afterAll(closeSharedPglite);
 
@@ -35,19 +35,29 @@ function switchableNetwork(): NetworkStatus & { set(online: boolean): void } {
 }
 
 describe.each(['websocket', 'sse'] as const)('the client offline and back (%s)', (transport) => {
-  it('drops its connections at once, queues mutations unsent, tries nothing offline, and is applied once back online', async () => {
-    const collection = uniqueCollection('net');
-    const server = await startServer(memory![1], { mutators: { [collection]: ledgerMutators } });
-    const network = switchableNetwork();
-    const clientId = `net-${transport}-${PROCESS}`;
-    const states: string[] = [];
-    const client = new EventSyncClient({
+  const clientOn = (
+    server: TestServer,
+    network: NetworkStatus,
+    clientId: string,
+    options: Partial<EventSyncClientOptions>,
+  ) =>
+    new EventSyncClient({
       serverUrl: server.base,
       clientId,
       transport,
       network,
       EventSource: FetchEventSource,
       WebSocket: NodeWebSocket,
+      ...options,
+    });
+
+  it('drops its connections at once, queues mutations unsent, tries nothing offline, and is applied once back online', async () => {
+    const collection = uniqueCollection('net');
+    const server = await startServer(memory![1], { mutators: { [collection]: ledgerMutators } });
+    const network = switchableNetwork();
+    const clientId = `net-${transport}-${PROCESS}`;
+    const states: string[] = [];
+    const client = clientOn(server, network, clientId, {
       // A long backoff: only the `online` signal can bring the client back within the test's wait.
       reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000, jitter: 0 },
       onState: (state) => states.push(state),
@@ -89,15 +99,7 @@ describe.each(['websocket', 'sse'] as const)('the client offline and back (%s)',
     const network = switchableNetwork();
     network.set(false);
     const clientId = `net-start-${transport}-${PROCESS}`;
-    const client = new EventSyncClient({
-      serverUrl: server.base,
-      clientId,
-      transport,
-      network,
-      EventSource: FetchEventSource,
-      WebSocket: NodeWebSocket,
-      connectTimeoutMs: 200,
-    });
+    const client = clientOn(server, network, clientId, { connectTimeoutMs: 200 });
     try {
       client.document(uniqueCollection('net'), 'n1');
       await expect(client.connect()).rejects.toMatchObject({
