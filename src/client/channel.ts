@@ -114,7 +114,9 @@ export class Channel<F extends Subscription = Subscription> {
     this.#retry();
   }
 
+  /** A connection attempt, now: not while offline (a backoff timer may outlive the network). */
   #retry(): void {
+    if (this.core.offline()) return; // networkBack() tries again
     if (this.state === 'connecting' || this.#go('retry')) {
       this.#open();
       this.core.channelChanged(this);
@@ -226,7 +228,6 @@ export class Channel<F extends Subscription = Subscription> {
     this.#go('drop');
     this.core.channelChanged(this, reason);
     if (error) this.core.connectFailed(new EventSyncClientError(error.code, error.message));
-    if (this.core.offline()) return; // networkBack() tries again
     this.#retryTimer = setTimeout(() => this.#retry(), this.core.backoff(this.#attempt++));
   }
 

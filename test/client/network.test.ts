@@ -115,3 +115,33 @@ describe.each(['websocket', 'sse'] as const)('the client offline and back (%s)',
     }
   });
 });
+
+describe('a reconnect delay that outlives the network', () => {
+  it('does not connect while offline: the backoff timer of a dropped connection waits for online', async () => {
+    const server = await startServer(memory![1]);
+    const network = switchableNetwork();
+    const client = new EventSyncClient({
+      serverUrl: server.base,
+      clientId: `net-timer-${PROCESS}`,
+      network,
+      WebSocket: NodeWebSocket,
+      reconnect: { initialDelayMs: 100, maxDelayMs: 100, jitter: 0 },
+    });
+    try {
+      client.document(uniqueCollection('net'), 'n1');
+      await client.connect();
+      // The server drops the connection: the client waits 100 ms, then would connect again.
+      for (const socket of server.syncSockets()) socket.destroy();
+      await until(() => client.state === 'reconnecting');
+      network.set(false);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(server.syncSockets()).toHaveLength(0);
+      expect(client.state).toBe('reconnecting');
+      network.set(true);
+      await until(() => client.state === 'connected');
+    } finally {
+      await client.disconnect();
+      await server.stop();
+    }
+  });
+});
