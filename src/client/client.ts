@@ -772,8 +772,9 @@ export class EventSyncClient {
       },
       feedFailed: (feed, error) => this.#feedFailed(feed, error),
       report: (error) => {
-        // The server drops frames over its rate limit unanswered: queued mutations go again later.
-        if (error.code === 'rate_limited') this.#resendLater(0);
+        // The server drops frames over its rate limit unanswered, and says so once (no ref): queued
+        // mutations go again later. A subscription refused for its rate has a ref: it alone retries.
+        if (error.code === 'rate_limited' && error.ref === undefined) this.#resendLater(0);
         this.#report(error);
       },
       connectFailed: (error) => this.#connectFailed(error),

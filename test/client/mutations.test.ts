@@ -162,6 +162,20 @@ describe('client mutations (WebSocket, scripted server)', () => {
     expect(doc.state?.gold).toBe(22);
   });
 
+  it('the rate limit: mutations go again after the error of dropped frames (no ref), not after a refused subscription', async () => {
+    const { doc, ws } = await following();
+    void doc.mutate('addGold', { amount: 5 }).catch(() => undefined);
+    expect(mutates(ws.sent)).toHaveLength(1);
+    // A subscription refused for its rate names it: that subscription retries, the queue stays put.
+    ws.push({ type: 'error', code: 'rate_limited', message: 'too many', ref: ws.subscribes()[0]!.sub });
+    await tick(60);
+    expect(mutates(ws.sent)).toHaveLength(1);
+    // Frames dropped over the limit get one error without a ref and no answers: the queue goes again.
+    ws.push({ type: 'error', code: 'rate_limited', message: 'slow down' });
+    await until(() => mutates(ws.sent).length === 2, 1000);
+    expect(mutates(ws.sent)[1]).toEqual(mutates(ws.sent)[0]);
+  });
+
   it('without persistence, a new mid comes after welcome.lastMid', async () => {
     const t = setUp();
     t.server.state.lastMid = 41;
