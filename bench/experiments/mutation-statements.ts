@@ -116,18 +116,12 @@ async function run(name: string, op: Op, ms: number) {
     `${name.padEnd(9)} ${Math.round(n / (ms / 1000))} ops/s  pg ${(pg1 / n).toFixed(3)} ms/op  node ${((c1.user + c1.system) / 1000 / n).toFixed(3)} ms/op`,
   );
 }
-for (const [n, op] of [
+const shapes = [
   ['rest', rest],
   ['now', now],
   ['proposed', proposed],
-] as const)
-  await run(n, op, 1000);
-for (let round = 0; round < 3; round++)
-  for (const [n, op] of [
-    ['rest', rest],
-    ['now', now],
-    ['proposed', proposed],
-  ] as const)
-    await run(n, op, 3000);
+] as const;
+for (const [n, op] of shapes) await run(n, op, 1000); // warm-up
+for (let round = 0; round < 3; round++) for (const [n, op] of shapes) await run(n, op, 3000);
 await pool.end();
 await server.stop();
