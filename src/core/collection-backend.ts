@@ -112,6 +112,9 @@ export interface CollectionBackend {
    * Writes. Each returns `undefined` when it did not happen (the id exists, the version moved on,
    * the document is gone). Given an `EventRecord`, a write also appends its event (see
    * `src/core/event-backend.ts`) in the same statement or transaction: both commit, or neither.
+   * With `record.mutation`, it also keeps that mutation record, only while the stored record is
+   * at `mid - 1` (waiting for a transaction that holds it, as `lockMutationRecord` does);
+   * otherwise it writes nothing and throws `MutationRecordMoved`.
    */
 
   /** Inserts unless the id exists. Never overwrites. Records a `create` event. */
@@ -148,9 +151,9 @@ export interface CollectionBackend {
    * Only on a transaction's backend (elsewhere it throws `validation`): client `clientId`'s
    * mutation record (`undefined`: none yet), locked until the transaction ends, so a transaction
    * of any collection or process sharing the database that asks for the same record waits for
-   * this one to end and then reads what it committed (SQL: the row inserted if absent, then
-   * `SELECT … FOR UPDATE`; memory: a lock per client id). That is what keeps two connections of
-   * one client id from both applying the same mutation id.
+   * this one to end and then reads what it committed (SQL: an upsert of the row, which takes its
+   * lock; memory: a lock per client id), and so does a write keeping the record. That is what
+   * keeps two connections of one client id from both answering the same mutation id.
    */
   lockMutationRecord(clientId: string): Promise<MutationRecord | undefined>;
   /** Only on a transaction's backend, after `lockMutationRecord` of the same client: stores the record, committed (or rolled back) with the transaction. */

@@ -19,8 +19,9 @@ import type { JsonObject } from './json.js';
 /**
  * A client's exactly-once record of mutations (docs/MUTATIONS.md): the last mutation id the
  * server applied or refused for `clientId`, and the answer it gave, so a resend is answered from
- * here instead of running again. Written by the transaction that writes the mutation's document
- * and event (`CollectionBackend.lockMutationRecord`/`putMutationRecord`), so both commit or neither.
+ * here instead of running again. Written by the statement that writes the mutation's document
+ * and event (`EventRecord.mutation`), so all commit or none; an answer without a write (a
+ * refusal) by a transaction that locks it (`CollectionBackend.lockMutationRecord`/`putMutationRecord`).
  */
 export interface MutationRecord {
   /** A client id, or a REST idempotency key's record name (`rest:<principal>:<key>`). */
@@ -36,6 +37,34 @@ export interface MutationRecord {
 export interface EventRecord {
   clientId: string;
   metadata?: JsonObject;
+  /** A client mutation's record, kept by the same write as the event (see {@link MutationRecordWrite}). */
+  mutation?: MutationRecordWrite;
+}
+
+/**
+ * The record a mutation's write keeps with its event, in the same statement (or synchronous
+ * step): so a mutation's document, event and exactly-once record commit together without a
+ * transaction around them. Written only while the stored record still ends at `mid - 1` (none:
+ * 0); otherwise the write throws {@link MutationRecordMoved} and nothing of it is kept.
+ */
+export interface MutationRecordWrite {
+  /** The record's name (`MutationRecord.clientId`). */
+  clientId: string;
+  mid: number;
+  /** The answer to keep, asked for when the write happens; the write adds its event's `seq` and `version`. */
+  outcome: () => JsonObject;
+  updatedAt: number;
+}
+
+/**
+ * A write carrying a {@link MutationRecordWrite} found the record past `mid - 1` (another run of
+ * the client's mutations got there first): nothing was written. Read the record and answer from it.
+ */
+export class MutationRecordMoved extends Error {
+  constructor(readonly clientId: string) {
+    super(`the mutation record of ${JSON.stringify(clientId)} moved on before this write`);
+    this.name = 'MutationRecordMoved';
+  }
 }
 
 /** A document's event stream head: its last seq and vector clock (kept across delete and re-create). */

@@ -9,7 +9,7 @@
 
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
-import type { EventRecord, MutationRecord } from '../core/event-backend.js';
+import type { EventRecord, MutationRecord, MutationRecordWrite } from '../core/event-backend.js';
 import type { EventOperation, Snapshot, SyncEvent } from '../core/events.js';
 import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -50,6 +50,12 @@ export interface EventCallOptions {
    * commit), e.g. to learn the seq of a delete, whose result is the deleted document.
    */
   onEvent?: (event: SyncEvent) => void;
+  /**
+   * A client mutation's exactly-once record, kept by the write with its event (`'atomic'` only;
+   * see `MutationRecordWrite`): the write throws `MutationRecordMoved` when the record moved on.
+   * The sync engine's mutations use it.
+   */
+  mutation?: MutationRecordWrite;
 }
 
 type Heard = (event: SyncEvent, doc: JsonObject | undefined) => Promise<void>;
@@ -324,9 +330,16 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
   #record(options: EventCallOptions | undefined): EventRecord {
     const clientId = options?.clientId ?? this.#clientId;
     assertClientId(clientId);
-    if (options?.metadata === undefined) return { clientId };
-    assertJsonValue(options.metadata, '/metadata');
-    return { clientId, metadata: options.metadata };
+    const record: EventRecord = { clientId };
+    if (options?.metadata !== undefined) {
+      assertJsonValue(options.metadata, '/metadata');
+      record.metadata = options.metadata;
+    }
+    if (options?.mutation !== undefined) {
+      if (!this.#recording) throw noMutationRecords('a write keeping a mutation record');
+      record.mutation = options.mutation;
+    }
+    return record;
   }
 
   readonly #updateDraft = (r: S.EditResult<T>) =>

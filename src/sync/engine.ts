@@ -151,6 +151,7 @@ export class SyncEngine implements SessionHost {
     this.#mutations = {
       mutators: checkedMutators(options.mutators),
       collection: (name) => this.collection(name),
+      mutationRecord: (key) => this.events.backend.mutationRecord(key),
       authorize: (principal, action, collection, documentId) =>
         this.authorize(principal, action, collection, documentId),
       logger: this.logger,

@@ -16,7 +16,7 @@ import {
   MutationRefused,
   ValidationError,
 } from '../core/errors.js';
-import type { MutationRecord } from '../core/event-backend.js';
+import { type MutationRecord, MutationRecordMoved } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import { assertCollectionName } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -28,7 +28,7 @@ import {
   REFUSAL_REASON_PATTERN,
 } from '../core/mutators.js';
 import { isPlainObject } from '../core/values.js';
-import type { EventSyncStorage } from '../events/event-sync-storage.js';
+import type { EventCallOptions, EventSyncStorage } from '../events/event-sync-storage.js';
 import type { Logger } from '../events/logger.js';
 import type { ServerMessage } from '../protocol/messages.js';
 import type { BaseDocument } from '../storage/types.js';
@@ -47,15 +47,22 @@ export interface MutationRequest {
 /** The answer: a `mutated` or a `mutation_error` frame. */
 export type MutationAnswer = Extract<ServerMessage, { type: 'mutated' | 'mutation_error' }>;
 
-/**
- * Who asks, and which record keeps the answer: the client id's (WebSocket, and REST with the
- * SDK's headers), a REST idempotency key's, or none (REST without either: runs once per request).
- */
+/** Who asks, and which record keeps the answer. */
 export interface MutationCaller {
   principal: Principal;
   /** The actor of the event the mutation writes: the client id (REST: the principal's client id). */
   clientId: string;
+  /**
+   * The client id's record (WebSocket, and REST with the SDK's headers), a REST idempotency
+   * key's, or none (REST without either: runs once per request).
+   */
   record: { kind: 'client' } | { kind: 'idempotency-key'; key: string } | { kind: 'none' };
+  /**
+   * The record as this caller last saw it (a session keeps it for its client between mutations),
+   * read again when absent or when it does not expect the mid sent. A stale copy is harmless: the
+   * write keeps the record only while it is still at `mid - 1`.
+   */
+  known?: { record: MutationRecord | undefined };
 }
 
 /** What running a mutation needs of the engine. */
@@ -63,6 +70,8 @@ export interface MutationRuntime {
   /** Per collection, its mutators. */
   readonly mutators: Readonly<Record<string, Mutators<BaseDocument>>>;
   collection(name: string): Promise<EventSyncStorage<BaseDocument>>;
+  /** The record as committed, unlocked. */
+  mutationRecord(key: string): Promise<MutationRecord | undefined>;
   authorize(principal: Principal, action: 'write', collection: string, documentId: string): Promise<boolean>;
   readonly logger: Logger;
   /** The largest `result` a mutator may return, in bytes of JSON. */
@@ -75,6 +84,9 @@ export const RESERVED_RECORD_PREFIX = 'rest:';
 /** Error messages sent are at most this long (a mutator's own message included). */
 const MAX_MESSAGE_CHARS = 500;
 
+/** How often a mutation reads its record again after its write found it moved on (it then has an answer). */
+const RECORD_MOVED_ATTEMPTS = 3;
+
 /** The name of the record that keeps the answer, or `undefined` for none. */
 export function recordKeyOf(caller: MutationCaller): string | undefined {
   const { record } = caller;
@@ -84,7 +96,12 @@ export function recordKeyOf(caller: MutationCaller): string | undefined {
   return `${RESERVED_RECORD_PREFIX}${encodeURIComponent(caller.principal.id)}:${record.key}`;
 }
 
-/** Runs `request` for `caller`: answered from the record, or checked, run and recorded in one transaction. */
+/**
+ * Runs `request` for `caller`: answered from the record, or checked and run. An applied mutation
+ * keeps its record in the statement that writes its document and event (no transaction, no
+ * lock: the write checks that the record is still at `mid - 1`); any other answer is recorded in
+ * a transaction of its own that locks the record.
+ */
 export async function runMutation(
   runtime: MutationRuntime,
   caller: MutationCaller,
@@ -98,68 +115,95 @@ export async function runMutation(
       `client ids starting with ${RESERVED_RECORD_PREFIX} are reserved`,
     );
   }
-  // The checks that need no record come first, outside the transaction: the record's lock is
-  // not held while `authorize` (the application's code) runs.
+  // The checks that need no record come first: `authorize` (the application's code) runs before
+  // anything of the record is read or held.
   const checked = await check(runtime, caller, request);
   const storage = await runtime.collection(request.collection);
-  try {
-    return await storage.withTransaction(async (tx) => {
-      const record = key === undefined ? undefined : await tx.lockMutationRecord(key);
-      const known = key === undefined ? undefined : answerFromRecord(record, request.mid);
-      if (known) return known;
-      if ('error' in checked) return await recorded(tx, key, record, checked.error);
-      let answer: MutationAnswer;
-      try {
-        answer = await apply(tx, runtime, caller, request, checked);
-      } catch (error) {
-        answer = failureAnswer(runtime.logger, request, error);
-        // A mutator writes only after it returns, so a refusal has nothing to undo. When the
-        // database refused the write, the transaction takes no more statements: no savepoint
-        // guards it (two statements a mutation, for a failure our checks before SQL make rare).
-        return await recorded(tx, key, record, answer).catch(() => Promise.reject(new RecordApart(answer)));
+  if (key === undefined) {
+    if ('error' in checked) return checked.error;
+    return apply(storage, runtime, caller, request, checked).catch((error) =>
+      failureAnswer(runtime.logger, request, error),
+    );
+  }
+  for (let attempt = 1; ; attempt++) {
+    const record = await recordFor(runtime, caller, key, request.mid);
+    const known = answerFromRecord(record, request.mid);
+    if (known) return known;
+    if ('error' in checked) return recordAnswer(storage, caller, key, checked.error);
+    try {
+      const keeping: Keeping = { key, before: record };
+      const answer = await apply(storage, runtime, caller, request, checked, keeping);
+      if (keeping.kept) return remember(caller, keeping.kept, answer);
+      // It wrote nothing (the mutator changed nothing), so nothing kept the answer yet.
+      return await recordAnswer(storage, caller, key, answer);
+    } catch (error) {
+      if (error instanceof MutationRecordMoved) {
+        caller.known = undefined;
+        if (attempt < RECORD_MOVED_ATTEMPTS) continue;
+        const why = `the mutation record kept moving while mid ${request.mid} ran; send it again`;
+        throw new EventSyncError('version_conflict', why);
       }
-      return await recorded(tx, key, record, answer);
-    });
-  } catch (error) {
-    if (!(error instanceof RecordApart) || key === undefined) throw error;
-    return recordApart(storage, key, request.mid, error.answer);
+      const answer = failureAnswer(runtime.logger, request, error);
+      // The write failed as a whole, so nothing is kept: a retryable failure stays so.
+      return isRetryable(answer) ? answer : await recordAnswer(storage, caller, key, answer);
+    }
   }
 }
 
-/** The answer of a mutation whose transaction failed, to be recorded in a transaction of its own. */
-class RecordApart {
-  constructor(readonly answer: MutationAnswer) {}
+/** The record as the caller knows it when that expects `mid` next; else as committed (and now known). */
+async function recordFor(
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  key: string,
+  mid: number,
+): Promise<MutationRecord | undefined> {
+  if (caller.known && lastMidOf(caller.known.record) + 1 === mid) return caller.known.record;
+  const record = await runtime.mutationRecord(key);
+  if (caller.record.kind === 'client') caller.known = { record };
+  return record;
 }
 
-/** Keeps `answer` in the record (unless retryable: then the same mid runs again), and returns it. */
-async function recorded(
-  tx: EventSyncStorage<BaseDocument>,
-  key: string | undefined,
+/** Notes the record as it is after `answer`, for the caller's next mutation; returns `answer`. */
+function remember(
+  caller: MutationCaller,
   record: MutationRecord | undefined,
   answer: MutationAnswer,
-): Promise<MutationAnswer> {
-  if (key !== undefined && !isRetryable(answer)) {
-    await tx.putMutationRecord({
-      clientId: key,
-      lastMid: answer.mid,
-      outcome: outcomeToKeep(record, answer),
-      updatedAt: Date.now(),
-    });
-  }
+): MutationAnswer {
+  if (caller.known) caller.known = { record };
   return answer;
 }
 
-/** Records the answer of a mutation whose transaction rolled back (unless another run of the mid got there first). */
-function recordApart(
+/**
+ * Records `answer` (one no write kept) in a transaction that locks the record, unless another
+ * run of the mid answered it first: then that answer. A retryable failure is only returned.
+ */
+function recordAnswer(
   storage: EventSyncStorage<BaseDocument>,
+  caller: MutationCaller,
   key: string,
-  mid: number,
   answer: MutationAnswer,
 ): Promise<MutationAnswer> {
   return storage.withTransaction(async (tx) => {
     const record = await tx.lockMutationRecord(key);
-    return answerFromRecord(record, mid) ?? recorded(tx, key, record, answer);
+    const known = answerFromRecord(record, answer.mid);
+    if (known) return remember(caller, record, known);
+    if (isRetryable(answer)) return answer;
+    const kept: MutationRecord = {
+      clientId: key,
+      lastMid: answer.mid,
+      outcome: outcomeToKeep(record, answer),
+      updatedAt: Date.now(),
+    };
+    await tx.putMutationRecord(kept);
+    return remember(caller, kept, answer);
   });
+}
+
+/** What a mutation's write keeps: the record `key`, after `before`; `kept` is the record once written. */
+interface Keeping {
+  key: string;
+  before: MutationRecord | undefined;
+  kept?: MutationRecord;
 }
 
 /** The client's last mutation id: what `welcome` says (0: none). */
@@ -230,6 +274,50 @@ function answerFromRecord(record: MutationRecord | undefined, mid: number): Muta
   return undefined;
 }
 
+/**
+ * The options of the mutation's write: its event's actor and metadata, and, with `keeping`, the
+ * record the write keeps (its outcome asked for when the write happens, after the mutator ran:
+ * `result()` is then its result); `keeping.kept` is set once the event is heard.
+ */
+function eventOptions(
+  caller: MutationCaller,
+  request: MutationRequest,
+  keeping: Keeping | undefined,
+  result: () => unknown,
+  onEvent: (event: SyncEvent) => void,
+): EventCallOptions {
+  const { mid, name } = request;
+  let outcome: JsonObject | undefined;
+  const options: EventCallOptions = {
+    clientId: caller.clientId,
+    metadata: { mutation: { name, mid } },
+    onEvent: (recorded) => {
+      onEvent(recorded);
+      if (keeping && outcome) {
+        const kept = { ...outcome, seq: recorded.seq, version: recorded.version };
+        keeping.kept = { clientId: keeping.key, lastMid: mid, outcome: kept, updatedAt: Date.now() };
+      }
+    },
+  };
+  if (!keeping) return options;
+  const answer = (): MutationAnswer => {
+    const value = result();
+    return value === undefined
+      ? { type: 'mutated', mid }
+      : { type: 'mutated', mid, result: value as JsonObject };
+  };
+  options.mutation = {
+    clientId: keeping.key,
+    mid,
+    outcome: () => {
+      outcome = outcomeToKeep(keeping.before, answer());
+      return outcome;
+    },
+    updatedAt: Date.now(),
+  };
+  return options;
+}
+
 /** Thrown out of the edit when the mutator called `ctx.delete()`: the delete follows. */
 const DELETE = Symbol('delete');
 
@@ -239,19 +327,22 @@ async function apply(
   caller: MutationCaller,
   request: MutationRequest,
   { run, args }: { run: Runnable; args: unknown },
+  keeping?: Keeping,
 ): Promise<MutationAnswer> {
-  const { mid, documentId, name } = request;
+  const { mid, documentId } = request;
   let event: SyncEvent | undefined;
-  const options = {
-    clientId: caller.clientId,
-    metadata: { mutation: { name, mid } },
-    onEvent: (recorded: SyncEvent) => {
-      event = recorded;
-    },
-  };
   let deleting = false;
   let result: unknown;
   let ran = false;
+  const options = eventOptions(
+    caller,
+    request,
+    keeping,
+    () => result,
+    (recorded) => {
+      event = recorded;
+    },
+  );
   const ctx: MutationContext = {
     principal: caller.principal,
     clientId: caller.clientId,

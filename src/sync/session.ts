@@ -28,6 +28,7 @@ import {
 } from './collection-snapshot.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
+import type { MutationCaller } from './mutations.js';
 import { andFilters, NOTHING, type ReadScope } from './read-scope.js';
 import type { CollectionReader, Delivery, Follower, SessionHost } from './session-host.js';
 import type { AuthRequest, Principal, Sink } from './types.js';
@@ -111,6 +112,8 @@ export class Session implements Follower {
   #throttled = false;
   /** Messages are handled one after another, in arrival order (see #inOrder). */
   #queue: Promise<void> = Promise.resolve();
+  /** Who the client's mutations come from (set by the first one). */
+  #mutationCaller: MutationCaller | undefined;
   /** Closes a connection not welcomed in time: one that never says who it is must not hold a socket. */
   #helloTimer: NodeJS.Timeout | undefined;
 
@@ -521,12 +524,13 @@ export class Session implements Follower {
         message: 'mutations need protocol 2: say so in hello',
       });
     }
-    const caller = {
+    // One caller for the session: it carries the client's record from one mutation to the next.
+    this.#mutationCaller ??= {
       principal: this.principal!,
       clientId: this.clientId!,
-      record: { kind: 'client' } as const,
+      record: { kind: 'client' },
     };
-    this.#send(await this.#host.mutate(caller, request));
+    this.#send(await this.#host.mutate(this.#mutationCaller, request));
   }
 
   async #ack(collection: string, documentId: string, seq: number): Promise<void> {

@@ -7,6 +7,7 @@ import { Query } from 'mingo';
 import { describe, expect, it } from 'vitest';
 import type { CollectionBackend } from '../../src/core/collection-backend.js';
 import { EventSyncError } from '../../src/core/errors.js';
+import { MutationRecordMoved } from '../../src/core/event-backend.js';
 import type { JsonObject } from '../../src/core/json.js';
 import { uniqueCollection } from '../support/databases.js';
 import {
@@ -303,6 +304,113 @@ function mutationRecordTests(target: BackendTarget, withDb: WithDb): void {
         expect(await events.mutationRecord(fresh.clientId)).toEqual(fresh);
         expect(await events.mutationRecord(other.clientId)).toEqual(other);
       }));
+
+    it('keeps a mutation’s record with its write and event, only while the record is at mid - 1', () =>
+      withDb(async (db) => {
+        const c = await db.collection(uniqueCollection());
+        const events = await db.events();
+        const client = uniqueCollection('client');
+        const keeping = (mid: number, result?: JsonObject) => ({
+          clientId: client,
+          mutation: {
+            clientId: client,
+            mid,
+            outcome: () => ({ type: 'mutated', mid, ...(result ? { result } : {}) }),
+            updatedAt: 1_700_000_000_000 + mid,
+          },
+        });
+        const moved = (e: unknown) => e instanceof MutationRecordMoved && e.clientId === client;
+        const stored = async () => [
+          (await c.get('a'))?.version,
+          (await events.head(c.collection, 'a'))?.lastSeq,
+        ];
+
+        // A first mid finds no record; each write adds its event's seq and version to the outcome.
+        expect((await c.insert(doc('a', 1), keeping(1, { n: [1] })))?.event?.seq).toBe(1);
+        expect(await events.mutationRecord(client)).toEqual({
+          ...record(client, 1, { type: 'mutated', mid: 1, result: { n: [1] }, seq: 1, version: 1 }),
+        });
+        await c.replace(doc('a', 2), 1, diff(2), keeping(2));
+        expect((await events.mutationRecord(client))?.outcome).toEqual({
+          type: 'mutated',
+          mid: 2,
+          seq: 2,
+          version: 2,
+        });
+        // Not at mid - 1 (a mid again, one skipped, a first one): nothing of the write happens.
+        await expect(c.replace(doc('a', 3), 2, diff(3), keeping(2))).rejects.toSatisfy(moved);
+        await expect(c.replace(doc('a', 3), 2, diff(3), keeping(4))).rejects.toSatisfy(moved);
+        await expect(c.insert(doc('b', 1), keeping(1))).rejects.toSatisfy(moved);
+        expect(await stored()).toEqual([2, 2]);
+        expect(await c.get('b')).toBeUndefined();
+        expect((await events.mutationRecord(client))?.lastMid).toBe(2);
+        // A write whose own condition fails writes nothing and keeps nothing.
+        expect(await c.replace(doc('a', 3), 1, diff(3), keeping(3))).toBeUndefined();
+        expect((await events.mutationRecord(client))?.lastMid).toBe(2);
+        // A section update and a delete keep it too (the delete's version: the deleted document's).
+        const section = { id: 'a', path: ['s'], expectedSectionVersion: undefined, section: { version: 1 } };
+        await c.replaceSection(
+          { ...section, versionField: 'version', diff: (v: number) => diff(v) },
+          keeping(3),
+        );
+        expect((await events.mutationRecord(client))?.outcome).toEqual({
+          type: 'mutated',
+          mid: 3,
+          seq: 3,
+          version: 3,
+        });
+        await c.delete('a', keeping(4));
+        expect((await events.mutationRecord(client))?.outcome).toEqual({
+          type: 'mutated',
+          mid: 4,
+          seq: 4,
+          version: 3,
+        });
+        // The empty record a transaction's lock leaves (nothing put) is no record: a first mid goes.
+        const other = uniqueCollection('client');
+        await c.transaction(async (tx) => void (await tx.lockMutationRecord(other)));
+        const first = {
+          ...keeping(1),
+          clientId: other,
+          mutation: { ...keeping(1).mutation, clientId: other },
+        };
+        await c.insert(doc('c', 1), first);
+        expect((await events.mutationRecord(other))?.lastMid).toBe(1);
+      }));
+
+    it('makes a write keeping a record wait for the transaction holding it, then check it', async () => {
+      const [one, two] = await target.openPeers();
+      try {
+        const client = uniqueCollection('client');
+        const [a, b] = await Promise.all([
+          one.collection(uniqueCollection()),
+          two.collection(uniqueCollection()),
+        ]);
+        const mutation = {
+          clientId: client,
+          mid: 1,
+          outcome: () => ({ type: 'mutated', mid: 1 }),
+          updatedAt: 1,
+        };
+        // Started from outside the transaction's context (PGlite refuses a query from inside it).
+        let start!: () => void;
+        const write = new Promise<void>((resolve) => {
+          start = resolve;
+        }).then(() => b.insert(doc('x', 1), { clientId: client, mutation }));
+        await a.transaction(async (tx) => {
+          expect(await tx.lockMutationRecord(client)).toBeUndefined();
+          start();
+          // Round trips, so that the write reaches the record's lock while this transaction holds it.
+          for (let i = 0; i < 5; i++) await tx.get('anything');
+          await tx.putMutationRecord(record(client, 1));
+        });
+        await expect(write).rejects.toBeInstanceOf(MutationRecordMoved);
+        expect(await b.get('x')).toBeUndefined();
+        expect(await (await two.events()).mutationRecord(client)).toEqual(record(client, 1));
+      } finally {
+        await Promise.all([one.close(), two.close()]);
+      }
+    });
 
     it('lets one transaction at a time hold a client’s record, across collections and instances', async () => {
       const [one, two] = await target.openPeers();

@@ -18,7 +18,13 @@ import type {
 } from '../../core/collection-backend.js';
 import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
 import { ClosedError, ValidationError } from '../../core/errors.js';
-import type { EventBackend, EventRecord, MutationRecord, StreamHead } from '../../core/event-backend.js';
+import {
+  type EventBackend,
+  type EventRecord,
+  type MutationRecord,
+  MutationRecordMoved,
+  type StreamHead,
+} from '../../core/event-backend.js';
 import type { EventDraft, EventOperation, SyncEvent } from '../../core/events.js';
 import type { Diff, JsonObject } from '../../core/json.js';
 import { getIn } from '../../storage/edit.js';
@@ -137,6 +143,9 @@ interface WriteSink {
   /** Adds the event for a write; returns it as the caller may see it. */
   record(draft: EventDraft): SyncEvent;
   announce(change: CommittedChange, event: SyncEvent | undefined): void;
+  /** The mutation record `clientId`'s as this sink sees it (its staging first). */
+  mutationRecord(clientId: string): MutationRecord | undefined;
+  keepMutationRecord(record: MutationRecord): void;
 }
 
 /** Applies one write and reports the change; shared by plain writes and transactions. */
@@ -159,8 +168,18 @@ class Writer {
     record: EventRecord | undefined,
     facts: WriteFacts,
   ): Written {
+    const mutation = record?.mutation;
+    // The record is checked before anything changes: a moved record leaves everything as it was.
+    if (mutation && (this.sink.mutationRecord(mutation.clientId)?.lastMid ?? 0) !== mutation.mid - 1) {
+      throw new MutationRecordMoved(mutation.clientId);
+    }
     const event =
       record && this.sink.record(eventDraft(this.collection, id, operation, change.version, record, facts));
+    if (mutation && event) {
+      const outcome = { ...mutation.outcome(), seq: event.seq, version: event.version };
+      const { clientId, mid, updatedAt } = mutation;
+      this.sink.keepMutationRecord({ clientId, lastMid: mid, outcome, updatedAt });
+    }
     this.sink.write(id, doc);
     this.sink.announce(change, event);
     return event ? { event } : {};
@@ -289,6 +308,8 @@ class MemoryCollection implements CollectionBackend {
         return clone(event);
       },
       announce: (change, event) => announce(state, change, event),
+      mutationRecord: (clientId) => log.mutations.get(clientId),
+      keepMutationRecord: (record) => log.mutations.set(record),
     });
   }
 
@@ -311,7 +332,7 @@ class MemoryCollection implements CollectionBackend {
   }
 
   insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
-    return this.#write(() => this.#writer.insert(doc, record));
+    return this.#write(record, () => this.#writer.insert(doc, record));
   }
 
   replace(
@@ -320,11 +341,11 @@ class MemoryCollection implements CollectionBackend {
     diff: Diff,
     record?: EventRecord,
   ): Promise<Written | undefined> {
-    return this.#write(() => this.#writer.replace(doc, expectedVersion, diff, record));
+    return this.#write(record, () => this.#writer.replace(doc, expectedVersion, diff, record));
   }
 
   replaceSection(write: SectionWrite, record?: EventRecord): Promise<(StoredDocument & Written) | undefined> {
-    return this.#write(() => this.#writer.replaceSection(write, record));
+    return this.#write(record, () => this.#writer.replaceSection(write, record));
   }
 
   delete(
@@ -332,16 +353,30 @@ class MemoryCollection implements CollectionBackend {
     record?: EventRecord,
     expected?: DeleteCondition,
   ): Promise<(StoredDocument & Written) | undefined> {
-    return this.#write(() => this.#writer.delete(id, record, expected));
+    return this.#write(record, () => this.#writer.delete(id, record, expected));
   }
 
-  /** Runs a synchronous write once no transaction holds the collection (and the database is still open then). */
-  async #write<R>(write: () => R): Promise<R> {
-    this.state.assertOpen();
-    return this.state.lock.whenFree(() => {
+  /**
+   * Runs a synchronous write once no transaction holds the collection (and the database is still
+   * open then), and, for a write keeping a mutation record, none holds that record either (as
+   * SQL's write waits for the record's row lock): it waits for the holder and tries again.
+   */
+  async #write<R>(record: EventRecord | undefined, write: () => R): Promise<R> {
+    const { mutations } = this.state.log;
+    for (;;) {
       this.state.assertOpen();
-      return write();
-    });
+      const held = record?.mutation && mutations.held(record.mutation.clientId);
+      if (held) {
+        await held;
+        continue;
+      }
+      const done = await this.state.lock.whenFree(() => {
+        this.state.assertOpen();
+        if (record?.mutation && mutations.held(record.mutation.clientId)) return undefined;
+        return { written: write() };
+      });
+      if (done) return done.written;
+    }
   }
 
   async transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R> {
@@ -410,6 +445,8 @@ class MemoryTransaction implements CollectionBackend {
         return event;
       },
       announce: (change, event) => this.#changes.push({ change, event }),
+      mutationRecord: (clientId) => this.#records.get(clientId) ?? log.mutations.get(clientId),
+      keepMutationRecord: (record) => this.#records.set(record.clientId, record),
     });
   }
 
@@ -442,7 +479,7 @@ class MemoryTransaction implements CollectionBackend {
   }
 
   async insert(doc: StoredDocument, record?: EventRecord): Promise<Written | undefined> {
-    this.#active();
+    await this.#holdRecordOf(record);
     return this.#writer.insert(doc, record);
   }
 
@@ -452,7 +489,7 @@ class MemoryTransaction implements CollectionBackend {
     diff: Diff,
     record?: EventRecord,
   ): Promise<Written | undefined> {
-    this.#active();
+    await this.#holdRecordOf(record);
     return this.#writer.replace(doc, expectedVersion, diff, record);
   }
 
@@ -460,7 +497,7 @@ class MemoryTransaction implements CollectionBackend {
     write: SectionWrite,
     record?: EventRecord,
   ): Promise<(StoredDocument & Written) | undefined> {
-    this.#active();
+    await this.#holdRecordOf(record);
     return this.#writer.replaceSection(write, record);
   }
 
@@ -469,7 +506,7 @@ class MemoryTransaction implements CollectionBackend {
     record?: EventRecord,
     expected?: DeleteCondition,
   ): Promise<(StoredDocument & Written) | undefined> {
-    this.#active();
+    await this.#holdRecordOf(record);
     return this.#writer.delete(id, record, expected);
   }
 
@@ -510,6 +547,12 @@ class MemoryTransaction implements CollectionBackend {
     }
     const staged = this.#records.get(clientId);
     return staged ? clone(staged) : this.state.log.mutations.get(clientId);
+  }
+
+  /** Before a write: checks the transaction is active and, for a write keeping a mutation record, holds that record. */
+  async #holdRecordOf(record: EventRecord | undefined): Promise<void> {
+    this.#active();
+    if (record?.mutation) await this.lockMutationRecord(record.mutation.clientId);
   }
 
   async putMutationRecord(record: MutationRecord): Promise<void> {

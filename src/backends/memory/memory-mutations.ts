@@ -35,6 +35,11 @@ export class MemoryMutationRecords {
     return pruned;
   }
 
+  /** While a transaction holds `clientId`'s record (or waits for it): a promise of its release; else `undefined`. */
+  held(clientId: string): Promise<void> | undefined {
+    return this.#tails.get(clientId);
+  }
+
   /** Waits until no transaction holds `clientId`'s record, then holds it; returns its release. */
   async lock(clientId: string): Promise<() => void> {
     const previous = this.#tails.get(clientId) ?? Promise.resolve();

@@ -11,7 +11,12 @@
 import type * as Backend from '../../core/collection-backend.js';
 import { creationDiff, eventDraft } from '../../core/drafts.js';
 import { ClosedError, ValidationError } from '../../core/errors.js';
-import type { EventBackend, EventRecord, MutationRecord } from '../../core/event-backend.js';
+import {
+  type EventBackend,
+  type EventRecord,
+  type MutationRecord,
+  MutationRecordMoved,
+} from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent } from '../../core/events.js';
 import { newObjectId } from '../../core/ids.js';
 import type { Diff, JsonObject } from '../../core/json.js';
@@ -20,7 +25,18 @@ import type { SqlDriver, SqlQueryable } from './driver.js';
 import { type FindPlan, findPlan, ID_ROWS, MAX_SORT_BUFFER, PAGE_ROWS, type Statement } from './find.js';
 import { lockMutationRecord, putMutationRecord } from './mutation-records.js';
 import { payload, type WriteNotice } from './notifications.js';
-import { type AssignedRow, appendEvent, assembleEvent, recordingCte, recordingParams } from './recording.js';
+import {
+  type AssignedRow,
+  appendEvent,
+  assembleEvent,
+  type KeptRecord,
+  keptRecordOf,
+  keptRecordParams,
+  keptRecordSql,
+  mutationRecordMoved,
+  recordingCte,
+  recordingParams,
+} from './recording.js';
 import { mapSqlError } from './sqlstate.js';
 
 /** What the collections of one database share. */
@@ -83,35 +99,48 @@ const sql = {
     WHERE collection = $1 AND id = $2 AND ($3::bigint IS NULL OR version = $3::bigint)
       AND ($4::bigint IS NULL OR incarnation = $4::bigint)
     RETURNING version, data`,
+};
 
-  /*
-   * The same writes recording their event (see `recordingCte` in recording.ts for why seq stays
-   * gapless): write `w`, head upsert `h` from `w`'s row, event insert `e` from `h`. One
-   * statement, so one round trip, and all of it or nothing commits.
-   */
-  // $1..$4 as insert; $5..$9 the event.
-  insertRecord: `WITH w AS (
+/**
+ * The same writes recording their event (see `recordingCte` in recording.ts for why seq stays
+ * gapless): write `w`, head upsert `h` from `w`'s row, event insert `e` from `h`, and, for a
+ * mutation, its record `m` (`keptRecordSql`). One statement, so one round trip, and all of it or
+ * nothing commits.
+ */
+function recordedWrites(kept: KeptRecord) {
+  // The record's parameters follow each statement's last one.
+  const [insert, replace, remove] = [10, 13, 10].map((first) => keptRecordSql(kept, first));
+  return {
+    // $1..$4 as insert; $5..$9 the event.
+    insert: `WITH w AS (
       INSERT INTO ${table} (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
       ON CONFLICT DO NOTHING RETURNING xmin::text AS token, incarnation::text AS incarnation
-    ), ${recordingCte('w', 5, "'create'", '$3')}
-    SELECT e.seq, e.server_seq, e.vector_clock, w.token, w.incarnation FROM e CROSS JOIN w`,
-  // $1..$5 as replace; $6..$10 the event; $11 the expected token, $12 the expected incarnation, or NULL.
-  replaceRecord: `WITH w AS (
+    ), ${recordingCte('w', 5, "'create'", '$3')}${insert!.cte}
+    SELECT e.seq, e.server_seq, e.vector_clock, w.token, w.incarnation${insert!.column} FROM e CROSS JOIN w`,
+    // $1..$5 as replace; $6..$10 the event; $11 the expected token, $12 the expected incarnation, or NULL.
+    replace: `WITH w AS (
       UPDATE ${table} SET version = $3, data = $4::jsonb
       WHERE collection = $1 AND id = $2 AND version = $5 AND ($11::xid IS NULL OR xmin = $11::xid)
         AND ($12::bigint IS NULL OR incarnation = $12::bigint)
       RETURNING xmin::text AS token
-    ), ${recordingCte('w', 6, "'update'", '$3')}
-    SELECT e.seq, e.server_seq, e.vector_clock, w.token FROM e CROSS JOIN w`,
-  // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here);
-  // $8 the expected version, $9 the expected incarnation; NULL for any.
-  deleteRecord: `WITH w AS (
+    ), ${recordingCte('w', 6, "'update'", '$3')}${replace!.cte}
+    SELECT e.seq, e.server_seq, e.vector_clock, w.token${replace!.column} FROM e CROSS JOIN w`,
+    // $1, $2 as delete; $3..$7 the event (its metadata gets the deleted document added here);
+    // $8 the expected version, $9 the expected incarnation; NULL for any.
+    delete: `WITH w AS (
       DELETE FROM ${table}
       WHERE collection = $1 AND id = $2 AND ($8::bigint IS NULL OR version = $8::bigint)
         AND ($9::bigint IS NULL OR incarnation = $9::bigint)
       RETURNING version, data
-    ), ${recordingCte('w', 3, "'delete'", 'w.version', `COALESCE($7::jsonb, '{}'::jsonb) || jsonb_build_object('deletedDocument', w.data)`)}
-    SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock FROM e CROSS JOIN w`,
+    ), ${recordingCte('w', 3, "'delete'", 'w.version', `COALESCE($7::jsonb, '{}'::jsonb) || jsonb_build_object('deletedDocument', w.data)`)}${remove!.cte}
+    SELECT w.version, w.data, e.seq, e.server_seq, e.vector_clock${remove!.column} FROM e CROSS JOIN w`,
+  };
+}
+
+const recorded = {
+  none: recordedWrites('none'),
+  first: recordedWrites('first'),
+  next: recordedWrites('next'),
 };
 
 /** A transaction's state, shared by the backends bound to it (nested ones included). */
@@ -209,7 +238,8 @@ export class SqlCollection implements Backend.CollectionBackend {
       [this.collection, id, version, data],
       [],
       record && {
-        statement: sql.insertRecord,
+        statement: recorded[keptRecordOf(record)].insert,
+        record,
         draft: eventDraft(this.collection, id, 'create', version, record, { diff }),
         diffJson: JSON.stringify(diff),
       },
@@ -237,7 +267,8 @@ export class SqlCollection implements Backend.CollectionBackend {
       [this.collection, id, version, data, expectedVersion],
       [expectedToken ?? null, doc.incarnation ?? null],
       record && {
-        statement: sql.replaceRecord,
+        statement: recorded[keptRecordOf(record)].replace,
+        record,
         draft: eventDraft(this.collection, id, 'update', version, record, { diff }),
         diffJson,
       },
@@ -278,7 +309,7 @@ export class SqlCollection implements Backend.CollectionBackend {
         diff,
         section: path.join('.'),
       });
-      return { ...doc, event: await appendEvent(q, draft) };
+      return { ...doc, event: await appendEvent(q, draft, record) };
     };
     this.#assertOpen();
     let written: (Backend.StoredDocument & Backend.Written) | undefined;
@@ -286,6 +317,7 @@ export class SqlCollection implements Backend.CollectionBackend {
       // Inside a transaction already, or nothing to add to the update: one statement.
       written = this.#tx || !record ? await update(this.#q) : await this.#ctx.driver.transaction(update);
     } catch (error) {
+      if (error instanceof MutationRecordMoved) throw error;
       throw mapSqlError(error, `${doing} in ${JSON.stringify(this.collection)}`);
     }
     if (written === undefined) return undefined;
@@ -313,7 +345,8 @@ export class SqlCollection implements Backend.CollectionBackend {
       [expected.version ?? null, expected.incarnation ?? null],
       // The version and the deleted document come from the row: the event is completed below.
       record && {
-        statement: sql.deleteRecord,
+        statement: recorded[keptRecordOf(record)].delete,
+        record,
         draft: eventDraft(this.collection, id, 'delete', 0, record, {}),
       },
     );
@@ -429,17 +462,22 @@ export class SqlCollection implements Backend.CollectionBackend {
     plain: string,
     writeParams: unknown[],
     conditions: unknown[],
-    record?: { statement: string; draft: EventDraft; diffJson?: string },
+    recording?: { statement: string; draft: EventDraft; record: EventRecord; diffJson?: string },
   ): Promise<(R & { event?: SyncEvent }) | undefined> {
-    if (!record) {
+    if (!recording) {
       const [row] = await this.#run<R & { event?: SyncEvent }>(doing, plain, [...writeParams, ...conditions]);
       return row;
     }
-    const { statement, draft, diffJson } = record;
+    const { statement, draft, record, diffJson } = recording;
     const eventId = newObjectId();
     const at = Date.now();
-    const params = [...writeParams, ...recordingParams(draft, eventId, at, diffJson), ...conditions];
-    const [row] = await this.#run<R & AssignedRow>(doing, statement, params);
+    const params = [
+      ...writeParams,
+      ...recordingParams(draft, eventId, at, diffJson),
+      ...conditions,
+      ...keptRecordParams(record),
+    ];
+    const [row] = await this.#run<R & AssignedRow>(doing, statement, params, record);
     return row && { ...row, event: assembleEvent(draft, eventId, at, row) };
   }
 
@@ -451,12 +489,16 @@ export class SqlCollection implements Backend.CollectionBackend {
     else this.#ctx.announce(text);
   }
 
-  async #run<R>(doing: string, text: string, params: unknown[]): Promise<R[]> {
+  /** Runs one statement; `record`: the event record it keeps, whose mutation record may have moved. */
+  async #run<R>(doing: string, text: string, params: unknown[], record?: EventRecord): Promise<R[]> {
     this.#assertOpen();
     try {
       return await this.#q.query<R>(text, params);
     } catch (error) {
-      throw mapSqlError(error, `${doing} in ${JSON.stringify(this.collection)}`);
+      throw (
+        mutationRecordMoved(error, record) ??
+        mapSqlError(error, `${doing} in ${JSON.stringify(this.collection)}`)
+      );
     }
   }
 }

@@ -1,8 +1,9 @@
 /**
  * Mutation records in SQL (`eventsync_mutations`, schema.ts migration 6): per client id, the
- * last mutation id applied or refused and its answer (see `MutationRecord`). The collection
- * backend locks and writes them inside its transactions (collection.ts), so a record commits
- * with the document write and event of its mutation; the event log reads them (welcome's `lastMid`).
+ * last mutation id applied or refused and its answer (see `MutationRecord`). An applied
+ * mutation's record is written by its write statement (`keptRecordSql` in recording.ts); the
+ * collection backend's transactions lock and write the others here; the event log reads them
+ * (welcome's `lastMid`).
  */
 import type { MutationRecord } from '../../core/event-backend.js';
 import type { JsonObject } from '../../core/json.js';

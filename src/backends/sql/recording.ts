@@ -7,9 +7,11 @@
  */
 
 import { EventSyncError } from '../../core/errors.js';
+import { type EventRecord, MutationRecordMoved } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent, VectorClock } from '../../core/events.js';
 import { newObjectId } from '../../core/ids.js';
 import type { SqlQueryable } from './driver.js';
+import { sqlState } from './sqlstate.js';
 
 /** What a recorded write's statement returns about its event. */
 export interface AssignedRow {
@@ -62,8 +64,63 @@ export function recordingCte(
       SELECT $1, $2, h.last_seq, ${id}, ${at}, ${operation}, ${version}, ${client}::text,
         (h.vector_clock ->> ${client}::text)::bigint, h.vector_clock, ${diff}::jsonb, ${metadata ?? `${meta}::jsonb`}
       FROM h${w ? ` CROSS JOIN ${w}` : ''}
-      RETURNING seq, server_seq, vector_clock
+      RETURNING seq, server_seq, vector_clock, version
     )`;
+}
+
+/** Which statement keeps a mutation's record: none, the client's first (mid 1), or a later one. */
+export type KeptRecord = 'none' | 'first' | 'next';
+
+export const keptRecordOf = (record: EventRecord | undefined): KeptRecord =>
+  record?.mutation === undefined ? 'none' : record.mutation.mid === 1 ? 'first' : 'next';
+
+/**
+ * The CTE `m` that keeps a mutation's record (`EventRecord.mutation`) after the event `e`, and
+ * the column that fails the whole statement when it kept nothing: the record was not at
+ * `mid - 1` any more (another run of the client's mutations wrote it), so the document write and
+ * the event must not stand either. The failure is a division by zero (SQLSTATE 22012, which
+ * nothing else in these statements can raise): `mutationRecordMoved` recognises it.
+ * Parameters from `$first`: record name, mid, outcome (jsonb; the event's seq and version are
+ * added here), updated_at. The record's row lock serialises it with a transaction holding the
+ * record (`lockMutationRecord`): the UPDATE and the upsert wait, then check the committed row.
+ */
+export function keptRecordSql(kept: KeptRecord, first: number): { cte: string; column: string } {
+  if (kept === 'none') return { cte: '', column: '' };
+  const [name, mid, outcome, at] = [0, 1, 2, 3].map((i) => `$${first + i}`);
+  const value = `${outcome}::jsonb || jsonb_build_object('seq', e.seq, 'version', e.version)`;
+  // A first mutation finds no row, or the empty one `lockMutationRecord` leaves (last_mid 0).
+  const cte =
+    kept === 'first'
+      ? `, m AS (
+      INSERT INTO eventsync_mutations AS r (client_id, last_mid, outcome, updated_at)
+      SELECT ${name}, ${mid}::bigint, ${value}, ${at}::bigint FROM e
+      ON CONFLICT (client_id) DO UPDATE
+        SET last_mid = EXCLUDED.last_mid, outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at
+        WHERE r.last_mid = 0
+      RETURNING 1
+    )`
+      : `, m AS (
+      UPDATE eventsync_mutations AS r SET last_mid = ${mid}::bigint, outcome = ${value}, updated_at = ${at}::bigint
+      FROM e WHERE r.client_id = ${name} AND r.last_mid = ${mid}::bigint - 1
+      RETURNING 1
+    )`;
+  return { cte, column: ', 1 / (SELECT count(*)::int FROM m) AS kept' };
+}
+
+/** The parameters `keptRecordSql` takes (none for 'none'). */
+export function keptRecordParams(record: EventRecord | undefined): unknown[] {
+  const mutation = record?.mutation;
+  if (mutation === undefined) return [];
+  return [mutation.clientId, mutation.mid, JSON.stringify(mutation.outcome()), mutation.updatedAt];
+}
+
+/** Whether `error` is `keptRecordSql`'s refusal: then the write threw `MutationRecordMoved` instead. */
+export function mutationRecordMoved(
+  error: unknown,
+  record: EventRecord | undefined,
+): MutationRecordMoved | undefined {
+  if (record?.mutation === undefined || sqlState(error) !== '22012') return undefined;
+  return new MutationRecordMoved(record.mutation.clientId);
 }
 
 /** The parameters `recordingCte` takes, in its order, for `draft` (`diffJson`: its diff as JSON, when already made). */
@@ -101,11 +158,22 @@ export function assembleEvent(draft: EventDraft, eventId: string, at: number, ro
   return event;
 }
 
-/** $1, $2 the document, $3 the operation, $4 the version, then `recordingParams`. */
-const appendSql = `WITH ${recordingCte(undefined, 5, '$3', '$4')} SELECT seq, server_seq, vector_clock FROM e`;
+/** $1, $2 the document, $3 the operation, $4 the version, then `recordingParams`, then `keptRecordParams`. */
+const appendSql = (kept: KeptRecord) => {
+  const { cte, column } = keptRecordSql(kept, 10);
+  return `WITH ${recordingCte(undefined, 5, '$3', '$4')}${cte} SELECT seq, server_seq, vector_clock${column} FROM e`;
+};
+const appendStatements = { none: appendSql('none'), first: appendSql('first'), next: appendSql('next') };
 
-/** Appends `draft` on its own: head upsert + event insert, one statement on `q`. */
-export async function appendEvent(q: SqlQueryable, draft: EventDraft): Promise<SyncEvent> {
+/**
+ * Appends `draft` on its own: head upsert + event insert, one statement on `q`; with the
+ * mutation record of `record.mutation` when there is one (or throws `MutationRecordMoved`).
+ */
+export async function appendEvent(
+  q: SqlQueryable,
+  draft: EventDraft,
+  record?: EventRecord,
+): Promise<SyncEvent> {
   const eventId = newObjectId();
   const at = Date.now();
   const params: unknown[] = [
@@ -114,8 +182,14 @@ export async function appendEvent(q: SqlQueryable, draft: EventDraft): Promise<S
     draft.operation,
     draft.version,
     ...recordingParams(draft, eventId, at),
+    ...keptRecordParams(record),
   ];
-  const [row] = await q.query<AssignedRow>(appendSql, params);
+  let row: AssignedRow | undefined;
+  try {
+    [row] = await q.query<AssignedRow>(appendStatements[keptRecordOf(record)], params);
+  } catch (error) {
+    throw mutationRecordMoved(error, record) ?? error;
+  }
   if (row === undefined) throw new EventSyncError('internal', 'appending an event returned no row');
   return assembleEvent(draft, eventId, at, row);
 }
