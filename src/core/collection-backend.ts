@@ -4,7 +4,7 @@
  * exact meaning, sections' rules) lives once in `DocumentStorage` (`src/storage/`), so every
  * backend behaves alike. Memory, PGlite and PostgreSQL implement it (`src/backends/`).
  */
-import type { EventBackend, EventRecord, MutationRecord } from './event-backend.js';
+import type { EventBackend, EventRecord } from './event-backend.js';
 import type { SyncEvent } from './events.js';
 import type { Diff, JsonObject } from './json.js';
 import type { Filter as UntypedFilter } from './query.js';
@@ -113,8 +113,8 @@ export interface CollectionBackend {
    * the document is gone). Given an `EventRecord`, a write also appends its event (see
    * `src/core/event-backend.ts`) in the same statement or transaction: both commit, or neither.
    * With `record.mutation`, it also keeps that mutation record, only while the stored record is
-   * at `mid - 1` (waiting for a transaction that holds it, as `lockMutationRecord` does);
-   * otherwise it writes nothing and throws `MutationRecordMoved`.
+   * at `mid - 1` (waiting for another transaction whose write keeps it to end); otherwise it
+   * writes nothing and throws `MutationRecordMoved`.
    */
 
   /** Inserts unless the id exists. Never overwrites. Records a `create` event. */
@@ -147,17 +147,6 @@ export interface CollectionBackend {
   ): Promise<(StoredDocument & Written) | undefined>;
   /** Runs `fn` with a backend whose writes commit together when `fn` resolves and roll back when it throws. Changes are announced after commit. */
   transaction<R>(fn: (tx: CollectionBackend) => Promise<R>): Promise<R>;
-  /**
-   * Only on a transaction's backend (elsewhere it throws `validation`): client `clientId`'s
-   * mutation record (`undefined`: none yet), locked until the transaction ends, so a transaction
-   * of any collection or process sharing the database that asks for the same record waits for
-   * this one to end and then reads what it committed (SQL: an upsert of the row, which takes its
-   * lock; memory: a lock per client id), and so does a write keeping the record. That is what
-   * keeps two connections of one client id from both answering the same mutation id.
-   */
-  lockMutationRecord(clientId: string): Promise<MutationRecord | undefined>;
-  /** Only on a transaction's backend, after `lockMutationRecord` of the same client: stores the record, committed (or rolled back) with the transaction. */
-  putMutationRecord(record: MutationRecord): Promise<void>;
   /** Whether `events` is the event log of this collection's own database (what atomic recording needs). */
   sharesDatabaseWith(events: EventBackend): boolean;
   /** Listens to changes committed to this collection by anyone sharing the database (other instances, other processes). */

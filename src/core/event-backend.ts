@@ -21,7 +21,8 @@ import type { JsonObject } from './json.js';
  * server applied or refused for `clientId`, and the answer it gave, so a resend is answered from
  * here instead of running again. Written by the statement that writes the mutation's document
  * and event (`EventRecord.mutation`), so all commit or none; an answer without a write (a
- * refusal) by a transaction that locks it (`CollectionBackend.lockMutationRecord`/`putMutationRecord`).
+ * refusal) by `EventBackend.keepMutationRecord`. Either writes it only while the stored record
+ * is at the mid before, so of two runs of one mid only one is kept.
  */
 export interface MutationRecord {
   /** A client id, or a REST idempotency key's record name (`rest:<principal>:<key>`). */
@@ -169,6 +170,12 @@ export interface EventBackend {
   isRegistered(clientId: string): Promise<boolean>;
   /** The client's mutation record as committed (`undefined`: none), read without locking it. */
   mutationRecord(clientId: string): Promise<MutationRecord | undefined>;
+  /**
+   * Writes `record` only while the stored one is at `record.lastMid - 1` (none: 0), in one step
+   * (after a transaction whose write keeps the same record ended). Returns whether it wrote: `false`
+   * when another answer to that mid (or a later one) was kept first.
+   */
+  keepMutationRecord(record: MutationRecord): Promise<boolean>;
   /**
    * Forgets the mutation records whose client id starts with `prefix` and that were written
    * before `updatedBefore` (ms since the epoch), e.g. REST idempotency keys past their time.

@@ -9,7 +9,7 @@
 
 import { creationDiff, eventDraft, type WriteFacts } from '../core/drafts.js';
 import { EventSyncError, ValidationError } from '../core/errors.js';
-import type { EventRecord, MutationRecord, MutationRecordWrite } from '../core/event-backend.js';
+import type { EventRecord, MutationRecordWrite } from '../core/event-backend.js';
 import type { EventOperation, Snapshot, SyncEvent } from '../core/events.js';
 import { assertClientId, assertId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -228,24 +228,6 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
     return result;
   }
 
-  /**
-   * Inside `withTransaction` only: client `clientId`'s mutation record, locked until the
-   * transaction ends (see `CollectionBackend.lockMutationRecord`); what `putMutationRecord`
-   * writes then commits with the transaction's documents and events.
-   */
-  async lockMutationRecord(clientId: string): Promise<MutationRecord | undefined> {
-    const lock = this.#recording?.lockMutationRecord?.bind(this.#recording);
-    if (!lock) throw noMutationRecords('lockMutationRecord');
-    return lock(clientId);
-  }
-
-  /** Inside `withTransaction` only, after `lockMutationRecord`: writes the record with the transaction. */
-  async putMutationRecord(record: MutationRecord): Promise<void> {
-    const put = this.#recording?.putMutationRecord?.bind(this.#recording);
-    if (!put) throw noMutationRecords('putMutationRecord');
-    return put(record);
-  }
-
   /** Snapshots the document now (on demand); returns the seq it covers. */
   async createSnapshot(id: string): Promise<number> {
     const { collection, documentId, createdAt, ...position } = await this.currentSnapshot(id);
@@ -336,7 +318,7 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
       record.metadata = options.metadata;
     }
     if (options?.mutation !== undefined) {
-      if (!this.#recording) throw noMutationRecords('a write keeping a mutation record');
+      if (!this.#recording?.keepsMutationRecords) throw noMutationRecords();
       record.mutation = options.mutation;
     }
     return record;
@@ -382,9 +364,9 @@ export class EventSyncStorage<T extends S.BaseDocument> implements S.Storage<T> 
   }
 }
 
-const noMutationRecords = (method: string) =>
+const noMutationRecords = () =>
   new ValidationError(
-    `${method} on EventSyncStorage needs consistency 'atomic' over a storage that keeps mutation records (DocumentStorage does)`,
+    "a write keeping a mutation record needs consistency 'atomic' over a storage that keeps them (DocumentStorage does)",
   );
 
 interface DraftFor {

@@ -11,7 +11,7 @@ import type {
   Written,
 } from '../core/collection-backend.js';
 import { ClosedError, NotFoundError, StaleVersionError, ValidationError } from '../core/errors.js';
-import type { EventBackend, MutationRecord } from '../core/event-backend.js';
+import type { EventBackend } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import { assertId, newObjectId } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -125,15 +125,8 @@ export class DocumentStorage<T extends BaseDocument> implements RecordingStorage
     return this.#backend.sharesDatabaseWith(events);
   }
 
-  lockMutationRecord(clientId: string): Promise<MutationRecord | undefined> {
-    this.#open();
-    return this.#backend.lockMutationRecord(clientId);
-  }
-
-  putMutationRecord(record: MutationRecord): Promise<void> {
-    this.#open();
-    return this.#backend.putMutationRecord(record);
-  }
+  /** Its backend's writes keep `EventRecord.mutation` (every `CollectionBackend` must). */
+  readonly keepsMutationRecords = true;
 
   /** The collection backend this storage keeps its documents in. */
   get backend(): CollectionBackend {

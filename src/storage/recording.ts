@@ -4,7 +4,7 @@
  * `'atomic'` consistency). `DocumentStorage` is one, on every backend; any other `Storage<T>`
  * can be too, by implementing {@link RecordingStorage}.
  */
-import type { EventBackend, EventRecord, MutationRecord } from '../core/event-backend.js';
+import type { EventBackend, EventRecord } from '../core/event-backend.js';
 import type { SyncEvent } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import type { BaseDocument, Storage } from './types.js';
@@ -27,12 +27,10 @@ export interface RecordingStorage<T extends BaseDocument> extends Storage<T> {
   /** As `Storage.withTransaction`, with a transaction that can record too. */
   withTransaction<R>(fn: (tx: RecordingStorage<T>) => Promise<R>): Promise<R>;
   /**
-   * Inside `withTransaction` only: `CollectionBackend.lockMutationRecord` of the transaction.
-   * Optional: a storage without mutation records cannot run client mutations (`DocumentStorage` can).
+   * Whether its writes keep `EventRecord.mutation` (see `MutationRecordWrite`). Optional: a
+   * storage without it cannot run client mutations (`DocumentStorage` can, on every backend).
    */
-  lockMutationRecord?(clientId: string): Promise<MutationRecord | undefined>;
-  /** Inside `withTransaction` only: `CollectionBackend.putMutationRecord` of the transaction. */
-  putMutationRecord?(record: MutationRecord): Promise<void>;
+  readonly keepsMutationRecords?: boolean;
 }
 
 /** Whether `storage` can record atomically (it has the methods of {@link RecordingStorage}). */

@@ -152,6 +152,7 @@ export class SyncEngine implements SessionHost {
       mutators: checkedMutators(options.mutators),
       collection: (name) => this.collection(name),
       mutationRecord: (key) => this.events.backend.mutationRecord(key),
+      keepMutationRecord: (record) => this.events.backend.keepMutationRecord(record),
       authorize: (principal, action, collection, documentId) =>
         this.authorize(principal, action, collection, documentId),
       logger: this.logger,

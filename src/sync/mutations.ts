@@ -3,8 +3,8 @@
  * record, the mutator inside `EventSyncStorage.findOneAndUpdate`, and the answer. The engine
  * runs it for WebSocket sessions and REST alike (`SyncEngine.mutate`).
  *
- * Every answer to the mid a record expects next (`lastMid + 1`) is kept in the record, in the
- * transaction of the mutation's write: applied, refused, or failed (unknown mutator, bad
+ * Every answer to the mid a record expects next (`lastMid + 1`) is kept in the record, by the
+ * mutation's write when it wrote, else on its own: applied, refused, or failed (unknown mutator, bad
  * arguments, forbidden, not found, a mutator that threw). So a resend always gets the answer the
  * first send got, and the client's next mid always follows. Only retryable failures (the
  * database failed, the document kept changing) keep nothing: the same mid sent again runs again.
@@ -72,6 +72,8 @@ export interface MutationRuntime {
   collection(name: string): Promise<EventSyncStorage<BaseDocument>>;
   /** The record as committed, unlocked. */
   mutationRecord(key: string): Promise<MutationRecord | undefined>;
+  /** `EventBackend.keepMutationRecord`: writes the record only while it is at the mid before. */
+  keepMutationRecord(record: MutationRecord): Promise<boolean>;
   authorize(principal: Principal, action: 'write', collection: string, documentId: string): Promise<boolean>;
   readonly logger: Logger;
   /** The largest `result` a mutator may return, in bytes of JSON. */
@@ -98,9 +100,9 @@ export function recordKeyOf(caller: MutationCaller): string | undefined {
 
 /**
  * Runs `request` for `caller`: answered from the record, or checked and run. An applied mutation
- * keeps its record in the statement that writes its document and event (no transaction, no
- * lock: the write checks that the record is still at `mid - 1`); any other answer is recorded in
- * a transaction of its own that locks the record.
+ * keeps its record in the statement that writes its document and event, any other answer in a
+ * statement of its own; both only while the record is still at `mid - 1` (no transaction, no
+ * lock), so of two runs of one mid only one answer is kept, and the other answers from it.
  */
 export async function runMutation(
   runtime: MutationRuntime,
@@ -129,25 +131,63 @@ export async function runMutation(
     const record = await recordFor(runtime, caller, key, request.mid);
     const known = answerFromRecord(record, request.mid);
     if (known) return known;
-    if ('error' in checked) return recordAnswer(storage, caller, key, checked.error);
     try {
-      const keeping: Keeping = { key, before: record };
-      const answer = await apply(storage, runtime, caller, request, checked, keeping);
-      if (keeping.kept) return remember(caller, keeping.kept, answer);
-      // It wrote nothing (the mutator changed nothing), so nothing kept the answer yet.
-      return await recordAnswer(storage, caller, key, answer);
+      return await answerAndKeep(storage, runtime, caller, request, checked, { key, before: record });
     } catch (error) {
-      if (error instanceof MutationRecordMoved) {
-        caller.known = undefined;
-        if (attempt < RECORD_MOVED_ATTEMPTS) continue;
+      if (!(error instanceof MutationRecordMoved)) throw error;
+      // Another run of the client's mutations answered this mid first: its answer is in the record.
+      caller.known = undefined;
+      if (attempt === RECORD_MOVED_ATTEMPTS) {
         const why = `the mutation record kept moving while mid ${request.mid} ran; send it again`;
         throw new EventSyncError('version_conflict', why);
       }
-      const answer = failureAnswer(runtime.logger, request, error);
-      // The write failed as a whole, so nothing is kept: a retryable failure stays so.
-      return isRetryable(answer) ? answer : await recordAnswer(storage, caller, key, answer);
     }
   }
+}
+
+/**
+ * Runs the checked mutation and keeps its answer in the record: an applied write keeps it
+ * itself; any other answer (a refusal, an error, a mutator that changed nothing) is kept on its
+ * own. Throws `MutationRecordMoved` when the record had moved past `keeping.before`.
+ */
+async function answerAndKeep(
+  storage: EventSyncStorage<BaseDocument>,
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  request: MutationRequest,
+  checked: Checked,
+  keeping: Keeping,
+): Promise<MutationAnswer> {
+  if ('error' in checked) return keepAnswer(runtime, caller, keeping, checked.error);
+  let answer: MutationAnswer;
+  try {
+    answer = await apply(storage, runtime, caller, request, checked, keeping);
+  } catch (error) {
+    if (error instanceof MutationRecordMoved) throw error;
+    answer = failureAnswer(runtime.logger, request, error);
+    // The write failed as a whole, so nothing is kept: a retryable failure stays so.
+    return isRetryable(answer) ? answer : keepAnswer(runtime, caller, keeping, answer);
+  }
+  if (keeping.kept) return remember(caller, keeping.kept, answer);
+  // It wrote nothing (the mutator changed nothing), so nothing kept the answer yet.
+  return keepAnswer(runtime, caller, keeping, answer);
+}
+
+/** Keeps `answer` (one no write kept) in the record, unless it moved past `keeping.before`: then throws `MutationRecordMoved`. */
+async function keepAnswer(
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  keeping: Keeping,
+  answer: MutationAnswer,
+): Promise<MutationAnswer> {
+  const kept: MutationRecord = {
+    clientId: keeping.key,
+    lastMid: answer.mid,
+    outcome: outcomeToKeep(keeping.before, answer),
+    updatedAt: Date.now(),
+  };
+  if (!(await runtime.keepMutationRecord(kept))) throw new MutationRecordMoved(keeping.key);
+  return remember(caller, kept, answer);
 }
 
 /** The record as the caller knows it when that expects `mid` next; else as committed (and now known). */
@@ -171,32 +211,6 @@ function remember(
 ): MutationAnswer {
   if (caller.known) caller.known = { record };
   return answer;
-}
-
-/**
- * Records `answer` (one no write kept) in a transaction that locks the record, unless another
- * run of the mid answered it first: then that answer. A retryable failure is only returned.
- */
-function recordAnswer(
-  storage: EventSyncStorage<BaseDocument>,
-  caller: MutationCaller,
-  key: string,
-  answer: MutationAnswer,
-): Promise<MutationAnswer> {
-  return storage.withTransaction(async (tx) => {
-    const record = await tx.lockMutationRecord(key);
-    const known = answerFromRecord(record, answer.mid);
-    if (known) return remember(caller, record, known);
-    if (isRetryable(answer)) return answer;
-    const kept: MutationRecord = {
-      clientId: key,
-      lastMid: answer.mid,
-      outcome: outcomeToKeep(record, answer),
-      updatedAt: Date.now(),
-    };
-    await tx.putMutationRecord(kept);
-    return remember(caller, kept, answer);
-  });
 }
 
 /** What a mutation's write keeps: the record `key`, after `before`; `kept` is the record once written. */

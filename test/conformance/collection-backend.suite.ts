@@ -240,20 +240,35 @@ const record = (clientId: string, lastMid: number, outcome: JsonObject = { mid: 
 /** `CollectionBackend.lockMutationRecord`/`putMutationRecord` and `EventBackend.mutationRecord`. */
 function mutationRecordTests(target: BackendTarget, withDb: WithDb): void {
   describe('mutation records', () => {
-    it('are locked and written only inside a transaction, and commit or roll back with its writes and events', () =>
+    it('are kept on their own only while at the mid before, in one step', () =>
+      withDb(async (db) => {
+        const events = await db.events();
+        const client = uniqueCollection('client');
+        expect(await events.keepMutationRecord(record(client, 2))).toBe(false);
+        expect(await events.mutationRecord(client)).toBeUndefined();
+        expect(await events.keepMutationRecord(record(client, 1))).toBe(true);
+        expect(await events.keepMutationRecord(record(client, 1))).toBe(false);
+        expect(await events.keepMutationRecord(record(client, 3))).toBe(false);
+        const outcome = { type: 'mutation_error', mid: 2, result: { n: [1] } };
+        expect(await events.keepMutationRecord(record(client, 2, outcome))).toBe(true);
+        expect(await events.mutationRecord(client)).toEqual(record(client, 2, outcome));
+        await events.unregisterClient(client);
+        expect(await events.mutationRecord(client)).toBeUndefined();
+        expect(await events.keepMutationRecord(record(client, 3))).toBe(false);
+      }));
+
+    it('commit or roll back with a transaction’s writes and events, a nested one’s alone', () =>
       withDb(async (db) => {
         const c = await db.collection(uniqueCollection());
         const events = await db.events();
         const client = uniqueCollection('client');
-        const invalid = (e: unknown) => EventSyncError.is(e, 'validation');
-        await expect(c.lockMutationRecord(client)).rejects.toSatisfy(invalid);
-        await expect(c.putMutationRecord(record(client, 1))).rejects.toSatisfy(invalid);
+        const keeping = (mid: number) => ({
+          clientId: client,
+          mutation: { clientId: client, mid, outcome: () => ({ mid }), updatedAt: 1 },
+        });
         await expect(
           c.transaction(async (tx) => {
-            expect(await tx.lockMutationRecord(client)).toBeUndefined();
-            await tx.insert(doc('a', 1), { clientId: client });
-            await tx.putMutationRecord(record(client, 1));
-            expect(await tx.lockMutationRecord(client)).toEqual(record(client, 1));
+            await tx.insert(doc('a', 1), keeping(1));
             throw new Error('roll back');
           }),
         ).rejects.toThrow('roll back');
@@ -261,44 +276,29 @@ function mutationRecordTests(target: BackendTarget, withDb: WithDb): void {
         expect(await c.get('a')).toBeUndefined();
         expect(await events.head(c.collection, 'a')).toBeUndefined();
         await c.transaction(async (tx) => {
-          expect(await tx.lockMutationRecord(client)).toBeUndefined();
-          await tx.insert(doc('a', 1), { clientId: client });
-          await tx.putMutationRecord(record(client, 1, { mid: 1, seq: 1, result: { n: [1] } }));
-        });
-        expect(await events.mutationRecord(client)).toEqual(
-          record(client, 1, { mid: 1, seq: 1, result: { n: [1] } }),
-        );
-        expect((await events.head(c.collection, 'a'))?.lastSeq).toBe(1);
-        // A nested transaction that throws takes its record write back with it (a savepoint).
-        await c.transaction(async (tx) => {
-          await tx.lockMutationRecord(client);
-          await tx.putMutationRecord(record(client, 2));
+          await tx.insert(doc('a', 1), keeping(1));
           await tx
             .transaction(async (inner) => {
-              await inner.putMutationRecord(record(client, 3));
+              await inner.replace(doc('a', 2), 1, diff(2), keeping(2));
               throw new Error('inner');
             })
             .catch(() => {});
         });
-        expect((await events.mutationRecord(client))?.lastMid).toBe(2);
-        await events.unregisterClient(client);
-        expect(await events.mutationRecord(client)).toBeUndefined();
+        expect(await events.mutationRecord(client)).toMatchObject({
+          lastMid: 1,
+          outcome: { mid: 1, seq: 1 },
+        });
+        expect((await c.get('a'))?.version).toBe(1);
       }));
 
     it('prunes the records of a prefix written before a time, and no other', () =>
       withDb(async (db) => {
-        const c = await db.collection(uniqueCollection());
         const events = await db.events();
         const prefix = `${uniqueCollection('rest')}:`;
         const old = { ...record(`${prefix}old`, 1), updatedAt: 1000 };
         const fresh = { ...record(`${prefix}fresh`, 1), updatedAt: 5000 };
         const other = { ...record(`${uniqueCollection('other')}`, 1), updatedAt: 1000 };
-        for (const r of [old, fresh, other]) {
-          await c.transaction(async (tx) => {
-            await tx.lockMutationRecord(r.clientId);
-            await tx.putMutationRecord(r);
-          });
-        }
+        for (const r of [old, fresh, other]) expect(await events.keepMutationRecord(r)).toBe(true);
         expect(await events.pruneMutationRecords(prefix, 2000)).toBe(1);
         expect(await events.mutationRecord(old.clientId)).toBeUndefined();
         expect(await events.mutationRecord(fresh.clientId)).toEqual(fresh);
@@ -366,19 +366,9 @@ function mutationRecordTests(target: BackendTarget, withDb: WithDb): void {
           seq: 4,
           version: 3,
         });
-        // The empty record a transaction's lock leaves (nothing put) is no record: a first mid goes.
-        const other = uniqueCollection('client');
-        await c.transaction(async (tx) => void (await tx.lockMutationRecord(other)));
-        const first = {
-          ...keeping(1),
-          clientId: other,
-          mutation: { ...keeping(1).mutation, clientId: other },
-        };
-        await c.insert(doc('c', 1), first);
-        expect((await events.mutationRecord(other))?.lastMid).toBe(1);
       }));
 
-    it('makes a write keeping a record wait for the transaction holding it, then check it', async () => {
+    it('makes a write or keep of a record wait for a transaction whose write keeps it, then check it', async () => {
       const [one, two] = await target.openPeers();
       try {
         const client = uniqueCollection('client');
@@ -386,51 +376,46 @@ function mutationRecordTests(target: BackendTarget, withDb: WithDb): void {
           one.collection(uniqueCollection()),
           two.collection(uniqueCollection()),
         ]);
-        const mutation = {
-          clientId: client,
-          mid: 1,
-          outcome: () => ({ type: 'mutated', mid: 1 }),
-          updatedAt: 1,
-        };
+        const events = await two.events();
+        const mutation = { clientId: client, mid: 1, outcome: () => ({ by: 'tx' }), updatedAt: 1 };
         // Started from outside the transaction's context (PGlite refuses a query from inside it).
         let start!: () => void;
-        const write = new Promise<void>((resolve) => {
+        const started = new Promise<void>((resolve) => {
           start = resolve;
-        }).then(() => b.insert(doc('x', 1), { clientId: client, mutation }));
+        });
+        const write = started.then(() => b.insert(doc('x', 1), { clientId: client, mutation }));
+        const kept = started.then(() => events.keepMutationRecord(record(client, 1)));
         await a.transaction(async (tx) => {
-          expect(await tx.lockMutationRecord(client)).toBeUndefined();
+          await tx.insert(doc('y', 1), { clientId: client, mutation });
           start();
-          // Round trips, so that the write reaches the record's lock while this transaction holds it.
+          // Round trips, so that the others reach the record while this transaction holds it.
           for (let i = 0; i < 5; i++) await tx.get('anything');
-          await tx.putMutationRecord(record(client, 1));
         });
         await expect(write).rejects.toBeInstanceOf(MutationRecordMoved);
+        expect(await kept).toBe(false);
         expect(await b.get('x')).toBeUndefined();
-        expect(await (await two.events()).mutationRecord(client)).toEqual(record(client, 1));
+        expect(await events.mutationRecord(client)).toMatchObject({ lastMid: 1, outcome: { by: 'tx' } });
       } finally {
         await Promise.all([one.close(), two.close()]);
       }
     });
 
-    it('lets one transaction at a time hold a client’s record, across collections and instances', async () => {
+    it('keeps each mid once when instances race for it', async () => {
       const [one, two] = await target.openPeers();
       try {
         const client = uniqueCollection('client');
-        const collections = await Promise.all([
-          one.collection(uniqueCollection()),
-          two.collection(uniqueCollection()),
-        ]);
-        // Each transaction reads lastMid and writes lastMid + 1, with a round trip in between: an
-        // unlocked read would let two of them read the same lastMid, and the count would fall short.
-        const increments = Array.from({ length: 12 }, (_, i) =>
-          collections[i % 2]!.transaction(async (tx) => {
-            const lastMid = (await tx.lockMutationRecord(client))?.lastMid ?? 0;
-            await tx.get('anything');
-            await tx.putMutationRecord(record(client, lastMid + 1));
-          }),
-        );
+        const logs = await Promise.all([one.events(), two.events()]);
+        // Each reads lastMid and keeps lastMid + 1, again when refused: an unconditional write
+        // would let two of them keep the same mid, and the count would fall short.
+        const increments = Array.from({ length: 12 }, async (_, i) => {
+          const log = logs[i % 2]!;
+          for (;;) {
+            const lastMid = (await log.mutationRecord(client))?.lastMid ?? 0;
+            if (await log.keepMutationRecord(record(client, lastMid + 1))) return;
+          }
+        });
         await Promise.all(increments);
-        expect((await (await one.events()).mutationRecord(client))?.lastMid).toBe(12);
+        expect((await logs[0].mutationRecord(client))?.lastMid).toBe(12);
       } finally {
         await Promise.all([one.close(), two.close()]);
       }

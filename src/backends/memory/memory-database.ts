@@ -17,7 +17,7 @@ import type {
   Written,
 } from '../../core/collection-backend.js';
 import { creationDiff, eventDraft, type WriteFacts } from '../../core/drafts.js';
-import { ClosedError, ValidationError } from '../../core/errors.js';
+import { ClosedError } from '../../core/errors.js';
 import {
   type EventBackend,
   type EventRecord,
@@ -397,18 +397,7 @@ class MemoryCollection implements CollectionBackend {
     this.state.assertOpen();
     return listen(this.state, listener);
   }
-
-  lockMutationRecord(): Promise<MutationRecord | undefined> {
-    return Promise.reject(outsideTransaction('lockMutationRecord'));
-  }
-
-  putMutationRecord(): Promise<void> {
-    return Promise.reject(outsideTransaction('putMutationRecord'));
-  }
 }
-
-const outsideTransaction = (method: string) =>
-  new ValidationError(`${method} works only inside a transaction (on the backend transaction() gives)`);
 
 /**
  * Writes go to an overlay, events to a staging list; both become visible, with their changes
@@ -535,32 +524,21 @@ class MemoryTransaction implements CollectionBackend {
     return listen(this.state, listener);
   }
 
-  async lockMutationRecord(clientId: string): Promise<MutationRecord | undefined> {
-    this.#active();
-    if (!this.#recordLocks.has(clientId)) {
-      const release = await this.state.log.mutations.lock(clientId);
-      if (this.#ended) {
-        release();
-        throw ClosedError.transactionEnded();
-      }
-      this.#recordLocks.set(clientId, release);
-    }
-    const staged = this.#records.get(clientId);
-    return staged ? clone(staged) : this.state.log.mutations.get(clientId);
-  }
-
-  /** Before a write: checks the transaction is active and, for a write keeping a mutation record, holds that record. */
+  /**
+   * Before a write: checks the transaction is active and, for a write keeping a mutation record,
+   * holds that record until the transaction ends (as SQL's row lock), so that no other write
+   * keeps it meanwhile (plain writes and `keepMutationRecord` wait for the holder).
+   */
   async #holdRecordOf(record: EventRecord | undefined): Promise<void> {
     this.#active();
-    if (record?.mutation) await this.lockMutationRecord(record.mutation.clientId);
-  }
-
-  async putMutationRecord(record: MutationRecord): Promise<void> {
-    this.#active();
-    if (!this.#recordLocks.has(record.clientId)) {
-      throw new ValidationError('putMutationRecord: lock the record first (lockMutationRecord)');
+    const clientId = record?.mutation?.clientId;
+    if (clientId === undefined || this.#recordLocks.has(clientId)) return;
+    const release = await this.state.log.mutations.lock(clientId);
+    if (this.#ended) {
+      release();
+      throw ClosedError.transactionEnded();
     }
-    this.#records.set(record.clientId, clone(record));
+    this.#recordLocks.set(clientId, release);
   }
 
   /**

@@ -274,6 +274,18 @@ export class MemoryEventLog implements EventBackend {
     return this.mutations.get(clientId);
   }
 
+  async keepMutationRecord(record: MutationRecord): Promise<boolean> {
+    // A transaction whose write keeps this record holds it until it ends (as SQL's row lock).
+    for (let held = this.mutations.held(record.clientId); held; held = this.mutations.held(record.clientId)) {
+      this.assertOpen();
+      await held;
+    }
+    this.assertOpen();
+    if ((this.mutations.get(record.clientId)?.lastMid ?? 0) !== record.lastMid - 1) return false;
+    this.mutations.set(record);
+    return true;
+  }
+
   async pruneMutationRecords(prefix: string, updatedBefore: number): Promise<number> {
     this.assertOpen();
     return this.mutations.prune(prefix, updatedBefore);

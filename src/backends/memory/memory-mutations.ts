@@ -1,6 +1,7 @@
 /**
  * The in-process mutation records (see `MutationRecord`): one per client id, and a lock per
- * client id that a transaction holds from `lockMutationRecord` to its end, as SQL's row lock.
+ * client id that a transaction holds from its first write keeping the record to its end, as
+ * SQL's row lock.
  */
 import type { MutationRecord } from '../../core/event-backend.js';
 

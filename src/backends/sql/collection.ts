@@ -10,20 +10,14 @@
 // The collection backend contract, by its names there (this file implements it for SQL).
 import type * as Backend from '../../core/collection-backend.js';
 import { creationDiff, eventDraft } from '../../core/drafts.js';
-import { ClosedError, ValidationError } from '../../core/errors.js';
-import {
-  type EventBackend,
-  type EventRecord,
-  type MutationRecord,
-  MutationRecordMoved,
-} from '../../core/event-backend.js';
+import { ClosedError } from '../../core/errors.js';
+import { type EventBackend, type EventRecord, MutationRecordMoved } from '../../core/event-backend.js';
 import type { EventDraft, SyncEvent } from '../../core/events.js';
 import { newObjectId } from '../../core/ids.js';
 import type { Diff, JsonObject } from '../../core/json.js';
 import { findInPages } from '../../storage/find.js';
 import type { SqlDriver, SqlQueryable } from './driver.js';
 import { type FindPlan, findPlan, ID_ROWS, MAX_SORT_BUFFER, PAGE_ROWS, type Statement } from './find.js';
-import { lockMutationRecord, putMutationRecord } from './mutation-records.js';
 import { payload, type WriteNotice } from './notifications.js';
 import {
   type AssignedRow,
@@ -394,30 +388,6 @@ export class SqlCollection implements Backend.CollectionBackend {
   subscribe(listener: (change: Backend.CommittedChange) => void): Promise<() => Promise<void>> {
     this.#assertOpen();
     return this.#ctx.subscribe(this.collection, listener);
-  }
-
-  lockMutationRecord(clientId: string): Promise<MutationRecord | undefined> {
-    return this.#inTransaction(`lock the mutation record of ${JSON.stringify(clientId)}`, (q) =>
-      lockMutationRecord(q, clientId),
-    );
-  }
-
-  putMutationRecord(record: MutationRecord): Promise<void> {
-    return this.#inTransaction(`write the mutation record of ${JSON.stringify(record.clientId)}`, (q) =>
-      putMutationRecord(q, record),
-    );
-  }
-
-  /** Runs `step` on the transaction's connection; outside a transaction it refuses (a record lock would end at once). */
-  async #inTransaction<R>(doing: string, step: (q: SqlQueryable) => Promise<R>): Promise<R> {
-    if (!this.#tx)
-      throw new ValidationError(`${doing}: only inside a transaction (on the backend transaction() gives)`);
-    this.#assertOpen();
-    try {
-      return await step(this.#q);
-    } catch (error) {
-      throw mapSqlError(error, doing);
-    }
   }
 
   /** A nested transaction: a savepoint, so that its failure undoes only its own writes. */

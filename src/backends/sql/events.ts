@@ -63,6 +63,7 @@ export function sqlEventBackend(ctx: SqlEventContext, options: FeedOptions = {})
     unregisterClient: (clientId) => clients.unregisterClient(clientId),
     isRegistered: (clientId) => clients.isRegistered(clientId),
     mutationRecord: (clientId) => mutations.mutationRecord(clientId),
+    keepMutationRecord: (record) => mutations.keepMutationRecord(record),
     pruneMutationRecords: (prefix, before) => mutations.pruneMutationRecords(prefix, before),
   };
 }

@@ -1,13 +1,11 @@
 /**
  * Mutation records in SQL (`eventsync_mutations`, schema.ts migration 6): per client id, the
  * last mutation id applied or refused and its answer (see `MutationRecord`). An applied
- * mutation's record is written by its write statement (`keptRecordSql` in recording.ts); the
- * collection backend's transactions lock and write the others here; the event log reads them
- * (welcome's `lastMid`).
+ * mutation's record is written by its write statement (`keptRecordSql` in recording.ts), any
+ * other answer's by `keepMutationRecord` here; both only while the record is at the mid before.
  */
 import type { MutationRecord } from '../../core/event-backend.js';
 import type { JsonObject } from '../../core/json.js';
-import type { SqlQueryable } from './driver.js';
 import { SqlEventPart } from './event-context.js';
 
 interface RecordRow {
@@ -17,17 +15,17 @@ interface RecordRow {
 }
 
 const sql = {
-  // One round trip that creates the row when absent and locks it either way: the no-op update of
-  // an existing row takes its row lock (a racing transaction of the same client waits here, then
-  // reads what that one committed), and RETURNING gives the row as it now is. last_mid 0: no record.
-  lock: `INSERT INTO eventsync_mutations AS m (client_id, last_mid, outcome, updated_at)
-    VALUES ($1, 0, '{}'::jsonb, 0)
-    ON CONFLICT (client_id) DO UPDATE SET client_id = m.client_id
-    RETURNING last_mid, outcome, updated_at`,
-  put: `INSERT INTO eventsync_mutations (client_id, last_mid, outcome, updated_at)
+  // `keepMutationRecord`: only while the record is at the mid before. A first mid finds no row
+  // (or one at last_mid 0, which counts as none, as `read` says).
+  keepFirst: `INSERT INTO eventsync_mutations AS m (client_id, last_mid, outcome, updated_at)
     VALUES ($1, $2, $3::jsonb, $4)
     ON CONFLICT (client_id) DO UPDATE
-      SET last_mid = EXCLUDED.last_mid, outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at`,
+      SET last_mid = EXCLUDED.last_mid, outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at
+      WHERE m.last_mid = 0
+    RETURNING 1`,
+  keepNext: `UPDATE eventsync_mutations SET last_mid = $2::bigint, outcome = $3::jsonb, updated_at = $4
+    WHERE client_id = $1 AND last_mid = $2::bigint - 1
+    RETURNING 1`,
   read: `SELECT last_mid, outcome, updated_at FROM eventsync_mutations
     WHERE client_id = $1 AND last_mid > 0`,
   // starts_with, not LIKE: a prefix holding _ or % means itself.
@@ -39,23 +37,16 @@ const toRecord = (clientId: string, row: RecordRow | undefined): MutationRecord 
     ? undefined
     : { clientId, lastMid: Number(row.last_mid), outcome: row.outcome, updatedAt: Number(row.updated_at) };
 
-/** Inside a transaction on `q`: the client's record, locked until the transaction ends. */
-export async function lockMutationRecord(
-  q: SqlQueryable,
-  clientId: string,
-): Promise<MutationRecord | undefined> {
-  const [row] = await q.query<RecordRow>(sql.lock, [clientId]);
-  return toRecord(clientId, row);
-}
-
-/** Inside the transaction that locked it: writes the record. */
-export async function putMutationRecord(q: SqlQueryable, record: MutationRecord): Promise<void> {
-  const { clientId, lastMid, outcome, updatedAt } = record;
-  await q.query(sql.put, [clientId, lastMid, JSON.stringify(outcome), updatedAt]);
-}
-
-/** `EventBackend.mutationRecord`: the committed record, unlocked. */
+/** `EventBackend.mutationRecord`, `keepMutationRecord` and `pruneMutationRecords`. */
 export class SqlMutationRecords extends SqlEventPart {
+  async keepMutationRecord(record: MutationRecord): Promise<boolean> {
+    const { clientId, lastMid, outcome, updatedAt } = record;
+    const doing = `keep the mutation record of ${JSON.stringify(clientId)}`;
+    const statement = lastMid === 1 ? sql.keepFirst : sql.keepNext;
+    const rows = await this.run(doing, statement, [clientId, lastMid, JSON.stringify(outcome), updatedAt]);
+    return rows.length === 1;
+  }
+
   async mutationRecord(clientId: string): Promise<MutationRecord | undefined> {
     const doing = `read the mutation record of ${JSON.stringify(clientId)}`;
     const [row] = await this.run<RecordRow>(doing, sql.read, [clientId]);

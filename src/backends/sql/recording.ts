@@ -82,13 +82,13 @@ export const keptRecordOf = (record: EventRecord | undefined): KeptRecord =>
  * nothing else in these statements can raise): `mutationRecordMoved` recognises it.
  * Parameters from `$first`: record name, mid, outcome (jsonb; the event's seq and version are
  * added here), updated_at. The record's row lock serialises it with a transaction holding the
- * record (`lockMutationRecord`): the UPDATE and the upsert wait, then check the committed row.
+ * record (a transaction whose write keeps it): the UPDATE and the upsert wait, then check the committed row.
  */
 export function keptRecordSql(kept: KeptRecord, first: number): { cte: string; column: string } {
   if (kept === 'none') return { cte: '', column: '' };
   const [name, mid, outcome, at] = [0, 1, 2, 3].map((i) => `$${first + i}`);
   const value = `${outcome}::jsonb || jsonb_build_object('seq', e.seq, 'version', e.version)`;
-  // A first mutation finds no row, or the empty one `lockMutationRecord` leaves (last_mid 0).
+  // A first mutation finds no row (or one at last_mid 0, which counts as none).
   const cte =
     kept === 'first'
       ? `, m AS (
