@@ -8,7 +8,7 @@
 
 import type { Database } from '../core/collection-backend.js';
 import { ClosedError, EventSyncError, ValidationError } from '../core/errors.js';
-import type { StreamHead } from '../core/event-backend.js';
+import type { MutationRecord, StreamHead } from '../core/event-backend.js';
 import type { MissingEvents, Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import { assertCollectionName } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -273,8 +273,12 @@ export class SyncEngine implements SessionHost {
   }
 
   async lastMid(clientId: string): Promise<number> {
-    if (clientId.startsWith(RESERVED_RECORD_PREFIX)) return 0;
-    return lastMidOf(await this.events.backend.mutationRecord(clientId));
+    return lastMidOf(await this.mutationRecord(clientId));
+  }
+
+  async mutationRecord(clientId: string): Promise<MutationRecord | undefined> {
+    if (clientId.startsWith(RESERVED_RECORD_PREFIX)) return undefined;
+    return this.events.backend.mutationRecord(clientId);
   }
 
   missingEvents(

@@ -28,7 +28,7 @@ import {
 } from './collection-snapshot.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
-import type { MutationCaller } from './mutations.js';
+import { lastMidOf, type MutationCaller } from './mutations.js';
 import { andFilters, NOTHING, type ReadScope } from './read-scope.js';
 import type { CollectionReader, Delivery, Follower, SessionHost } from './session-host.js';
 import type { AuthRequest, Principal, Sink } from './types.js';
@@ -287,10 +287,18 @@ export class Session implements Follower {
       return this.close(CloseCodes.clientIdTaken.code, 'client id belongs to another principal');
     }
     // Protocol 2 clients learn where their mutation ids stand (one without persistence lost it).
-    const lastMid = message.protocol >= 2 ? await this.#host.lastMid(message.clientId) : undefined;
+    const record = message.protocol >= 2 ? await this.#host.mutationRecord(message.clientId) : undefined;
+    const lastMid = message.protocol >= 2 ? lastMidOf(record) : undefined;
     this.principal = principal;
     this.clientId = message.clientId;
     this.protocol = message.protocol;
+    // Its first mutation starts from the record read here (a stale copy is harmless, see `MutationCaller.known`).
+    this.#mutationCaller = {
+      principal,
+      clientId: message.clientId,
+      record: { kind: 'client' },
+      known: { record },
+    };
     clearTimeout(this.#helloTimer);
     this.#send({
       type: 'welcome',
