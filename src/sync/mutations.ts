@@ -86,9 +86,6 @@ export const RESERVED_RECORD_PREFIX = 'rest:';
 /** Error messages sent are at most this long (a mutator's own message included). */
 const MAX_MESSAGE_CHARS = 500;
 
-/** How often a mutation reads its record again after its write found it moved on (it then has an answer). */
-const RECORD_MOVED_ATTEMPTS = 3;
-
 /** The name of the record that keeps the answer, or `undefined` for none. */
 export function recordKeyOf(caller: MutationCaller): string | undefined {
   const { record } = caller;
@@ -127,22 +124,21 @@ export async function runMutation(
       failureAnswer(runtime.logger, request, error),
     );
   }
-  for (let attempt = 1; ; attempt++) {
-    const record = await recordFor(runtime, caller, key, request.mid);
-    const known = answerFromRecord(record, request.mid);
-    if (known) return known;
-    try {
-      return await answerAndKeep(storage, runtime, caller, request, checked, { key, before: record });
-    } catch (error) {
-      if (!(error instanceof MutationRecordMoved)) throw error;
-      // Another run of the client's mutations answered this mid first: its answer is in the record.
-      caller.known = undefined;
-      if (attempt === RECORD_MOVED_ATTEMPTS) {
-        const why = `the mutation record kept moving while mid ${request.mid} ran; send it again`;
-        throw new EventSyncError('version_conflict', why);
-      }
-    }
+  const record = await recordFor(runtime, caller, key, request.mid);
+  const known = answerFromRecord(record, request.mid);
+  if (known) return known;
+  try {
+    return await answerAndKeep(storage, runtime, caller, request, checked, { key, before: record });
+  } catch (error) {
+    if (!(error instanceof MutationRecordMoved)) throw error;
   }
+  // Another run of the client's mutations answered this mid first: its answer is in the record.
+  caller.known = undefined;
+  const answered = answerFromRecord(await recordFor(runtime, caller, key, request.mid), request.mid);
+  if (answered) return answered;
+  // The record still expects this mid, so the write failed for another reason (SQL: a division
+  // by zero that was not the record's check, e.g. in a trigger). Nothing was kept.
+  throw new EventSyncError('internal', `writing mutation ${request.mid} failed; send it again`);
 }
 
 /**

@@ -198,10 +198,10 @@ describe.each(syncBackends)('mutations on %s', (_backend, open) => {
     ]);
   });
 
-  // A mutation runs without a savepoint (two statements fewer): a write the database refuses
-  // leaves its transaction unable to take the record, which is then kept in a transaction of its
-  // own. Fault injection by a real trigger: gold 666 is refused as too big (54000: validation,
-  // not retryable), gold 667 as a deadlock (40P01: retryable).
+  // A write the database refuses fails as a whole, record included; its answer is then kept on
+  // its own. Fault injection by a real trigger: gold 666 is refused as too big (54000:
+  // validation, not retryable), gold 667 as a deadlock (40P01: retryable), gold 668 by a
+  // division by zero (22012, the SQLSTATE of the record's own check: not taken for a moved record).
   it.skipIf(_backend === 'memory')(
     'records the refusal of a write the database refused (no savepoint), keeps nothing for a retryable one',
     async () => {
@@ -214,6 +214,9 @@ describe.each(syncBackends)('mutations on %s', (_backend, open) => {
           END IF;
           IF NEW.collection = '${PLAYERS}' AND NEW.data ->> 'gold' = '667' THEN
             RAISE EXCEPTION 'deadlock by the test' USING ERRCODE = '40P01';
+          END IF;
+          IF NEW.collection = '${PLAYERS}' AND NEW.data ->> 'gold' = '668' THEN
+            RAISE EXCEPTION 'division by zero by the test' USING ERRCODE = '22012';
           END IF;
           RETURN NEW;
         END $$ LANGUAGE plpgsql`);
@@ -229,10 +232,18 @@ describe.each(syncBackends)('mutations on %s', (_backend, open) => {
         expect(await engine.mutate(caller(client), request(1, 'addGold', id, { amount: 666 }))).toEqual(
           refused,
         );
-        const retryable = await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 667 }));
-        expect(retryable.type).toBe('mutation_error');
-        expect(ErrorCodes[(retryable as { code: keyof typeof ErrorCodes }).code].retryable).toBe(true);
-        expect(await engine.lastMid(client)).toBe(1);
+        for (const amount of [667, 668]) {
+          const retryable = await engine.mutate(caller(client), request(2, 'addGold', id, { amount }));
+          expect(retryable.type).toBe('mutation_error');
+          expect(ErrorCodes[(retryable as { code: keyof typeof ErrorCodes }).code].retryable).toBe(true);
+          expect(await engine.lastMid(client)).toBe(1);
+        }
+        // Not mistaken for the record's check (that would answer from the record, or conflict).
+        expect(await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 668 }))).toMatchObject(
+          {
+            code: 'internal',
+          },
+        );
         expect(await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 1 }))).toMatchObject({
           type: 'mutated',
           mid: 2,
