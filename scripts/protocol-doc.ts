@@ -60,6 +60,7 @@ export const examples = {
     sub: 'rich',
     collection: 'games',
     filter: { gold: { $gte: 50 } },
+    known: { g1: 4, g7: 12 },
   },
   unsubscribe: { type: 'unsubscribe', sub: 'rich' },
   ack: { type: 'ack', collection: 'games', documentId: 'g1', seq: 2 },
@@ -177,7 +178,14 @@ export const messages: MessageDoc[] = [
       'longer followed. Narrow the filter. Rights are asked again: `"subscribe"` and the scope at the first ' +
       'event of the collection after `authorizationTtlMs`, and at once on `engine.revoke`; refused, the ' +
       'subscription ends with `error forbidden` (a failing `authorizeQuery`: `error internal`); a new scope ' +
-      'judges each document from its next event on. Documents that may no longer be read leave (see `leave`).',
+      'judges each document from its next event on. Documents that may no longer be read leave (see `leave`). ' +
+      '**Resuming** (`known`, e.g. after a reconnect): the documents the client holds, each at the seq it ' +
+      'applied (at most `maxSubscriptionDocuments` of them, else `error validation`). A covered document whose ' +
+      'snapshot would be at that very seq gets no snapshot (its live events follow from that seq); one at ' +
+      'another seq gets its snapshot as usual; each known document the subscription does not cover when the ' +
+      'snapshot ends (gone, no longer matching, no longer readable) gets `leave` (reason `unmatched`) before ' +
+      '`synced`. So a client that keeps what it held, replaces what got a snapshot and drops what left has ' +
+      'the same documents as one that subscribed afresh.',
   },
   {
     id: 'Unsubscribe',

@@ -126,6 +126,10 @@ export const SubscribeCollection = z
       .record(z.string(), Json)
       .optional()
       .meta({ description: 'A MongoDB query filter (default: every document)' }),
+    known: z.record(Id, Seq).optional().meta({
+      description:
+        'Resuming: the documents the client holds, each at the seq it applied. One still at that seq and matching gets no snapshot; one not covered at synced gets leave',
+    }),
   })
   .meta({
     description:

@@ -52,6 +52,8 @@ type Subscription =
       query: Query | undefined;
       /** How many documents it covers now (at most `maxSubscriptionDocuments`). */
       documents: number;
+      /** Until `synced`: the documents the client said it holds, at their seqs (`subscribe.known`). */
+      known?: ReadonlyMap<string, number>;
     };
 type CollectionSubscription = Subscription & { kind: 'collection' };
 
@@ -255,7 +257,7 @@ export class Session implements Follower {
       case 'subscribe':
         return 'documentId' in message
           ? this.#subscribeDocument(message.sub, message.collection, message.documentId, message)
-          : this.#subscribeCollection(message.sub, message.collection, message.filter);
+          : this.#subscribeCollection(message.sub, message.collection, message.filter, message.known);
       case 'unsubscribe':
         return this.#unsubscribe(message.sub);
       case 'ack':
@@ -372,13 +374,29 @@ export class Session implements Follower {
     if (this.#subs.has(sub)) this.#send({ type: 'synced', sub });
   }
 
-  async #subscribeCollection(sub: string, collection: string, filter: JsonObject | undefined): Promise<void> {
+  async #subscribeCollection(
+    sub: string,
+    collection: string,
+    filter: JsonObject | undefined,
+    known: Record<string, number> | undefined,
+  ): Promise<void> {
     if (!this.#claim(sub)) return;
     const access = await this.#accessTo(collection);
     if (!access.subscribe) return this.#error('forbidden', `you may not subscribe to ${collection}`, sub);
     if (filter && Object.keys(filter).length > 0) assertRemoteFilter(filter, this.#host.limits);
+    const knownSeqs = known === undefined ? undefined : new Map(Object.entries(known));
+    if (knownSeqs && knownSeqs.size > this.#host.limits.maxSubscriptionDocuments) {
+      const most = this.#host.limits.maxSubscriptionDocuments;
+      return this.#error('validation', `known names more than ${most} documents: send none (snapshots)`, sub);
+    }
     const subscription = scoped(
-      { kind: 'collection', collection, filter: filter ?? {}, documents: 0 },
+      {
+        kind: 'collection',
+        collection,
+        filter: filter ?? {},
+        documents: 0,
+        ...(knownSeqs && { known: knownSeqs }),
+      },
       access,
     );
     this.#addSub(sub, subscription);
@@ -407,7 +425,22 @@ export class Session implements Follower {
       // `where` as it is now: a revocation may have narrowed the scope meanwhile.
       page = await readPage(storage, subscription.where, page[page.length - 1]!._id as string, asked);
     }
-    if (this.#subs.has(sub)) this.#send({ type: 'synced', sub });
+    if (!this.#subs.has(sub)) return;
+    this.#leaveUnknown(sub, subscription);
+    this.#send({ type: 'synced', sub });
+  }
+
+  /**
+   * Before `synced` of a resumed subscription: each document the client said it holds that the
+   * subscription does not cover now (gone, no longer matching, or no longer readable) gets `leave`.
+   */
+  #leaveUnknown(sub: string, subscription: CollectionSubscription): void {
+    const { collection, known } = subscription;
+    subscription.known = undefined;
+    for (const documentId of known?.keys() ?? []) {
+      if (this.#docs.get(documentKey(collection, documentId))?.subs.has(sub)) continue;
+      this.#send({ type: 'leave', sub, collection, documentId, reason: 'unmatched' });
+    }
   }
 
   /**
@@ -451,10 +484,19 @@ export class Session implements Follower {
           continue;
         }
       }
-      const frame = this.#snapshotFrame(tracked, snapshot);
-      sent.more = this.#catchUpFrame(frame, sseEventId(tracked.collection, tracked.documentId, snapshot.seq));
-      sent.bytes += Buffer.byteLength(frame);
-      sent.frames++;
+      if (subscription.known?.get(tracked.documentId) === snapshot.seq) {
+        // The client holds this very state (a resumed subscription): it needs no snapshot.
+        tracked.lastSeq = snapshot.seq;
+        tracked.lastClock = snapshot.vectorClock;
+      } else {
+        const frame = this.#snapshotFrame(tracked, snapshot);
+        sent.more = this.#catchUpFrame(
+          frame,
+          sseEventId(tracked.collection, tracked.documentId, snapshot.seq),
+        );
+        sent.bytes += Buffer.byteLength(frame);
+        sent.frames++;
+      }
       this.#release(tracked);
     }
     return sent;

@@ -47,7 +47,7 @@ const badSeqs = [-1, 1.5, 2 ** 53, Number.NaN, '1', null];
 const optionalFields: Record<string, string[]> = {
   Hello: ['token'],
   SubscribeDocument: ['afterSeq', 'vectorClock'],
-  SubscribeCollection: ['filter'],
+  SubscribeCollection: ['filter', 'known'],
   ErrorMessage: ['ref'],
   Welcome: ['lastMid', 'streamId'],
   Mutate: ['args'],
@@ -190,6 +190,14 @@ describe('subscribe', () => {
   });
   it('with both documentId and filter is refused', () => {
     refused(doc, { ...examples.subscribeDocument, filter: {} });
+  });
+  it('to a collection takes known documents as ids to seqs', () => {
+    accepted(coll, { ...examples.subscribeCollection, known: {} });
+    refused(coll, { ...examples.subscribeCollection, known: { 'bad/id': 1 } });
+    refused(coll, { ...examples.subscribeCollection, known: { g1: -1 } });
+    refused(coll, { ...examples.subscribeCollection, known: { g1: 1.5 } });
+    refused(coll, { ...examples.subscribeCollection, known: [1] });
+    refused(coll, { ...examples.subscribeCollection, known: { g1: null } });
   });
   it('to a collection takes a filter object of JSON values only', () => {
     accepted(coll, { ...examples.subscribeCollection, filter: {} });

@@ -464,3 +464,52 @@ describe.each(syncBackends)('a subscriber reading a large snapshot on %s', (_bac
     expect(c.received.filter((m) => m.type === 'snapshot')).toHaveLength(5000);
   });
 });
+
+describe.each(syncBackends)(
+  'a collection subscription resumed with known documents on %s',
+  (_backend, open) => {
+    it('sends snapshots only of what changed, leave for what the subscription no longer covers, then live events', async () => {
+      const { games, collection, port } = await start(open);
+      await seed(games, 6, '');
+      const c = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
+      cleanups.push(() => c.terminate());
+      c.send({ type: 'hello', protocol: 1, clientId: 'resumer' });
+      await c.next('welcome');
+      // d0000 is 'out'; the client held d0001..d0005 at seq 1, and d0099 (never there).
+      await games.updateOne(id(2), { $inc: { n: 10 } }); // changed: seq 2
+      await games.updateOne(id(3), { $set: { kind: 'out' } }); // no longer matching
+      await games.deleteOne(id(4)); // gone
+      const known = { [id(1)]: 1, [id(2)]: 1, [id(3)]: 1, [id(4)]: 1, [id(5)]: 1, d0099: 1 };
+      c.send({ type: 'subscribe', sub: 'in', collection, filter: FILTER, known });
+      await c.next('synced');
+      const frames = c.received.filter((m) => m.type === 'snapshot' || m.type === 'leave');
+      expect(frames.filter((m) => m.type === 'snapshot')).toEqual([
+        expect.objectContaining({ documentId: id(2), seq: 2, state: expect.objectContaining({ n: 12 }) }),
+      ]);
+      const leaves = frames.filter((m) => m.type === 'leave');
+      expect(leaves.map((m) => m.documentId).sort()).toEqual([id(3), id(4), 'd0099']);
+      expect(leaves.every((m) => m.sub === 'in' && m.reason === 'unmatched')).toBe(true);
+      // A document kept without a snapshot is followed from the seq the client holds.
+      const before = c.received.length;
+      await games.updateOne(id(1), { $inc: { n: 1 } });
+      const event = await c.next('event', before);
+      expect(event.event).toMatchObject({ documentId: id(1), seq: 2 });
+      expect(c.received.filter((m) => m.type === 'error')).toEqual([]);
+    });
+
+    it('refuses more known documents than a subscription may cover, and the session goes on', async () => {
+      const { games, collection, port } = await start(open, { maxSubscriptionDocuments: 3 });
+      await seed(games, 2, '');
+      const c = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
+      cleanups.push(() => c.terminate());
+      c.send({ type: 'hello', protocol: 1, clientId: 'greedy' });
+      await c.next('welcome');
+      const known = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [id(i), 1]));
+      c.send({ type: 'subscribe', sub: 'big', collection, filter: FILTER, known });
+      expect(await c.next('error')).toMatchObject({ code: 'validation', ref: 'big' });
+      c.send({ type: 'subscribe', sub: 'small', collection, filter: FILTER, known: { [id(1)]: 1 } });
+      await c.next('synced');
+      expect(c.received.filter((m) => m.type === 'snapshot')).toEqual([]);
+    });
+  },
+);
