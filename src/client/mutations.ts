@@ -70,8 +70,8 @@ export class MutationQueue {
       collection,
       documentId,
       name,
-      ...(args === undefined ? {} : { args }),
-    };
+      args, // undefined when none: frames and stores are JSON, which leaves it out
+    } as PendingMutation;
     let settle: Entry['settle'];
     const answer = new Promise<MutationAnswer>((resolve, reject) => {
       settle = { resolve, reject };

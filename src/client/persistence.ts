@@ -8,6 +8,7 @@
  */
 import type { Snapshot } from '../core/events.js';
 import type { JsonValue } from '../core/json.js';
+import { isPlainObject } from '../core/values.js';
 import { documentKey } from '../protocol/wire.js';
 
 /**
@@ -55,40 +56,32 @@ export interface ReplicaStore {
 
 const keyOf = (r: { collection: string; documentId: string }) => documentKey(r.collection, r.documentId);
 
+/** Whether each of `keys` of `o` is a string. */
+const strings = (o: Record<string, unknown>, ...keys: string[]) =>
+  keys.every((k) => typeof o[k] === 'string');
+const isCount = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+
 function isStoredReplica(value: unknown): value is StoredReplica {
-  const r = value as StoredReplica;
   return (
-    typeof r === 'object' &&
-    r !== null &&
-    typeof r.collection === 'string' &&
-    typeof r.documentId === 'string' &&
-    Number.isSafeInteger(r.seq) &&
-    r.seq >= 0 &&
-    typeof r.version === 'number' &&
-    (r.state === null || (typeof r.state === 'object' && !Array.isArray(r.state))) &&
-    typeof r.vectorClock === 'object' &&
-    r.vectorClock !== null
+    isPlainObject(value) &&
+    strings(value, 'collection', 'documentId') &&
+    isCount(value.seq) &&
+    typeof value.version === 'number' &&
+    (value.state === null || isPlainObject(value.state)) &&
+    isPlainObject(value.vectorClock)
   );
 }
 
 function isStoredMeta(value: unknown): value is StoredMeta {
-  const m = value as StoredMeta;
-  const isMutation = (u: StoredMutation) =>
-    typeof u === 'object' &&
-    u !== null &&
-    Number.isSafeInteger(u.mid) &&
-    typeof u.collection === 'string' &&
-    typeof u.documentId === 'string' &&
-    typeof u.name === 'string';
   return (
-    typeof m === 'object' &&
-    m !== null &&
-    Number.isSafeInteger(m.lastMid) &&
-    Array.isArray(m.mutations) &&
-    m.mutations.every(isMutation) &&
-    typeof m.collections === 'object' &&
-    m.collections !== null &&
-    Object.values(m.collections).every(
+    isPlainObject(value) &&
+    isCount(value.lastMid) &&
+    Array.isArray(value.mutations) &&
+    value.mutations.every(
+      (u) => isPlainObject(u) && isCount(u.mid) && strings(u, 'collection', 'documentId', 'name'),
+    ) &&
+    isPlainObject(value.collections) &&
+    Object.values(value.collections).every(
       (ids) => Array.isArray(ids) && ids.every((id) => typeof id === 'string'),
     )
   );
@@ -105,11 +98,7 @@ export function memoryStore(): ReplicaStore & { readonly data: StoredState } {
   const copy = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
   return {
     get data() {
-      return {
-        ...(clientId === undefined ? {} : { clientId }),
-        replicas: copy([...replicas.values()]),
-        ...(meta === undefined ? {} : { meta: copy(meta) }),
-      };
+      return { clientId, replicas: copy([...replicas.values()]), meta: meta && copy(meta) } as StoredState;
     },
     async load() {
       return this.data;
@@ -165,7 +154,7 @@ export function localStorageStore(options: { prefix?: string; storage?: WebStora
       } catch {
         // damaged: the queue starts empty
       }
-      return { ...(clientId === undefined ? {} : { clientId }), replicas, ...metaOf(meta) };
+      return { clientId, replicas, ...metaOf(meta) } as StoredState;
     },
     async save(changes) {
       const s = storage();
@@ -329,11 +318,8 @@ export function fileStore(path: string): ReplicaStore {
           for (const r of changes.put) byKey.set(keyOf(r), r);
           const clientId = changes.clientId ?? state.clientId;
           const meta = changes.meta ?? state.meta;
-          current = {
-            ...(clientId === undefined ? {} : { clientId }),
-            replicas: [...byKey.values()],
-            ...(meta === undefined ? {} : { meta }),
-          };
+          // Undefined fields stay out of the file (JSON leaves them out).
+          current = { clientId, replicas: [...byKey.values()], meta } as StoredState;
           const f = await load();
           const dir = path.replace(/[\\/][^\\/]*$/, '');
           if (dir !== path && dir !== '') await f.mkdir(dir, { recursive: true });

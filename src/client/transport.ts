@@ -189,8 +189,9 @@ function helloOf(options: WebSocketLinkOptions): ClientMessage {
     type: 'hello',
     protocol: PROTOCOL_VERSION,
     clientId: options.clientId,
-    ...(options.token === undefined ? {} : { token: options.token }),
-  };
+    // Undefined when there is none: JSON leaves it out.
+    token: options.token,
+  } as ClientMessage;
 }
 
 function closeQuietly(ws: WebSocketLike, code: number, reason: string): void {
