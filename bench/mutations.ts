@@ -339,7 +339,7 @@ function render(
     '',
     "SQL per operation (counted by logging pg's queries): an applied mutation is, like a PATCH, one",
     'write statement and the notification. Its exactly-once record rides in the write (an update',
-    'conditioned on `last_mid = mid - 1`, docs/MUTATIONS.md), its session remembers the record, and',
+    'conditioned on `last_mid = mid - 1`, docs/MUTATIONS.md), the engine remembers the record, and',
     "both skip the document read when the storage remembers the document's last write. Until",
     'session 10 a mutation was 7 statements in one transaction, holding a pooled connection across',
     'event-loop turns (1.13–1.28× of PATCH p50 at 100 clients here; 1.49× with a savepoint). What is',

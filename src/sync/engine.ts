@@ -8,7 +8,7 @@
 
 import type { Database } from '../core/collection-backend.js';
 import { ClosedError, EventSyncError, ValidationError } from '../core/errors.js';
-import type { MutationRecord, StreamHead } from '../core/event-backend.js';
+import type { StreamHead } from '../core/event-backend.js';
 import type { MissingEvents, Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import { assertCollectionName } from '../core/ids.js';
 import type { JsonObject } from '../core/json.js';
@@ -20,12 +20,14 @@ import { consoleLogger, type Logger } from '../events/logger.js';
 import { type ClientPosition, SyncService } from '../events/sync-service.js';
 import { CloseCodes, DISCONNECTED, documentKey, sseEventId } from '../protocol/wire.js';
 import { createStorage } from '../storage/create-storage.js';
+import { KeyedQueue } from '../storage/keyed-queue.js';
 import type { BaseDocument } from '../storage/types.js';
 import { ConnectionLimits } from './connection-limits.js';
 import { SyncMetrics } from './metrics.js';
 import {
   checkedMutators,
   errorAnswer,
+  KnownRecords,
   lastMidOf,
   type MutationAnswer,
   type MutationCaller,
@@ -93,6 +95,8 @@ const KEY_RECORD_TTL_MS = 24 * 60 * 60 * 1000;
 const KEY_PRUNE_EVERY_MS = 60 * 60 * 1000;
 /** After a failed read of the event feed, read again this much later. */
 const FEED_RETRY_MS = 500;
+/** Client mutation records kept in memory to skip a read per mutation (the least recently used go first). */
+const KNOWN_MUTATION_RECORDS = 10_000;
 const anonymous: Authenticate = () => ({ id: 'anonymous' });
 const allowAll: Authorize = () => true;
 /**
@@ -158,6 +162,8 @@ export class SyncEngine implements SessionHost {
       logger: this.logger,
       // A result travels in one frame: no larger than a frame the server accepts.
       maxResultBytes: this.limits.maxMessageBytes,
+      lanes: new KeyedQueue(),
+      known: new KnownRecords(KNOWN_MUTATION_RECORDS),
     };
   }
 
@@ -273,12 +279,8 @@ export class SyncEngine implements SessionHost {
   }
 
   async lastMid(clientId: string): Promise<number> {
-    return lastMidOf(await this.mutationRecord(clientId));
-  }
-
-  async mutationRecord(clientId: string): Promise<MutationRecord | undefined> {
-    if (clientId.startsWith(RESERVED_RECORD_PREFIX)) return undefined;
-    return this.events.backend.mutationRecord(clientId);
+    if (clientId.startsWith(RESERVED_RECORD_PREFIX)) return 0;
+    return lastMidOf(await this.events.backend.mutationRecord(clientId));
   }
 
   missingEvents(

@@ -31,6 +31,7 @@ import { isPlainObject } from '../core/values.js';
 import type { EventCallOptions, EventSyncStorage } from '../events/event-sync-storage.js';
 import type { Logger } from '../events/logger.js';
 import type { ServerMessage } from '../protocol/messages.js';
+import type { KeyedQueue } from '../storage/keyed-queue.js';
 import type { BaseDocument } from '../storage/types.js';
 import { assertJsonValue } from '../storage/validate.js';
 import type { Principal } from './types.js';
@@ -57,12 +58,6 @@ export interface MutationCaller {
    * key's, or none (REST without either: runs once per request).
    */
   record: { kind: 'client' } | { kind: 'idempotency-key'; key: string } | { kind: 'none' };
-  /**
-   * The record as this caller last saw it (a session keeps it for its client between mutations),
-   * read again when absent or when it does not expect the mid sent. A stale copy is harmless: the
-   * write keeps the record only while it is still at `mid - 1`.
-   */
-  known?: { record: MutationRecord | undefined };
 }
 
 /** What running a mutation needs of the engine. */
@@ -78,6 +73,38 @@ export interface MutationRuntime {
   readonly logger: Logger;
   /** The largest `result` a mutator may return, in bytes of JSON. */
   readonly maxResultBytes: number;
+  /** Runs one record's mutations one at a time in this process (two connections of a client wait for each other). */
+  readonly lanes: KeyedQueue;
+  /** The client records this process last read or wrote (see `KnownRecords`). */
+  readonly known: KnownRecords;
+}
+
+/**
+ * The client records this process last read or wrote, at most `max` (the least recently used go
+ * first). Only a mutation in the record's lane reads or writes one, so within the process a copy
+ * is never behind; another instance may have moved the record on, which the write's condition
+ * catches (then it is read again).
+ */
+export class KnownRecords {
+  readonly #records = new Map<string, MutationRecord | undefined>();
+  constructor(readonly max: number) {}
+
+  get(key: string): { record: MutationRecord | undefined } | undefined {
+    if (!this.#records.has(key)) return undefined;
+    const record = this.#records.get(key);
+    this.set(key, record);
+    return { record };
+  }
+
+  set(key: string, record: MutationRecord | undefined): void {
+    this.#records.delete(key);
+    this.#records.set(key, record);
+    if (this.#records.size > this.max) this.#records.delete(this.#records.keys().next().value!);
+  }
+
+  delete(key: string): void {
+    this.#records.delete(key);
+  }
 }
 
 /** Client ids a WebSocket or SDK client may not use for mutations: REST idempotency keys' records are named so. */
@@ -124,6 +151,18 @@ export async function runMutation(
       failureAnswer(runtime.logger, request, error),
     );
   }
+  return runtime.lanes.run(key, () => runInLane(storage, runtime, caller, request, checked, key));
+}
+
+/** `runMutation` with a record, once no other run of the record in this process is under way. */
+async function runInLane(
+  storage: EventSyncStorage<BaseDocument>,
+  runtime: MutationRuntime,
+  caller: MutationCaller,
+  request: MutationRequest,
+  checked: Checked,
+  key: string,
+): Promise<MutationAnswer> {
   const record = await recordFor(runtime, caller, key, request.mid);
   const known = answerFromRecord(record, request.mid);
   if (known) return known;
@@ -132,8 +171,8 @@ export async function runMutation(
   } catch (error) {
     if (!(error instanceof MutationRecordMoved)) throw error;
   }
-  // Another run of the client's mutations answered this mid first: its answer is in the record.
-  caller.known = undefined;
+  // Another instance answered this mid first: its answer is in the record.
+  runtime.known.delete(key);
   const answered = answerFromRecord(await recordFor(runtime, caller, key, request.mid), request.mid);
   if (answered) return answered;
   // The record still expects this mid, so the write failed for another reason (SQL: a division
@@ -164,7 +203,7 @@ async function answerAndKeep(
     // The write failed as a whole, so nothing is kept: a retryable failure stays so.
     return isRetryable(answer) ? answer : keepAnswer(runtime, caller, keeping, answer);
   }
-  if (keeping.kept) return remember(caller, keeping.kept, answer);
+  if (keeping.kept) return remember(runtime, caller, keeping.kept, answer);
   // It wrote nothing (the mutator changed nothing), so nothing kept the answer yet.
   return keepAnswer(runtime, caller, keeping, answer);
 }
@@ -183,29 +222,34 @@ async function keepAnswer(
     updatedAt: Date.now(),
   };
   if (!(await runtime.keepMutationRecord(kept))) throw new MutationRecordMoved(keeping.key);
-  return remember(caller, kept, answer);
+  return remember(runtime, caller, kept, answer);
 }
 
-/** The record as the caller knows it when that expects `mid` next; else as committed (and now known). */
+/**
+ * The record as this process knows it (a client id's), unless `mid` is past its next one
+ * (another instance may have moved it on); else as committed, and then known.
+ */
 async function recordFor(
   runtime: MutationRuntime,
   caller: MutationCaller,
   key: string,
   mid: number,
 ): Promise<MutationRecord | undefined> {
-  if (caller.known && lastMidOf(caller.known.record) + 1 === mid) return caller.known.record;
+  const cached = caller.record.kind === 'client' ? runtime.known.get(key) : undefined;
+  if (cached && mid <= lastMidOf(cached.record) + 1) return cached.record;
   const record = await runtime.mutationRecord(key);
-  if (caller.record.kind === 'client') caller.known = { record };
+  if (caller.record.kind === 'client') runtime.known.set(key, record);
   return record;
 }
 
-/** Notes the record as it is after `answer`, for the caller's next mutation; returns `answer`. */
+/** Notes the record as it is after `answer` (a client id's), for the client's next mutation; returns `answer`. */
 function remember(
+  runtime: MutationRuntime,
   caller: MutationCaller,
-  record: MutationRecord | undefined,
+  record: MutationRecord,
   answer: MutationAnswer,
 ): MutationAnswer {
-  if (caller.known) caller.known = { record };
+  if (caller.record.kind === 'client') runtime.known.set(record.clientId, record);
   return answer;
 }
 

@@ -5,7 +5,7 @@
  * store nor the sync service nor the other sessions, and the engine sees a session only as a
  * `Follower`, so neither file imports the other's module but this one.
  */
-import type { MutationRecord, StreamHead } from '../core/event-backend.js';
+import type { StreamHead } from '../core/event-backend.js';
 import type { MissingEvents, Snapshot, SyncEvent, VectorClock } from '../core/events.js';
 import type { JsonObject } from '../core/json.js';
 import type { Logger } from '../events/logger.js';
@@ -97,8 +97,8 @@ export interface SessionHost {
    * `mutation_error`.
    */
   mutate(caller: MutationCaller, request: MutationRequest): Promise<MutationAnswer>;
-  /** `clientId`'s mutation record as committed (none for ids reserved to REST keys): `welcome`'s `lastMid`, and what its session remembers. */
-  mutationRecord(clientId: string): Promise<MutationRecord | undefined>;
+  /** The last mutation id applied or refused for `clientId` (0: none), for `welcome`. */
+  lastMid(clientId: string): Promise<number>;
 
   // ---- the feed: which events reach the session ----
 

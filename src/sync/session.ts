@@ -28,7 +28,7 @@ import {
 } from './collection-snapshot.js';
 import { assertRemoteFilter } from './filter-policy.js';
 import { parseClientJson } from './json.js';
-import { lastMidOf, type MutationCaller } from './mutations.js';
+import type { MutationCaller } from './mutations.js';
 import { andFilters, NOTHING, type ReadScope } from './read-scope.js';
 import type { CollectionReader, Delivery, Follower, SessionHost } from './session-host.js';
 import type { AuthRequest, Principal, Sink } from './types.js';
@@ -114,8 +114,6 @@ export class Session implements Follower {
   #throttled = false;
   /** Messages are handled one after another, in arrival order (see #inOrder). */
   #queue: Promise<void> = Promise.resolve();
-  /** Who the client's mutations come from (set by the first one). */
-  #mutationCaller: MutationCaller | undefined;
   /** Closes a connection not welcomed in time: one that never says who it is must not hold a socket. */
   #helloTimer: NodeJS.Timeout | undefined;
 
@@ -289,18 +287,10 @@ export class Session implements Follower {
       return this.close(CloseCodes.clientIdTaken.code, 'client id belongs to another principal');
     }
     // Protocol 2 clients learn where their mutation ids stand (one without persistence lost it).
-    const record = message.protocol >= 2 ? await this.#host.mutationRecord(message.clientId) : undefined;
-    const lastMid = message.protocol >= 2 ? lastMidOf(record) : undefined;
+    const lastMid = message.protocol >= 2 ? await this.#host.lastMid(message.clientId) : undefined;
     this.principal = principal;
     this.clientId = message.clientId;
     this.protocol = message.protocol;
-    // Its first mutation starts from the record read here (a stale copy is harmless, see `MutationCaller.known`).
-    this.#mutationCaller = {
-      principal,
-      clientId: message.clientId,
-      record: { kind: 'client' },
-      known: { record },
-    };
     clearTimeout(this.#helloTimer);
     this.#send({
       type: 'welcome',
@@ -574,13 +564,12 @@ export class Session implements Follower {
         message: 'mutations need protocol 2: say so in hello',
       });
     }
-    // One caller for the session: it carries the client's record from one mutation to the next.
-    this.#mutationCaller ??= {
+    const caller: MutationCaller = {
       principal: this.principal!,
       clientId: this.clientId!,
       record: { kind: 'client' },
     };
-    this.#send(await this.#host.mutate(this.#mutationCaller, request));
+    this.#send(await this.#host.mutate(caller, request));
   }
 
   async #ack(collection: string, documentId: string, seq: number): Promise<void> {

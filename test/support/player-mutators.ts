@@ -5,7 +5,8 @@
  */
 import type { Database } from '../../src/core/collection-backend.js';
 import { MutationRefused } from '../../src/core/errors.js';
-import { defineMutators } from '../../src/core/mutators.js';
+import { defineMutators, type Mutators } from '../../src/core/mutators.js';
+import type { BaseDocument } from '../../src/storage/types.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 
 export interface Player {
@@ -68,12 +69,16 @@ export const playerMutators = defineMutators<Player>({
 });
 
 /** An engine whose `collection` has the player mutators; principal `mallory` may write nothing. */
-export async function openMutationEngine(db: Database, collection: string): Promise<SyncEngine> {
+export async function openMutationEngine(
+  db: Database,
+  collection: string,
+  more: Mutators<Player> = {},
+): Promise<SyncEngine> {
   return SyncEngine.create({
     db,
     logger: quiet,
     authenticate: ({ token }) => (token ? { id: token } : undefined),
     authorize: (principal, action) => action !== 'write' || principal.id !== 'mallory',
-    mutators: { [collection]: playerMutators },
+    mutators: { [collection]: { ...playerMutators, ...more } as Mutators<BaseDocument> },
   });
 }

@@ -258,40 +258,57 @@ describe.each(syncBackends)('mutations on %s', (_backend, open) => {
     },
   );
 
-  it('answers from the record, never applying twice, a caller whose remembered record went stale', async () => {
+  it('answers from the record, never applying twice, when the record this engine knows went stale', async () => {
     const id = await newPlayer();
     const client = uniqueCollection('client');
-    // Two callers of one client id (two connections of it): each remembers the record it last saw.
-    const [a, b] = [{ ...caller(client) }, { ...caller(client) }];
-    await engine.mutate(a, request(1, 'addGold', id, { amount: 5 }));
-    const applied = await engine.mutate(b, request(2, 'addGold', id, { amount: 1 }));
-    expect(applied).toMatchObject({ type: 'mutated', mid: 2, seq: 3 });
-    // `a` still expects mid 2 next: its mutator runs, and its write finds the record moved on.
-    expect(await engine.mutate(a, request(2, 'addGold', id, { amount: 1 }))).toEqual({
-      ...applied,
-      duplicate: true,
-    });
-    expect(await engine.mutate(a, request(3, 'addGold', id, { amount: 10 }))).toMatchObject({
-      mid: 3,
-      seq: 4,
-    });
-    // `b` remembers the record at 2: its mid 4 reads the record again (at 3), not refused as out of order.
-    expect(await engine.mutate(b, request(4, 'addGold', id, { amount: 100 }))).toMatchObject({
-      mid: 4,
-      seq: 5,
-    });
+    // Two engines (two instances) of one database: each knows the record as it last read or wrote it.
+    const other = await openEngine(db);
+    try {
+      await engine.mutate(caller(client), request(1, 'addGold', id, { amount: 5 }));
+      const applied = await other.mutate(caller(client), request(2, 'addGold', id, { amount: 1 }));
+      expect(applied).toMatchObject({ type: 'mutated', mid: 2, seq: 3 });
+      // `engine` still expects mid 2: its mutator runs, and its write finds the record moved on.
+      expect(await engine.mutate(caller(client), request(2, 'addGold', id, { amount: 1 }))).toEqual({
+        ...applied,
+        duplicate: true,
+      });
+      expect(await engine.mutate(caller(client), request(3, 'addGold', id, { amount: 10 }))).toMatchObject({
+        mid: 3,
+        seq: 4,
+      });
+      // `other` knows the record at 2: its mid 4 reads it again (at 3), not refused as out of order.
+      expect(await other.mutate(caller(client), request(4, 'addGold', id, { amount: 100 }))).toMatchObject({
+        mid: 4,
+        seq: 5,
+      });
+    } finally {
+      await other.close();
+    }
     expect((await (await players()).findOne(id))?.gold).toBe(116);
     expect(await eventsOf(id)).toHaveLength(4);
-    // Racing callers of one mid, each remembering a record that expects it: one applies, all agree.
-    const racers = Array.from({ length: 4 }, () => ({ ...caller(client) }));
-    // A resend each: now each remembers the record at 4.
-    for (const r of racers) await engine.mutate(r, request(4, 'addGold', id, { amount: 1 }));
-    const answers = await Promise.all(
-      racers.map((r) => engine.mutate(r, request(5, 'addGold', id, { amount: 1000 }))),
-    );
-    expect(answers.filter((x) => x.type === 'mutated' && !x.duplicate)).toHaveLength(1);
-    expect(answers.every((x) => x.type === 'mutated' && x.seq === 6)).toBe(true);
-    expect((await (await players()).findOne(id))?.gold).toBe(1116);
+  });
+
+  it('runs one client id’s mutations one at a time in an engine: a resend racing its first run is answered, not run', async () => {
+    const id = await newPlayer();
+    const client = uniqueCollection('client');
+    let runs = 0;
+    const counting = await openMutationEngine(db, PLAYERS, {
+      count: (draft: Player) => {
+        runs++;
+        draft.gold += 1;
+      },
+    });
+    try {
+      // Two connections of the client send mid 1 at once (a resend after a reconnect racing the first).
+      const answers = await Promise.all(
+        [1, 2, 3].map(() => counting.mutate(caller(client), request(1, 'count', id))),
+      );
+      expect(answers.filter((x) => x.type === 'mutated' && !x.duplicate)).toHaveLength(1);
+      expect(answers.every((x) => x.type === 'mutated' && x.seq === 2)).toBe(true);
+      expect(runs).toBe(1);
+    } finally {
+      await counting.close();
+    }
   });
 
   it('applies a mid once when two engines of one client id race for it, and the record survives a restart', async () => {
