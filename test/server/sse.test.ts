@@ -7,6 +7,7 @@ import { applyEvents } from '../../src/events/apply.js';
 import { type Attached, attach } from '../../src/server/attach.js';
 import { SyncEngine } from '../../src/sync/engine.js';
 import { closeSharedPglite, syncBackends, uniqueCollection } from '../support/databases.js';
+import { feedCaughtUp } from '../support/engine-feed.js';
 import { loopbackServer } from '../support/loopback-server.js';
 import { http, SseClient } from './http-client.js';
 
@@ -157,6 +158,9 @@ describe.each(syncBackends)('SSE on %s', (_backend, openDb) => {
     const g = await engine.collection<Game>(ARENA);
     await g.findOneAndUpsert({ _id: 'rich', name: 'rich', gold: 100 });
     await g.findOneAndUpsert({ _id: 'poor', name: 'poor', gold: 1 });
+    // On PostgreSQL the create could otherwise reach the new subscription live, as its create
+    // event, instead of a snapshot (seen in a clean-clone CI run).
+    await feedCaughtUp(engine, 'alice');
     const filter = encodeURIComponent(JSON.stringify({ gold: { $gte: 50 } }));
     const c = await sse(`/sse/${ARENA}?filter=${filter}`);
     await c.until(synced);
