@@ -389,24 +389,13 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
     this.host.closeFeed(this);
   }
 
-  /**
-   * Resuming, it names the members it holds at their seqs (`known`): the server sends snapshots
-   * only of what changed and `leave` for what it no longer covers, so what is held counts as
-   * brought back (`#seen`). A list that could pass the server's frame limit is left out: then
-   * every member comes as a snapshot, as afresh.
-   */
   subscribeMessage(sub: string): ClientMessage {
-    const known: Record<string, number> = {};
-    for (const [id, r] of this.#replicas) if (r.based && r.state !== null) known[id] = r.seq;
-    const resume = JSON.stringify(known).length < 32_768;
-    this.#seen = new Set(resume ? Object.keys(known) : []);
     // Absent fields are left undefined: the frame is JSON, which drops them.
     return {
       type: 'subscribe',
       sub,
       collection: this.collection,
       filter: this.filter as Record<string, never>,
-      known: resume ? known : undefined,
     } as ClientMessage;
   }
 
@@ -441,6 +430,7 @@ export class CollectionFeed extends Feed implements CollectionHandle<JsonObject>
 
   beginCatchUp(): void {
     this.synced = false;
+    this.#seen = new Set();
     // Events held for documents that never got a base: the new subscription starts over.
     for (const [id, r] of this.#replicas) if (!r.based) this.#replicas.delete(id);
   }
