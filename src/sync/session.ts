@@ -476,8 +476,7 @@ export class Session implements Follower {
       }
       if (subscription.known?.get(tracked.documentId) === snapshot.seq) {
         // The client holds this very state (a resumed subscription): it needs no snapshot.
-        tracked.lastSeq = snapshot.seq;
-        tracked.lastClock = snapshot.vectorClock;
+        this.#sentUpTo(tracked, snapshot);
       } else {
         const frame = this.#snapshotFrame(tracked, snapshot);
         sent.more = this.#catchUpFrame(
@@ -679,9 +678,14 @@ export class Session implements Follower {
   }
 
   /** The `snapshot` frame of a followed document; from now on it is at the snapshot's seq. */
+  /** The client has `tracked`'s document as of `position`: events up to it are duplicates. */
+  #sentUpTo(tracked: Tracked, position: DocumentPosition): void {
+    tracked.lastSeq = position.seq;
+    tracked.lastClock = position.vectorClock;
+  }
+
   #snapshotFrame(tracked: Tracked, snapshot: DocumentPosition): string {
-    tracked.lastSeq = snapshot.seq;
-    tracked.lastClock = snapshot.vectorClock;
+    this.#sentUpTo(tracked, snapshot);
     return JSON.stringify({
       type: 'snapshot',
       collection: tracked.collection,

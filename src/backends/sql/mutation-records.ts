@@ -14,18 +14,37 @@ interface RecordRow {
   updated_at: number | string;
 }
 
+/**
+ * The statement that writes a record only while it is at the mid before, returning a row when it
+ * did: `first` (mid 1) finds no row (or one at last_mid 0, which counts as none, as `read` says);
+ * a later mid updates the row at `mid - 1`. Its values are SQL expressions (`outcome`: jsonb),
+ * read from `from` when given: `keepMutationRecord` here, and the recording statement of a
+ * mutation's write (`keptRecordSql` in recording.ts, from its event).
+ */
+export function keepRecordSql(
+  first: boolean,
+  v: { name: string; mid: string; outcome: string; at: string },
+  from?: string,
+): string {
+  if (first) {
+    return `INSERT INTO eventsync_mutations AS r (client_id, last_mid, outcome, updated_at)
+      SELECT ${v.name}, ${v.mid}::bigint, ${v.outcome}, ${v.at}::bigint${from ? ` FROM ${from}` : ''}
+      ON CONFLICT (client_id) DO UPDATE
+        SET last_mid = EXCLUDED.last_mid, outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at
+        WHERE r.last_mid = 0
+      RETURNING 1`;
+  }
+  return `UPDATE eventsync_mutations AS r
+      SET last_mid = ${v.mid}::bigint, outcome = ${v.outcome}, updated_at = ${v.at}::bigint${from ? ` FROM ${from}` : ''}
+      WHERE r.client_id = ${v.name} AND r.last_mid = ${v.mid}::bigint - 1
+      RETURNING 1`;
+}
+
+/** `keepMutationRecord`'s statements: $1 client id, $2 mid, $3 outcome, $4 updated_at. */
+const params = { name: '$1::text', mid: '$2', outcome: '$3::jsonb', at: '$4' };
+const keep = { first: keepRecordSql(true, params), next: keepRecordSql(false, params) };
+
 const sql = {
-  // `keepMutationRecord`: only while the record is at the mid before. A first mid finds no row
-  // (or one at last_mid 0, which counts as none, as `read` says).
-  keepFirst: `INSERT INTO eventsync_mutations AS m (client_id, last_mid, outcome, updated_at)
-    VALUES ($1, $2, $3::jsonb, $4)
-    ON CONFLICT (client_id) DO UPDATE
-      SET last_mid = EXCLUDED.last_mid, outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at
-      WHERE m.last_mid = 0
-    RETURNING 1`,
-  keepNext: `UPDATE eventsync_mutations SET last_mid = $2::bigint, outcome = $3::jsonb, updated_at = $4
-    WHERE client_id = $1 AND last_mid = $2::bigint - 1
-    RETURNING 1`,
   read: `SELECT last_mid, outcome, updated_at FROM eventsync_mutations
     WHERE client_id = $1 AND last_mid > 0`,
   // starts_with, not LIKE: a prefix holding _ or % means itself.
@@ -42,7 +61,7 @@ export class SqlMutationRecords extends SqlEventPart {
   async keepMutationRecord(record: MutationRecord): Promise<boolean> {
     const { clientId, lastMid, outcome, updatedAt } = record;
     const doing = `keep the mutation record of ${JSON.stringify(clientId)}`;
-    const statement = lastMid === 1 ? sql.keepFirst : sql.keepNext;
+    const statement = lastMid === 1 ? keep.first : keep.next;
     const rows = await this.run(doing, statement, [clientId, lastMid, JSON.stringify(outcome), updatedAt]);
     return rows.length === 1;
   }

@@ -11,6 +11,7 @@ import { type EventRecord, MutationRecordMoved } from '../../core/event-backend.
 import type { EventDraft, SyncEvent, VectorClock } from '../../core/events.js';
 import { newObjectId } from '../../core/ids.js';
 import type { SqlQueryable } from './driver.js';
+import { keepRecordSql } from './mutation-records.js';
 import { sqlState } from './sqlstate.js';
 
 /** What a recorded write's statement returns about its event. */
@@ -86,25 +87,15 @@ export const keptRecordOf = (record: EventRecord | undefined): KeptRecord =>
  */
 export function keptRecordSql(kept: KeptRecord, first: number): { cte: string; column: string } {
   if (kept === 'none') return { cte: '', column: '' };
-  const [name, mid, outcome, at] = [0, 1, 2, 3].map((i) => `$${first + i}`);
+  const [name, mid, outcome, at] = [0, 1, 2, 3].map((i) => `$${first + i}`) as [
+    string,
+    string,
+    string,
+    string,
+  ];
   const value = `${outcome}::jsonb || jsonb_build_object('seq', e.seq, 'version', e.version)`;
-  // A first mutation finds no row (or one at last_mid 0, which counts as none).
-  const cte =
-    kept === 'first'
-      ? `, m AS (
-      INSERT INTO eventsync_mutations AS r (client_id, last_mid, outcome, updated_at)
-      SELECT ${name}, ${mid}::bigint, ${value}, ${at}::bigint FROM e
-      ON CONFLICT (client_id) DO UPDATE
-        SET last_mid = EXCLUDED.last_mid, outcome = EXCLUDED.outcome, updated_at = EXCLUDED.updated_at
-        WHERE r.last_mid = 0
-      RETURNING 1
-    )`
-      : `, m AS (
-      UPDATE eventsync_mutations AS r SET last_mid = ${mid}::bigint, outcome = ${value}, updated_at = ${at}::bigint
-      FROM e WHERE r.client_id = ${name} AND r.last_mid = ${mid}::bigint - 1
-      RETURNING 1
-    )`;
-  return { cte, column: ', 1 / (SELECT count(*)::int FROM m) AS kept' };
+  const keep = keepRecordSql(kept === 'first', { name: `${name}::text`, mid, outcome: value, at }, 'e');
+  return { cte: `, m AS (${keep})`, column: ', 1 / (SELECT count(*)::int FROM m) AS kept' };
 }
 
 /** The parameters `keptRecordSql` takes (none for 'none'). */
