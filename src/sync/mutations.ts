@@ -341,6 +341,7 @@ function eventOptions(
   onEvent: (event: SyncEvent) => void,
 ): EventCallOptions {
   const { mid, name } = request;
+  const updatedAt = Date.now();
   let outcome: JsonObject | undefined;
   const options: EventCallOptions = {
     clientId: caller.clientId,
@@ -348,8 +349,9 @@ function eventOptions(
     onEvent: (recorded) => {
       onEvent(recorded);
       if (keeping && outcome) {
+        // The record as the write kept it: its outcome plus the event's seq and version.
         const kept = { ...outcome, seq: recorded.seq, version: recorded.version };
-        keeping.kept = { clientId: keeping.key, lastMid: mid, outcome: kept, updatedAt: Date.now() };
+        keeping.kept = { clientId: keeping.key, lastMid: mid, outcome: kept, updatedAt };
       }
     },
   };
@@ -367,7 +369,7 @@ function eventOptions(
       outcome = outcomeToKeep(keeping.before, answer());
       return outcome;
     },
-    updatedAt: Date.now(),
+    updatedAt,
   };
   return options;
 }

@@ -30,6 +30,7 @@ import type { Diff, JsonObject } from '../../core/json.js';
 import { getIn } from '../../storage/edit.js';
 import { findInPages, pagesOf } from '../../storage/find.js';
 import { MemoryEventLog, nextEvent } from './memory-events.js';
+import { expects } from './memory-mutations.js';
 
 type Rows = Map<string, StoredDocument>;
 type Listener = (change: CommittedChange) => void;
@@ -170,7 +171,7 @@ class Writer {
   ): Written {
     const mutation = record?.mutation;
     // The record is checked before anything changes: a moved record leaves everything as it was.
-    if (mutation && (this.sink.mutationRecord(mutation.clientId)?.lastMid ?? 0) !== mutation.mid - 1) {
+    if (mutation && !expects(this.sink.mutationRecord(mutation.clientId), mutation.mid)) {
       throw new MutationRecordMoved(mutation.clientId);
     }
     const event =
@@ -363,16 +364,14 @@ class MemoryCollection implements CollectionBackend {
    */
   async #write<R>(record: EventRecord | undefined, write: () => R): Promise<R> {
     const { mutations } = this.state.log;
+    const clientId = record?.mutation?.clientId;
     for (;;) {
       this.state.assertOpen();
-      const held = record?.mutation && mutations.held(record.mutation.clientId);
-      if (held) {
-        await held;
-        continue;
-      }
+      if (clientId !== undefined) await mutations.free(clientId);
       const done = await this.state.lock.whenFree(() => {
         this.state.assertOpen();
-        if (record?.mutation && mutations.held(record.mutation.clientId)) return undefined;
+        // Taken again while this write waited for the collection: wait for that holder too.
+        if (clientId !== undefined && mutations.held(clientId)) return undefined;
         return { written: write() };
       });
       if (done) return done.written;

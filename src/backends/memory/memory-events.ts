@@ -13,7 +13,7 @@ import type {
 } from '../../core/event-backend.js';
 import type { EventDraft, Snapshot, StateVector, SyncEvent, VectorClock } from '../../core/events.js';
 import { newObjectId } from '../../core/ids.js';
-import { MemoryMutationRecords } from './memory-mutations.js';
+import { expects, MemoryMutationRecords } from './memory-mutations.js';
 
 const key = (collection: string, documentId: string) => `${collection}\u0000${documentId}`;
 const clone = <V>(value: V): V => structuredClone(value);
@@ -276,12 +276,9 @@ export class MemoryEventLog implements EventBackend {
 
   async keepMutationRecord(record: MutationRecord): Promise<boolean> {
     // A transaction whose write keeps this record holds it until it ends (as SQL's row lock).
-    for (let held = this.mutations.held(record.clientId); held; held = this.mutations.held(record.clientId)) {
-      this.assertOpen();
-      await held;
-    }
+    await this.mutations.free(record.clientId);
     this.assertOpen();
-    if ((this.mutations.get(record.clientId)?.lastMid ?? 0) !== record.lastMid - 1) return false;
+    if (!expects(this.mutations.get(record.clientId), record.lastMid)) return false;
     this.mutations.set(record);
     return true;
   }

@@ -7,6 +7,10 @@ import type { MutationRecord } from '../../core/event-backend.js';
 
 const clone = <V>(value: V): V => structuredClone(value);
 
+/** Whether `record` (none: 0) is at the mid before `mid`: what keeping `mid`'s answer requires. */
+export const expects = (record: MutationRecord | undefined, mid: number): boolean =>
+  (record?.lastMid ?? 0) === mid - 1;
+
 export class MemoryMutationRecords {
   readonly #records = new Map<string, MutationRecord>();
   /** Per client id: the promise the next holder of its lock waits for (absent: nobody holds it). */
@@ -36,9 +40,14 @@ export class MemoryMutationRecords {
     return pruned;
   }
 
-  /** While a transaction holds `clientId`'s record (or waits for it): a promise of its release; else `undefined`. */
-  held(clientId: string): Promise<void> | undefined {
-    return this.#tails.get(clientId);
+  /** Whether a transaction holds `clientId`'s record (or waits for it). */
+  held(clientId: string): boolean {
+    return this.#tails.has(clientId);
+  }
+
+  /** Resolves once no transaction holds `clientId`'s record (a later one may take it at once). */
+  async free(clientId: string): Promise<void> {
+    for (let tail = this.#tails.get(clientId); tail; tail = this.#tails.get(clientId)) await tail;
   }
 
   /** Waits until no transaction holds `clientId`'s record, then holds it; returns its release. */
