@@ -497,6 +497,32 @@ describe.each(syncBackends)(
       expect(c.received.filter((m) => m.type === 'error')).toEqual([]);
     });
 
+    it('answers a known list filling a frame (~50 KiB) with a leave each, stores nothing, serves others', async () => {
+      const { games, collection, port } = await start(open, { maxBufferedBytes: 4 * 1024 * 1024 });
+      await seed(games, 2, '');
+      const known = Object.fromEntries(
+        Array.from({ length: 5000 }, (_, i) => [`g${String(i).padStart(4, '0')}`, 1]),
+      );
+      expect(JSON.stringify(known).length).toBeGreaterThan(45_000);
+      const c = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
+      cleanups.push(() => c.terminate());
+      c.send({ type: 'hello', protocol: 1, clientId: 'flood' });
+      await c.next('welcome');
+      c.send({ type: 'subscribe', sub: 'all', collection, known });
+      await c.until((r) => r.some((m) => m.type === 'synced'), 30_000);
+      expect(c.received.filter((m) => m.type === 'leave')).toHaveLength(5000);
+      expect(c.received.filter((m) => m.type === 'snapshot')).toHaveLength(2);
+      expect(await games.findMany({})).toHaveLength(2);
+      // The server goes on serving others.
+      const other = await TestClient.connect(`ws://127.0.0.1:${port}/sync`);
+      cleanups.push(() => other.terminate());
+      other.send({ type: 'hello', protocol: 1, clientId: 'other' });
+      await other.next('welcome');
+      other.send({ type: 'subscribe', sub: 'all', collection });
+      await other.next('synced');
+      expect(other.received.filter((m) => m.type === 'snapshot')).toHaveLength(2);
+    });
+
     it('refuses more known documents than a subscription may cover, and the session goes on', async () => {
       const { games, collection, port } = await start(open, { maxSubscriptionDocuments: 3 });
       await seed(games, 2, '');
